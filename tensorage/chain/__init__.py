@@ -1,0 +1,20 @@
+"""One small chain port with two backends: bittensor 11 (real networks) and the devnet."""
+
+from __future__ import annotations
+
+from ..config import Settings
+from .port import ChainPort, Metagraph, Neuron
+
+
+def connect(settings: Settings) -> ChainPort:
+    """The backend for ``--subtensor.network``: the devnet file or a bittensor client."""
+    if settings.network == "devnet":
+        from .devnet import Devnet
+
+        return Devnet.open(settings.devnet_root, netuid=settings.resolved_netuid)
+    from .bittensor_backend import BittensorChain
+
+    return BittensorChain(settings.network, settings.resolved_netuid)
+
+
+__all__ = ["ChainPort", "Metagraph", "Neuron", "connect"]

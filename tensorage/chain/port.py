@@ -1,0 +1,82 @@
+"""What tensorage needs from a chain, and nothing more.
+
+Field names follow bittensor 11's ``MetagraphNeuron`` so both backends look alike.
+Calls are synchronous; engines run them with ``asyncio.to_thread``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Protocol
+
+from bittensor.wallet import Wallet
+
+
+@dataclass(frozen=True)
+class Neuron:
+    uid: int
+    hotkey: str
+    coldkey: str
+    active: bool
+    validator_permit: bool
+    last_update: int
+    block_at_registration: int
+    rank: float
+    trust: float
+    consensus: float
+    incentive: float
+    dividends: float
+    emission: float
+    total_stake: float
+    axon: Optional[str]  # "ip:port" or None when nothing is served
+
+    @property
+    def endpoint(self) -> Optional[tuple[str, int]]:
+        if not self.axon:
+            return None
+        host, _, port = self.axon.rpartition(":")
+        try:
+            port_n = int(port)
+        except ValueError:
+            return None
+        if not host or port_n <= 0 or host in ("0.0.0.0", "::"):
+            return None
+        return host.strip("[]"), port_n
+
+
+@dataclass
+class Metagraph:
+    netuid: int
+    block: int
+    neurons: list[Neuron] = field(default_factory=list)
+
+    def by_hotkey(self, hotkey: str) -> Optional[Neuron]:
+        return next((n for n in self.neurons if n.hotkey == hotkey), None)
+
+    def by_uid(self, uid: int) -> Optional[Neuron]:
+        return next((n for n in self.neurons if n.uid == uid), None)
+
+    @property
+    def hotkeys(self) -> list[str]:
+        return [n.hotkey for n in self.neurons]
+
+    @property
+    def validators(self) -> list[Neuron]:
+        return [n for n in self.neurons if n.validator_permit]
+
+
+class ChainPort(Protocol):
+    network: str
+    netuid: int
+
+    def block(self) -> int: ...
+
+    def metagraph(self) -> Metagraph: ...
+
+    def serve(self, wallet: Wallet, ip: str, port: int) -> None: ...
+
+    def set_weights(self, wallet: Wallet, weights: dict[int, float]) -> int:
+        """Normalize and write weights; returns the block. Never to an unregistered uid."""
+        ...
+
+    def close(self) -> None: ...

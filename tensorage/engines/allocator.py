@@ -1,0 +1,391 @@
+"""The allocator: turns a disk share into plots plus a reserve for client shards.
+
+It plans (no writes) so the operator can confirm, then makes the planned plots in
+child processes, ``workers`` at a time and never more than free space allows,
+verifying each with sample challenges. A kill at any point is safe: the next run
+removes half-made plots and restarts them. ``reallocate()`` follows the client
+reserve: it drops plots when shards need the room and plots again when room frees up.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+from ..config import Settings
+from ..errors import NotEnoughSpace, PlotError
+from ..events import (AllocationDone, ErrorEvent, EventBus, PlanReady, PlotDone, PlotProgress, PlotRemoved,
+                      PlotVerified)
+from ..proofs.plots import (estimated_plot_bytes, parse_plot_filename, peak_bytes, plot_filename, plot_id,
+                            proof_rate)
+from ..proofs.plotter import PlotJob, run_plot, verify_plot
+from ..storage.layout import Layout, device_space, dir_bytes
+from ..storage.models import MinerIndex, PlotState
+from ..storage.partition import ExistingPlot, PartitionPlan, max_share_bytes, plan_partition, seconds_per_plot
+
+MAX_CONSECUTIVE_FAILURES = 3
+ON_DISK = (PlotState.PLOTTING, PlotState.DONE, PlotState.VERIFIED)
+
+
+@dataclass
+class PlotInFlight:
+    seed: str
+    k: int
+    fraction: float = 0.0
+    started: float = field(default_factory=time.monotonic)
+
+
+@dataclass
+class AllocatorStatus:
+    """What the console and `status --json` show; updated as the engine works."""
+
+    planned: int = 0
+    done: int = 0
+    verified: int = 0
+    plot_bytes: int = 0
+    running: dict[str, PlotInFlight] = field(default_factory=dict)
+    started_at: Optional[float] = None
+    work_total: float = 0.0
+    work_done: float = 0.0
+    made_this_run: int = 0
+    busy: bool = False
+    last_error: str = ""
+
+    @property
+    def rate_per_hour(self) -> float:
+        if not self.started_at or self.made_this_run == 0:
+            return 0.0
+        return self.made_this_run / max(1e-6, time.monotonic() - self.started_at) * 3600
+
+    @property
+    def eta_s(self) -> Optional[float]:
+        if not self.busy or not self.started_at:
+            return None
+        elapsed = time.monotonic() - self.started_at
+        progress = self.work_done + sum(seconds_per_plot(p.k) * p.fraction for p in self.running.values())
+        if progress <= 0 or elapsed < 0.5:
+            return None
+        return max(0.0, (self.work_total - progress) * elapsed / progress)
+
+
+class Allocator:
+    def __init__(self, settings: Settings, hotkey: str, bus: Optional[EventBus] = None,
+                 source: str = "allocator") -> None:
+        self.settings = settings
+        self.hotkey = hotkey
+        self.profile = settings.profile
+        self.layout = Layout(settings.db_root)
+        self.bus = bus or EventBus()
+        self.source = source
+        self.status = AllocatorStatus()
+        self._index: Optional[MinerIndex] = None
+        self._lock = asyncio.Lock()
+        self.cpus = os.cpu_count() or 1
+
+    # -- reading state (no writes) --------------------------------------------------------
+    @property
+    def index(self) -> MinerIndex:
+        if self._index is None:
+            self.layout.ensure()
+            self._index = MinerIndex(self.layout.miner_db)
+        return self._index
+
+    def _existing_index(self) -> Optional[MinerIndex]:
+        if self._index is None and self.layout.miner_db.exists():
+            self._index = MinerIndex(self.layout.miner_db)
+        return self._index
+
+    def existing_plots(self) -> list[ExistingPlot]:
+        index = self._existing_index()
+        if index is None:
+            return []
+        return [ExistingPlot(seed=p.seed, k=p.k, bytes=p.bytes) for p in index.plots(*ON_DISK)]
+
+    def shard_bytes(self) -> int:
+        return dir_bytes(self.layout.shards)
+
+    def plan(self, size_bytes: Optional[int] = None) -> PartitionPlan:
+        """The partition for the current disk, index and shards; raises NotEnoughSpace."""
+        self.layout.check_writable_target()
+        existing = self.existing_plots()
+        return plan_partition(
+            size_bytes if size_bytes is not None else self.settings.size_bytes,
+            device_space(self.layout.root), self.profile, existing=existing, shard_bytes=self.shard_bytes(),
+        )
+
+    def max_share_bytes(self) -> int:
+        used = sum(p.bytes for p in self.existing_plots()) + self.shard_bytes()
+        return max_share_bytes(device_space(self.layout.root), used)
+
+    def refresh_counts(self) -> None:
+        index = self._existing_index()
+        if index is None:
+            return
+        counts = index.counts()
+        self.status.planned = sum(counts.values())
+        self.status.done = counts.get(PlotState.DONE.value, 0) + counts.get(PlotState.VERIFIED.value, 0)
+        self.status.verified = counts.get(PlotState.VERIFIED.value, 0)
+        self.status.plot_bytes = index.bytes_in(PlotState.DONE, PlotState.VERIFIED)
+
+    # -- maintenance ---------------------------------------------------------------------
+    def wipe(self) -> None:
+        """--restart: remove every plot and the plot index. Client shards are kept."""
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+        shutil.rmtree(self.layout.plots, ignore_errors=True)
+        for suffix in ("", "-wal", "-shm"):
+            Path(str(self.layout.miner_db) + suffix).unlink(missing_ok=True)
+        self.bus.log("wiped plots and the plot index (client shards kept)", source=self.source)
+
+    def recover(self, repair: bool = False) -> None:
+        """After a kill: finish or undo what was in flight, adopt our orphan plot files,
+        and refuse (or with ``repair`` forget) plots that are listed but missing or unreadable."""
+        index = self.index
+        for row in index.plots(PlotState.PLOTTING):
+            final = self.layout.plots / plot_filename(row.k, bytes.fromhex(row.seed))
+            if final.exists():
+                index.mark_done(row.seed, final.stat().st_size, 0.0)
+            else:
+                index.set_state(row.seed, PlotState.PLANNED)
+        for row in index.plots(PlotState.FAILED):
+            index.set_state(row.seed, PlotState.PLANNED)
+        if self.layout.plots_tmp.exists():
+            for leftover in self.layout.plots_tmp.iterdir():
+                shutil.rmtree(leftover, ignore_errors=True) if leftover.is_dir() else leftover.unlink(missing_ok=True)
+        known = {p.seed for p in index.plots()}
+        for path in sorted(self.layout.plots.glob("plot-k*.plot")):
+            parsed = parse_plot_filename(path.name)
+            if parsed is None or parsed[1].hex() in known:
+                continue
+            k, seed = parsed
+            try:
+                verify_header(path, plot_id(self.hotkey, seed), k)
+            except PlotError as exc:
+                self.bus.publish(ErrorEvent(message=f"ignoring {path.name}: {exc}", source=self.source))
+                continue
+            index.add_planned([(seed.hex(), k, path.stat().st_size)])
+            index.mark_done(seed.hex(), path.stat().st_size, 0.0)
+            self.bus.log(f"adopted plot file {path.name} found without an index row", source=self.source)
+        problems: list[tuple[str, str]] = []  # (seed, what is wrong)
+        for row in index.plots(PlotState.DONE, PlotState.VERIFIED):
+            path = self.layout.plots / plot_filename(row.k, bytes.fromhex(row.seed))
+            if not path.exists():
+                problems.append((row.seed, f"plot k{row.k} {row.seed[:8]} is listed in {self.layout.miner_db.name} "
+                                           f"but {path} is missing"))
+                continue
+            try:
+                verify_header(path, plot_id(self.hotkey, bytes.fromhex(row.seed)), row.k)
+            except PlotError as exc:
+                problems.append((row.seed, str(exc)))
+        if problems and not repair:
+            more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
+            raise PlotError(f"{problems[0][1]}{more}: restore the file(s), or run `tensorage allocate --repair` "
+                            f"to forget them and plot again (nothing was changed)")
+        for seed, problem in problems:
+            row = index.get(seed)
+            index.remove([seed])
+            (self.layout.plots / plot_filename(row.k, bytes.fromhex(seed))).unlink(missing_ok=True)
+            self.bus.publish(ErrorEvent(message=f"repair: {problem}; it will be replotted", source=self.source))
+        self.refresh_counts()
+
+    # -- doing the work --------------------------------------------------------------------
+    async def allocate(self, size_bytes: Optional[int] = None, repair: bool = False) -> AllocationDone:
+        """Recover from any earlier kill, plan the share and make every planned plot."""
+        async with self._lock:
+            self.recover(repair=repair)
+            self._apply(self.plan(size_bytes))
+            return await self._make_plots()
+
+    async def reallocate(self) -> PartitionPlan:
+        """Follow the current client reserve and free space; returns the plan it applied."""
+        async with self._lock:
+            self.recover(repair=True)
+            try:
+                plan = self.plan()
+            except NotEnoughSpace as exc:
+                # The device filled up under us: keep what we have, plot nothing new.
+                self.bus.publish(ErrorEvent(message=f"reallocation skipped: {exc}", source=self.source))
+                plan = plan_partition(self.max_share_bytes(), device_space(self.layout.root), self.profile,
+                                      existing=self.existing_plots(), shard_bytes=self.shard_bytes())
+            self._apply(plan)
+            await self._make_plots()
+            return plan
+
+    def _apply(self, plan: PartitionPlan) -> None:
+        index = self.index
+        for p in plan.remove:
+            index.remove([p.seed])  # the row first: a kill before unlink leaves an orphan we re-adopt
+            (self.layout.plots / plot_filename(p.k, bytes.fromhex(p.seed))).unlink(missing_ok=True)
+            self.bus.publish(PlotRemoved(seed=p.seed, k=p.k, reason="client reserve needs the room", source=self.source))
+        planned = index.plots(PlotState.PLANNED)
+        wanted = list(plan.add)
+        keep_rows: list[str] = []
+        for row in planned:
+            if row.k in wanted:
+                wanted.remove(row.k)
+                keep_rows.append(row.seed)
+        index.remove([r.seed for r in planned if r.seed not in keep_rows])
+        index.add_planned([(os.urandom(32).hex(), k, estimated_plot_bytes(k)) for k in wanted])
+        self.refresh_counts()
+        self.bus.publish(PlanReady(
+            size_bytes=plan.size_bytes, plot_bytes=plan.plot_bytes, reserve_bytes=plan.reserve_bytes,
+            temp_bytes=plan.temp_bytes, free_bytes=plan.free_bytes, plots=plan.plot_ks, to_make=len(plan.add),
+            to_remove=len(plan.remove), source=self.source,
+        ))
+
+    def _share_free(self, inflight_peak: int) -> int:
+        """Bytes a new plot may still take: within the share and on the device."""
+        on_disk = self.index.bytes_in(PlotState.DONE, PlotState.VERIFIED) + self.shard_bytes()
+        share = self.settings.size_bytes - on_disk - inflight_peak
+        device = device_space(self.layout.root).free - inflight_peak
+        return min(share, device)
+
+    @staticmethod
+    def _concurrent_fit(pending: list, free: int, slots: int) -> int:
+        """How many of the next pending plots can start now (threads are split among them)."""
+        n = 0
+        for row in pending[:max(0, slots)]:
+            if peak_bytes(row.k) > free:
+                break
+            free -= peak_bytes(row.k)
+            n += 1
+        return n
+
+    async def _make_plots(self) -> AllocationDone:
+        index = self.index
+        began = time.monotonic()
+        if not self.settings.disable_verify:
+            for row in index.plots(PlotState.DONE):
+                await self._verify_existing(row)
+        pending = list(index.plots(PlotState.PLANNED))
+        st = self.status
+        st.busy, st.started_at, st.made_this_run, st.last_error = bool(pending), time.monotonic(), 0, ""
+        st.work_total, st.work_done = sum(seconds_per_plot(r.k) for r in pending), 0.0
+        workers = max(1, self.settings.workers)
+        running: dict[asyncio.Task, object] = {}
+        failures = 0
+        try:
+            while pending or running:
+                inflight = sum(peak_bytes(r.k) for r in running.values())
+                free = self._share_free(inflight)
+                fits = self._concurrent_fit(pending, free, workers - len(running))
+                for row in pending[:fits]:
+                    threads = max(1, self.cpus // (len(running) + fits))
+                    running[asyncio.create_task(self._make_one(row, threads=threads))] = row
+                del pending[:fits]
+                if not running:
+                    need = peak_bytes(pending[0].k)
+                    raise NotEnoughSpace(
+                        f"no room to build a k={pending[0].k} plot ({need / 1e9:.3f} GB while plotting, "
+                        f"{max(0, self._share_free(0)) / 1e9:.3f} GB free in the share): free some disk space "
+                        f"or lower --size_in_gb, then run again")
+                finished, _ = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                for task in finished:
+                    row = running.pop(task)
+                    st.running.pop(row.seed, None)
+                    st.work_done += seconds_per_plot(row.k)
+                    exc = task.exception()
+                    if exc is None:
+                        failures = 0
+                        continue
+                    if not isinstance(exc, PlotError):
+                        raise exc
+                    failures += 1
+                    st.last_error = str(exc)
+                    index.set_state(row.seed, PlotState.FAILED)
+                    self.bus.publish(ErrorEvent(message=str(exc), source=self.source))
+                    if failures >= MAX_CONSECUTIVE_FAILURES:
+                        raise PlotError(f"{failures} plots failed in a row, last: {exc}")
+        except BaseException:
+            for task in running:
+                task.cancel()
+            await asyncio.gather(*running, return_exceptions=True)
+            for row in running.values():
+                if index.get(row.seed) and index.get(row.seed).state == PlotState.PLOTTING.value:
+                    index.set_state(row.seed, PlotState.PLANNED)
+            raise
+        finally:
+            st.busy = False
+            st.running.clear()
+            self.refresh_counts()
+        done = AllocationDone(plots=st.done, verified=st.verified, plot_bytes=st.plot_bytes,
+                              seconds=time.monotonic() - began, source=self.source)
+        self.bus.publish(done)
+        return done
+
+    async def _make_one(self, row, threads: int) -> None:
+        seed = bytes.fromhex(row.seed)
+        pid = plot_id(self.hotkey, seed)
+        job = PlotJob(tmp_root=self.layout.plots_tmp, final_dir=self.layout.plots, filename=plot_filename(row.k, seed),
+                      k=row.k, plot_id=pid, threads=threads, verify=not self.settings.disable_verify)
+        self.index.set_state(row.seed, PlotState.PLOTTING)
+        flight = self.status.running[row.seed] = PlotInFlight(seed=row.seed, k=row.k)
+
+        def progress(fraction: float) -> None:
+            flight.fraction = fraction
+            st = self.status
+            self.bus.publish(PlotProgress(seed=row.seed, k=row.k, fraction=fraction, done=st.done,
+                                          total=st.planned, rate_per_hour=st.rate_per_hour, eta_s=st.eta_s,
+                                          source=self.source))
+
+        result = await run_plot(job, progress)
+        self.index.mark_done(row.seed, result.bytes, result.seconds)
+        st = self.status
+        st.made_this_run += 1
+        st.done += 1
+        st.plot_bytes += result.bytes
+        self.bus.publish(PlotDone(seed=row.seed, k=row.k, bytes=result.bytes, seconds=result.seconds,
+                                  done=st.done, total=st.planned, source=self.source))
+        if result.verified:
+            self.index.mark_verified(row.seed, result.proofs_checked)
+            st.verified += 1
+            self.bus.publish(PlotVerified(seed=row.seed, k=row.k, proofs=result.proofs_checked,
+                                          expected=proof_rate(row.k), ok=True, source=self.source))
+
+    async def _verify_existing(self, row) -> None:
+        """A plot that finished before a kill but was never verified."""
+        seed = bytes.fromhex(row.seed)
+        path = self.layout.plots / plot_filename(row.k, seed)
+        try:
+            proofs = await asyncio.to_thread(verify_plot, path, plot_id(self.hotkey, seed), row.k)
+        except PlotError as exc:
+            self.index.remove([row.seed])
+            path.unlink(missing_ok=True)
+            self.bus.publish(PlotVerified(seed=row.seed, k=row.k, proofs=0, expected=proof_rate(row.k), ok=False,
+                                          source=self.source))
+            self.bus.publish(ErrorEvent(message=f"{exc}; it will be replotted", source=self.source))
+            return
+        self.index.mark_verified(row.seed, proofs)
+        self.bus.publish(PlotVerified(seed=row.seed, k=row.k, proofs=proofs, expected=proof_rate(row.k), ok=True,
+                                      source=self.source))
+
+    def prepare_validator(self) -> Path:
+        """--validator: a validator's database (scores, rounds, weights; no hash DB)."""
+        from ..storage.validator_db import ValidatorStore
+
+        self.layout.ensure()
+        ValidatorStore(self.layout.validator_state_db).close()
+        return self.layout.validator_state_db
+
+    def close(self) -> None:
+        if self._index is not None:
+            self._index.close()
+            self._index = None
+
+
+def verify_header(path: Path, expected_id: bytes, k: int) -> None:
+    from ..proofs.chia import plot_header
+
+    try:
+        header_id, header_k = plot_header(path)
+    except PlotError:
+        raise PlotError(f"{path.name} is not a readable plot (corrupt or truncated)") from None
+    if header_id != expected_id or header_k != k:
+        raise PlotError(f"{path.name} was not made for this hotkey at k={k}")
+

@@ -1,0 +1,49 @@
+"""Errors an operator can act on.
+
+Every message names what went wrong and what to do about it; the CLI prints it
+as one line and exits non-zero, the console shows it on screen.
+"""
+
+from __future__ import annotations
+
+
+class TensorageError(Exception):
+    """Base class: the message is meant for the operator."""
+
+    exit_code = 2
+
+
+class ConfigError(TensorageError):
+    """A flag or setting is missing, malformed or out of range."""
+
+
+class DiskError(TensorageError):
+    """The database root cannot be used (missing, unwritable, too small)."""
+
+
+class NotEnoughSpace(DiskError):
+    """The requested share does not fit on the device."""
+
+
+class CorruptIndex(TensorageError):
+    """A SQLite index cannot be read; nothing was changed."""
+
+
+class PlotError(TensorageError):
+    """A plot could not be made, opened or verified."""
+
+
+class WalletError(TensorageError):
+    """A wallet or hotkey is missing or unreadable."""
+
+
+class ChainError(TensorageError):
+    """The chain refused a read or a write, or cannot be reached."""
+
+
+class NotRegistered(ChainError):
+    """A hotkey or uid is not registered on the subnet."""
+
+
+class ProtocolError(TensorageError):
+    """A peer sent something that does not follow the protocol."""

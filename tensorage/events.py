@@ -1,0 +1,263 @@
+"""Typed events and the in-process bus engines publish on.
+
+Engines never print or draw: they publish events. The console turns them into
+Textual messages, the headless runner logs them with rich, and a child node
+relays them to its supervisor as JSON lines (``to_json`` / ``from_json``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections import deque
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Callable, ClassVar, Optional
+
+log = logging.getLogger(__name__)
+
+_REGISTRY: dict[str, type["Event"]] = {}
+
+
+@dataclass(kw_only=True)
+class Event:
+    """Base event: who published it and when."""
+
+    source: str = ""
+    ts: float = field(default_factory=time.time)
+    level: ClassVar[str] = "info"
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        _REGISTRY[cls.__name__] = cls
+
+    def summary(self) -> str:
+        """One line for logs; subclasses say it better."""
+        body = {k: v for k, v in asdict(self).items() if k not in ("source", "ts")}
+        return f"{type(self).__name__} {body}"
+
+    def to_json(self) -> str:
+        return json.dumps({"type": type(self).__name__, **asdict(self)}, separators=(",", ":"))
+
+    @staticmethod
+    def from_json(line: str) -> Optional["Event"]:
+        """Parse a relayed event; None for lines that are not events."""
+        try:
+            data = json.loads(line)
+            cls = _REGISTRY[data.pop("type")]
+        except (ValueError, KeyError, TypeError, AttributeError):
+            return None
+        known = {f.name for f in fields(cls)}
+        try:
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except TypeError:
+            return None
+
+
+@dataclass(kw_only=True)
+class LogEvent(Event):
+    message: str
+    severity: str = "info"  # debug | info | warning | error
+
+    def summary(self) -> str:
+        return self.message
+
+
+@dataclass(kw_only=True)
+class ErrorEvent(Event):
+    message: str
+    level: ClassVar[str] = "error"
+
+    def summary(self) -> str:
+        return self.message
+
+
+@dataclass(kw_only=True)
+class PlanReady(Event):
+    size_bytes: int
+    plot_bytes: int
+    reserve_bytes: int
+    temp_bytes: int
+    free_bytes: int
+    plots: list[int]  # k of each planned plot, in plotting order
+    to_make: int
+    to_remove: int
+
+    def summary(self) -> str:
+        ks = ", ".join(f"{self.plots.count(k)}×k{k}" for k in sorted(set(self.plots), reverse=True)) or "none"
+        return (f"partition: plots {self.plot_bytes / 1e9:.2f} GB ({ks}), reserve {self.reserve_bytes / 1e9:.2f} GB, "
+                f"{self.to_make} to make, {self.to_remove} to remove")
+
+
+@dataclass(kw_only=True)
+class PlotProgress(Event):
+    seed: str
+    k: int
+    fraction: float
+    done: int
+    total: int
+    rate_per_hour: float
+    eta_s: Optional[float]
+    level: ClassVar[str] = "debug"
+
+    def summary(self) -> str:
+        eta = f", ETA {self.eta_s:.0f}s" if self.eta_s is not None else ""
+        return f"plot k{self.k} {self.seed[:8]} {self.fraction:.0%} ({self.done}/{self.total} done{eta})"
+
+
+@dataclass(kw_only=True)
+class PlotDone(Event):
+    seed: str
+    k: int
+    bytes: int
+    seconds: float
+    done: int
+    total: int
+
+    def summary(self) -> str:
+        return f"plotted k{self.k} {self.seed[:8]} {self.bytes / 1e6:.1f} MB in {self.seconds:.1f}s ({self.done}/{self.total})"
+
+
+@dataclass(kw_only=True)
+class PlotVerified(Event):
+    seed: str
+    k: int
+    proofs: int
+    expected: float
+    ok: bool
+
+    def summary(self) -> str:
+        state = "verified" if self.ok else "FAILED verification"
+        return f"plot k{self.k} {self.seed[:8]} {state}: {self.proofs} proofs (≈{self.expected:.1f} expected)"
+
+
+@dataclass(kw_only=True)
+class PlotRemoved(Event):
+    seed: str
+    k: int
+    reason: str
+
+    def summary(self) -> str:
+        return f"removed plot k{self.k} {self.seed[:8]}: {self.reason}"
+
+
+@dataclass(kw_only=True)
+class AllocationDone(Event):
+    plots: int
+    verified: int
+    plot_bytes: int
+    seconds: float
+
+    def summary(self) -> str:
+        return f"allocation complete: {self.plots} plots ({self.verified} verified), {self.plot_bytes / 1e9:.2f} GB in {self.seconds:.1f}s"
+
+
+@dataclass(kw_only=True)
+class ChallengeResult(Event):
+    validator: str
+    miner_uid: int
+    miner_hotkey: str
+    plots: int
+    proofs_returned: int
+    proofs_expected: float
+    result: str  # pass | fail | timeout | unreachable
+    latency_ms: float
+    detail: str = ""
+
+    @property
+    def level(self) -> str:  # type: ignore[override]
+        return "info" if self.result == "pass" else "warning"
+
+    def summary(self) -> str:
+        return (f"uid {self.miner_uid} {self.result}: {self.proofs_returned}/{self.proofs_expected:.1f} proofs "
+                f"over {self.plots} plots in {self.latency_ms:.0f} ms{' — ' + self.detail if self.detail else ''}")
+
+
+@dataclass(kw_only=True)
+class ChallengeServed(Event):
+    validator_hotkey: str
+    plots: int
+    proofs: int
+    latency_ms: float
+
+    def summary(self) -> str:
+        return f"answered {self.validator_hotkey[:8]}: {self.proofs} proofs over {self.plots} plots in {self.latency_ms:.0f} ms"
+
+
+@dataclass(kw_only=True)
+class WeightsSet(Event):
+    block: int
+    weights: dict[str, float]  # uid (as str, JSON keys) -> weight
+    ok: bool = True
+    message: str = ""
+
+    def summary(self) -> str:
+        if not self.ok:
+            return f"setting weights failed: {self.message}"
+        top = sorted(self.weights.items(), key=lambda kv: -kv[1])[:4]
+        return f"weights set at block {self.block}: " + ", ".join(f"uid {u}={w:.3f}" for u, w in top)
+
+
+@dataclass(kw_only=True)
+class JobRan(Event):
+    job_id: str
+    ok: bool
+    duration_s: float
+    result: str = ""
+    level: ClassVar[str] = "debug"
+
+    def summary(self) -> str:
+        return f"job {self.job_id} {'ok' if self.ok else 'failed'} in {self.duration_s:.2f}s {self.result}"
+
+
+@dataclass(kw_only=True)
+class NodeState(Event):
+    """A supervised node's process state (devnet runner)."""
+
+    node: str
+    state: str  # starting | running | exited | restarting | stopped
+    pid: Optional[int] = None
+    detail: str = ""
+
+    def summary(self) -> str:
+        return f"{self.node}: {self.state}{' (pid %d)' % self.pid if self.pid else ''} {self.detail}".rstrip()
+
+
+Subscriber = Callable[[Event], None]
+
+
+class EventBus:
+    """Thread-safe fan-out with a bounded history for late subscribers (the console)."""
+
+    def __init__(self, history: int = 2000) -> None:
+        self._subscribers: list[Subscriber] = []
+        self._lock = threading.Lock()
+        self.history: deque[Event] = deque(maxlen=history)
+
+    def subscribe(self, callback: Subscriber, replay: bool = False) -> Callable[[], None]:
+        with self._lock:
+            self._subscribers.append(callback)
+            past = list(self.history) if replay else []
+        for event in past:
+            callback(event)
+
+        def unsubscribe() -> None:
+            with self._lock:
+                if callback in self._subscribers:
+                    self._subscribers.remove(callback)
+
+        return unsubscribe
+
+    def publish(self, event: Event) -> None:
+        with self._lock:
+            self.history.append(event)
+            subscribers = list(self._subscribers)
+        for callback in subscribers:
+            try:
+                callback(event)
+            except Exception:  # a broken subscriber must not stop an engine
+                log.exception("event subscriber failed on %s", type(event).__name__)
+
+    def log(self, message: str, severity: str = "info", source: str = "") -> None:
+        self.publish(LogEvent(message=message, severity=severity, source=source))

@@ -1,0 +1,119 @@
+"""Rich renderables for the command line (the console has its own widgets)."""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from typing import Any, Iterator, Optional
+
+from rich.console import Console, Group
+from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from .chain.port import Metagraph
+from .config import GB, Settings
+from .events import AllocationDone, ErrorEvent, Event, EventBus, PlotDone, PlotProgress
+from .storage.partition import PartitionPlan
+
+
+def gb(n: float) -> str:
+    return f"{n / GB:.3f} GB" if n < 10 * GB else f"{n / GB:.1f} GB"
+
+
+def plan_table(plan: PartitionPlan, settings: Settings, hotkey: str, cpus: int) -> Table:
+    t = Table(title=f"partition of {settings.db_root} ({settings.network})", show_header=False, box=None)
+    t.add_column(style="bold")
+    t.add_column()
+    t.add_row("hotkey", hotkey)
+    t.add_row("share", f"{gb(plan.size_bytes)} of {gb(plan.device_free)} free on the device "
+                       f"(margin {gb(plan.margin_bytes)})")
+    t.add_row("plots", f"{gb(plan.plot_bytes)}: {plan.describe_plots()}")
+    t.add_row("  to make", f"{len(plan.add)} ({', '.join('k%d' % k for k in plan.add[:8])}"
+                           f"{'…' if len(plan.add) > 8 else ''})" if plan.add else "0")
+    if plan.remove:
+        t.add_row("  to remove", f"{len(plan.remove)} (clients need the room)")
+    t.add_row("client reserve", f"{gb(plan.reserve_bytes)} ({gb(plan.shard_bytes)} stored)")
+    t.add_row("temp while plotting", gb(plan.temp_bytes))
+    t.add_row("unallocated", gb(plan.free_bytes - (plan.reserve_bytes - plan.shard_bytes)) if
+              plan.free_bytes > plan.reserve_bytes - plan.shard_bytes else gb(0))
+    if plan.add:
+        secs = plan.plot_seconds(settings.workers, cpus)
+        t.add_row("time to plot", f"≈{_duration(secs)} with {settings.workers} worker(s)")
+    return t
+
+
+def _duration(seconds: float) -> str:
+    if seconds < 90:
+        return f"{seconds:.0f}s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
+
+
+@contextlib.contextmanager
+def allocation_progress(bus: EventBus, console: Console) -> Iterator[None]:
+    """A rich progress display driven by allocator events."""
+    progress = Progress(TextColumn("{task.description}"), BarColumn(), TaskProgressColumn(),
+                        TextColumn("{task.fields[info]}"), TimeRemainingColumn(), console=console, transient=False)
+    overall: Optional[int] = None
+    per_plot: dict[str, int] = {}
+
+    def on_event(event: Event) -> None:
+        nonlocal overall
+        if isinstance(event, PlotProgress):
+            if overall is None:
+                overall = progress.add_task("plots", total=event.total, info="")
+            rate = f"{event.rate_per_hour:.0f}/h" if event.rate_per_hour else ""
+            eta = f"ETA {event.eta_s:.0f}s" if event.eta_s is not None else ""
+            progress.update(overall, completed=event.done, total=event.total, info=f"{rate} {eta}".strip())
+            if event.seed not in per_plot:
+                per_plot[event.seed] = progress.add_task(f"  k{event.k} {event.seed[:8]}", total=1.0, info="")
+            progress.update(per_plot[event.seed], completed=event.fraction)
+        elif isinstance(event, PlotDone):
+            task = per_plot.pop(event.seed, None)
+            if task is not None:
+                progress.remove_task(task)
+            if overall is not None:
+                progress.update(overall, completed=event.done, total=event.total)
+            progress.console.print(f"[green]✓[/] {event.summary()}")
+        elif isinstance(event, ErrorEvent):
+            progress.console.print(f"[red]✗[/] {event.message}")
+        elif isinstance(event, AllocationDone) and overall is not None:
+            progress.update(overall, completed=event.plots)
+
+    unsubscribe = bus.subscribe(on_event)
+    with progress:
+        try:
+            yield
+        finally:
+            unsubscribe()
+
+
+def status_table(status: dict[str, Any]) -> Table:
+    t = Table(show_header=False, box=None)
+    t.add_column(style="bold")
+    t.add_column()
+    for key in ("network", "netuid", "block", "hotkey", "uid", "db_root_path"):
+        t.add_row(key, str(status.get(key)))
+    p = status["plots"]
+    t.add_row("plots", f"{p['done']} done / {p['planned']} planned, {p['verified']} verified, {gb(p['bytes'])}")
+    part = status["partition"]
+    t.add_row("partition", f"share {gb(part['size_bytes'])}: plots {gb(part['plot_bytes'])}, "
+                           f"reserve {gb(part['reserve_bytes'])}, free {gb(part['free_bytes'])}")
+    if status.get("chain_error"):
+        t.add_row("chain", f"[red]{status['chain_error']}[/]")
+    return t
+
+
+def metagraph_table(mg: Metagraph, names: dict[str, str], last_epoch: Optional[int] = None) -> Group:
+    t = Table(title=f"netuid {mg.netuid} at block {mg.block}"
+                    + (f" (last epoch {last_epoch})" if last_epoch is not None else ""))
+    for col in ("uid", "node", "hotkey", "stake", "permit", "axon", "trust", "consensus", "incentive",
+                "dividends", "emission", "updated"):
+        t.add_column(col, justify="right" if col in ("uid", "stake", "trust", "consensus", "incentive", "dividends",
+                                                     "emission", "updated") else "left")
+    for n in mg.neurons:
+        t.add_row(str(n.uid), names.get(n.hotkey, ""), n.hotkey[:10] + "…", f"{n.total_stake:.0f}",
+                  "✓" if n.validator_permit else "", n.axon or "-", f"{n.trust:.3f}", f"{n.consensus:.3f}",
+                  f"{n.incentive:.3f}", f"{n.dividends:.3f}", f"{n.emission:.2f}", str(n.last_update))
+    return Group(t, f"as of {time.strftime('%X')}")

@@ -1,0 +1,151 @@
+"""Plan the partition of a disk share: plots (capacity proofs) and a reserve for client shards.
+
+Pure functions over numbers: planning writes nothing, so the wizard and
+``allocate`` can show the plan before the operator confirms.
+
+Rules:
+* the share never exceeds what the device can give (free space + what tensorage already
+  holds - a safety margin); a larger request is refused with the largest that fits;
+* the reserve is the client shards already stored plus ``reserve_fraction`` of the share
+  as headroom for new ones; plots get the rest;
+* plots are planned largest first and a plot is only planned if its peak (temp files +
+  final file) fits in the space not yet taken by plots and shards, so plotting in that
+  order never runs out of room. The reserve's empty part doubles as temp space;
+* reallocation keeps the largest existing plots that fit the budget and drops the rest
+  (clients need the room), or plans new ones when space frees up.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional
+
+from ..config import GB, NetworkProfile
+from ..errors import NotEnoughSpace
+from ..proofs.plots import estimated_plot_bytes, peak_bytes, working_bytes
+from .layout import DeviceSpace, safety_margin
+
+MAX_PLOTS = 100_000
+# Single-thread seconds for a k=18 plot measured on this class of machine (1.0 s); each k
+# doubles the entries and adds a bit per entry. Only for ETAs before plotting starts.
+_K18_SECONDS = 1.0
+
+
+@dataclass(frozen=True)
+class ExistingPlot:
+    seed: str
+    k: int
+    bytes: int
+
+
+@dataclass
+class PartitionPlan:
+    requested_bytes: int
+    size_bytes: int
+    device_total: int
+    device_free: int
+    margin_bytes: int
+    shard_bytes: int
+    reserve_bytes: int
+    keep: list[ExistingPlot] = field(default_factory=list)
+    remove: list[ExistingPlot] = field(default_factory=list)
+    add: list[int] = field(default_factory=list)
+
+    @property
+    def plot_ks(self) -> list[int]:
+        return sorted([p.k for p in self.keep] + self.add, reverse=True)
+
+    @property
+    def plot_bytes(self) -> int:
+        return sum(p.bytes for p in self.keep) + sum(estimated_plot_bytes(k) for k in self.add)
+
+    @property
+    def free_bytes(self) -> int:
+        """Share left over once the plan is done (reserve headroom included)."""
+        return max(0, self.size_bytes - self.plot_bytes - self.shard_bytes)
+
+    @property
+    def temp_bytes(self) -> int:
+        """Working space the largest plot still to make needs (taken from the free part)."""
+        return working_bytes(max(self.add)) if self.add else 0
+
+    def plot_seconds(self, workers: int, cpus: int) -> float:
+        """Rough time to make the planned plots with this many parallel plots."""
+        parallel = max(1, min(workers, len(self.add) or 1))
+        threads = max(1, cpus // parallel)
+        total = sum(seconds_per_plot(k) for k in self.add) / min(parallel, cpus)
+        return total / (1 + 0.3 * (threads - 1))  # chiapos threads scale poorly
+
+    def describe_plots(self) -> str:
+        ks = self.plot_ks
+        return ", ".join(f"{ks.count(k)}×k{k}" for k in sorted(set(ks), reverse=True)) or "none"
+
+
+def seconds_per_plot(k: int) -> float:
+    return _K18_SECONDS * 2 ** (k - 18) * (k / 18)
+
+
+def max_share_bytes(device: DeviceSpace, used_by_us: int) -> int:
+    return max(0, device.free + used_by_us - safety_margin(device.total))
+
+
+def min_share_bytes(profile: NetworkProfile) -> int:
+    """Smallest share that can build one plot of the minimum k and keep a reserve."""
+    return int(peak_bytes(profile.min_k) / (1 - profile.reserve_fraction)) + 1
+
+
+def plan_partition(
+    size_bytes: int,
+    device: DeviceSpace,
+    profile: NetworkProfile,
+    existing: Optional[list[ExistingPlot]] = None,
+    shard_bytes: int = 0,
+    used_by_us: Optional[int] = None,
+) -> PartitionPlan:
+    existing = list(existing or [])
+    if used_by_us is None:
+        used_by_us = sum(p.bytes for p in existing) + shard_bytes
+    margin = safety_margin(device.total)
+    available = max_share_bytes(device, used_by_us)
+    if size_bytes > available:
+        raise NotEnoughSpace(
+            f"--size_in_gb {size_bytes / GB:g} does not fit: the device has {device.free / GB:.2f} GB free"
+            f" (+{used_by_us / GB:.2f} GB already used by tensorage, keeping a {margin / GB:.2f} GB margin);"
+            f" use --size_in_gb {int(available / GB * 1000) / 1000:g} or less, or free some space"
+        )
+    needed = min_share_bytes(profile)
+    if size_bytes < needed and not existing and shard_bytes == 0:
+        raise NotEnoughSpace(
+            f"--size_in_gb {size_bytes / GB:g} is too small for one k={profile.min_k} plot"
+            f" ({peak_bytes(profile.min_k) / GB:.3f} GB while plotting, plus the client reserve);"
+            f" use --size_in_gb {needed / GB:.3f} or more"
+        )
+
+    reserve = shard_bytes + int(profile.reserve_fraction * size_bytes)
+    plan = PartitionPlan(
+        requested_bytes=size_bytes, size_bytes=size_bytes, device_total=device.total, device_free=device.free,
+        margin_bytes=margin, shard_bytes=shard_bytes, reserve_bytes=reserve,
+    )
+    budget = size_bytes - reserve
+    used = 0
+    for plot in sorted(existing, key=lambda p: (p.k, p.bytes), reverse=True):
+        if used + plot.bytes <= budget:
+            plan.keep.append(plot)
+            used += plot.bytes
+        else:
+            plan.remove.append(plot)
+
+    space_now = size_bytes - used - shard_bytes
+    budget_left = budget - used
+    count = len(plan.keep)
+    while count < MAX_PLOTS:
+        k = next((k for k in range(profile.max_k, profile.min_k - 1, -1)
+                  if estimated_plot_bytes(k) <= budget_left and peak_bytes(k) <= space_now), None)
+        if k is None:
+            break
+        plan.add.append(k)
+        est = estimated_plot_bytes(k)
+        budget_left -= est
+        space_now -= est
+        count += 1
+    return plan
