@@ -49,8 +49,6 @@ def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
     from .render import allocation_progress, plan_table
 
     setup_logging(settings.logging.debug, settings.logging.trace)
-    if not settings.profile.secure:
-        err.print(f"[yellow]{DEVNET_INSECURE_NOTICE}[/]")
     wallet = load_wallet(settings)
     hotkey = wallet.hotkey.ss58_address
     bus = EventBus()
@@ -63,8 +61,11 @@ def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
         if not _confirm(settings, f"--restart removes every plot under {allocator.layout.plots}. Continue?"):
             return 1
         allocator.wipe()
+    allocator.check(repair=args.repair)
     plan = allocator.plan()
     out.print(plan_table(plan, settings, hotkey, allocator.cpus))
+    if not settings.profile.secure:
+        err.print(f"[yellow]{DEVNET_INSECURE_NOTICE}[/]")
     if not plan.add and not plan.remove:
         out.print("nothing to do: the partition already matches the plan")
     elif not _confirm(settings, "Allocate this partition?"):

@@ -23,7 +23,8 @@ from ..events import (AllocationDone, ErrorEvent, EventBus, PlanReady, PlotDone,
                       PlotVerified)
 from ..proofs.plots import (estimated_plot_bytes, parse_plot_filename, peak_bytes, plot_filename, plot_id,
                             proof_rate)
-from ..proofs.plotter import PlotJob, run_plot, verify_plot
+from ..proofs.plot_check import verify_plot
+from ..proofs.plotter import PlotJob, run_plot
 from ..storage.layout import Layout, device_space, dir_bytes
 from ..storage.models import MinerIndex, PlotState
 from ..storage.partition import ExistingPlot, PartitionPlan, max_share_bytes, plan_partition, seconds_per_plot
@@ -146,6 +147,7 @@ class Allocator:
     def recover(self, repair: bool = False) -> None:
         """After a kill: finish or undo what was in flight, adopt our orphan plot files,
         and refuse (or with ``repair`` forget) plots that are listed but missing or unreadable."""
+        self.check(repair=repair)
         index = self.index
         for row in index.plots(PlotState.PLOTTING):
             final = self.layout.plots / plot_filename(row.k, bytes.fromhex(row.seed))
@@ -172,7 +174,19 @@ class Allocator:
             index.add_planned([(seed.hex(), k, path.stat().st_size)])
             index.mark_done(seed.hex(), path.stat().st_size, 0.0)
             self.bus.log(f"adopted plot file {path.name} found without an index row", source=self.source)
-        problems: list[tuple[str, str]] = []  # (seed, what is wrong)
+        for seed, problem in self.integrity_problems():
+            row = index.get(seed)
+            index.remove([seed])
+            (self.layout.plots / plot_filename(row.k, bytes.fromhex(seed))).unlink(missing_ok=True)
+            self.bus.publish(ErrorEvent(message=f"repair: {problem}; it will be replotted", source=self.source))
+        self.refresh_counts()
+
+    def integrity_problems(self) -> list[tuple[str, str]]:
+        """(seed, what is wrong) for plots the index lists but the disk cannot prove. Read-only."""
+        index = self._existing_index()
+        if index is None:
+            return []
+        problems: list[tuple[str, str]] = []
         for row in index.plots(PlotState.DONE, PlotState.VERIFIED):
             path = self.layout.plots / plot_filename(row.k, bytes.fromhex(row.seed))
             if not path.exists():
@@ -183,16 +197,15 @@ class Allocator:
                 verify_header(path, plot_id(self.hotkey, bytes.fromhex(row.seed)), row.k)
             except PlotError as exc:
                 problems.append((row.seed, str(exc)))
-        if problems and not repair:
+        return problems
+
+    def check(self, repair: bool = False) -> None:
+        """Refuse to start (before any write) when listed plots are missing or corrupt, unless repairing."""
+        problems = [] if repair else self.integrity_problems()
+        if problems:
             more = f" (and {len(problems) - 1} more)" if len(problems) > 1 else ""
             raise PlotError(f"{problems[0][1]}{more}: restore the file(s), or run `tensorage allocate --repair` "
                             f"to forget them and plot again (nothing was changed)")
-        for seed, problem in problems:
-            row = index.get(seed)
-            index.remove([seed])
-            (self.layout.plots / plot_filename(row.k, bytes.fromhex(seed))).unlink(missing_ok=True)
-            self.bus.publish(ErrorEvent(message=f"repair: {problem}; it will be replotted", source=self.source))
-        self.refresh_counts()
 
     # -- doing the work --------------------------------------------------------------------
     async def allocate(self, size_bytes: Optional[int] = None, repair: bool = False) -> AllocationDone:

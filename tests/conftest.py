@@ -1,0 +1,53 @@
+"""Shared fixtures: real wallets, real plots, a real devnet chain file, all in temp dirs."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from tensorage.chain.devnet_init import init_devnet
+from tensorage.chain.wallets import create_wallet
+from tensorage.proofs.plots import plot_filename, plot_id
+from tensorage.proofs.plotter import PlotJob, run_plot
+
+# Well-known dev accounts: valid ss58 hotkeys with fixed keys, so fixed-seed plots are reproducible.
+ALICE = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
+BOB = "5FHneW46xGXgs5mUiveU4sbTyGBzmstUspZC92UhjJM694ty"
+FIXED_SEED = bytes(range(32))
+
+
+def make_plot(directory: Path, hotkey: str, seed: bytes, k: int = 18, verify: bool = False) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    job = PlotJob(tmp_root=directory / "tmp", final_dir=directory, filename=plot_filename(k, seed), k=k,
+                  plot_id=plot_id(hotkey, seed), threads=2, verify=verify)
+    return asyncio.run(run_plot(job)).path
+
+
+@pytest.fixture(scope="session")
+def alice_plot(tmp_path_factory) -> Path:
+    """A k=18 plot bound to Alice's hotkey with a fixed seed (deterministic content)."""
+    return make_plot(tmp_path_factory.mktemp("plots"), ALICE, FIXED_SEED)
+
+
+@pytest.fixture
+def devnet_root(tmp_path) -> Path:
+    root = tmp_path / "devnet"
+    init_devnet(root, miners=3, validators=2)
+    return root
+
+
+@pytest.fixture
+def wallet(tmp_path):
+    return create_wallet(tmp_path / "wallets", "test")
+
+
+def tensorage(*args: str, cwd: Path | None = None, timeout: float = 120, env: dict | None = None
+              ) -> subprocess.CompletedProcess:
+    """Run the real CLI in a child process."""
+    return subprocess.run([sys.executable, "-m", "tensorage", *args], capture_output=True, text=True,
+                          timeout=timeout, cwd=cwd, env={**os.environ, "COLUMNS": "200", **(env or {})})
