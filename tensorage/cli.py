@@ -149,6 +149,35 @@ def cmd_devnet_show(settings: Settings, args: argparse.Namespace) -> int:
     return 0
 
 
+def node_passthrough(settings: Settings) -> tuple[str, ...]:
+    """Flags a supervisor hands on to every node it starts."""
+    args: list[str] = []
+    for flag in ("seconds_per_round", "seconds_per_weights", "seconds_per_reallocate", "workers"):
+        if flag in settings.model_fields_set:
+            args += [f"--{flag}", str(getattr(settings, flag))]
+    for flag in ("disable_verify",):
+        if getattr(settings, flag):
+            args.append(f"--{flag}")
+    if settings.logging.debug:
+        args.append("--logging.debug")
+    return tuple(args)
+
+
+def cmd_devnet_up(settings: Settings, args: argparse.Namespace) -> int:
+    from .engines.devnet import DevnetSupervisor
+    from .events import EventBus
+    from .logs import log_events, setup_logging
+
+    setup_logging(settings.logging.debug, settings.logging.trace)
+    err.print(f"[yellow]{DEVNET_INSECURE_NOTICE}[/]")
+    bus = EventBus()
+    log_events(bus)
+    supervisor = DevnetSupervisor(settings, bus, miners=args.miners, validators=args.validators,
+                                  node_args=node_passthrough(settings))
+    asyncio.run(supervisor.run_until_stopped())
+    return 0
+
+
 def cmd_devnet_epoch(settings: Settings, args: argparse.Namespace) -> int:
     from .chain.devnet import Devnet
 
@@ -159,6 +188,22 @@ def cmd_devnet_epoch(settings: Settings, args: argparse.Namespace) -> int:
         chain.close()
     out.print("epoch ran" if ran else "no epoch due")
     return cmd_devnet_show(settings, args)
+
+
+# -- miner / validator -------------------------------------------------------------------
+
+def cmd_miner(settings: Settings, args: argparse.Namespace) -> int:
+    from .engines.run import main as run_main
+
+    if not settings.profile.secure:
+        err.print(f"[yellow]{DEVNET_INSECURE_NOTICE}[/]")
+    return run_main("miner", settings, events_jsonl=args.events == "jsonl")
+
+
+def cmd_validator(settings: Settings, args: argparse.Namespace) -> int:
+    from .engines.run import main as run_main
+
+    return run_main("validator", settings, events_jsonl=args.events == "jsonl")
 
 
 # -- wiring --------------------------------------------------------------------------------
@@ -181,6 +226,11 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("allocate", cmd_allocate, "plan the disk share and fill it with verified plots")
     p.add_argument("--repair", action="store_true", default=False,
                    help="forget plots that are listed but missing or corrupt, and plot them again")
+    for name, handler, text in (("miner", cmd_miner, "serve plots and proofs, keep the disk allocated"),
+                                ("validator", cmd_validator, "challenge miners, score them, set weights")):
+        p = command(name, handler, text, axon=True)
+        p.add_argument("--events", choices=["jsonl"], default=None,
+                       help="also write engine events to stdout as JSON lines (for supervisors)")
     p = command("status", cmd_status, "print this node's state")
     p.add_argument("--json", action="store_true", default=False, help="machine-readable output")
     p.add_argument("--offline", action="store_true", default=False, help="do not contact the chain")
@@ -193,6 +243,11 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--validators", type=int, default=2)
     d.add_argument("--force", action="store_true", default=False, help="replace an existing devnet")
     d.set_defaults(func=cmd_devnet_init)
+    d = dsub.add_parser("up", help="run the whole local subnet (chain clock, miners, validators) until Ctrl-C")
+    add_common_flags(d)
+    d.add_argument("--miners", type=int, default=3, help="miners to create if the devnet does not exist yet")
+    d.add_argument("--validators", type=int, default=2, help="validators to create if the devnet does not exist yet")
+    d.set_defaults(func=cmd_devnet_up)
     d = dsub.add_parser("show", help="print the devnet metagraph")
     add_common_flags(d)
     d.set_defaults(func=cmd_devnet_show)
@@ -211,7 +266,8 @@ def run(argv: Optional[list[str]] = None, parser: Optional[argparse.ArgumentPars
         return 2
     try:
         ns = {k: v for k, v in vars(args).items() if k not in ("func", "command", "devnet_command", "miners",
-                                                               "validators", "force", "json", "offline", "repair")}
+                                                               "validators", "force", "json", "offline", "repair",
+                                                               "events")}
         if getattr(args, "command", None) == "devnet":
             ns.setdefault("subtensor.network", "devnet")
         settings = apply_devnet_defaults(settings_from_namespace(ns))

@@ -177,6 +177,7 @@ class Settings(BaseModel):
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
     seconds_per_reallocate: Optional[int] = None
     seconds_per_weights: Optional[int] = None
+    seconds_per_round: Optional[float] = None
     no_store_weights: bool = False
     no_restore_weights: bool = False
     netuid: Optional[int] = None
@@ -226,6 +227,10 @@ class Settings(BaseModel):
     def weights_interval(self) -> int:
         return self.seconds_per_weights or self.profile.weights_s
 
+    @property
+    def round_interval(self) -> float:
+        return self.seconds_per_round or self.profile.proof_round_s
+
     def validate_ranges(self) -> "Settings":
         """Refuse values no disk or machine can honour, with what to use instead."""
         if not (self.size_in_gb > 0):
@@ -237,7 +242,8 @@ class Settings(BaseModel):
         if self.workers < 1 or self.workers > 256:
             raise ConfigError(f"--workers must be between 1 and 256 (got {self.workers}); this machine has {os.cpu_count()} CPUs")
         for flag, value in (("--seconds_per_reallocate", self.seconds_per_reallocate),
-                            ("--seconds_per_weights", self.seconds_per_weights)):
+                            ("--seconds_per_weights", self.seconds_per_weights),
+                            ("--seconds_per_round", self.seconds_per_round)):
             if value is not None and value < 1:
                 raise ConfigError(f"{flag} must be at least 1 second (got {value})")
         if self.netuid is not None and not (0 <= self.netuid <= 65535):
@@ -273,6 +279,8 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
                    default=argparse.SUPPRESS, help="reallocation period (600; devnet 30)")
     g.add_argument("--seconds_per_weights", dest="seconds_per_weights", type=int,
                    default=argparse.SUPPRESS, help="weight-setting period (600; devnet 30)")
+    g.add_argument("--seconds_per_round", dest="seconds_per_round", type=float,
+                   default=argparse.SUPPRESS, help="proof-round period (120; devnet 10)")
     g.add_argument("--netuid", dest="netuid", type=int, default=argparse.SUPPRESS,
                    help="subnet uid (7 on finney, 12 on test)")
     for flag, text in _BOOL_FLAGS.items():

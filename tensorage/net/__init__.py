@@ -1,0 +1,1 @@
+"""Transport: aiohttp servers with signed-request middleware, a signed client, typed messages."""

@@ -8,34 +8,20 @@ verifies it, and prints one result line.
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
-import os
-import signal
 import sys
 import time
 from pathlib import Path
 from typing import Optional
 
 from ..errors import PlotError
+from ..procutil import die_with_parent
 
 RESULT_PREFIX = "TENSORAGE-RESULT "
 
 
-def _die_with_parent() -> None:
-    """Linux: get SIGKILL when the parent dies, so a killed allocator leaves no plotter behind."""
-    with contextlib.suppress(Exception):
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        parent = os.environ.get("TENSORAGE_PARENT_PID")
-        if parent and os.getppid() != int(parent):  # the parent died before prctl took effect
-            os._exit(1)
-
-
 def main(argv: Optional[list[str]] = None) -> int:
-    _die_with_parent()
+    die_with_parent()
     p = argparse.ArgumentParser(prog="python -m tensorage.proofs.plot_child")
     p.add_argument("--tmp", required=True, type=Path)
     p.add_argument("--final", required=True, type=Path)

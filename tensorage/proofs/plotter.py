@@ -15,7 +15,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import os
 import shutil
 import sys
 import time
@@ -25,6 +24,7 @@ from typing import Callable, Optional
 
 from ..errors import PlotError
 
+from ..procutil import child_env
 from .plot_child import RESULT_PREFIX
 
 
@@ -66,7 +66,7 @@ async def run_plot(job: PlotJob, on_progress: Callable[[float], None] = lambda f
     started = time.monotonic()
     proc = await asyncio.create_subprocess_exec(
         *argv, stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT,
-        env={**os.environ, "TENSORAGE_PARENT_PID": str(os.getpid())},
+        env=child_env(),
     )
     tail: list[str] = []
     result: dict = {}

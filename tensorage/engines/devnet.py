@@ -1,0 +1,185 @@
+"""Run a whole local subnet: the devnet chain's epoch clock plus one real process per
+miner and validator, supervised (restart on crash, clean stop, a log file each).
+
+Children report their engine events as JSON lines on stdout; the supervisor
+republishes them on its own bus under the node's name, so the console and the
+headless logger see the whole subnet. Children die with the supervisor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import sys
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import IO, Optional
+
+from ..chain.devnet import Devnet, DevnetNode, SubnetSpec
+from ..chain.devnet_init import devnet_exists, init_devnet
+from ..config import Settings
+from ..events import Event, EventBus, NodeState
+from ..procutil import child_env
+from ..scheduler import Jobs
+
+RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
+STOP_GRACE_S = 8.0
+
+
+@dataclass
+class Child:
+    node: DevnetNode
+    log_path: Path
+    proc: Optional[asyncio.subprocess.Process] = None
+    state: str = "stopped"
+    restarts: int = 0
+    started_at: Optional[float] = None
+    last_exit: Optional[int] = None
+    tasks: list[asyncio.Task] = field(default_factory=list)
+
+    @property
+    def pid(self) -> Optional[int]:
+        return self.proc.pid if self.proc and self.proc.returncode is None else None
+
+
+class DevnetSupervisor:
+    def __init__(self, settings: Settings, bus: Optional[EventBus] = None, miners: int = 3, validators: int = 2,
+                 node_args: tuple[str, ...] = ()) -> None:
+        self.settings = settings
+        self.root = settings.devnet_root
+        self.bus = bus or EventBus()
+        self.jobs = Jobs(self.bus, "devnet")
+        self.node_args = node_args
+        self.n_miners, self.n_validators = miners, validators
+        self.children: dict[str, Child] = {}
+        self.chain: Optional[Devnet] = None
+        self.spec: Optional[SubnetSpec] = None
+        self._stopping = False
+        self._stop = asyncio.Event()
+
+    # setup ---------------------------------------------------------------------------------
+    def prepare(self) -> SubnetSpec:
+        if not devnet_exists(self.root):
+            init_devnet(self.root, miners=self.n_miners, validators=self.n_validators)
+            self.bus.log(f"created a devnet at {self.root}: {self.n_validators} validators, {self.n_miners} miners",
+                         source="devnet")
+        self.spec = SubnetSpec.load(self.root)
+        self.chain = Devnet.open(self.root, self.settings.resolved_netuid)
+        (self.root / "logs").mkdir(parents=True, exist_ok=True)
+        for node in self.spec.nodes:
+            self.children[node.name] = Child(node=node, log_path=self.root / "logs" / f"{node.name}.log")
+        return self.spec
+
+    def argv(self, node: DevnetNode) -> list[str]:
+        return [sys.executable, "-m", "tensorage", node.role, "--subtensor.network", "devnet",
+                "--devnet.root", str(self.root), "--wallet.name", node.wallet_name,
+                "--db_root_path", str(self.root / "nodes" / node.name), "--events", "jsonl", *self.node_args]
+
+    # processes -------------------------------------------------------------------------------
+    async def spawn(self, child: Child) -> None:
+        log: IO[bytes] = open(child.log_path, "ab")
+        log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} starting {child.node.name}\n".encode())
+        log.flush()
+        child.proc = await asyncio.create_subprocess_exec(
+            *self.argv(child.node), stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=log,
+            env=child_env({"COLUMNS": "120"}),
+        )
+        log.close()  # the child holds its own copy of the descriptor
+        child.state, child.started_at = "running", time.time()
+        self.bus.publish(NodeState(node=child.node.name, state="running", pid=child.proc.pid, source="devnet"))
+        child.tasks = [asyncio.ensure_future(self._relay(child)), asyncio.ensure_future(self._watch(child))]
+
+    async def _relay(self, child: Child) -> None:
+        assert child.proc and child.proc.stdout
+        async for raw in child.proc.stdout:
+            event = Event.from_json(raw.decode(errors="replace"))
+            if event is not None:
+                event.source = child.node.name
+                self.bus.publish(event)
+
+    async def _watch(self, child: Child) -> None:
+        assert child.proc
+        code = await child.proc.wait()
+        child.last_exit = code
+        if self._stopping:
+            child.state = "stopped"
+            self.bus.publish(NodeState(node=child.node.name, state="stopped", detail=f"exit {code}", source="devnet"))
+            return
+        child.state = "restarting"
+        delay = RESTART_BACKOFF_S[min(child.restarts, len(RESTART_BACKOFF_S) - 1)]
+        child.restarts += 1
+        self.bus.publish(NodeState(node=child.node.name, state="exited",
+                                   detail=f"exit {code}; restarting in {delay}s (see {child.log_path})",
+                                   source="devnet"))
+        self.jobs.scheduler.add_job(self.spawn, "date", args=[child], id=f"restart-{child.node.name}",
+                                    replace_existing=True, run_date=datetime.now() + timedelta(seconds=delay))
+
+    async def epoch(self) -> str:
+        assert self.chain is not None
+        ran = await asyncio.to_thread(self.chain.run_epoch)
+        return f"epoch at block {self.chain.block()}" if ran else ""
+
+    # lifecycle --------------------------------------------------------------------------------
+    async def start(self) -> None:
+        spec = self.prepare()
+        assert self.chain is not None
+        self.jobs.add("devnet_epoch", self.epoch, self.chain.block_time, first_in=None)
+        self.jobs.start()
+        for node in spec.of_role("miner") + spec.of_role("validator"):
+            await self.spawn(self.children[node.name])
+
+    async def stop(self) -> None:
+        self._stopping = True
+        self.jobs.shutdown()
+        running = [c for c in self.children.values() if c.proc and c.proc.returncode is None]
+        for c in running:
+            with contextlib.suppress(ProcessLookupError):
+                c.proc.send_signal(signal.SIGTERM)  # type: ignore[union-attr]
+        if running:
+            done, pending = await asyncio.wait([asyncio.ensure_future(c.proc.wait()) for c in running],  # type: ignore
+                                               timeout=STOP_GRACE_S)
+            for c in running:
+                if c.proc and c.proc.returncode is None:
+                    with contextlib.suppress(ProcessLookupError):
+                        c.proc.kill()
+                    await c.proc.wait()
+        for c in self.children.values():
+            for t in c.tasks:
+                t.cancel()
+            await asyncio.gather(*c.tasks, return_exceptions=True)
+        if self.chain is not None:
+            self.chain.close()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run_until_stopped(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, self.request_stop)
+        await self.start()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.stop()
+
+    def state(self) -> list[dict]:
+        return [{"node": c.node.name, "role": c.node.role, "state": c.state, "pid": c.pid, "restarts": c.restarts,
+                 "log": str(c.log_path), "db_root_path": str(self.root / "nodes" / c.node.name)}
+                for c in self.children.values()]
+
+
+def node_pids(root: Path) -> list[int]:
+    """Pids of devnet node processes started from this root (for tests and cleanup)."""
+    import psutil
+
+    pids = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "--devnet.root" in cmd and str(root) in cmd and proc.pid != os.getpid():
+            pids.append(proc.pid)
+    return pids

@@ -1,0 +1,182 @@
+"""The miner: serves its plot list and proofs over signed HTTP, keeps its disk allocated.
+
+Proof lookups run in a process pool (chiapos holds the GIL). Reallocation and a
+scrub of the plots are scheduled jobs. Adversarial miners in the tests subclass this
+and override :meth:`listed_plots` or :meth:`prove`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import random
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Optional
+
+import bittensor as bt
+from aiohttp import web
+
+from .. import PROTOCOL_VERSION
+from ..chain.port import ChainPort
+from ..config import Settings
+from ..errors import PlotError
+from ..events import ChallengeServed, ErrorEvent, EventBus, PlotDone, PlotRemoved, PlotVerified
+from ..net.auth import VALIDATOR, access
+from ..net.errors import parse, reject
+from ..net.messages import ChallengeRequest, ChallengeResponse, PlotEntry, PlotProofs, PlotsResponse
+from ..proofs.plots import plot_filename, plot_id
+from ..proofs.prover_pool import PlotTask, ProverPool
+from ..storage.models import PlotState
+from .allocator import Allocator
+from .node import Node
+
+SCRUB_SAMPLE = 8
+MAX_DEADLINE_AHEAD_S = 300.0
+
+
+@dataclass(frozen=True)
+class HeldPlot:
+    seed: str
+    k: int
+    path: Path
+    plot_id: bytes
+
+
+class MinerEngine(Node):
+    role = "miner"
+
+    def __init__(self, settings: Settings, wallet: bt.Wallet, chain: ChainPort, bus: Optional[EventBus] = None,
+                 source: Optional[str] = None, proof_workers: Optional[int] = None) -> None:
+        super().__init__(settings, wallet, chain, bus, source)
+        self.allocator = Allocator(settings, self.hotkey, self.bus, self.source)
+        self.pool = ProverPool(proof_workers or min(2, os.cpu_count() or 1))
+        self.plots: dict[str, HeldPlot] = {}
+        self.challenges_served = 0
+        self._alloc_task: Optional[asyncio.Task] = None
+        self.bus.subscribe(self._on_plot_event)
+
+    # plots ----------------------------------------------------------------------------------
+    def refresh_plots(self) -> None:
+        """The plots we stand behind: verified ones (or made ones with --disable_verify)."""
+        states = [PlotState.VERIFIED] + ([PlotState.DONE] if self.settings.disable_verify else [])
+        held = {}
+        for row in self.allocator.index.plots(*states):
+            seed = bytes.fromhex(row.seed)
+            held[row.seed] = HeldPlot(seed=row.seed, k=row.k, path=self.layout.plots / plot_filename(row.k, seed),
+                                      plot_id=plot_id(self.hotkey, seed))
+        self.plots = held
+
+    def _on_plot_event(self, event) -> None:
+        if isinstance(event, (PlotVerified, PlotRemoved, PlotDone)) and event.source == self.source:
+            self.refresh_plots()
+
+    def plot_count(self) -> int:
+        return len(self.plots)
+
+    def listed_plots(self) -> list[PlotEntry]:
+        return [PlotEntry(seed=p.seed, k=p.k) for p in self.plots.values()]
+
+    async def prove(self, req: ChallengeRequest) -> ChallengeResponse:
+        held = [self.plots[s] for s in req.plots if s in self.plots]
+        missing = [s for s in req.plots if s not in self.plots]
+        if not held:
+            reject(404, "unknown_plot", f"none of the {len(req.plots)} plots asked for is held here: "
+                                        f"sync the plot list with GET /v1/plots")
+        tasks = [PlotTask(seed=p.seed, path=str(p.path), plot_id=p.plot_id, k=p.k) for p in held]
+        results = await self.pool.prove(tasks, bytes.fromhex(req.challenge), req.per_plot)
+        proofs: list[PlotProofs] = []
+        for seed, j, payload in results:
+            if j is None:  # the plot could not be read: say so, scrub it
+                missing.append(seed)
+                self.bus.publish(ErrorEvent(message=f"plot {seed[:8]} unreadable during a challenge: {payload}",
+                                            source=self.source))
+                continue
+            proofs.append(PlotProofs(seed=seed, j=j, proofs=[p.hex() for p in payload]))
+        return ChallengeResponse(proofs=proofs, missing=missing)
+
+    # http ------------------------------------------------------------------------------------
+    def add_routes(self, app: web.Application) -> None:
+        app.router.add_get("/v1/plots", self.handle_plots)
+        app.router.add_post("/v1/challenge", self.handle_challenge)
+
+    @access(VALIDATOR)
+    async def handle_plots(self, request: web.Request) -> web.Response:
+        body = PlotsResponse(hotkey=self.hotkey, plots=self.listed_plots())
+        return web.json_response(body.model_dump())
+
+    @access(VALIDATOR)
+    async def handle_challenge(self, request: web.Request) -> web.Response:
+        started = time.perf_counter()
+        req = parse(ChallengeRequest, request["body"])
+        if req.protocol != PROTOCOL_VERSION:
+            reject(426, "protocol", f"validator speaks protocol {req.protocol}, this miner {PROTOCOL_VERSION}: "
+                                    f"upgrade the older side")
+        now = time.time()
+        if req.deadline < now:
+            reject(408, "deadline_passed", f"the deadline passed {now - req.deadline:.2f}s before the challenge "
+                                           f"arrived: check the validator's clock (NTP)")
+        if req.deadline > now + MAX_DEADLINE_AHEAD_S:
+            reject(400, "bad_request", f"deadline more than {MAX_DEADLINE_AHEAD_S:.0f}s ahead: check the clock")
+        response = await self.prove(req)
+        self.challenges_served += 1
+        n_proofs = sum(len(p.proofs) for p in response.proofs)
+        self.bus.publish(ChallengeServed(validator_hotkey=request["caller"].hotkey_ss58, plots=len(req.plots),
+                                         proofs=n_proofs, latency_ms=(time.perf_counter() - started) * 1000,
+                                         source=self.source))
+        return web.json_response(response.model_dump())
+
+    # jobs -------------------------------------------------------------------------------------
+    async def reallocate(self) -> str:
+        if self._alloc_task is not None and not self._alloc_task.done():
+            return "allocation still running"
+        self._alloc_task = asyncio.ensure_future(self.allocator.reallocate())
+        plan = await self._alloc_task
+        self.refresh_plots()
+        return f"{len(plan.keep) + len(plan.add)} plots planned ({len(plan.add)} made, {len(plan.remove)} removed)"
+
+    async def scrub(self) -> str:
+        """Re-verify a sample of plots with sample challenges; drop the ones that fail."""
+        sample = random.sample(list(self.plots.values()), min(SCRUB_SAMPLE, len(self.plots)))
+        bad = 0
+        for p in sample:
+            try:
+                await self.pool.check(p.path, p.plot_id, p.k)
+            except (PlotError, OSError) as exc:
+                bad += 1
+                self.allocator.index.remove([p.seed])
+                p.path.unlink(missing_ok=True)
+                self.bus.publish(PlotRemoved(seed=p.seed, k=p.k, reason=f"failed scrub: {exc}", source=self.source))
+        self.refresh_plots()
+        return f"{len(sample)} plots checked, {bad} removed"
+
+    async def sync(self) -> str:
+        mg = await self.sync_metagraph()
+        return f"block {mg.block}, {len(mg.validators)} validators"
+
+    async def start(self) -> None:
+        await self.require_registered()
+        self.allocator.plan()  # refuses an impossible share before anything is written
+        self.allocator.layout.ensure()
+        self.refresh_plots()
+        await self.pool.warm()
+        await self.start_server()
+        self.jobs.add("sync", self.sync, self.profile.sync_s, first_in=None)
+        self.jobs.add("reallocate", self.reallocate, self.settings.reallocate_interval, first_in=0)
+        self.jobs.add("scrub", self.scrub, self.profile.scrub_s, first_in=None)
+        self.jobs.start()
+        self.write_state()
+
+    async def stop(self) -> None:
+        if self._alloc_task is not None and not self._alloc_task.done():
+            self._alloc_task.cancel()
+            await asyncio.gather(self._alloc_task, return_exceptions=True)
+        await super().stop()
+        self.pool.close()
+        self.allocator.close()
+
+    def snapshot(self) -> dict[str, Any]:
+        st = self.allocator.status
+        return {**super().snapshot(), "plots_held": len(self.plots), "challenges_served": self.challenges_served,
+                "allocating": st.busy, "eta_s": st.eta_s}

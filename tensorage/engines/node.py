@@ -1,0 +1,158 @@
+"""What miners and validators share: wallet, chain, bus, jobs, a signed HTTP server,
+and a small state file other processes (status --json, the devnet runner) can read."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import time
+from dataclasses import asdict
+from typing import Any, Optional
+
+import bittensor as bt
+from aiohttp import web
+
+from .. import PROTOCOL_VERSION, __version__
+from ..chain.port import ChainPort, Metagraph, Neuron
+from ..config import Settings
+from ..errors import NotRegistered
+from ..events import EventBus, JobRan
+from ..net.auth import PUBLIC, PeerDirectory, access
+from ..net.messages import HealthResponse
+from ..net.server import Served, make_app, serve
+from ..scheduler import Jobs
+from ..storage.files import atomic_write
+from ..storage.layout import Layout
+
+NODE_STATE_FILE = "node.json"
+
+
+class Node:
+    role = "node"
+
+    def __init__(self, settings: Settings, wallet: bt.Wallet, chain: ChainPort, bus: Optional[EventBus] = None,
+                 source: Optional[str] = None) -> None:
+        self.settings = settings
+        self.profile = settings.profile
+        self.wallet = wallet
+        self.hotkey = wallet.hotkey.ss58_address
+        self.chain = chain
+        self.bus = bus or EventBus()
+        self.source = source or self.role
+        self.layout = Layout(settings.db_root)
+        self.jobs = Jobs(self.bus, self.source)
+        self.directory = PeerDirectory(self._load_metagraph)
+        self.served: Optional[Served] = None
+        self.started_at = time.time()
+        self.uid: Optional[int] = None
+        self._stop = asyncio.Event()
+        self._unsubscribe = self.bus.subscribe(self._on_event)
+
+    # chain --------------------------------------------------------------------------------
+    async def _load_metagraph(self) -> Metagraph:
+        return await asyncio.to_thread(self.chain.metagraph)
+
+    @property
+    def metagraph(self) -> Optional[Metagraph]:
+        return self.directory.metagraph
+
+    async def sync_metagraph(self) -> Metagraph:
+        mg = await self.directory.refresh()
+        me = mg.by_hotkey(self.hotkey)
+        self.uid = me.uid if me else None
+        return mg
+
+    def me(self) -> Optional[Neuron]:
+        return self.metagraph.by_hotkey(self.hotkey) if self.metagraph else None
+
+    async def require_registered(self) -> Neuron:
+        mg = await self.sync_metagraph()
+        me = mg.by_hotkey(self.hotkey)
+        if me is None:
+            hint = ("run `tensorage devnet init`" if self.settings.network == "devnet"
+                    else f"register it with `btcli subnets register --netuid {mg.netuid}`")
+            raise NotRegistered(f"hotkey {self.hotkey} is not registered on netuid {mg.netuid}: {hint}")
+        return me
+
+    # http ---------------------------------------------------------------------------------
+    def build_app(self) -> web.Application:
+        app = make_app(self.hotkey, self.directory, self.settings.resolved_netuid)
+        app.router.add_get("/v1/health", self.health)
+        self.add_routes(app)
+        return app
+
+    def add_routes(self, app: web.Application) -> None:
+        """Subclasses add their endpoints."""
+
+    @access(PUBLIC)
+    async def health(self, request: web.Request) -> web.Response:
+        body = HealthResponse(version=__version__, hotkey=self.hotkey, role=self.role, plots=self.plot_count(),
+                              uptime_s=time.time() - self.started_at)
+        return web.json_response(body.model_dump())
+
+    def plot_count(self) -> int:
+        return 0
+
+    async def start_server(self) -> Served:
+        axon = self.settings.axon
+        self.served = await serve(self.build_app(), axon.ip, axon.port)
+        ip = axon.external_ip or (axon.ip if axon.ip not in ("0.0.0.0", "::") else "127.0.0.1")
+        port = axon.external_port or self.served.port
+        await asyncio.to_thread(self.chain.serve, self.wallet, ip, port)
+        self.bus.log(f"{self.role} serving on {axon.ip}:{self.served.port} (published {ip}:{port})", source=self.source)
+        return self.served
+
+    # lifecycle ----------------------------------------------------------------------------
+    async def start(self) -> None:
+        raise NotImplementedError
+
+    async def stop(self) -> None:
+        self.jobs.shutdown()
+        if self.served is not None:
+            await self.served.close()
+            self.served = None
+        self._unsubscribe()
+        self.write_state()
+
+    def request_stop(self) -> None:
+        self._stop.set()
+
+    async def run_until_stopped(self) -> None:
+        await self.start()
+        try:
+            await self._stop.wait()
+        finally:
+            await self.stop()
+
+    # state for other processes -------------------------------------------------------------
+    def _on_event(self, event) -> None:
+        if isinstance(event, JobRan):
+            self.write_state()
+
+    def snapshot(self) -> dict[str, Any]:
+        return {
+            "role": self.role,
+            "hotkey": self.hotkey,
+            "uid": self.uid,
+            "network": self.settings.network,
+            "pid": os.getpid(),
+            "protocol": PROTOCOL_VERSION,
+            "endpoint": f"{self.settings.axon.ip}:{self.served.port}" if self.served else None,
+            "started_at": self.started_at,
+            "updated_at": time.time(),
+            "jobs": [asdict(j) for j in self.jobs.state()],
+        }
+
+    def write_state(self) -> None:
+        try:
+            atomic_write(self.layout.index / NODE_STATE_FILE, json.dumps(self.snapshot(), default=str).encode())
+        except OSError:
+            pass  # status is best effort; the engine keeps running
+
+
+def read_node_state(layout: Layout) -> Optional[dict[str, Any]]:
+    try:
+        return json.loads((layout.index / NODE_STATE_FILE).read_text())
+    except (OSError, ValueError):
+        return None

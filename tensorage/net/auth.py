@@ -1,0 +1,137 @@
+"""Signed-request middleware: ``bittensor.http_auth`` plus a metagraph check.
+
+Every route is signed except the ones marked ``public``; challenge routes also need
+a validator permit. Rejections never change state: the replay store is written only
+after the signature verifies, and handlers run only after every check passed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Awaitable, Callable, Optional
+
+import bittensor as bt
+from aiohttp import web
+
+from .. import PROTOCOL_VERSION
+from ..chain.port import Metagraph, Neuron
+from .errors import RequestRejected, error_response
+
+log = logging.getLogger(__name__)
+
+PUBLIC, REGISTERED, VALIDATOR = "public", "registered", "validator"
+MAX_AGE_S = 10.0
+ALLOWED_SKEW_S = 2.0
+
+_STATUS = {
+    bt.http_auth.MalformedAuth: (401, "unauthorized", "the request is not signed correctly ({}); sign it with "
+                                 "bittensor.http_auth.sign"),
+    bt.http_auth.BadSignature: (401, "bad_signature", "the signature does not match the hotkey and body ({})"),
+    bt.http_auth.StaleRequest: (401, "stale", "the request is too old or from the future ({}); check the clock "
+                                "(NTP) and send a freshly signed request"),
+    bt.http_auth.WrongReceiver: (421, "wrong_receiver", "the request was signed for another hotkey ({}); look up "
+                                 "this node's hotkey in the metagraph"),
+    bt.http_auth.ReplayedRequest: (409, "replayed", "this nonce was already used ({}); sign every request anew"),
+}
+
+
+def access(level: str) -> Callable:
+    """Mark a handler: ``public``, ``registered`` (default) or ``validator``."""
+
+    def mark(handler: Callable) -> Callable:
+        handler.__tensorage_access__ = level  # type: ignore[attr-defined]
+        return handler
+
+    return mark
+
+
+class PeerDirectory:
+    """Who may call: the last synced metagraph, refreshed early when a stranger calls."""
+
+    def __init__(self, load: Callable[[], Awaitable[Metagraph]], min_refresh_s: float = 5.0) -> None:
+        self._load = load
+        self._metagraph: Optional[Metagraph] = None
+        self._refreshed = 0.0
+        self._lock = asyncio.Lock()
+        self.min_refresh_s = min_refresh_s
+
+    @property
+    def metagraph(self) -> Optional[Metagraph]:
+        return self._metagraph
+
+    def update(self, metagraph: Metagraph) -> None:
+        self._metagraph = metagraph
+        self._refreshed = time.monotonic()
+
+    async def refresh(self) -> Metagraph:
+        async with self._lock:
+            self.update(await self._load())
+            return self._metagraph  # type: ignore[return-value]
+
+    async def lookup(self, hotkey: str) -> Optional[Neuron]:
+        neuron = self._metagraph.by_hotkey(hotkey) if self._metagraph else None
+        if neuron is None and time.monotonic() - self._refreshed > self.min_refresh_s:
+            try:
+                neuron = (await self.refresh()).by_hotkey(hotkey)
+            except Exception as exc:  # the chain is down: judge on what we have
+                log.warning("metagraph refresh failed: %s", exc)
+        return neuron
+
+
+def auth_middleware(self_hotkey: str, directory: PeerDirectory, netuid: int,
+                    nonce_store: Optional[bt.http_auth.NonceStore] = None) -> Callable:
+    store = nonce_store or bt.http_auth.InMemoryNonceStore(retention=60.0)
+
+    @web.middleware
+    async def middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
+        try:
+            target = request.match_info.handler
+            level = getattr(target, "__tensorage_access__", REGISTERED)
+            if level != PUBLIC:
+                await _authenticate(request, level)
+            return await handler(request)
+        except RequestRejected as exc:
+            return error_response(exc.status, exc.code, exc.message)
+        except web.HTTPRequestEntityTooLarge as exc:
+            return error_response(413, "too_large", f"the body is larger than this endpoint accepts "
+                                  f"({exc.text or 'limit exceeded'}); send less")
+        except web.HTTPException as exc:
+            if exc.status < 400:
+                raise
+            hint = {404: "unknown endpoint: see GET /v1/health for this node's role and protocol",
+                    405: "method not allowed on this endpoint"}.get(exc.status, exc.reason)
+            return error_response(exc.status, exc.reason.lower().replace(" ", "_"), hint)
+        except Exception:
+            log.exception("handler failed on %s %s", request.method, request.path)
+            return error_response(500, "internal", "the node failed to handle this request; its operator can "
+                                  "see why in its log")
+
+    async def _authenticate(request: web.Request, level: str) -> None:
+        body = await request.read()
+        try:
+            caller = bt.http_auth.verify(
+                request.headers, body, method=request.method, path=request.raw_path,
+                self_hotkey_ss58=self_hotkey, max_age=MAX_AGE_S, allowed_skew=ALLOWED_SKEW_S, nonce_store=store,
+            )
+        except bt.http_auth.AuthError as exc:
+            status, code, text = next((v for k, v in _STATUS.items() if isinstance(exc, k)),
+                                      (401, "unauthorized", "authentication failed ({})"))
+            raise RequestRejected(status, code, text.format(exc)) from None
+        neuron = await directory.lookup(caller.hotkey_ss58)
+        if neuron is None:
+            raise RequestRejected(403, "unregistered", f"hotkey {caller.hotkey_ss58} is not registered on netuid "
+                                  f"{netuid}: register it before calling this node")
+        if level == VALIDATOR and not neuron.validator_permit:
+            raise RequestRejected(403, "forbidden", f"uid {neuron.uid} has no validator permit: only validators "
+                                  f"may call {request.path}")
+        version = request.headers.get("X-Tensorage-Protocol")
+        if version is not None and version != str(PROTOCOL_VERSION):
+            raise RequestRejected(426, "protocol", f"caller speaks tensorage protocol {version}, this node "
+                                  f"{PROTOCOL_VERSION}: upgrade the older side (pip install -U tensorage)")
+        request["caller"] = caller
+        request["neuron"] = neuron
+        request["body"] = body
+
+    return middleware

@@ -1,0 +1,83 @@
+"""A signed HTTP client: one session, connection reuse, absolute deadlines."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass
+from typing import Any, Optional
+
+import aiohttp
+import bittensor as bt
+
+from .. import PROTOCOL_VERSION
+
+
+class PeerError(Exception):
+    """A peer could not be reached or did not answer in time."""
+
+    def __init__(self, kind: str, message: str) -> None:
+        super().__init__(message)
+        self.kind = kind  # unreachable | timeout
+
+
+@dataclass
+class Reply:
+    status: int
+    body: bytes
+    latency_ms: float
+
+    def json(self) -> Any:
+        return json.loads(self.body)
+
+    @property
+    def error_message(self) -> str:
+        try:
+            data = self.json()
+            return f"{data.get('error')}: {data.get('message')}"
+        except (ValueError, AttributeError):
+            return self.body[:200].decode(errors="replace")
+
+
+class SignedClient:
+    def __init__(self, wallet: bt.Wallet, connections: int = 256) -> None:
+        self.wallet = wallet
+        self._connections = connections
+        self._session: Optional[aiohttp.ClientSession] = None
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self._connections, limit_per_host=8, ttl_dns_cache=300,
+                                             keepalive_timeout=60)
+            self._session = aiohttp.ClientSession(connector=connector)
+        return self._session
+
+    async def request(self, method: str, host: str, port: int, path: str, receiver: str, *,
+                      body: bytes = b"", deadline: Optional[float] = None, timeout: float = 10.0,
+                      content_type: str = "application/json") -> Reply:
+        """Sign and send; ``deadline`` (unix time) bounds the whole exchange."""
+        remaining = timeout if deadline is None else deadline - time.time()
+        if remaining <= 0:
+            raise PeerError("timeout", "deadline passed before sending")
+        headers = bt.http_auth.sign(self.wallet, method=method, path=path, body=body, receiver_ss58=receiver)
+        headers["X-Tensorage-Protocol"] = str(PROTOCOL_VERSION)
+        if body:
+            headers["Content-Type"] = content_type
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(remaining):
+                async with self.session.request(method, f"http://{host}:{port}{path}", data=body or None,
+                                                headers=headers) as resp:
+                    data = await resp.read()
+        except TimeoutError:
+            raise PeerError("timeout", f"no answer within {remaining:.2f}s") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise PeerError("unreachable", f"{type(exc).__name__}: {exc}") from None
+        return Reply(status=resp.status, body=data, latency_ms=(time.perf_counter() - started) * 1000)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None

@@ -1,0 +1,47 @@
+"""aiohttp app factory and a runner that binds (possibly) an ephemeral port."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Optional
+
+from aiohttp import web
+
+from .auth import PeerDirectory, auth_middleware
+from .messages import MAX_CONTROL_BODY
+
+
+def make_app(self_hotkey: str, directory: PeerDirectory, netuid: int,
+             max_body: int = MAX_CONTROL_BODY) -> web.Application:
+    """An app with signed-request checks on every route; add routes to it."""
+    return web.Application(middlewares=[auth_middleware(self_hotkey, directory, netuid)], client_max_size=max_body)
+
+
+@dataclass
+class Served:
+    runner: web.AppRunner
+    host: str
+    port: int
+
+    async def close(self) -> None:
+        await self.runner.cleanup()
+
+
+async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0,
+                shutdown_timeout: float = 2.0) -> Served:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout)
+    await runner.setup()
+    site = web.TCPSite(runner, host, port, reuse_address=True)
+    try:
+        await site.start()
+    except OSError as exc:
+        await runner.cleanup()
+        from ..errors import ConfigError
+
+        raise ConfigError(f"cannot listen on {host}:{port} ({exc.strerror}): pick another --axon.port") from None
+    bound: Optional[int] = None
+    for addr in runner.addresses:
+        if isinstance(addr, tuple):
+            bound = addr[1]
+            break
+    return Served(runner=runner, host=host, port=bound or port)
