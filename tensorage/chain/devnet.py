@@ -92,6 +92,8 @@ class DevnetNode:
     name: str
     role: str  # miner | validator
     size_in_gb: float
+    db_root_path: Optional[str] = None  # default: <devnet root>/nodes/<name>
+    workers: Optional[int] = None
 
     @property
     def wallet_name(self) -> str:

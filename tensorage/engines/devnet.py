@@ -74,10 +74,30 @@ class DevnetSupervisor:
             self.children[node.name] = Child(node=node, log_path=self.root / "logs" / f"{node.name}.log")
         return self.spec
 
+    def db_root(self, node: DevnetNode) -> Path:
+        return Path(node.db_root_path).expanduser() if node.db_root_path else self.root / "nodes" / node.name
+
     def argv(self, node: DevnetNode) -> list[str]:
-        return [sys.executable, "-m", "tensorage", node.role, "--subtensor.network", "devnet",
+        argv = [sys.executable, "-m", "tensorage", node.role, "--subtensor.network", "devnet",
                 "--devnet.root", str(self.root), "--wallet.name", node.wallet_name,
-                "--db_root_path", str(self.root / "nodes" / node.name), "--events", "jsonl", *self.node_args]
+                "--db_root_path", str(self.db_root(node)), "--events", "jsonl", *self.node_args]
+        if node.role == "miner":
+            argv += ["--size_in_gb", repr(node.size_in_gb)]
+        if node.workers:
+            argv += ["--workers", str(node.workers)]
+        return argv
+
+    async def add_miner(self, size_in_gb: float, db_root_path: Optional[str] = None,
+                        workers: Optional[int] = None) -> DevnetNode:
+        """Register and start one more miner (what the console's allocation wizard confirms)."""
+        from ..chain.devnet_init import add_miner
+
+        node = await asyncio.to_thread(add_miner, self.root, size_in_gb, db_root_path, workers)
+        self.spec = SubnetSpec.load(self.root)
+        child = self.children[node.name] = Child(node=node, log_path=self.root / "logs" / f"{node.name}.log")
+        self.bus.log(f"added {node.name}: {size_in_gb:g} GB at {self.db_root(node)}", source="devnet")
+        await self.spawn(child)
+        return node
 
     # processes -------------------------------------------------------------------------------
     async def spawn(self, child: Child) -> None:
@@ -169,7 +189,7 @@ class DevnetSupervisor:
 
     def state(self) -> list[dict]:
         return [{"node": c.node.name, "role": c.node.role, "state": c.state, "pid": c.pid, "restarts": c.restarts,
-                 "log": str(c.log_path), "db_root_path": str(self.root / "nodes" / c.node.name)}
+                 "log": str(c.log_path), "db_root_path": str(self.db_root(c.node))}
                 for c in self.children.values()]
 
 

@@ -24,11 +24,14 @@ PLOT_NAME = re.compile(r"^plot-k(?P<k>\d{2})-(?P<seed>[0-9a-f]{64})\.plot$")
 _SIZE_SAFETY = 1.05
 WORKING_RATIO = 2.8
 
-# Mean proofs per challenge of one plot (= table-7 entries / 2^k), measured over 20,000
-# challenges per k on 2-4 plots each (standard error ~0.007): below k=21 fewer entries
-# survive back-propagation. Honest miners score ratio ~1 against these.
-_PROOF_RATE = {18: 0.873, 19: 0.964, 20: 0.985}
-_PROOF_RATE_LARGE_K = 0.99  # k=21: 0.997, k=22: 0.989
+# Proofs per challenge of one plot (= table-7 entries / 2^k) vary from plot to plot: over
+# 4,000 challenges on each of 12 k=18, 10 k=19 and 6 k=20 plots we measured means of 0.949,
+# 0.953, 0.991 with plot-to-plot standard deviations of 0.065, 0.051, 0.037 (k=21, 22: 0.997,
+# 0.989 on two plots each). A validator cannot know a plot's own rate, so it expects the mean
+# minus one deviation: an honest miner with below-average plots still reaches ratio ~1 (the
+# estimator caps it there), and a miner holding a fraction f gains at most ~5 % from the slack.
+_PROOF_RATE = {18: 0.885, 19: 0.90, 20: 0.955}
+_PROOF_RATE_LARGE_K = 0.96
 
 
 def hotkey_public_key(hotkey_ss58: str) -> bytes:
