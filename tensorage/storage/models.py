@@ -14,7 +14,7 @@ from typing import Iterable, Optional
 
 import peewee as pw
 
-from ..errors import CorruptIndex
+from ..errors import CorruptIndex, DiskError
 
 SQLITE_PRAGMAS = {
     "journal_mode": "wal",
@@ -34,6 +34,8 @@ class PlotState(str, Enum):
 
 def open_sqlite(path: Path, what: str) -> pw.SqliteDatabase:
     """Open a SQLite file, turning "file is not a database" into an actionable error."""
+    if not path.parent.is_dir():
+        raise DiskError(f"{path.parent} does not exist: run `tensorage allocate` (or start the node) to create it")
     db = pw.SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS, check_same_thread=False)
     try:
         db.connect(reuse_if_open=True)

@@ -1,0 +1,137 @@
+"""A real local subnet for end-to-end tests: devnet chain file, real node processes, log files."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Optional
+
+from tensorage.chain.devnet import Devnet, SubnetSpec
+from tensorage.chain.devnet_init import init_devnet
+from tensorage.storage.validator_db import ValidatorStore
+
+
+def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.5):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+@dataclass
+class Subnet:
+    root: Path
+    procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+
+    @classmethod
+    def create(cls, root: Path, miners: int, validators: int, sizes: tuple[float, ...]) -> "Subnet":
+        init_devnet(root, miners=miners, validators=validators, miner_sizes_gb=sizes)
+        (root / "logs").mkdir(exist_ok=True)
+        return cls(root)
+
+    @property
+    def spec(self) -> SubnetSpec:
+        return SubnetSpec.load(self.root)
+
+    def db_root(self, name: str) -> Path:
+        return self.root / "nodes" / name
+
+    def hotkey(self, name: str) -> str:
+        node = next(n for n in self.spec.nodes if n.name == name)
+        return self.spec.wallet(self.root, node).hotkey.ss58_address
+
+    def uid(self, name: str) -> int:
+        chain = Devnet.open(self.root)
+        try:
+            return chain.metagraph().by_hotkey(self.hotkey(name)).uid  # type: ignore[union-attr]
+        finally:
+            chain.close()
+
+    def common(self, name: str) -> list[str]:
+        return ["--subtensor.network", "devnet", "--devnet.root", str(self.root), "--wallet.name", name,
+                "--db_root_path", str(self.db_root(name))]
+
+    def allocate(self, sizes: dict[str, float], timeout: float = 180) -> None:
+        """Allocate several miners at once, as separate processes."""
+        procs = {name: subprocess.Popen([sys.executable, "-m", "tensorage", "allocate", *self.common(name),
+                                         "--size_in_gb", str(size), "--disable_prompt"],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+                 for name, size in sizes.items()}
+        for name, proc in procs.items():
+            _, err = proc.communicate(timeout=timeout)
+            assert proc.returncode == 0, f"allocate {name} failed: {err}"
+
+    def start(self, name: str, argv: list[str], *extra: str) -> subprocess.Popen:
+        log = open(self.root / "logs" / f"{name}.log", "ab")
+        proc = subprocess.Popen([sys.executable, "-m", *argv, *self.common(name), *extra], stdout=log,
+                                stderr=subprocess.STDOUT, env={**os.environ, "COLUMNS": "200"})
+        log.close()
+        self.procs[name] = proc
+        return proc
+
+    def start_miner(self, name: str, size: float, *extra: str) -> subprocess.Popen:
+        return self.start(name, ["tensorage", "miner"], "--size_in_gb", str(size), *extra)
+
+    def start_validator(self, name: str, *extra: str) -> subprocess.Popen:
+        return self.start(name, ["tensorage", "validator"], *extra)
+
+    def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
+        proc = self.procs.pop(name)
+        proc.send_signal(sig)
+        proc.wait(timeout=20)
+
+    def served(self, names: list[str]) -> bool:
+        chain = Devnet.open(self.root)
+        try:
+            mg = chain.metagraph()
+        finally:
+            chain.close()
+        return all((n := mg.by_hotkey(self.hotkey(name))) is not None and n.axon for name in names)
+
+    def log(self, name: str) -> str:
+        return (self.root / "logs" / f"{name}.log").read_text(errors="replace")
+
+    def store(self, validator: str) -> ValidatorStore:
+        return ValidatorStore(self.db_root(validator) / "index" / "validator.sqlite")
+
+    def rounds(self, validator: str, hotkey: str) -> list:
+        if not (self.db_root(validator) / "index" / "validator.sqlite").exists():
+            return []
+        store = self.store(validator)
+        try:
+            return store.recent_rounds(limit=1000, hotkey=hotkey)
+        finally:
+            store.close()
+
+    def scores(self, validator: str) -> dict:
+        store = self.store(validator)
+        try:
+            return {h: s for h, s in store.scores().items()}
+        finally:
+            store.close()
+
+    def stop_all(self) -> None:
+        procs = list(self.procs.values())
+        self.procs.clear()
+        for proc in procs:
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + 10
+        for proc in procs:
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def alive(self, name: str) -> Optional[bool]:
+        proc = self.procs.get(name)
+        return None if proc is None else proc.poll() is None
