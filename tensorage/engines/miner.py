@@ -23,7 +23,7 @@ from ..chain.port import ChainPort
 from ..config import Settings
 from ..errors import PlotError
 from ..events import ChallengeServed, ErrorEvent, EventBus, PlotDone, PlotRemoved, PlotVerified
-from ..net.auth import VALIDATOR, access
+from ..net.auth import BODY, CALLER, VALIDATOR, access
 from ..net.errors import parse, reject
 from ..net.messages import ChallengeRequest, ChallengeResponse, PlotEntry, PlotProofs, PlotsResponse
 from ..proofs.plots import plot_filename, plot_id
@@ -109,7 +109,7 @@ class MinerEngine(Node):
     @access(VALIDATOR)
     async def handle_challenge(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
-        req = parse(ChallengeRequest, request["body"])
+        req = parse(ChallengeRequest, request[BODY])
         if req.protocol != PROTOCOL_VERSION:
             reject(426, "protocol", f"validator speaks protocol {req.protocol}, this miner {PROTOCOL_VERSION}: "
                                     f"upgrade the older side")
@@ -122,7 +122,7 @@ class MinerEngine(Node):
         response = await self.prove(req)
         self.challenges_served += 1
         n_proofs = sum(len(p.proofs) for p in response.proofs)
-        self.bus.publish(ChallengeServed(validator_hotkey=request["caller"].hotkey_ss58, plots=len(req.plots),
+        self.bus.publish(ChallengeServed(validator_hotkey=request[CALLER].hotkey_ss58, plots=len(req.plots),
                                          proofs=n_proofs, latency_ms=(time.perf_counter() - started) * 1000,
                                          source=self.source))
         return web.json_response(response.model_dump())

@@ -22,6 +22,9 @@ from .errors import RequestRejected, error_response
 log = logging.getLogger(__name__)
 
 PUBLIC, REGISTERED, VALIDATOR = "public", "registered", "validator"
+CALLER = web.RequestKey("caller", bt.http_auth.Caller)
+NEURON = web.RequestKey("neuron", Neuron)
+BODY = web.RequestKey("body", bytes)
 MAX_AGE_S = 10.0
 ALLOWED_SKEW_S = 2.0
 
@@ -130,8 +133,8 @@ def auth_middleware(self_hotkey: str, directory: PeerDirectory, netuid: int,
         if version is not None and version != str(PROTOCOL_VERSION):
             raise RequestRejected(426, "protocol", f"caller speaks tensorage protocol {version}, this node "
                                   f"{PROTOCOL_VERSION}: upgrade the older side (pip install -U tensorage)")
-        request["caller"] = caller
-        request["neuron"] = neuron
-        request["body"] = body
+        request[CALLER] = caller
+        request[NEURON] = neuron
+        request[BODY] = body
 
     return middleware

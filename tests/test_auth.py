@@ -1,0 +1,162 @@
+"""Signed HTTP against a real miner server on 127.0.0.1: every bad request is refused with
+the right status and a JSON message, and changes nothing."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import aiohttp
+import bittensor as bt
+import pytest
+
+from tensorage import PROTOCOL_VERSION
+from tensorage.chain.devnet import Devnet, SubnetSpec
+from tensorage.chain.wallets import create_wallet
+from tensorage.config import settings_from_namespace
+from tensorage.engines.miner import MinerEngine
+from tensorage.events import ChallengeServed, EventBus
+from tensorage.net.messages import ChallengeRequest
+from tensorage.proofs.challenges import new_challenge
+
+from .subnet import Subnet
+
+
+@pytest.fixture(scope="module")
+def allocated(tmp_path_factory):
+    root = tmp_path_factory.mktemp("auth") / "devnet"
+    subnet = Subnet.create(root, miners=2, validators=1, sizes=(0.03,))
+    subnet.allocate({"miner-0": 0.03})
+    return subnet
+
+
+@pytest.fixture
+async def miner(allocated):
+    root = allocated.root
+    settings = settings_from_namespace({"subtensor.network": "devnet", "devnet.root": str(root),
+                                        "wallet.name": "miner-0", "db_root_path": str(allocated.db_root("miner-0")),
+                                        "size_in_gb": 0.03})
+    spec = SubnetSpec.load(root)
+    wallet = spec.wallet(root, next(n for n in spec.nodes if n.name == "miner-0"))
+    bus = EventBus()
+    engine = MinerEngine(settings, wallet, Devnet.open(root), bus, proof_workers=1)
+    await engine.start()
+    served: list[ChallengeServed] = []
+    bus.subscribe(lambda e: served.append(e) if isinstance(e, ChallengeServed) else None)
+    engine.served_events = served
+    yield engine
+    await engine.stop()
+
+
+def wallet_of(subnet: Subnet, name: str) -> bt.Wallet:
+    spec = subnet.spec
+    return spec.wallet(subnet.root, next(n for n in spec.nodes if n.name == name))
+
+
+def challenge_body(miner: MinerEngine, **changes) -> bytes:
+    req = ChallengeRequest(challenge=new_challenge().hex(), plots=list(miner.plots)[:2], per_plot=2,
+                           deadline=time.time() + 5)
+    data = req.model_dump()
+    data.update(changes)
+    return json.dumps(data).encode()
+
+
+async def send(miner: MinerEngine, method: str, path: str, body: bytes = b"", headers: dict | None = None):
+    url = f"http://127.0.0.1:{miner.served.port}{path}"
+    async with aiohttp.ClientSession() as s:
+        async with s.request(method, url, data=body or None, headers=headers or {}) as r:
+            return r.status, await r.json(content_type=None)
+
+
+def signed(wallet, method, path, body, receiver, **kw) -> dict:
+    return bt.http_auth.sign(wallet, method=method, path=path, body=body, receiver_ss58=receiver, **kw)
+
+
+async def test_a_validator_gets_proofs(miner, allocated):
+    v = wallet_of(allocated, "validator-0")
+    body = challenge_body(miner)
+    status, data = await send(miner, "POST", "/v1/challenge", body, signed(v, "POST", "/v1/challenge", body, miner.hotkey))
+    assert status == 200, data
+    assert {p["seed"] for p in data["proofs"]} == set(json.loads(body)["plots"])
+    assert len(miner.served_events) == 1
+
+
+@pytest.mark.parametrize("case, status, code", [
+    ("unsigned", 401, "unauthorized"),
+    ("bad_signature", 401, "bad_signature"),
+    ("wrong_receiver", 421, "wrong_receiver"),
+    ("stale", 401, "stale"),
+    ("unregistered", 403, "unregistered"),
+    ("miner_challenges", 403, "forbidden"),
+])
+async def test_rejected_and_nothing_changes(miner, allocated, tmp_path, case, status, code):
+    v = wallet_of(allocated, "validator-0")
+    body = challenge_body(miner)
+    path = "/v1/challenge"
+    if case == "unsigned":
+        headers = {}
+    elif case == "bad_signature":
+        headers = signed(v, "POST", path, body + b" ", miner.hotkey)
+    elif case == "wrong_receiver":
+        headers = signed(v, "POST", path, body, wallet_of(allocated, "miner-1").hotkey.ss58_address)
+    elif case == "stale":
+        headers = signed(v, "POST", path, body, miner.hotkey, nonce_ns=time.time_ns() - 60 * 10**9)
+    elif case == "unregistered":
+        headers = signed(create_wallet(tmp_path / "w", "stranger"), "POST", path, body, miner.hotkey)
+    else:
+        headers = signed(wallet_of(allocated, "miner-1"), "POST", path, body, miner.hotkey)
+    plots_before = dict(miner.plots)
+    got, data = await send(miner, "POST", path, body, headers)
+    assert (got, data["error"]) == (status, code), data
+    assert data["message"] and ":" in data["message"] or "(" in data["message"]
+    assert miner.served_events == [] and miner.challenges_served == 0
+    assert miner.plots == plots_before
+
+
+async def test_replayed_request_is_refused_once_used(miner, allocated):
+    v = wallet_of(allocated, "validator-0")
+    body = challenge_body(miner)
+    headers = signed(v, "POST", "/v1/challenge", body, miner.hotkey)
+    first, _ = await send(miner, "POST", "/v1/challenge", body, headers)
+    again, data = await send(miner, "POST", "/v1/challenge", body, headers)
+    assert (first, again, data["error"]) == (200, 409, "replayed")
+    assert miner.challenges_served == 1
+
+
+@pytest.mark.parametrize("case, status, code", [
+    ("malformed_json", 400, "bad_request"),
+    ("wrong_types", 400, "bad_request"),
+    ("unknown_plot", 404, "unknown_plot"),
+    ("deadline_passed", 408, "deadline_passed"),
+    ("old_protocol", 426, "protocol"),
+    ("oversized", 413, "too_large"),
+    ("repeated_plots", 400, "bad_request"),
+])
+async def test_bad_bodies_get_a_clear_error(miner, allocated, case, status, code):
+    v = wallet_of(allocated, "validator-0")
+    seeds = list(miner.plots)
+    body = {
+        "malformed_json": b'{"challenge": ',
+        "wrong_types": challenge_body(miner, per_plot="four"),
+        "unknown_plot": challenge_body(miner, plots=["ab" * 32]),
+        "deadline_passed": challenge_body(miner, deadline=time.time() - 1),
+        "old_protocol": challenge_body(miner, protocol=PROTOCOL_VERSION + 1),
+        "oversized": b"x" * (2 << 20),
+        "repeated_plots": challenge_body(miner, plots=[seeds[0], seeds[0]]),
+    }[case]
+    got, data = await send(miner, "POST", "/v1/challenge", body, signed(v, "POST", "/v1/challenge", body, miner.hotkey))
+    assert (got, data["error"]) == (status, code), data
+    assert miner.challenges_served == 0
+
+
+async def test_health_is_public_and_plots_need_a_validator(miner, allocated):
+    status, data = await send(miner, "GET", "/v1/health")
+    assert status == 200 and data["role"] == "miner" and data["plots"] == len(miner.plots) == 4
+    v = wallet_of(allocated, "validator-0")
+    status, data = await send(miner, "GET", "/v1/plots", headers=signed(v, "GET", "/v1/plots", b"", miner.hotkey))
+    assert status == 200 and len(data["plots"]) == 4 and data["hotkey"] == miner.hotkey
+    m1 = wallet_of(allocated, "miner-1")
+    status, data = await send(miner, "GET", "/v1/plots", headers=signed(m1, "GET", "/v1/plots", b"", miner.hotkey))
+    assert (status, data["error"]) == (403, "forbidden")
+    status, data = await send(miner, "GET", "/v1/nothing-here")
+    assert status in (401, 404) and "error" in data
