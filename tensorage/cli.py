@@ -98,6 +98,11 @@ def _confirm(settings: Settings, question: str) -> bool:
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from .status import node_status
 
+    if settings.network == "devnet" and "name" not in settings.wallet.model_fields_set:
+        from .status import devnet_status
+
+        print(json.dumps(devnet_status(settings), indent=2, default=str))
+        return 0
     hotkey = _hotkey_or_none(settings)
     status = node_status(settings, hotkey, with_chain=not args.offline)
     if args.json:

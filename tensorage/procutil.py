@@ -9,15 +9,19 @@ import signal
 PARENT_ENV = "TENSORAGE_PARENT_PID"
 
 
-def die_with_parent() -> None:
-    """Linux: get SIGKILL when the parent dies, so a killed supervisor leaves no orphans."""
+def die_with_parent(parent_pid: int | None = None) -> None:
+    """Linux: get SIGKILL when the parent dies, so a killed supervisor leaves no orphans.
+
+    ``parent_pid`` (or the environment's TENSORAGE_PARENT_PID) is the parent we expect:
+    if it is already gone when this runs, exit at once.
+    """
     with contextlib.suppress(Exception):
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        parent = os.environ.get(PARENT_ENV)
-        if parent and os.getppid() != int(parent):  # the parent died before prctl took effect
+        expected = parent_pid or int(os.environ.get(PARENT_ENV) or 0)
+        if expected and os.getppid() != expected:  # the parent died before prctl took effect
             os._exit(1)
 
 

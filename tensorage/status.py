@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Any, Optional
 
 from .config import Settings
@@ -71,9 +72,53 @@ def chain_status(settings: Settings, hotkey: Optional[str]) -> dict[str, Any]:
     return out
 
 
+def validator_status(layout: Layout, rounds: int = 5) -> dict[str, Any]:
+    """Per miner: its last rounds, its score; and the last weights set."""
+    from .storage.validator_db import ValidatorStore
+
+    store = ValidatorStore(layout.validator_state_db)
+    try:
+        scores = store.scores()
+        miners = {}
+        for m in store.miners():
+            s = scores.get(m.hotkey)
+            miners[str(m.uid)] = {
+                "hotkey": m.hotkey, "axon": m.axon, "plots_listed": m.listed_plots, "plots_accepted": m.accepted_plots,
+                "refused": m.refused,
+                "ratio": round(min(1.0, s.returned / s.expected), 4) if s and s.expected else None,
+                "raw_ratio": round(s.returned / s.expected, 4) if s and s.expected else None,
+                "proven_bytes": s.proven_bytes if s else 0, "score": s.score if s else 0.0,
+                "latency_ms": round(s.latency_ms, 1) if s else None,
+                "last_rounds": [{"result": r.result, "proofs_returned": r.proofs_returned,
+                                 "proofs_expected": round(r.proofs_expected, 2), "latency_ms": round(r.latency_ms, 1),
+                                 "at": r.started_at, "detail": r.detail}
+                                for r in store.recent_rounds(limit=rounds, hotkey=m.hotkey)],
+            }
+        last = store.last_weights()
+        weights = {"block": last.block, "set_at": last.set_at, "weights": json.loads(last.weights)} if last else None
+        return {"miners": miners, "weights": weights}
+    finally:
+        store.close()
+
+
+def process_status(state: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """The node process as its state file left it; a "running" node whose pid is gone is "dead"."""
+    if not state:
+        return None
+    import psutil
+
+    out = {k: state.get(k) for k in ("state", "pid", "endpoint", "started_at", "updated_at")}
+    if out["state"] == "running" and not (out["pid"] and psutil.pid_exists(out["pid"])):
+        out["state"] = "dead"
+    return out
+
+
 def node_status(settings: Settings, hotkey: Optional[str], with_chain: bool = True) -> dict[str, Any]:
+    from .engines.node import read_node_state
+
     layout = Layout(settings.db_root).require_existing()
     plots = plots_status(layout)
+    state = read_node_state(layout) or {}
     status: dict[str, Any] = {
         "network": settings.network,
         "netuid": settings.resolved_netuid,
@@ -84,8 +129,47 @@ def node_status(settings: Settings, hotkey: Optional[str], with_chain: bool = Tr
         "uid": None,
         "plots": plots,
         "partition": partition_status(settings, layout, plots["bytes"]),
+        "role": state.get("role") or ("validator" if layout.validator_state_db.exists() else "miner"),
+        "process": process_status(state),
+        "jobs": state.get("jobs", []),
     }
+    if layout.validator_state_db.exists():
+        status["validator"] = validator_status(layout)
     if with_chain:
         status.update(chain_status(settings, hotkey))
     return status
 
+
+
+def devnet_status(settings: Settings) -> dict[str, Any]:
+    """The whole local subnet: chain, metagraph and every node's status."""
+    from .chain.devnet import Devnet, SubnetSpec
+
+    root = settings.devnet_root
+    spec = SubnetSpec.load(root)
+    chain = Devnet.open(root, settings.resolved_netuid)
+    try:
+        mg = chain.metagraph()
+        last_epoch = chain.last_epoch_block()
+    finally:
+        chain.close()
+    names = spec.hotkey_names(root)
+    nodes: dict[str, Any] = {}
+    for node in spec.nodes:
+        db_root = node.db_root_path or str(root / "nodes" / node.name)
+        node_settings = settings.model_copy(update={"db_root_path": db_root, "size_in_gb": node.size_in_gb or 0.001})
+        hotkey = next((h for h, n in names.items() if n == node.name), None)
+        try:
+            nodes[node.name] = node_status(node_settings, hotkey, with_chain=False)
+        except TensorageError as exc:
+            nodes[node.name] = {"role": node.role, "error": str(exc)}
+        nodes[node.name]["uid"] = mg.by_hotkey(hotkey).uid if hotkey and mg.by_hotkey(hotkey) else None
+    return {
+        "network": "devnet", "netuid": mg.netuid, "secure": False, "block": mg.block, "last_epoch": last_epoch,
+        "devnet_root": str(root),
+        "metagraph": [{"uid": n.uid, "node": names.get(n.hotkey), "hotkey": n.hotkey, "stake": n.total_stake,
+                       "validator_permit": n.validator_permit, "axon": n.axon, "trust": n.trust,
+                       "consensus": n.consensus, "incentive": n.incentive, "dividends": n.dividends,
+                       "emission": n.emission, "last_update": n.last_update} for n in mg.neurons],
+        "nodes": nodes,
+    }

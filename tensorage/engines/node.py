@@ -47,6 +47,7 @@ class Node:
         self.started_at = time.time()
         self.uid: Optional[int] = None
         self._stop = asyncio.Event()
+        self._stopped = False
         self._unsubscribe = self.bus.subscribe(self._on_event)
 
     # chain --------------------------------------------------------------------------------
@@ -108,12 +109,13 @@ class Node:
         raise NotImplementedError
 
     async def stop(self) -> None:
+        self._stopped = True
+        self.write_state()  # jobs as they were, marked stopped
         self.jobs.shutdown()
         if self.served is not None:
             await self.served.close()
             self.served = None
         self._unsubscribe()
-        self.write_state()
 
     def request_stop(self) -> None:
         self._stop.set()
@@ -133,6 +135,7 @@ class Node:
     def snapshot(self) -> dict[str, Any]:
         return {
             "role": self.role,
+            "state": "stopped" if self._stopped else "running",
             "hotkey": self.hotkey,
             "uid": self.uid,
             "network": self.settings.network,

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import PlotError
+from ..procutil import die_with_parent
 from .challenges import derive
 
 _PROVERS: dict[tuple[str, int, int], object] = {}
@@ -71,8 +72,10 @@ class ProverPool:
     @property
     def pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers,
-                                             mp_context=multiprocessing.get_context("forkserver"))
+            # spawn, not fork (the event loop has threads) nor forkserver (its server outlives a
+            # killed miner); each worker dies with the miner.
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=die_with_parent, initargs=(os.getpid(),))
         return self._pool
 
     async def warm(self) -> None:
