@@ -136,6 +136,20 @@ class MinerEngine(Node):
         self.refresh_plots()
         return f"{len(plan.keep) + len(plan.add)} plots planned ({len(plan.add)} made, {len(plan.remove)} removed)"
 
+    async def set_share(self, size_in_gb: float, workers: Optional[int] = None) -> str:
+        """Take a new share (and plotting workers) and allocate it now: what the console's
+        allocation wizard confirms. Refuses a share that does not fit before changing anything;
+        waits for an allocation already running, then reallocates to the new share."""
+        update: dict[str, Any] = {"size_in_gb": size_in_gb}
+        if workers is not None:
+            update["workers"] = workers
+        settings = self.settings.model_copy(update=update).validate_ranges()
+        self.allocator.plan(settings.size_bytes)  # raises NotEnoughSpace / DiskError, nothing changed
+        self.settings = self.allocator.settings = settings
+        if self._alloc_task is not None and not self._alloc_task.done():
+            await asyncio.gather(self._alloc_task, return_exceptions=True)
+        return await self.reallocate()
+
     async def scrub(self) -> str:
         """Re-verify a sample of plots with sample challenges; drop the ones that fail."""
         sample = random.sample(list(self.plots.values()), min(SCRUB_SAMPLE, len(self.plots)))
