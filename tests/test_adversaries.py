@@ -53,6 +53,11 @@ def arena(tmp_path_factory):
         subnet.stop_all()
 
 
+@pytest.fixture(scope="module")
+def relative(arena) -> dict[str, float]:
+    return relative_capacity(arena)
+
+
 def relative_capacity(subnet: Subnet) -> dict[str, float]:
     scores = subnet.scores("validator-0")
     honest = scores[subnet.hotkey("honest")].proven_bytes
@@ -67,8 +72,8 @@ def relative_capacity(subnet: Subnet) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("strategy", sorted(EXPECTED))
-def test_cheater_scores_what_it_really_holds(arena, strategy):
-    rel = relative_capacity(arena)[strategy]
+def test_cheater_scores_what_it_really_holds(relative, strategy):
+    rel = relative[strategy]
     expected = EXPECTED[strategy]
     if expected == 0.0:
         assert rel <= 0.05, f"{strategy} kept {rel:.3f} of an honest score for storage it does not have"
@@ -92,10 +97,10 @@ def test_cheaters_rounds_say_why(arena):
     assert "below k=18" in miners[hk("small_k")].refused
 
 
-def test_on_demand_plotter_wins_only_at_devnet_k(arena):
+def test_on_demand_plotter_wins_only_at_devnet_k(arena, relative):
     """It rebuilds sampled plots inside the deadline: devnet k makes that possible (so it scores
     something), mainnet k does not (a k=29 plot takes ~10.6 GPU-seconds, hours on a CPU)."""
-    rel = relative_capacity(arena)["on_demand"]
+    rel = relative["on_demand"]
     rounds = arena.rounds("validator-0", arena.hotkey("on_demand"))
     print(f"on-demand plotter: {rel:.3f} of honest over {len(rounds)} rounds "
           f"({sum(r.proofs_returned for r in rounds)} proofs)")
