@@ -1,0 +1,97 @@
+"""Jobs (APScheduler) and the validator's score persistence flags."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from tensorage.chain.devnet import Devnet, SubnetSpec
+from tensorage.config import settings_from_namespace
+from tensorage.engines.scoring import judge, latency_factor, normalize, poisson_cdf
+from tensorage.engines.validator import ValidatorEngine
+from tensorage.events import EventBus, JobRan
+from tensorage.scheduler import Jobs
+
+
+async def test_jobs_run_report_pause_resume_and_run_now():
+    bus = EventBus()
+    ran: list[JobRan] = []
+    bus.subscribe(lambda e: ran.append(e) if isinstance(e, JobRan) else None)
+    jobs = Jobs(bus, "test")
+    calls = {"ok": 0, "boom": 0}
+
+    async def ok():
+        calls["ok"] += 1
+        return "fine"
+
+    async def boom():
+        calls["boom"] += 1
+        raise RuntimeError("disk on fire")
+
+    jobs.add("ok", ok, seconds=3600, first_in=0)
+    jobs.add("boom", boom, seconds=3600, first_in=0)
+    jobs.start()
+    try:
+        for _ in range(100):
+            if calls["ok"] and calls["boom"]:
+                break
+            await asyncio.sleep(0.02)
+        state = {j.id: j for j in jobs.state()}
+        assert state["ok"].last_ok is True and state["ok"].last_result == "fine" and state["ok"].runs == 1
+        assert state["boom"].last_ok is False and "disk on fire" in state["boom"].last_result
+        assert state["ok"].next_run is not None and not state["ok"].paused
+        jobs.pause("ok")
+        assert {j.id: j for j in jobs.state()}["ok"].paused
+        jobs.run_now("ok")  # paused: runs once, stays paused
+        for _ in range(100):
+            if calls["ok"] == 2:
+                break
+            await asyncio.sleep(0.02)
+        assert calls["ok"] == 2 and {j.id: j for j in jobs.state()}["ok"].paused
+        jobs.resume("ok")
+        assert not {j.id: j for j in jobs.state()}["ok"].paused
+        assert {e.job_id for e in ran} == {"ok", "boom"}
+    finally:
+        jobs.shutdown()
+
+
+def _validator(devnet_root, tmp_path, **flags) -> ValidatorEngine:
+    settings = settings_from_namespace({"subtensor.network": "devnet", "devnet.root": str(devnet_root),
+                                        "wallet.name": "validator-0", "db_root_path": str(tmp_path / "v"), **flags})
+    spec = SubnetSpec.load(devnet_root)
+    wallet = spec.wallet(devnet_root, spec.of_role("validator")[0])
+    return ValidatorEngine(settings, wallet, Devnet.open(devnet_root))
+
+
+def test_scores_are_stored_and_restored_unless_told_not_to(devnet_root, tmp_path):
+    v = _validator(devnet_root, tmp_path)
+    from tensorage.engines.scoring import MinerScore
+    from tensorage.proofs.challenges import CapacityEstimate
+
+    v.scores["hk"] = MinerScore(hotkey="hk", uid=3, estimate=CapacityEstimate(40.0, 50.0), latency_ms=120.0)
+    v._save_scores()
+    v.store.close()
+    restored = _validator(devnet_root, tmp_path)
+    assert restored.scores["hk"].estimate.returned == 40.0 and restored.scores["hk"].ratio == pytest.approx(0.8)
+    restored.store.close()
+    fresh = _validator(devnet_root, tmp_path, no_restore_weights=True)
+    assert fresh.scores == {}
+    fresh.scores["other"] = MinerScore(hotkey="other", uid=4, estimate=CapacityEstimate(1.0, 1.0))
+    fresh.store.close()
+    nostore = _validator(devnet_root, tmp_path, no_store_weights=True)
+    nostore.scores["other"] = MinerScore(hotkey="other", uid=4, estimate=CapacityEstimate(1.0, 1.0))
+    nostore._save_scores()
+    assert "other" not in nostore.store.scores()
+    nostore.store.close()
+
+
+def test_scoring_rules():
+    assert poisson_cdf(0, 1.0) == pytest.approx(0.36788, abs=1e-4)
+    assert poisson_cdf(3, 2.0) == pytest.approx(0.85712, abs=1e-4)
+    assert judge(14, 15.0, 0) == "pass"
+    assert judge(0, 15.0, 0) == "fail"        # e^-15: no honest miner returns nothing
+    assert judge(20, 15.0, 1) == "fail"       # one invalid proof is cheating
+    assert latency_factor(0, 2.0) == 1.0 and latency_factor(2000, 2.0) == pytest.approx(0.8)
+    assert normalize({1: 3.0, 2: 1.0, 3: 0.0}) == {1: 0.75, 2: 0.25}
+    assert normalize({1: 0.0}) == {}
