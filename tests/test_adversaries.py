@@ -83,8 +83,11 @@ def test_cheater_scores_what_it_really_holds(relative, strategy):
 
 def test_cheaters_rounds_say_why(arena):
     hk = arena.hotkey
-    results = {name: [r.result for r in arena.rounds("validator-0", hk(name))] for name in STRATEGIES}
-    assert all(r == "pass" for r in results["fake_lister"][:5]) or "fail" in results["fake_lister"]
+    rounds = {name: arena.rounds("validator-0", hk(name)) for name in STRATEGIES}
+    results = {name: [r.result for r in rs] for name, rs in rounds.items()}
+    # half its listing is invented: each round it returns about half the proofs expected
+    fl = rounds["fake_lister"]
+    assert 0.35 <= sum(r.proofs_returned for r in fl) / sum(r.proofs_expected for r in fl) <= 0.65
     assert results["slow"] and set(results["slow"]) == {"timeout"}
     assert "fail" in results["borrower"] and "pass" not in results["borrower"]
     assert results["replayer"].count("fail") >= len(results["replayer"]) - 2

@@ -10,6 +10,7 @@ stored so a restart resumes with the same scores.
 from __future__ import annotations
 
 import asyncio
+import json
 import random
 import time
 from dataclasses import dataclass, field
@@ -93,8 +94,6 @@ class ValidatorEngine(Node):
                 self.scores[m.hotkey].listed_bytes = sum(estimated_plot_bytes(k) for _, k in plots)
         last = self.store.last_weights()
         if last is not None:
-            import json
-
             self.last_weights = {int(k): v for k, v in json.loads(last.weights).items()}
             self.last_weights_block = last.block
         if self.scores:
