@@ -150,7 +150,7 @@ def cmd_devnet_show(settings: Settings, args: argparse.Namespace) -> int:
         roles = SubnetSpec.load(settings.devnet_root).hotkey_names(settings.devnet_root)
     except TensorageError:
         roles = {}
-    out.print(metagraph_table(mg, roles, last_epoch))
+    out.print(metagraph_table(mg, roles, last_epoch, width=out.width))
     return 0
 
 

@@ -105,15 +105,26 @@ def status_table(status: dict[str, Any]) -> Table:
     return t
 
 
-def metagraph_table(mg: Metagraph, names: dict[str, str], last_epoch: Optional[int] = None) -> Group:
+def metagraph_table(mg: Metagraph, names: dict[str, str], last_epoch: Optional[int] = None,
+                    width: int = 120) -> Group:
+    """The metagraph; under 100 columns the endpoint and dividends are left out."""
+    wide = width >= 100
     t = Table(title=f"netuid {mg.netuid} at block {mg.block}"
-                    + (f" (last epoch {last_epoch})" if last_epoch is not None else ""))
-    for col in ("uid", "node", "hotkey", "stake", "permit", "axon", "trust", "consensus", "incentive",
-                "dividends", "emission", "updated"):
-        t.add_column(col, justify="right" if col in ("uid", "stake", "trust", "consensus", "incentive", "dividends",
-                                                     "emission", "updated") else "left")
+                    + (f" (last epoch {last_epoch})" if last_epoch is not None else ""),
+              box=None, pad_edge=False, padding=(0, 1), header_style="bold underline")
+    cols = [("uid", "right"), ("node", "left"), ("hotkey", "left"), ("stake", "right"), ("vp", "center")]
+    cols += [("axon", "left")] if wide else []
+    cols += [("trust", "right"), ("cons", "right"), ("incent", "right")]
+    cols += [("divs", "right")] if wide else []
+    cols += [("emit", "right"), ("upd", "right")]
+    for col, justify in cols:
+        t.add_column(col, justify=justify, no_wrap=True)  # type: ignore[arg-type]
     for n in mg.neurons:
-        t.add_row(str(n.uid), names.get(n.hotkey, ""), n.hotkey[:10] + "…", f"{n.total_stake:.0f}",
-                  "✓" if n.validator_permit else "", n.axon or "-", f"{n.trust:.3f}", f"{n.consensus:.3f}",
-                  f"{n.incentive:.3f}", f"{n.dividends:.3f}", f"{n.emission:.2f}", str(n.last_update))
+        row = [str(n.uid), names.get(n.hotkey, ""), n.hotkey[:8], f"{n.total_stake:.0f}",
+               "✓" if n.validator_permit else ""]
+        row += [n.axon or "-"] if wide else []
+        row += [f"{n.trust:.3f}", f"{n.consensus:.3f}", f"{n.incentive:.3f}"]
+        row += [f"{n.dividends:.3f}"] if wide else []
+        row += [f"{n.emission:.2f}", str(n.last_update)]
+        t.add_row(*row)
     return Group(t, f"as of {time.strftime('%X')}")
