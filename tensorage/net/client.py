@@ -14,6 +14,9 @@ import bittensor as bt
 from .. import PROTOCOL_VERSION
 
 
+MAX_REPLY = 8 << 20  # control answers; 1,024 plots x 16 challenges of proofs fit with room to spare
+
+
 class PeerError(Exception):
     """A peer could not be reached or did not answer in time."""
 
@@ -56,8 +59,9 @@ class SignedClient:
 
     async def request(self, method: str, host: str, port: int, path: str, receiver: str, *,
                       body: bytes = b"", deadline: Optional[float] = None, timeout: float = 10.0,
-                      content_type: str = "application/json") -> Reply:
-        """Sign and send; ``deadline`` (unix time) bounds the whole exchange."""
+                      content_type: str = "application/json", max_reply: int = MAX_REPLY) -> Reply:
+        """Sign and send; ``deadline`` (unix time) bounds the whole exchange, ``max_reply`` the answer
+        (a peer cannot make us buffer more than that)."""
         remaining = timeout if deadline is None else deadline - time.time()
         if remaining <= 0:
             raise PeerError("timeout", "deadline passed before sending")
@@ -70,7 +74,13 @@ class SignedClient:
             async with asyncio.timeout(remaining):
                 async with self.session.request(method, f"http://{host}:{port}{path}", data=body or None,
                                                 headers=headers) as resp:
-                    data = await resp.read()
+                    chunks, size = [], 0
+                    async for chunk in resp.content.iter_chunked(1 << 16):
+                        size += len(chunk)
+                        if size > max_reply:
+                            raise PeerError("unreachable", f"answer larger than {max_reply} bytes: refused")
+                        chunks.append(chunk)
+                    data = b"".join(chunks)
         except TimeoutError:
             raise PeerError("timeout", f"no answer within {remaining:.2f}s") from None
         except (aiohttp.ClientError, OSError) as exc:
