@@ -56,7 +56,10 @@ async def test_an_oversized_answer_is_refused(wallet):
 
 
 async def test_nobody_listening_is_unreachable(wallet):
-    served, port = await start(lambda r: web.Response())
+    async def ok(request):
+        return web.Response()
+
+    served, port = await start(ok)
     await served.close()
     client = SignedClient(wallet)
     try:
