@@ -1,7 +1,131 @@
-"""`tensorage-console`: filled in by the console issue; headless mode until then."""
+"""`tensorage-console`: the operator console, or the same engines headless (``--no-tui``).
+
+* ``tensorage-console --network devnet``: a whole local subnet (chain clock in this process,
+  miners and validators as supervised child processes), created on first run under
+  ``--devnet.root`` (~/.tensorage/devnet).
+* ``tensorage-console --role miner|validator --wallet.name … --subtensor.network finney``: one
+  engine in this process, on the console's event loop.
+* ``--no-tui``: the same, with rich logging (pm2, systemd, a pipe).
+
+Errors an operator can fix print one line and exit non-zero, like ``tensorage``.
+"""
 
 from __future__ import annotations
 
+import argparse
+import logging
+from pathlib import Path
+from typing import Optional
 
-def main(argv=None) -> int:
-    raise SystemExit("tensorage-console is not built yet")
+from rich.console import Console
+
+from .config import Settings, add_axon_flags, add_common_flags, settings_from_namespace
+from .errors import ConfigError, TensorageError
+
+err = Console(stderr=True, soft_wrap=True)
+
+OWN_FLAGS = ("role", "no_tui", "miners", "validators")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="tensorage-console",
+        description="The tensorage operator console: a whole local subnet (--network devnet) or one miner or "
+                    "validator (--role), keyboard-driven; --no-tui runs the same engines with plain logs.")
+    p.add_argument("--role", choices=["miner", "validator"], default=None,
+                   help="run one engine in this process (default: the whole devnet when --network devnet)")
+    p.add_argument("--no-tui", dest="no_tui", action="store_true", default=False,
+                   help="no console: log events with rich (for pm2, systemd or a pipe)")
+    p.add_argument("--miners", type=int, default=3, help="devnet: miners to create on first run (3)")
+    p.add_argument("--validators", type=int, default=2, help="devnet: validators to create on first run (2)")
+    add_common_flags(p)
+    add_axon_flags(p)
+    return p
+
+
+def resolve(argv: Optional[list[str]]) -> tuple[Settings, Optional[str], argparse.Namespace]:
+    from .cli import apply_devnet_defaults
+
+    args = build_parser().parse_args(argv)
+    ns = {k: v for k, v in vars(args).items() if k not in OWN_FLAGS}
+    settings = apply_devnet_defaults(settings_from_namespace(ns))
+    role = args.role or ("validator" if settings.validator else None)
+    if role is None and settings.network != "devnet":
+        raise ConfigError(
+            "nothing to run: pass --network devnet for a whole local subnet, or --role miner|validator "
+            "with --wallet.name/--wallet.hotkey for one node (e.g. --role miner --subtensor.network finney)")
+    if role is None and (args.miners < 1 or args.validators < 1):
+        raise ConfigError("a devnet needs at least 1 miner and 1 validator (--miners, --validators)")
+    return settings, role, args
+
+
+def build_backend(settings: Settings, role: Optional[str], args: argparse.Namespace):
+    """The engines to drive (not started yet): a devnet supervisor or one node."""
+    from .cli import node_passthrough
+    from .events import EventBus
+    from .tui.backend import DevnetBackend, NodeBackend
+
+    bus = EventBus()
+    if role is None:
+        from .engines.devnet import DevnetSupervisor
+
+        supervisor = DevnetSupervisor(settings, bus, miners=args.miners, validators=args.validators,
+                                      node_args=node_passthrough(settings))
+        return DevnetBackend(supervisor)
+    from .engines.run import build_node
+
+    return NodeBackend(build_node(role, settings, bus))
+
+
+def log_to_file(settings: Settings, role: Optional[str]) -> Optional[Path]:
+    """While the console owns the terminal, Python logging goes to a file next to the data."""
+    base = settings.devnet_root / "logs" if role is None else settings.db_root
+    path = base / "console.log"
+    root = logging.getLogger()
+    try:
+        base.mkdir(parents=True, exist_ok=True)
+        handler: logging.Handler = logging.FileHandler(path)
+    except OSError:
+        handler, path = logging.NullHandler(), None
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if settings.logging.debug or settings.logging.trace else logging.INFO)
+    for noisy in ("aiohttp.access", "apscheduler.executors.default", "apscheduler.scheduler", "peewee", "asyncio"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+    return path
+
+
+def run_tui(settings: Settings, role: Optional[str], args: argparse.Namespace) -> int:
+    from .tui.app import ConsoleApp
+
+    log_to_file(settings, role)
+    backend = build_backend(settings, role, args)
+    app = ConsoleApp(backend, handle_signals=True)
+    result = app.run()
+    if app.exit_message:
+        err.print(f"[bold red]error:[/] {app.exit_message}", highlight=False)
+    code = app.return_code if app.return_code is not None else (result or 0)
+    return int(code or 0)
+
+
+def run_headless(settings: Settings, role: Optional[str], args: argparse.Namespace) -> int:
+    from . import cli
+
+    args.events = None
+    if role is None:
+        return cli.cmd_devnet_up(settings, args)
+    return cli.cmd_miner(settings, args) if role == "miner" else cli.cmd_validator(settings, args)
+
+
+def main(argv: Optional[list[str]] = None) -> int:
+    try:
+        settings, role, args = resolve(argv)
+        if args.no_tui:
+            return run_headless(settings, role, args)
+        return run_tui(settings, role, args)
+    except TensorageError as exc:
+        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        err.print("interrupted")
+        return 130

@@ -1,0 +1,255 @@
+"""`tensorage-console`: one Textual app over the engines, on the engines' own event loop.
+
+Data flow (DESIGN §8, §10):
+  engine -> EventBus -> EventPump (coalescing) -> EngineEvents message -> ConsoleState.ingest
+  -> the visible screen redraws the topics that changed; file and chain reads that events
+  call for run in thread workers that answer with typed messages.
+Commands go the other way as plain engine calls (run a job now, pause, add a miner).
+There are no polling timers: when nothing happens on the bus, nothing is redrawn.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+from typing import Any, Optional
+
+from textual import work
+from textual.app import App
+from textual.binding import Binding
+from textual.worker import Worker, WorkerState
+
+from ..errors import TensorageError
+from .backend import Backend, DiskInfo, JobRow
+from .commands import ConsoleCommands
+from .messages import (ChainLoaded, DisksLoaded, EngineEvents, EnginesFailed, EnginesStarted, NodeFilesLoaded)
+from .pump import EventPump
+from .screens.base import ConsoleScreen
+from .screens.challenges import ChallengesScreen
+from .screens.disk import DiskScreen
+from .screens.help import HelpScreen
+from .screens.jobs import JobsScreen
+from .screens.logs import LogsScreen
+from .screens.overview import OverviewScreen
+from .screens.weights import WeightsScreen
+from .screens.wizard import WizardScreen
+from .state import ConsoleState
+
+log = logging.getLogger(__name__)
+
+ALL_TOPICS = frozenset({"logs", "challenges", "weights", "disk", "disk_files", "jobs", "chain", "nodes", "errors"})
+
+
+class ConsoleApp(App[int]):
+    CSS_PATH = "app.tcss"
+    TITLE = "tensorage"
+    MODES = {
+        "overview": OverviewScreen,
+        "disk": DiskScreen,
+        "challenges": ChallengesScreen,
+        "weights": WeightsScreen,
+        "jobs": JobsScreen,
+        "logs": LogsScreen,
+    }
+    DEFAULT_MODE = "overview"
+    COMMANDS = App.COMMANDS | {ConsoleCommands}
+    BINDINGS = [
+        Binding("1", "app.switch_mode('overview')", "Overview", show=False),
+        Binding("2", "app.switch_mode('disk')", "Disk", show=False),
+        Binding("3", "app.switch_mode('challenges')", "Challenges", show=False),
+        Binding("4", "app.switch_mode('weights')", "Weights", show=False),
+        Binding("5", "app.switch_mode('jobs')", "Jobs", show=False),
+        Binding("6", "app.switch_mode('logs')", "Logs", show=False),
+        Binding("a", "allocate", "Allocate"),
+        Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("q", "quit", "Quit"),
+        Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
+    ]
+
+    def __init__(self, backend: Backend, *, start_engines: bool = True, state: Optional[ConsoleState] = None,
+                 replay: bool = True, handle_signals: bool = False) -> None:
+        super().__init__()
+        self.handle_signals = handle_signals
+        self.backend = backend
+        self.state = state or ConsoleState()
+        self.pump = EventPump(self)
+        self.start_engines = start_engines
+        self.replay = replay
+        self.engine_state = "starting" if start_engines else "running"
+        self.engine_detail = ""
+        self.metagraph: Any = None
+        self.block: Optional[int] = None
+        self.last_epoch: Optional[int] = None
+        self.chain_error = ""
+        self.snapshots: dict[str, dict] = {}
+        self.disk_infos: dict[str, DiskInfo] = {}
+        self.exit_message = ""
+        self.redraws = 0  # screen refreshes driven by events (tests, benchmark)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    def on_mount(self) -> None:
+        self.theme = "textual-dark"
+        if self.handle_signals:  # SIGTERM / SIGHUP (pm2, a closed tmux pane): stop the engines like q does
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGHUP):
+                loop.add_signal_handler(sig, self._signalled)
+        self.pump.attach(self.backend.bus, replay=self.replay)
+        if self.start_engines:
+            self.run_worker(self._start_engines(), name="start", group="engines", exclusive=True,
+                            exit_on_error=False)
+        self.load_chain()
+
+    async def _start_engines(self) -> None:
+        try:
+            detail = await self.backend.start()
+        except TensorageError as exc:
+            self.post_message(EnginesFailed(str(exc), exc.exit_code))
+            return
+        except Exception as exc:  # a bug or an environment problem: say what it was, stop cleanly
+            log.exception("engines failed to start")
+            self.post_message(EnginesFailed(f"{type(exc).__name__}: {exc}", 1))
+            return
+        self.post_message(EnginesStarted(detail))
+
+    def on_engines_started(self, message: EnginesStarted) -> None:
+        if self.engine_state == "starting":
+            self.engine_state = "running"
+        self.engine_detail = message.detail
+        self.load_chain()
+        self.refresh_screen(ALL_TOPICS)
+
+    def on_engines_failed(self, message: EnginesFailed) -> None:
+        self.engine_state = "failed"
+        self.exit_message = message.error
+        self._stop_and_exit(message.exit_code)
+
+    def _signalled(self) -> None:
+        if self.engine_state not in ("stopping", "stopped"):
+            self._stop_and_exit(0)
+
+    async def action_quit(self) -> None:
+        if self.engine_state in ("stopping", "stopped"):
+            return
+        self._stop_and_exit(0)
+
+    def _stop_and_exit(self, code: int) -> None:
+        self.engine_state = "stopping"
+        self.notify("stopping engines…", timeout=30)
+        self.refresh_screen({"nodes"})
+        self.workers.cancel_group(self, "engines")
+        self.run_worker(self._stop_engines(code), name="stop", group="lifecycle", exclusive=True,
+                        exit_on_error=False)
+
+    async def _stop_engines(self, code: int) -> None:
+        try:
+            if self.start_engines:
+                await self.backend.stop()
+        except Exception as exc:  # still exit: the children die with us (PDEATHSIG)
+            log.exception("engines did not stop cleanly")
+            self.exit_message = self.exit_message or f"engines did not stop cleanly: {exc}"
+            code = code or 1
+        finally:
+            self.pump.detach()
+            self.engine_state = "stopped"
+        self.exit(code, return_code=code)
+
+    # -- events in --------------------------------------------------------------------------------
+    def on_engine_events(self, message: EngineEvents) -> None:
+        events = self.pump.take(message)
+        topics = self.state.ingest(events)
+        if topics:
+            self.refresh_screen(topics)
+
+    def refresh_screen(self, topics) -> None:
+        screen = self.screen
+        if isinstance(screen, (ConsoleScreen, WizardScreen)) and screen.is_mounted:
+            self.redraws += 1
+            screen.refresh_view(set(topics))
+
+    # -- reads in threads ---------------------------------------------------------------------------
+    @work(thread=True, exclusive=True, exit_on_error=False, group="chain")
+    def load_chain(self) -> None:
+        names = None
+        if getattr(self.backend, "names_dirty", False) or not self.state.names:
+            names = self.backend.load_names()
+        try:
+            mg, block, epoch = self.backend.load_chain()
+            error = ""
+        except TensorageError as exc:
+            mg, block, epoch, error = None, None, None, str(exc)
+        self.post_message(ChainLoaded(mg, block, epoch, names if names is not None else {}, error))
+
+    def on_chain_loaded(self, message: ChainLoaded) -> None:
+        if message.metagraph is not None:
+            self.metagraph = message.metagraph
+        if message.block is not None:
+            self.block = message.block
+        if message.last_epoch is not None:
+            self.last_epoch = message.last_epoch
+        self.chain_error = message.error
+        if message.names and message.names != self.state.names:
+            self.state.names = dict(message.names)
+            self.refresh_screen({"names", "chain_loaded"})
+        else:
+            self.refresh_screen({"chain_loaded"})
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="nodefiles")
+    def load_node_files(self) -> None:
+        self.post_message(NodeFilesLoaded(self.backend.load_node_files()))
+
+    def on_node_files_loaded(self, message: NodeFilesLoaded) -> None:
+        self.snapshots = message.snapshots
+        self.refresh_screen({"nodefiles"})
+
+    @work(thread=True, exclusive=True, exit_on_error=False, group="disks")
+    def load_disks(self) -> None:
+        self.post_message(DisksLoaded(self.backend.load_disks()))
+
+    def on_disks_loaded(self, message: DisksLoaded) -> None:
+        self.disk_infos = message.disks
+        self.refresh_screen({"disk_loaded"})
+
+    def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
+        """One place for worker errors (Harlequin): say it, keep running."""
+        if event.state == WorkerState.ERROR and event.worker.error is not None:
+            err = event.worker.error
+            text = str(err) if isinstance(err, TensorageError) else f"{type(err).__name__}: {err}"
+            self.notify(text, title=event.worker.name or "error", severity="error", timeout=8)
+
+    # -- commands ---------------------------------------------------------------------------------
+    def job_rows(self) -> list[JobRow]:
+        rows = self.backend.jobs()
+        node_jobs = getattr(self.backend, "node_jobs", None)
+        if node_jobs is not None:
+            rows += node_jobs(self.snapshots)
+        return rows
+
+    def job_control(self, row: JobRow, action: str) -> bool:
+        try:
+            text = self.backend.control(row, action)
+        except TensorageError as exc:
+            self.notify(str(exc), severity="error", timeout=8)
+            return False
+        self.notify(text, timeout=3)
+        self.refresh_screen({"jobs"})
+        return True
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "allocate":
+            return True if self.backend.can_allocate else None
+        return True
+
+    def action_allocate(self) -> None:
+        if not self.backend.can_allocate:
+            self.notify("this console runs a validator: there is no disk to allocate", severity="warning")
+            return
+        if isinstance(self.screen, WizardScreen):
+            return
+        self.push_screen(WizardScreen())
+
+    def action_help(self) -> None:
+        if isinstance(self.screen, HelpScreen):
+            return
+        screen = self.screen
+        self.push_screen(HelpScreen(screen))

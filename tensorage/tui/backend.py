@@ -1,0 +1,548 @@
+"""The engines the console drives, behind one small interface the screens use.
+
+* :class:`DevnetBackend` wraps a :class:`~tensorage.engines.devnet.DevnetSupervisor` (a whole
+  local subnet: chain clock in this process, miners and validators as child processes whose
+  events are relayed onto the bus).
+* :class:`NodeBackend` wraps one in-process :class:`MinerEngine` or :class:`ValidatorEngine`.
+
+Methods marked *blocking* read files or the chain: the app calls them from thread workers.
+Everything else is a plain engine call on the event loop. No business logic lives here:
+plans come from the allocator and planner, checks from :class:`Layout`, state from engines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+from ..config import GB, NetworkProfile, Settings
+from ..errors import ConfigError, DiskError, NotEnoughSpace, TensorageError
+from ..events import EventBus
+from ..scheduler import JobInfo, Jobs
+from ..storage.layout import Layout, device_space
+from ..storage.partition import PartitionPlan, max_share_bytes, min_share_bytes, plan_partition
+from .format import size as fmt_size
+
+MAX_WORKERS = 256
+
+
+@dataclass
+class Identity:
+    kind: str  # devnet | miner | validator
+    roles: str
+    network: str
+    netuid: Optional[int]
+    secure: bool
+    wallet: str
+    hotkey: Optional[str] = None
+    db_root: Optional[str] = None
+    devnet_root: Optional[str] = None
+
+
+@dataclass
+class JobRow:
+    source: str
+    info: JobInfo
+    controllable: bool
+
+    @property
+    def key(self) -> str:
+        return f"{self.source}/{self.info.id}"
+
+
+@dataclass
+class MinerRef:
+    name: str
+    db_root: Path
+    size_in_gb: float
+
+
+@dataclass
+class DiskInfo:
+    """A miner's disk read from its database root (blocking read, done in a thread)."""
+
+    name: str
+    db_root: str
+    size_bytes: int
+    planned: int = 0
+    done: int = 0
+    verified: int = 0
+    plot_bytes: int = 0
+    by_k: dict[str, int] = field(default_factory=dict)
+    device_total: int = 0
+    device_free: int = 0
+    error: str = ""
+
+
+@dataclass
+class PathCheck:
+    path: Path
+    device_total: int
+    device_free: int
+    max_share: int
+    min_share: int
+
+
+@dataclass
+class WeightRow:
+    """One miner on the Weights screen."""
+
+    uid: int
+    hotkey: str
+    name: str
+    ratio: dict[str, Optional[float]] = field(default_factory=dict)  # validator -> proven ratio
+    score: dict[str, Optional[float]] = field(default_factory=dict)  # validator -> score
+    weight: dict[str, Optional[float]] = field(default_factory=dict)  # validator -> last weight set
+    incentive: Optional[float] = None
+    consensus: Optional[float] = None
+    emission: Optional[float] = None
+
+
+def read_disk(name: str, db_root: Path, size_bytes: int) -> DiskInfo:
+    """Blocking: the plot index and device space of one miner."""
+    from ..status import plots_status
+
+    info = DiskInfo(name=name, db_root=str(db_root), size_bytes=size_bytes)
+    layout = Layout(db_root)
+    try:
+        p = plots_status(layout)
+        info.planned, info.done, info.verified = p["planned"], p["done"], p["verified"]
+        info.plot_bytes, info.by_k = p["bytes"], p["by_k"]
+    except TensorageError as exc:
+        info.error = str(exc)
+    except Exception as exc:  # a half-created index while the node starts: show it, try again later
+        info.error = f"{type(exc).__name__}: {exc}"
+    try:
+        dev = device_space(db_root)
+        info.device_total, info.device_free = dev.total, dev.free
+    except OSError as exc:
+        info.error = info.error or f"cannot read free space: {exc}"
+    return info
+
+
+class Backend:
+    """What every mode offers the screens."""
+
+    kind = "node"
+    can_allocate = False
+    allocate_label = "Allocate"
+
+    def __init__(self, settings: Settings, bus: EventBus, clock: Callable[[], float] = time.time,
+                 cpus: Optional[int] = None) -> None:
+        self.settings = settings
+        self.bus = bus
+        self.clock = clock
+        self.cpus = cpus or os.cpu_count() or 1
+
+    @property
+    def profile(self) -> NetworkProfile:
+        return self.settings.profile
+
+    # lifecycle -------------------------------------------------------------------------------
+    async def start(self) -> str:
+        return ""
+
+    async def stop(self) -> None:
+        return None
+
+    # reading ---------------------------------------------------------------------------------
+    def identity(self) -> Identity:
+        raise NotImplementedError
+
+    def load_chain(self) -> tuple[Any, Optional[int], Optional[int]]:
+        """Blocking: (metagraph or None, block, last epoch block)."""
+        return None, None, None
+
+    def load_names(self) -> dict[str, str]:
+        """Blocking: hotkey -> node name (devnet)."""
+        return {}
+
+    def jobs(self) -> list[JobRow]:
+        return []
+
+    def nodes(self) -> list[dict]:
+        return []
+
+    def load_node_files(self) -> dict[str, dict]:
+        """Blocking: node processes' state files (devnet)."""
+        return {}
+
+    def miners(self) -> list[MinerRef]:
+        return []
+
+    def load_disks(self) -> dict[str, DiskInfo]:
+        """Blocking: every miner's plot index and device space."""
+        return {m.name: read_disk(m.name, m.db_root, int(m.size_in_gb * GB)) for m in self.miners()}
+
+    def disk_live(self) -> dict[str, Any]:
+        """In-process allocator status, when there is one."""
+        return {}
+
+    def weight_rows(self, metagraph, weights_events: dict, snapshots: dict[str, dict]) -> list[WeightRow]:
+        return []
+
+    # commands --------------------------------------------------------------------------------
+    def control(self, row: JobRow, action: str) -> str:
+        if not row.controllable:
+            raise ConfigError(f"{row.info.id} runs inside the {row.source} process: the console shows its jobs "
+                              f"but can only run, pause or resume jobs of engines in this process")
+        jobs = self._jobs_for(row.source)
+        if jobs is None:
+            raise ConfigError(f"no engine named {row.source} in this console")
+        try:
+            if action == "run":
+                jobs.run_now(row.info.id)
+                return f"{row.info.id}: running now"
+            if action == "pause":
+                jobs.pause(row.info.id)
+                return f"{row.info.id}: paused"
+            if action == "resume":
+                jobs.resume(row.info.id)
+                return f"{row.info.id}: resumed"
+        except KeyError:
+            raise ConfigError(f"job {row.info.id} is gone (the engine stopped or replaced it)") from None
+        raise ConfigError(f"unknown job action {action}")
+
+    def _jobs_for(self, source: str) -> Optional[Jobs]:
+        return None
+
+    # allocation wizard -----------------------------------------------------------------------
+    def default_path(self) -> str:
+        return str(self.settings.db_root)
+
+    def default_workers(self) -> int:
+        return self.settings.workers
+
+    def check_path(self, text: str) -> PathCheck:
+        """Blocking, read-only: can a share live there, and how large can it be?"""
+        text = text.strip()
+        if not text:
+            raise ConfigError("enter a directory for the plots, e.g. ~/tensorage-db")
+        path = Path(text).expanduser()
+        if not path.is_absolute():
+            path = path.absolute()
+        layout = Layout(path)
+        layout.check_writable_target()
+        self._check_path_for_mode(path, layout)
+        device = device_space(path)
+        max_share = self._max_share(path, device)
+        min_share = min_share_bytes(self.profile)
+        if max_share < min_share:
+            raise NotEnoughSpace(
+                f"{path}: only {fmt_size(max(0, max_share))} can be given to tensorage there (free space minus "
+                f"the safety margin); a k={self.profile.min_k} plot with its reserve needs {fmt_size(min_share)}: "
+                f"free some space or choose another device")
+        return PathCheck(path=path, device_total=device.total, device_free=device.free, max_share=max_share,
+                         min_share=min_share)
+
+    def _check_path_for_mode(self, path: Path, layout: Layout) -> None:
+        return None
+
+    def _max_share(self, path: Path, device) -> int:
+        return max_share_bytes(device, 0)
+
+    def plan(self, path: Path, size_bytes: int) -> PartitionPlan:
+        """Blocking, read-only: the partition a share of ``size_bytes`` at ``path`` would get."""
+        return plan_partition(size_bytes, device_space(path), self.profile)
+
+    @staticmethod
+    def parse_size(text: str) -> float:
+        text = text.strip().lower().removesuffix("gb").strip()
+        if not text:
+            raise ConfigError("enter the share in GB, e.g. 100 (or 0.05 on the devnet)")
+        try:
+            value = float(text)
+        except ValueError:
+            raise ConfigError(f"{text!r} is not a number: give the share in GB, e.g. 100") from None
+        if not value > 0 or value != value or value == float("inf"):
+            raise ConfigError(f"the share must be more than 0 GB (got {text})")
+        return value
+
+    @staticmethod
+    def parse_workers(text: str) -> int:
+        text = text.strip()
+        try:
+            value = int(text)
+        except ValueError:
+            raise ConfigError(f"{text or 'nothing'!r} is not a whole number: give how many plots to build at once, "
+                              f"e.g. {os.cpu_count() or 1}") from None
+        if value < 1:
+            raise ConfigError(f"{value} workers would never plot: use at least 1")
+        if value > MAX_WORKERS:
+            raise ConfigError(f"{value} workers is more than {MAX_WORKERS}: this machine has {os.cpu_count()} CPUs")
+        return value
+
+    async def allocate(self, path: Path, size_in_gb: float, workers: int) -> str:
+        """Start the allocation; returns the event source whose progress to follow."""
+        raise ConfigError("this console has no miner to allocate for: run it with --role miner or --network devnet")
+
+
+# --- devnet ------------------------------------------------------------------------------------
+
+
+class DevnetBackend(Backend):
+    kind = "devnet"
+    can_allocate = True
+    allocate_label = "Add miner"
+
+    def __init__(self, supervisor, clock: Callable[[], float] = time.time, cpus: Optional[int] = None) -> None:
+        super().__init__(supervisor.settings, supervisor.bus, clock, cpus)
+        self.supervisor = supervisor
+        self.root: Path = supervisor.root
+        self._reader = None  # our own chain connection when the supervisor has none yet
+        self.names_dirty = True
+
+    async def start(self) -> str:
+        await self.supervisor.start()
+        self.names_dirty = True
+        spec = self.supervisor.spec
+        n_v = len(spec.of_role("validator")) if spec else 0
+        n_m = len(spec.of_role("miner")) if spec else 0
+        return f"devnet at {self.root}: {n_v} validators, {n_m} miners"
+
+    async def stop(self) -> None:
+        await self.supervisor.stop()
+        if self._reader is not None:
+            self._reader.close()
+
+    def identity(self) -> Identity:
+        spec = self.supervisor.spec
+        if spec is not None:
+            roles = f"devnet supervisor: {len(spec.of_role('validator'))} validators, {len(spec.of_role('miner'))} miners"
+        else:
+            roles = "devnet supervisor"
+        return Identity(kind="devnet", roles=roles, network="devnet", netuid=self.settings.resolved_netuid,
+                        secure=False, wallet=f"one wallet per node in {self.root / 'wallets'}",
+                        devnet_root=str(self.root))
+
+    def _chain(self):
+        if self.supervisor.chain is not None:
+            return self.supervisor.chain
+        from ..chain.devnet import Devnet
+        from ..chain.devnet_init import devnet_exists
+
+        if self._reader is None and devnet_exists(self.root):
+            self._reader = Devnet.open(self.root, self.settings.resolved_netuid)
+        return self._reader
+
+    def load_chain(self):
+        chain = self._chain()
+        if chain is None:
+            return None, None, None
+        try:
+            return chain.metagraph(), chain.block(), chain.last_epoch_block()
+        finally:
+            chain.close()  # this worker thread's connection only
+
+    def load_names(self) -> dict[str, str]:
+        from ..chain.devnet import SubnetSpec
+
+        try:
+            spec = SubnetSpec.load(self.root)
+        except TensorageError:
+            return {}
+        self.names_dirty = False
+        return spec.hotkey_names(self.root)
+
+    def jobs(self) -> list[JobRow]:
+        return [JobRow("devnet", j, True) for j in self.supervisor.jobs.state()]
+
+    def node_jobs(self, snapshots: dict[str, dict]) -> list[JobRow]:
+        rows = []
+        for name, snap in sorted(snapshots.items()):
+            for j in snap.get("jobs", []):
+                try:
+                    info = JobInfo(**{k: j.get(k) for k in JobInfo.__dataclass_fields__})
+                except TypeError:
+                    continue
+                rows.append(JobRow(name, info, False))
+        return rows
+
+    def _jobs_for(self, source: str) -> Optional[Jobs]:
+        return self.supervisor.jobs if source == "devnet" else None
+
+    def nodes(self) -> list[dict]:
+        return self.supervisor.state()
+
+    def _spec_nodes(self):
+        from ..chain.devnet import SubnetSpec
+
+        spec = self.supervisor.spec
+        if spec is None:
+            try:
+                spec = SubnetSpec.load(self.root)
+            except TensorageError:
+                return []
+        return spec.nodes
+
+    def _db_root(self, node) -> Path:
+        return Path(node.db_root_path).expanduser() if node.db_root_path else self.root / "nodes" / node.name
+
+    def load_node_files(self) -> dict[str, dict]:
+        from ..engines.node import read_node_state
+
+        out = {}
+        for node in self._spec_nodes():
+            snap = read_node_state(Layout(self._db_root(node)))
+            if snap is not None:
+                out[node.name] = snap
+        return out
+
+    def miners(self) -> list[MinerRef]:
+        return [MinerRef(n.name, self._db_root(n), n.size_in_gb) for n in self._spec_nodes() if n.role == "miner"]
+
+    def weight_rows(self, metagraph, weights_events: dict, snapshots: dict[str, dict]) -> list[WeightRow]:
+        if metagraph is None:
+            return []
+        validators = sorted(n.name for n in self._spec_nodes() if n.role == "validator")
+        rows = []
+        for n in metagraph.neurons:
+            if n.validator_permit:
+                continue
+            row = WeightRow(uid=n.uid, hotkey=n.hotkey, name="", incentive=n.incentive, consensus=n.consensus,
+                            emission=n.emission)
+            for v in validators:
+                ev = weights_events.get(v)
+                row.weight[v] = ev.weights.get(str(n.uid)) if ev is not None else None
+                m = (snapshots.get(v) or {}).get("miners", {}).get(n.hotkey)
+                row.ratio[v] = m.get("ratio") if m else None
+                row.score[v] = m.get("score") if m else None
+            rows.append(row)
+        return rows
+
+    # wizard ----------------------------------------------------------------------------------
+    def next_miner_name(self) -> str:
+        taken = {n.name for n in self._spec_nodes()}
+        return next(f"miner-{i}" for i in range(len(taken) + 1) if f"miner-{i}" not in taken)
+
+    def default_path(self) -> str:
+        return str(self.root / "nodes" / self.next_miner_name())
+
+    def default_workers(self) -> int:
+        return min(self.settings.workers, self.cpus)
+
+    def _check_path_for_mode(self, path: Path, layout: Layout) -> None:
+        for node in self._spec_nodes():
+            if self._db_root(node).resolve() == path.resolve():
+                raise DiskError(f"{path} is {node.name}'s database root: choose a new directory for the new miner")
+        if layout.exists():
+            raise DiskError(f"{path} already holds a tensorage node (it has an index/ directory): "
+                            f"choose a new directory for the new miner")
+
+    async def allocate(self, path: Path, size_in_gb: float, workers: int) -> str:
+        node = await self.supervisor.add_miner(size_in_gb, str(path), workers)
+        self.names_dirty = True
+        return node.name
+
+
+# --- one node in this process ---------------------------------------------------------------
+
+
+class NodeBackend(Backend):
+    """A miner or validator engine running on the console's event loop."""
+
+    def __init__(self, node, clock: Callable[[], float] = time.time, cpus: Optional[int] = None) -> None:
+        super().__init__(node.settings, node.bus, clock, cpus)
+        self.node = node
+        self.kind = node.role
+        self.can_allocate = node.role == "miner"
+
+    async def start(self) -> str:
+        await self.node.start()
+        return f"{self.node.role} {self.node.hotkey} on {self.settings.network}"
+
+    async def stop(self) -> None:
+        await self.node.stop()
+
+    def identity(self) -> Identity:
+        s = self.node.settings
+        return Identity(kind=self.node.role, roles=self.node.role, network=s.network, netuid=s.resolved_netuid,
+                        secure=s.profile.secure, wallet=f"{s.wallet.name}/{s.wallet.hotkey}", hotkey=self.node.hotkey,
+                        db_root=str(self.node.layout.root),
+                        devnet_root=str(s.devnet_root) if s.network == "devnet" else None)
+
+    def load_chain(self):
+        mg = self.node.metagraph  # kept fresh by the node's sync job: no chain call here
+        return mg, (mg.block if mg else None), None
+
+    def jobs(self) -> list[JobRow]:
+        return [JobRow(self.node.source, j, True) for j in self.node.jobs.state()]
+
+    def _jobs_for(self, source: str) -> Optional[Jobs]:
+        return self.node.jobs if source == self.node.source else None
+
+    def nodes(self) -> list[dict]:
+        return [{"node": self.node.source, "role": self.node.role, "state": "running" if self.node.served else "starting",
+                 "pid": os.getpid(), "restarts": 0, "log": "", "db_root_path": str(self.node.layout.root)}]
+
+    def miners(self) -> list[MinerRef]:
+        if self.node.role != "miner":
+            return []
+        return [MinerRef(self.node.source, self.node.layout.root, self.node.settings.size_in_gb)]
+
+    def disk_live(self) -> dict[str, Any]:
+        if self.node.role != "miner":
+            return {}
+        st = self.node.allocator.status
+        return {self.node.source: {"planned": st.planned, "done": st.done, "verified": st.verified,
+                                   "plot_bytes": st.plot_bytes, "rate_per_hour": st.rate_per_hour, "eta_s": st.eta_s,
+                                   "busy": st.busy, "last_error": st.last_error,
+                                   "running": {s: (p.k, p.fraction) for s, p in st.running.items()},
+                                   "served": getattr(self.node, "challenges_served", 0),
+                                   "plots_held": len(getattr(self.node, "plots", {}))}}
+
+    def weight_rows(self, metagraph, weights_events: dict, snapshots: dict[str, dict]) -> list[WeightRow]:
+        node = self.node
+        me = node.source
+        if node.role == "validator":
+            deadline = node.profile.challenge_deadline_s
+            by_uid = {n.uid: n for n in metagraph.neurons} if metagraph else {}
+            rows = []
+            for s in sorted(node.scores.values(), key=lambda s: s.uid):
+                n = by_uid.get(s.uid)
+                rows.append(WeightRow(uid=s.uid, hotkey=s.hotkey, name="", ratio={me: s.ratio},
+                                      score={me: s.score(deadline)}, weight={me: node.last_weights.get(s.uid)},
+                                      incentive=n.incentive if n else None, consensus=n.consensus if n else None,
+                                      emission=n.emission if n else None))
+            return rows
+        if metagraph is None:
+            return []
+        return [WeightRow(uid=n.uid, hotkey=n.hotkey, name="this miner" if n.hotkey == node.hotkey else "",
+                          incentive=n.incentive, consensus=n.consensus, emission=n.emission)
+                for n in metagraph.neurons if not n.validator_permit]
+
+    # wizard ----------------------------------------------------------------------------------
+    def _check_path_for_mode(self, path: Path, layout: Layout) -> None:
+        if self.node.role != "miner":
+            raise ConfigError("this console runs a validator: a validator keeps no plots")
+        mine = self.node.layout.root
+        if path.resolve() != mine.resolve():
+            raise ConfigError(f"this console's miner keeps its plots in {mine}: allocate there, or restart the "
+                              f"console with --db_root_path {path}")
+
+    def _max_share(self, path: Path, device) -> int:
+        return self.node.allocator.max_share_bytes()
+
+    def plan(self, path: Path, size_bytes: int) -> PartitionPlan:
+        return self.node.allocator.plan(size_bytes)
+
+    async def allocate(self, path: Path, size_in_gb: float, workers: int) -> str:
+        if self.node.role != "miner":
+            return await super().allocate(path, size_in_gb, workers)
+        task = asyncio.ensure_future(self.node.set_share(size_in_gb, workers))
+        task.add_done_callback(self._report)
+        self._allocation = task
+        return self.node.source
+
+    def _report(self, task: asyncio.Task) -> None:
+        if task.cancelled():
+            return
+        exc = task.exception()
+        if exc is not None:
+            from ..events import ErrorEvent
+
+            self.bus.publish(ErrorEvent(message=f"allocation failed: {exc}", source=self.node.source))

@@ -1,0 +1,47 @@
+"""Command palette (ctrl+p): the operator's actions, searchable by name."""
+
+from __future__ import annotations
+
+from functools import partial
+from typing import TYPE_CHECKING, Callable
+
+from textual.command import DiscoveryHit, Hit, Hits, Provider
+
+from .widgets.chrome import SCREENS
+
+if TYPE_CHECKING:
+    from .app import ConsoleApp
+
+
+class ConsoleCommands(Provider):
+    """Allocate / add a miner, switch screens, run, pause or resume any job."""
+
+    def commands(self) -> list[tuple[str, Callable[[], object], str]]:
+        app: "ConsoleApp" = self.app  # type: ignore[assignment]
+        out: list[tuple[str, Callable[[], object], str]] = []
+        if app.backend.can_allocate:
+            name = "Add a miner to the devnet" if app.backend.kind == "devnet" else "Allocate / reallocate the disk share"
+            out.append((name, app.action_allocate, "open the allocation wizard"))
+        for key, mode, label in SCREENS:
+            out.append((f"Show {label}", partial(app.switch_mode, mode), f"screen {key}"))
+        for row in app.job_rows():
+            if not row.controllable:
+                continue
+            out.append((f"Run job now: {row.key}", partial(app.job_control, row, "run"), "run it once, now"))
+            if row.info.paused:
+                out.append((f"Resume job: {row.key}", partial(app.job_control, row, "resume"), "back on schedule"))
+            else:
+                out.append((f"Pause job: {row.key}", partial(app.job_control, row, "pause"), "skip its runs"))
+        return out
+
+    async def discover(self) -> Hits:
+        for text, callback, help_text in self.commands():
+            if not text.startswith("Show "):
+                yield DiscoveryHit(text, callback, help=help_text)
+
+    async def search(self, query: str) -> Hits:
+        matcher = self.matcher(query)
+        for text, callback, help_text in self.commands():
+            score = matcher.match(text)
+            if score > 0:
+                yield Hit(score, matcher.highlight(text), callback, help=help_text)

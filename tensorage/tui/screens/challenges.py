@@ -1,0 +1,105 @@
+"""Challenges: every challenge as it is judged (or answered), pass rates per peer, trends."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from rich.text import Text
+from textual.containers import Horizontal, Vertical
+from textual.widget import Widget
+from textual.widgets import Sparkline, Static
+
+from ..format import clock, pct, result_text
+from ..state import ChallengeRow
+from ..widgets.keyed_table import KeyedTable
+from ..widgets.lazy_table import Column, LazyTable
+from .base import ConsoleScreen
+
+PEER_COLUMNS = (("peer", "peer"), ("n", "n"), ("pass", "pass"), ("proven", "proven"), ("latency", "ms"),
+                ("last", "last"))
+ROW_COLUMNS = (Column("time", 8), Column("by", 11), Column("peer", 11), Column("plots", 5, "right"),
+               Column("proofs", 9, "right"), Column("result", 11), Column("ms", 6, "right"), Column("detail", 0))
+
+
+class ChallengesScreen(ConsoleScreen):
+    MODE = "challenges"
+    HELP = ("Recent challenges, newest first: who asked (by), who answered (peer), plots sampled, proofs "
+            "returned/expected, the verdict and the latency. Above: pass rate and proven ratio per peer, and "
+            "the pass rate (rolling, last 10) and latency of the last 120 challenges. A miner sees the "
+            "challenges it answered. The table renders only visible rows, so it stays fast at any length.")
+    KEYS = (("↑/↓ PgUp/PgDn", "move in the table"), ("Home/End", "newest / oldest"), ("tab", "peers ↔ challenges"))
+    TOPICS = frozenset({"challenges", "names"})
+
+    def body(self) -> Iterable[Widget]:
+        with Horizontal(id="chal-top"):
+            yield KeyedTable(PEER_COLUMNS, id="chal-peers", cursor=False)
+            with Vertical(id="chal-trends"):
+                yield Static("pass rate", id="chal-pass-label", classes="spark-label")
+                yield Sparkline([], id="chal-pass", summary_function=min)
+                yield Static("latency", id="chal-lat-label", classes="spark-label")
+                yield Sparkline([], id="chal-lat", summary_function=max)
+        yield LazyTable(ROW_COLUMNS, self.render_row, empty="no challenges yet: validators start a round every "
+                                                             "--seconds_per_round", id="chal-table")
+        yield Static(" ", id="chal-detail")
+
+    @property
+    def served_view(self) -> bool:
+        return self.console.backend.kind == "miner"
+
+    def on_mount(self) -> None:
+        state = self.console.state
+        self.query_one(LazyTable).set_rows(state.served if self.served_view else state.results)
+        self.query_one(LazyTable).focus()
+
+    def render_row(self, r: ChallengeRow) -> list:
+        state = self.console.state
+        proofs = f"{r.returned}/{r.expected:.1f}" if r.expected is not None else str(r.returned)
+        peer = state.name(r.peer_hotkey, r.uid) if not self.served_view else state.name(r.peer_hotkey)
+        return [clock(r.ts), r.source, peer, str(r.plots), proofs, result_text(r.result), f"{r.latency_ms:.0f}",
+                Text(r.detail, style="dim")]
+
+    def redraw(self, topics: set[str]) -> None:
+        state = self.console.state
+        table = self.query_one(LazyTable)
+        if "names" in topics:
+            table.render_epoch += 1
+            table.invalidate()
+        table.rows_changed()
+        peers = state.served_peers if self.served_view else state.peers
+        rows = []
+        for key, p in sorted(peers.items(), key=lambda kv: (kv[1].uid is None, kv[1].uid or 0, kv[0])):
+            label = state.name(key) if self.served_view else state.name(key, p.uid)
+            rate = p.pass_rate
+            rate_text = Text(pct(rate), style="green" if rate and rate >= 0.9 else "yellow" if rate else "red")
+            proven = "-" if self.served_view else pct(p.proven_ratio)
+            rows.append((key, [label, str(p.n), rate_text, proven,
+                               f"{p.mean_latency_ms:.0f}" if p.mean_latency_ms is not None else "-",
+                               result_text(p.last_result)]))
+        self.query_one("#chal-peers", KeyedTable).sync(rows)
+        if not self.served_view and state.pass_series:
+            self.query_one("#chal-pass", Sparkline).data = list(state.pass_series)
+            self.query_one("#chal-lat", Sparkline).data = list(state.latency_series)
+            lat = list(state.latency_series)
+            self.query_one("#chal-pass-label", Static).update(
+                f"pass rate now {pct(state.pass_series[-1])}, lowest {pct(min(state.pass_series))}")
+            self.query_one("#chal-lat-label", Static).update(
+                f"latency now {lat[-1]:.0f} ms, max {max(lat):.0f} ms")
+        elif self.served_view and state.served:
+            lat = [r.latency_ms for r in state.served.items[-120:]]
+            self.query_one("#chal-lat", Sparkline).data = lat
+            self.query_one("#chal-pass-label", Static).update(f"{len(state.served)} challenges answered")
+            self.query_one("#chal-lat-label", Static).update(f"latency now {lat[-1]:.0f} ms, max {max(lat):.0f} ms")
+        self._detail(table.current())
+
+    def on_lazy_table_cursor_moved(self, message: LazyTable.CursorMoved) -> None:
+        self._detail(message.row)
+
+    def _detail(self, row) -> None:
+        if row is None:
+            return
+        state = self.console.state
+        text = Text(f"{clock(row.ts)} {row.source} → {state.name(row.peer_hotkey, row.uid)} ({row.peer_hotkey}): ")
+        text.append_text(result_text(row.result))
+        if row.detail:
+            text.append(f" — {row.detail}")
+        self.query_one("#chal-detail", Static).update(text)

@@ -1,0 +1,80 @@
+"""Disk: each miner's partition (plots, client reserve, temp, free) and its progress, live."""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from rich.text import Text
+from textual.widget import Widget
+from textual.widgets import DataTable, Static
+
+from ..format import duration, pct, size
+from ..widgets.disk_panel import DiskPanel, DiskView
+from ..widgets.keyed_table import KeyedTable
+from .base import ConsoleScreen
+
+COLUMNS = (("node", "miner"), ("uid", "uid"), ("share", "share"), ("plots", "plotted"), ("verified", "verified"),
+           ("proven", "proven"), ("rate", "rate/h"), ("eta", "ETA"))
+
+
+class DiskScreen(ConsoleScreen):
+    MODE = "disk"
+    HELP = ("Each miner's disk share: plots planned, plotted, verified (sample challenges after plotting) and "
+            "proven (proofs returned over proofs expected in validators' challenges), the partition into plots, "
+            "client reserve, temp space and free space, the plotting rate and ETA, and the device's free space. "
+            "It follows plotting live; the plot index is re-read only when a plot is made, verified or removed.")
+    KEYS = (("↑/↓", "choose a miner"), ("a", "allocate a disk share (devnet: add a miner)"))
+    TOPICS = frozenset({"disk", "disk_files", "disk_loaded", "challenges", "names", "chain_loaded", "nodes"})
+
+    def body(self) -> Iterable[Widget]:
+        yield Static("miners", id="disk-title", classes="section")
+        yield KeyedTable(COLUMNS, id="disk-table")
+        yield DiskPanel(id="disk-panel")
+
+    def request_loads(self, topics: set[str]) -> None:
+        if topics & {"disk_files", "resume", "nodes"}:
+            self.console.load_disks()
+
+    def views(self) -> list[DiskView]:
+        app = self.console
+        state = app.state
+        engine = app.backend.disk_live()
+        names = set(app.disk_infos) | set(engine)
+        names |= {s for s in state.disks if s.startswith("miner")}
+        by_name = {v: k for k, v in state.names.items()}
+        mg = app.metagraph
+        views = []
+        for name in sorted(names):
+            v = DiskView(name=name, info=app.disk_infos.get(name), live=state.disks.get(name),
+                         engine=engine.get(name))
+            hotkey = by_name.get(name)
+            if app.backend.kind == "miner":
+                hotkey = app.backend.identity().hotkey
+                v.served = (v.engine or {}).get("served", 0)
+            if hotkey:
+                v.peer = state.peers.get(hotkey)
+                if mg is not None and mg.by_hotkey(hotkey):
+                    v.uid = mg.by_hotkey(hotkey).uid
+            views.append(v)
+        return views
+
+    def redraw(self, topics: set[str]) -> None:
+        views = self.views()
+        table = self.query_one("#disk-table", KeyedTable)
+        rows = []
+        for v in views:
+            proven = pct(v.proven_ratio) if v.served is None else f"{v.served} ans."
+            rate = f"{v.rate_per_hour:.0f}" if v.rate_per_hour else "-"
+            eta = duration(v.eta_s) if v.eta_s is not None else ("done" if v.planned and v.done >= v.planned else "-")
+            plotted = Text(f"{v.done}/{v.planned}", style="yellow" if v.busy else "")
+            rows.append((v.name, [v.name, "-" if v.uid is None else str(v.uid), size(v.share), plotted,
+                                  f"{v.verified}/{v.planned}", proven, rate, eta]))
+        table.sync(rows)
+        self.query_one("#disk-title", Static).update(
+            f"miners ({len(views)})" if views else "miners: none yet (a: allocate)")
+        selected = table.selected_key()
+        view: Optional[DiskView] = next((v for v in views if v.name == selected), views[0] if views else None)
+        self.query_one(DiskPanel).show(view, self.size.width)
+
+    def on_data_table_row_highlighted(self, event: DataTable.RowHighlighted) -> None:
+        self.redraw({"disk"})

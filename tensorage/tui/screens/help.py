@@ -1,0 +1,47 @@
+"""`?`: what the current screen shows and every key that works there."""
+
+from __future__ import annotations
+
+from rich.console import Group
+from rich.table import Table
+from rich.text import Text
+from textual.app import ComposeResult
+from textual.binding import Binding
+from textual.containers import VerticalScroll
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Static
+
+GLOBAL_KEYS = (
+    ("1 … 6", "Overview, Disk, Challenges, Weights, Jobs, Logs"),
+    ("a", "allocation wizard (devnet: add a miner)"),
+    ("ctrl+p", "command palette: run / pause / resume a job, switch screen, allocate"),
+    ("?", "this help"),
+    ("q", "quit: stop the engines cleanly (nothing is left half written)"),
+)
+
+
+class HelpScreen(ModalScreen[None]):
+    BINDINGS = [
+        Binding("escape,question_mark,q", "dismiss_help", "Close", key_display="esc"),
+    ]
+
+    def __init__(self, under: Screen) -> None:
+        super().__init__()
+        self.under = under
+
+    def compose(self) -> ComposeResult:
+        title = getattr(self.under, "MODE", "") or type(self.under).__name__
+        keys = Table.grid(padding=(0, 2))
+        keys.add_column(style="bold", no_wrap=True)
+        keys.add_column()
+        for key, what in getattr(self.under, "KEYS", ()):
+            keys.add_row(key, what)
+        for key, what in GLOBAL_KEYS:
+            keys.add_row(key, what)
+        body = Group(Text(f"{title.capitalize()}", style="bold"), Text(getattr(self.under, "HELP", "")), Text(""),
+                     Text("Keys", style="bold"), keys, Text(""), Text("esc, ? or q closes this help", style="dim"))
+        with VerticalScroll(id="help-box"):
+            yield Static(body, id="help-text")
+
+    def action_dismiss_help(self) -> None:
+        self.dismiss(None)

@@ -1,0 +1,112 @@
+"""Jobs: the scheduled jobs (next run, last result, duration) with run now / pause / resume,
+and on the devnet the node processes the supervisor runs."""
+
+from __future__ import annotations
+
+from typing import Iterable, Optional
+
+from rich.text import Text
+from textual.binding import Binding
+from textual.widget import Widget
+from textual.widgets import Static
+
+from ..backend import JobRow
+from ..format import clock, duration, until
+from ..widgets.keyed_table import KeyedTable
+from .base import ConsoleScreen
+
+JOB_COLUMNS = (("source", "source"), ("job", "job"), ("every", "every"), ("next", "next"), ("runs", "runs"),
+               ("last", "last"), ("took", "took"), ("result", "result"))
+NODE_COLUMNS = (("node", "node"), ("role", "role"), ("state", "state"), ("pid", "pid"), ("restarts", "restarts"),
+                ("log", "log"))
+RESULT_WIDTH = 40
+
+
+def state_text(info) -> Text:
+    if info.running:
+        return Text("running", style="cyan")
+    if info.last_ok is None:
+        return Text("-", style="dim")
+    return Text("ok", style="green") if info.last_ok else Text("FAILED", style="bold red")
+
+
+class JobsScreen(ConsoleScreen):
+    MODE = "jobs"
+    HELP = ("Every scheduled job (APScheduler): how often it runs, when it runs next, how many times it ran, "
+            "its last result and how long it took. Jobs of engines in this process can be run now, paused and "
+            "resumed; on the devnet the node processes' own jobs are shown read-only (they run in those "
+            "processes), with the processes themselves below.")
+    KEYS = (("↑/↓", "choose a job"), ("r", "run the job now"), ("p", "pause it"), ("u", "resume it"))
+    TOPICS = frozenset({"jobs", "nodes", "nodefiles"})
+    BINDINGS = [
+        Binding("r", "job('run')", "Run now"),
+        Binding("p", "job('pause')", "Pause"),
+        Binding("u", "job('resume')", "Resume"),
+    ]
+
+    def body(self) -> Iterable[Widget]:
+        yield KeyedTable(JOB_COLUMNS, id="jobs-table")
+        yield Static(id="jobs-hint", classes="note")
+        yield Static("node processes", id="nodes-title", classes="section")
+        yield KeyedTable(NODE_COLUMNS, id="nodes-table", cursor=False)
+
+    def on_mount(self) -> None:
+        self.query_one("#jobs-table").focus()
+        if self.console.backend.kind != "devnet":
+            self.query_one("#nodes-title").display = False
+            self.query_one("#nodes-table").display = False
+
+    def request_loads(self, topics: set[str]) -> None:
+        if self.console.backend.kind == "devnet" and topics & {"jobs", "nodes", "resume"}:
+            self.console.load_node_files()
+
+    def rows(self) -> list[JobRow]:
+        return self.console.job_rows()
+
+    def selected(self) -> Optional[JobRow]:
+        key = self.query_one("#jobs-table", KeyedTable).selected_key()
+        return next((r for r in self.rows() if r.key == key), None)
+
+    def redraw(self, topics: set[str]) -> None:
+        now = self.console.backend.clock()
+        out = []
+        for r in self.rows():
+            i = r.info
+            result = (i.last_result or "").replace("\n", " ")
+            if len(result) > RESULT_WIDTH:
+                result = result[: RESULT_WIDTH - 1] + "…"
+            nxt = Text("paused", style="yellow") if i.paused else Text(until(i.next_run, now))
+            source = Text(r.source, style="" if r.controllable else "dim")
+            out.append((r.key, [source, i.id, duration(i.seconds), nxt, str(i.runs), state_text(i),
+                                "-" if i.last_duration_s is None else f"{i.last_duration_s:.2f}s", result]))
+        self.query_one("#jobs-table", KeyedTable).sync(out)
+        row = self.selected()
+        hint = Text()
+        if row is not None:
+            hint.append(f"{row.key}: ", style="bold")
+            if row.info.last_run_at:
+                hint.append(f"last ran {clock(row.info.last_run_at)}. ")
+            if not row.controllable:
+                hint.append(f"runs inside the {row.source} process: shown here, controlled there", style="dim")
+            else:
+                hint.append("r run now · p pause · u resume", style="dim")
+        self.query_one("#jobs-hint", Static).update(hint)
+        if self.console.backend.kind == "devnet":
+            nodes = []
+            for n in self.console.backend.nodes():
+                style = {"running": "green", "exited": "red", "restarting": "yellow"}.get(n["state"], "dim")
+                log = n.get("log", "")
+                nodes.append((n["node"], [n["node"], n["role"], Text(n["state"], style=style),
+                                          str(n["pid"] or "-"), str(n["restarts"]), log]))
+            self.query_one("#nodes-table", KeyedTable).sync(nodes)
+
+    def on_data_table_row_highlighted(self, event) -> None:
+        if event.data_table.id == "jobs-table":
+            self.redraw({"jobs"})
+
+    def action_job(self, action: str) -> None:
+        row = self.selected()
+        if row is None:
+            self.notify("no job selected", severity="warning")
+            return
+        self.console.job_control(row, action)

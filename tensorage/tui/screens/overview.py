@@ -1,0 +1,121 @@
+"""Overview: who we are, where, the chain's view of us (or of the whole devnet), job health."""
+
+from __future__ import annotations
+
+from typing import Iterable
+
+from rich.table import Table
+from rich.text import Text
+from textual.widget import Widget
+from textual.widgets import Static
+
+from ..format import short
+from ..widgets.chrome import DevnetNotice
+from ..widgets.keyed_table import KeyedTable
+from .base import ConsoleScreen
+
+METAGRAPH_COLUMNS = (("uid", "uid"), ("node", "node"), ("hotkey", "hotkey"), ("stake", "stake"), ("vp", "vp"),
+                     ("incentive", "incentive"), ("emission", "emission"), ("state", "state"))
+
+
+def job_health(rows) -> Text:
+    ok = sum(1 for r in rows if r.info.last_ok is True)
+    failing = [r for r in rows if r.info.last_ok is False]
+    paused = sum(1 for r in rows if r.info.paused)
+    never = sum(1 for r in rows if r.info.last_ok is None)
+    text = Text()
+    text.append(f"✓ {ok} ok", style="green")
+    text.append(" · ")
+    text.append(f"✗ {len(failing)} failing", style="bold red" if failing else "dim")
+    text.append(" · ")
+    text.append(f"‖ {paused} paused", style="yellow" if paused else "dim")
+    if never:
+        text.append(f" · {never} not run yet", style="dim")
+    if failing:
+        r = failing[0]
+        text.append(f"\n{r.source}/{r.info.id}: {r.info.last_result}", style="red")
+    return text
+
+
+class OverviewScreen(ConsoleScreen):
+    MODE = "overview"
+    HELP = ("Who this console runs (role, wallet, hotkey), the network and block, this node's uid, stake, "
+            "incentive and emission, the health of every scheduled job and, on the devnet, the whole "
+            "subnet's metagraph with each node process's state.")
+    TOPICS = frozenset({"chain", "chain_loaded", "nodes", "jobs", "nodefiles", "errors", "names", "weights"})
+
+    def body(self) -> Iterable[Widget]:
+        if not self.console.backend.identity().secure:
+            yield DevnetNotice(id="ov-notice")
+        yield Static(id="ov-ident")
+        yield Static("metagraph", id="ov-mg-title", classes="section")
+        yield KeyedTable(METAGRAPH_COLUMNS, id="ov-metagraph")
+
+    def request_loads(self, topics: set[str]) -> None:
+        app = self.console
+        if topics & {"chain", "nodes", "resume"}:
+            app.load_chain()
+        if app.backend.kind == "devnet" and topics & {"jobs", "nodes", "resume"}:
+            app.load_node_files()
+
+    def redraw(self, topics: set[str]) -> None:
+        app = self.console
+        ident = app.backend.identity()
+        mg = app.metagraph
+        grid = Table.grid(padding=(0, 1))
+        grid.add_column(style="bold", no_wrap=True)
+        grid.add_column(overflow="fold")
+        nodes = app.backend.nodes()
+        roles = Text(ident.roles)
+        if app.backend.kind == "devnet" and nodes:
+            running = sum(1 for n in nodes if n["state"] == "running")
+            roles.append(f" · {running}/{len(nodes)} node processes running",
+                         style="green" if running == len(nodes) else "yellow")
+        if app.engine_state != "running":
+            roles.append(f" · {app.engine_state}", style="yellow")
+        grid.add_row("role", roles)
+        grid.add_row("wallet", ident.wallet)
+        net = f"{ident.network}" + (f" netuid {ident.netuid}" if ident.netuid is not None else "")
+        if app.block is not None:
+            net += f" · block {app.block}"
+        if app.last_epoch is not None:
+            net += f" · last epoch {app.last_epoch}"
+        grid.add_row("network", net)
+        if ident.hotkey:
+            me = mg.by_hotkey(ident.hotkey) if mg else None
+            grid.add_row("hotkey", ident.hotkey + (f" (uid {me.uid})" if me else " (not in the metagraph yet)"))
+            if me is not None:
+                grid.add_row("chain", f"stake {me.total_stake:,.0f} · incentive {me.incentive:.3f} · "
+                                      f"emission {me.emission:.2f} · axon {me.axon or '-'}")
+        if ident.db_root:
+            grid.add_row("db root", ident.db_root)
+        grid.add_row("jobs", job_health(app.job_rows()))
+        if app.chain_error:
+            grid.add_row("chain", Text(app.chain_error, style="red"))
+        if app.state.errors:
+            grid.add_row("errors", Text(f"{app.state.errors} error events (6 Logs)", style="red"))
+        self.query_one("#ov-ident", Static).update(grid)
+        self._metagraph(mg, nodes, ident.hotkey)
+
+    def _metagraph(self, mg, nodes: list[dict], my_hotkey) -> None:
+        table = self.query_one("#ov-metagraph", KeyedTable)
+        title = self.query_one("#ov-mg-title", Static)
+        if mg is None:
+            title.update("metagraph: waiting for the chain" if self.console.engine_state != "failed" else "metagraph")
+            table.sync([])
+            return
+        title.update(f"metagraph: netuid {mg.netuid}, {len(mg.neurons)} neurons, "
+                     f"{len(mg.validators)} with validator permits")
+        names = self.console.state.names
+        proc = {n["node"]: n["state"] for n in nodes}
+        rows = []
+        for n in mg.neurons:
+            name = names.get(n.hotkey, "")
+            if my_hotkey and n.hotkey == my_hotkey:
+                name = name or "this node"
+            state = proc.get(name) or ("serving" if n.axon else "-")
+            style = {"running": "green", "serving": "green", "exited": "red", "restarting": "yellow"}.get(state, "dim")
+            rows.append((str(n.uid), [str(n.uid), name, short(n.hotkey), f"{n.total_stake:,.0f}",
+                                      "✓" if n.validator_permit else "", f"{n.incentive:.3f}", f"{n.emission:.2f}",
+                                      Text(state, style=style)]))
+        table.sync(rows)

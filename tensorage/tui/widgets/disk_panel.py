@@ -1,0 +1,178 @@
+"""One miner's disk: the partition and planned / plotted / verified / proven bars."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Optional
+
+from rich.console import Group
+from rich.text import Text
+from textual.widgets import Static
+
+from ..backend import DiskInfo
+from ..format import bar, duration, pct, size, stacked_bar
+from ..state import DiskLive, PeerStats
+
+LABEL = 10
+
+
+@dataclass
+class DiskView:
+    """Everything known about one miner's disk, merged from files, events and the engine."""
+
+    name: str
+    info: Optional[DiskInfo] = None  # from the plot index (thread read)
+    live: Optional[DiskLive] = None  # from events
+    engine: Optional[dict[str, Any]] = None  # in-process allocator status
+    peer: Optional[PeerStats] = None  # validators' verdicts on this miner
+    served: Optional[int] = None  # challenges answered (miner role)
+    uid: Optional[int] = None
+
+    @property
+    def share(self) -> int:
+        if self.live and self.live.plan:
+            return self.live.plan.size_bytes
+        return self.info.size_bytes if self.info else 0
+
+    @property
+    def planned(self) -> int:
+        if self.engine is not None:
+            return self.engine["planned"]
+        if self.info and self.info.planned:
+            return self.info.planned
+        return self.live.total if self.live else 0
+
+    @property
+    def done(self) -> int:
+        if self.engine is not None:
+            return self.engine["done"]
+        counts = [self.info.done if self.info else 0, self.live.done if self.live else 0]
+        return max(counts)
+
+    @property
+    def verified(self) -> int:
+        if self.engine is not None:
+            return self.engine["verified"]
+        return self.info.verified if self.info else 0
+
+    @property
+    def plot_bytes(self) -> int:
+        if self.engine is not None:
+            return self.engine["plot_bytes"]
+        return self.info.plot_bytes if self.info else 0
+
+    @property
+    def planned_bytes(self) -> int:
+        if self.live and self.live.plan:
+            return self.live.plan.plot_bytes
+        if self.planned and self.done:
+            return int(self.plot_bytes / self.done * self.planned)
+        return self.plot_bytes
+
+    @property
+    def verified_bytes(self) -> int:
+        return int(self.plot_bytes * self.verified / self.done) if self.done else 0
+
+    @property
+    def proven_ratio(self) -> Optional[float]:
+        return self.peer.proven_ratio if self.peer else None
+
+    @property
+    def rate_per_hour(self) -> float:
+        if self.engine is not None:
+            return self.engine["rate_per_hour"]
+        return self.live.rate_per_hour if self.live else 0.0
+
+    @property
+    def eta_s(self) -> Optional[float]:
+        if self.engine is not None:
+            return self.engine["eta_s"]
+        return self.live.eta_s if self.live and self.live.running else None
+
+    @property
+    def running(self) -> list[tuple[str, int, float]]:
+        if self.engine is not None:
+            return [(seed, k, f) for seed, (k, f) in self.engine["running"].items()]
+        if not self.live:
+            return []
+        return [(p.seed, p.k, p.fraction) for p in self.live.running.values()]
+
+    @property
+    def busy(self) -> bool:
+        if self.engine is not None:
+            return bool(self.engine["busy"])
+        return bool(self.live and self.live.running)
+
+
+def _row(label: str, body: Text) -> Text:
+    line = Text(label.ljust(LABEL), style="bold")
+    line.append_text(body)
+    return line
+
+
+class DiskPanel(Static):
+    DEFAULT_CSS = """
+    DiskPanel { height: auto; padding: 0 1; }
+    """
+
+    def show(self, v: Optional[DiskView], width: int) -> None:
+        if v is None:
+            self.update(Text("no miner yet: press a to allocate a disk share", style="dim"))
+            return
+        w = max(10, min(40, width - LABEL - 30))
+        lines: list[Text] = []
+        head = Text(v.name, style="bold")
+        if v.uid is not None:
+            head.append(f"  uid {v.uid}")
+        if v.info:
+            head.append(f"  share {size(v.share)} at {v.info.db_root}", style="dim")
+        lines.append(head)
+        share = v.share or 1
+        lines.append(_row("planned", bar(v.planned_bytes / share if v.share else None, w, "blue")
+                          + Text(f" {v.planned} plots · {size(v.planned_bytes)} of {size(v.share)}")))
+        lines.append(_row("plotted", bar(v.done / v.planned if v.planned else None, w, "cyan")
+                          + Text(f" {v.done}/{v.planned} · {size(v.plot_bytes)}")))
+        lines.append(_row("verified", bar(v.verified / v.planned if v.planned else None, w, "green")
+                          + Text(f" {v.verified}/{v.planned}")))
+        if v.served is not None:
+            lines.append(_row("proven", bar(None, w) + Text(f" validators' verdicts are not sent to miners; "
+                                                           f"{v.served} challenges answered", style="dim")))
+        else:
+            ratio = v.proven_ratio
+            frac = ratio * v.verified / v.planned if ratio is not None and v.planned else None
+            note = (f" {pct(ratio)} of expected proofs ({len(v.peer.recent)} challenges)"
+                    if ratio is not None and v.peer else " no challenge judged yet")
+            lines.append(_row("proven", bar(frac, w, "magenta") + Text(note)))
+        plan = v.live.plan if v.live else None
+        if plan is not None:
+            temp = plan.temp_bytes if v.busy else 0
+            free = max(0, plan.size_bytes - plan.plot_bytes - plan.reserve_bytes - temp)
+            parts = [(plan.plot_bytes, "blue"), (plan.reserve_bytes, "yellow"), (temp, "red"), (free, "bright_black")]
+            lines.append(_row("partition", stacked_bar(parts, w)))
+            legend = Text(" " * LABEL)
+            legend.append("■ plots ", style="blue")
+            legend.append(size(plan.plot_bytes))
+            legend.append("  ■ client reserve ", style="yellow")
+            legend.append(size(plan.reserve_bytes))
+            legend.append("  ■ temp ", style="red")
+            legend.append(size(plan.temp_bytes))
+            legend.append("  ■ free ", style="bright_black")
+            legend.append(size(free))
+            lines.append(legend)
+        running = v.running
+        if running:
+            body = Text(" · ".join(f"k{k} {seed[:8]} {f:.0%}" for seed, k, f in running[:3]))
+            if len(running) > 3:
+                body.append(f" +{len(running) - 3}")
+            lines.append(_row("plotting", body))
+        rate = Text(f"{v.rate_per_hour:.0f} plots/h" if v.rate_per_hour else "-")
+        rate.append(f" · ETA {duration(v.eta_s)}" if v.eta_s is not None else (" · idle" if not v.busy else ""))
+        lines.append(_row("rate", rate))
+        if v.info:
+            dev = Text(f"{size(v.info.device_free)} free of {size(v.info.device_total)}")
+            if v.info.error:
+                dev.append(f"  {v.info.error}", style="red")
+            lines.append(_row("device", dev))
+        if v.engine and v.engine.get("last_error"):
+            lines.append(_row("error", Text(v.engine["last_error"], style="red")))
+        self.update(Group(*lines))
