@@ -237,7 +237,7 @@ class ConsoleApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "allocate":
-            return True if self.backend.can_allocate else None
+            return True if self.backend.can_allocate and not isinstance(self.screen, WizardScreen) else None
         return True
 
     def action_allocate(self) -> None:

@@ -93,3 +93,22 @@ LEVEL_STYLE = {"debug": "dim", "info": "", "warning": "yellow", "error": "bold r
 
 def result_text(result: str) -> Text:
     return Text(result, style=RESULT_STYLE.get(result, ""))
+
+
+SPARK = "▁▂▃▄▅▆▇█"
+
+
+def spark(values: list[float], width: int, low: Optional[float] = None, high: Optional[float] = None,
+          style: str = "green") -> Text:
+    """A one-line sparkline of the last ``width`` values; a fixed range keeps 100 % looking like 100 %."""
+    values = list(values)[-width:] if width > 0 else []
+    if not values:
+        return Text("·" * max(0, width), style="dim")
+    lo = min(values) if low is None else low
+    hi = max(values) if high is None else high
+    span = hi - lo
+    out = Text(style=style)
+    for v in values:
+        level = 0 if span <= 0 else int(round((min(hi, max(lo, v)) - lo) / span * (len(SPARK) - 1)))
+        out.append(SPARK[level])
+    return out

@@ -27,6 +27,8 @@ def level_of(event: Event) -> str:
     if isinstance(event, LogEvent):
         return event.severity if event.severity in LEVELS else "info"
     level = str(event.level)
+    if getattr(event, "ok", True) is False and level in ("debug", "info"):
+        return "warning"  # a failed weight set or plot verification is worth seeing
     return level if level in LEVELS else "info"
 
 

@@ -7,9 +7,9 @@ from typing import Iterable
 from rich.text import Text
 from textual.containers import Horizontal, Vertical
 from textual.widget import Widget
-from textual.widgets import Sparkline, Static
+from textual.widgets import Static
 
-from ..format import clock, pct, result_text
+from ..format import clock, pct, result_text, spark
 from ..state import ChallengeRow
 from ..widgets.keyed_table import KeyedTable
 from ..widgets.lazy_table import Column, LazyTable
@@ -17,6 +17,7 @@ from .base import ConsoleScreen
 
 PEER_COLUMNS = (("peer", "peer"), ("n", "n"), ("pass", "pass"), ("proven", "proven"), ("latency", "ms"),
                 ("last", "last"))
+SPARK_WIDTH = 32
 ROW_COLUMNS = (Column("time", 8), Column("by", 11), Column("peer", 11), Column("plots", 5, "right"),
                Column("proofs", 9, "right"), Column("result", 11), Column("ms", 6, "right"), Column("detail", 0))
 
@@ -35,9 +36,9 @@ class ChallengesScreen(ConsoleScreen):
             yield KeyedTable(PEER_COLUMNS, id="chal-peers", cursor=False)
             with Vertical(id="chal-trends"):
                 yield Static("pass rate", id="chal-pass-label", classes="spark-label")
-                yield Sparkline([], id="chal-pass", summary_function=min)
+                yield Static("", id="chal-pass", classes="spark")
                 yield Static("latency", id="chal-lat-label", classes="spark-label")
-                yield Sparkline([], id="chal-lat", summary_function=max)
+                yield Static("", id="chal-lat", classes="spark")
         yield LazyTable(ROW_COLUMNS, self.render_row, empty="no challenges yet: validators start a round every "
                                                              "--seconds_per_round", id="chal-table")
         yield Static(" ", id="chal-detail")
@@ -76,19 +77,20 @@ class ChallengesScreen(ConsoleScreen):
                                f"{p.mean_latency_ms:.0f}" if p.mean_latency_ms is not None else "-",
                                result_text(p.last_result)]))
         self.query_one("#chal-peers", KeyedTable).sync(rows)
+        width = SPARK_WIDTH
         if not self.served_view and state.pass_series:
-            self.query_one("#chal-pass", Sparkline).data = list(state.pass_series)
-            self.query_one("#chal-lat", Sparkline).data = list(state.latency_series)
-            lat = list(state.latency_series)
+            passes = list(state.pass_series)[-width:]
+            lat = list(state.latency_series)[-width:]
+            self.query_one("#chal-pass", Static).update(spark(passes, width, 0.0, 1.0, "green"))
+            self.query_one("#chal-lat", Static).update(spark(lat, width, 0.0, None, "cyan"))
             self.query_one("#chal-pass-label", Static).update(
-                f"pass rate now {pct(state.pass_series[-1])}, lowest {pct(min(state.pass_series))}")
-            self.query_one("#chal-lat-label", Static).update(
-                f"latency now {lat[-1]:.0f} ms, max {max(lat):.0f} ms")
+                f"pass rate {pct(passes[-1])} (low {pct(min(passes))})")
+            self.query_one("#chal-lat-label", Static).update(f"latency {lat[-1]:.0f} ms (max {max(lat):.0f})")
         elif self.served_view and state.served:
-            lat = [r.latency_ms for r in state.served.items[-120:]]
-            self.query_one("#chal-lat", Sparkline).data = lat
+            lat = [r.latency_ms for r in state.served.items[-width:]]
+            self.query_one("#chal-lat", Static).update(spark(lat, width, 0.0, None, "cyan"))
             self.query_one("#chal-pass-label", Static).update(f"{len(state.served)} challenges answered")
-            self.query_one("#chal-lat-label", Static).update(f"latency now {lat[-1]:.0f} ms, max {max(lat):.0f} ms")
+            self.query_one("#chal-lat-label", Static).update(f"latency {lat[-1]:.0f} ms (max {max(lat):.0f})")
         self._detail(table.current())
 
     def on_lazy_table_cursor_moved(self, message: LazyTable.CursorMoved) -> None:
@@ -98,7 +100,8 @@ class ChallengesScreen(ConsoleScreen):
         if row is None:
             return
         state = self.console.state
-        text = Text(f"{clock(row.ts)} {row.source} → {state.name(row.peer_hotkey, row.uid)} ({row.peer_hotkey}): ")
+        text = Text(f"{clock(row.ts)} {row.source} → {state.name(row.peer_hotkey, row.uid)} ({row.peer_hotkey[:12]}…): ",
+                    no_wrap=True, overflow="ellipsis")
         text.append_text(result_text(row.result))
         if row.detail:
             text.append(f" — {row.detail}")

@@ -3,6 +3,7 @@ and on the devnet the node processes the supervisor runs."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Iterable, Optional
 
 from rich.text import Text
@@ -16,7 +17,7 @@ from ..widgets.keyed_table import KeyedTable
 from .base import ConsoleScreen
 
 JOB_COLUMNS = (("source", "source"), ("job", "job"), ("every", "every"), ("next", "next"), ("runs", "runs"),
-               ("last", "last"), ("took", "took"), ("result", "result"))
+               ("last", "last run"), ("result", "result"))
 NODE_COLUMNS = (("node", "node"), ("role", "role"), ("state", "state"), ("pid", "pid"), ("restarts", "restarts"),
                 ("log", "log"))
 RESULT_WIDTH = 40
@@ -27,7 +28,8 @@ def state_text(info) -> Text:
         return Text("running", style="cyan")
     if info.last_ok is None:
         return Text("-", style="dim")
-    return Text("ok", style="green") if info.last_ok else Text("FAILED", style="bold red")
+    took = f" {info.last_duration_s:.2f}s" if info.last_duration_s is not None else ""
+    return Text("ok" + took, style="green") if info.last_ok else Text("FAILED" + took, style="bold red")
 
 
 class JobsScreen(ConsoleScreen):
@@ -46,7 +48,7 @@ class JobsScreen(ConsoleScreen):
 
     def body(self) -> Iterable[Widget]:
         yield KeyedTable(JOB_COLUMNS, id="jobs-table")
-        yield Static(id="jobs-hint", classes="note")
+        yield Static(id="jobs-hint", classes="hint")
         yield Static("node processes", id="nodes-title", classes="section")
         yield KeyedTable(NODE_COLUMNS, id="nodes-table", cursor=False)
 
@@ -73,19 +75,19 @@ class JobsScreen(ConsoleScreen):
         for r in self.rows():
             i = r.info
             result = (i.last_result or "").replace("\n", " ")
-            if len(result) > RESULT_WIDTH:
-                result = result[: RESULT_WIDTH - 1] + "…"
+            room = max(10, min(RESULT_WIDTH, self.size.width - 67))
+            if len(result) > room:
+                result = result[: room - 1] + "…"
             nxt = Text("paused", style="yellow") if i.paused else Text(until(i.next_run, now))
             source = Text(r.source, style="" if r.controllable else "dim")
-            out.append((r.key, [source, i.id, duration(i.seconds), nxt, str(i.runs), state_text(i),
-                                "-" if i.last_duration_s is None else f"{i.last_duration_s:.2f}s", result]))
+            out.append((r.key, [source, i.id, duration(i.seconds), nxt, str(i.runs), state_text(i), result]))
         self.query_one("#jobs-table", KeyedTable).sync(out)
         row = self.selected()
         hint = Text()
         if row is not None:
             hint.append(f"{row.key}: ", style="bold")
             if row.info.last_run_at:
-                hint.append(f"last ran {clock(row.info.last_run_at)}. ")
+                hint.append(f"ran {clock(row.info.last_run_at)}: {row.info.last_result or 'no result'}. ")
             if not row.controllable:
                 hint.append(f"runs inside the {row.source} process: shown here, controlled there", style="dim")
             else:
@@ -95,7 +97,7 @@ class JobsScreen(ConsoleScreen):
             nodes = []
             for n in self.console.backend.nodes():
                 style = {"running": "green", "exited": "red", "restarting": "yellow"}.get(n["state"], "dim")
-                log = n.get("log", "")
+                log = Path(n["log"]).name if n.get("log") else ""
                 nodes.append((n["node"], [n["node"], n["role"], Text(n["state"], style=style),
                                           str(n["pid"] or "-"), str(n["restarts"]), log]))
             self.query_one("#nodes-table", KeyedTable).sync(nodes)

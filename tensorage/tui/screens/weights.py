@@ -61,8 +61,7 @@ class WeightsScreen(ConsoleScreen):
         columns = [("uid", "uid"), ("miner", "miner")]
         if kind != "miner":
             columns += [("proven", "proven"), ("score", "score")]
-            columns += [(f"w:{v}", f"{_short_validator(v)} weight" if kind == "devnet" else "our weight")
-                        for v in validators]
+            columns += [(f"w:{v}", _short_validator(v) if kind == "devnet" else "weight") for v in validators]
         columns += [("incentive", "incentive"), ("consensus", "consensus"), ("emission", "emission")]
         table.set_columns(columns)
         out = []
@@ -81,7 +80,8 @@ class WeightsScreen(ConsoleScreen):
         table.sync(out)
         self.query_one("#weights-head", Static).update(self._head(validators))
         note = ("proven: proofs returned / expected (validators' average) · score: proven plot bytes × latency "
-                "factor · incentive, consensus, emission: the chain after its last epoch")
+                "factor · weight: what each validator last set · incentive, consensus, emission: the chain after "
+                "its last epoch")
         if kind == "miner":
             note = "a miner sees the chain's incentive; validators' scores and weights stay with them"
         self.query_one("#weights-note", Static).update(Text(note, style="dim"))

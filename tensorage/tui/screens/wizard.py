@@ -82,6 +82,8 @@ class WizardScreen(Screen):
         title = "Add a miner to the devnet" if backend.kind == "devnet" else "Allocate this miner's disk share"
         self.query_one("#wiz-title", Static).update(Text(title, style="bold"))
         self.values = {"path": backend.default_path(), "size": "", "workers": str(backend.default_workers())}
+        if self.app.is_headless:  # tests and snapshots: a steady cursor
+            self.query_one("#wiz-input", Input).cursor_blink = False
         self.show_step("path")
 
     # -- steps -----------------------------------------------------------------------------------
@@ -112,24 +114,25 @@ class WizardScreen(Screen):
     def prompt(self) -> Text:
         backend = self.console.backend
         p = self.console.backend.profile
+        keys = Text("\nenter: check and continue · esc: back", style="dim")
         if self.step == "path":
             where = ("the new miner's database root (plots, shards, index)" if backend.kind == "devnet"
                      else "this miner's database root")
-            return Text(f"Path: {where}. It must exist or be creatable, and be writable.")
+            return Text(f"Path: {where}. It must exist or be creatable, and be writable.") + keys
         if self.step == "size":
             return Text(f"Size in GB: the share of the disk for tensorage (plots of k={p.min_k}…{p.max_k} on "
-                        f"{p.name}, plus a client reserve).")
+                        f"{p.name}, plus a client reserve).") + keys
         if self.step == "preview":
             return Text("Preview of the partition (nothing is written yet). Enter: choose workers · Esc: change the size")
         if self.step == "workers":
-            return Text(f"Workers: plots built at once (this machine has {backend.cpus} CPUs).")
+            return Text(f"Workers: plots built at once (this machine has {backend.cpus} CPUs).") + keys
         if self.step == "progress":
             return Text("Allocating. Esc or Enter closes the wizard; plotting goes on (2 Disk shows it).")
         return Text("")
 
     def info(self) -> Any:
         if self.step == "path":
-            return Text("Enter checks the path (read-only).", style="dim")
+            return Text("The check is read-only: nothing is created before you confirm.", style="dim")
         if self.step == "size" and self.path_check is not None:
             c = self.path_check
             return Text(f"fits here: {c.min_share / GB:.3f} GB to {c.max_share / GB:.3f} GB "

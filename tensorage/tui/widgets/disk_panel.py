@@ -119,7 +119,7 @@ class DiskPanel(Static):
         if v is None:
             self.update(Text("no miner yet: press a to allocate a disk share", style="dim"))
             return
-        w = max(10, min(40, width - LABEL - 30))
+        w = max(10, min(40, width - LABEL - 42))
         lines: list[Text] = []
         head = Text(v.name, style="bold")
         if v.uid is not None:
@@ -152,7 +152,7 @@ class DiskPanel(Static):
             legend = Text(" " * LABEL)
             legend.append("■ plots ", style="blue")
             legend.append(size(plan.plot_bytes))
-            legend.append("  ■ client reserve ", style="yellow")
+            legend.append("  ■ reserve ", style="yellow")
             legend.append(size(plan.reserve_bytes))
             legend.append("  ■ temp ", style="red")
             legend.append(size(plan.temp_bytes))

@@ -64,6 +64,7 @@ class LazyTable(ScrollView, can_focus=True):
     LazyTable {
         height: 1fr;
         scrollbar-size-horizontal: 0;
+        scrollbar-size-vertical: 1;
         & > .lazytable--header { text-style: bold; background: $panel; color: $foreground; }
         & > .lazytable--cursor { background: $block-cursor-blurred-background; }
         &:focus > .lazytable--cursor { background: $block-cursor-background; color: $block-cursor-foreground; }
