@@ -294,6 +294,7 @@ class DevnetBackend(Backend):
         self.supervisor = supervisor
         self.root: Path = supervisor.root
         self._reader = None  # our own chain connection when the supervisor has none yet
+        self._spec = None  # the subnet spec as last read (before the supervisor has loaded it)
         self.names_dirty = True
 
     async def start(self) -> str:
@@ -345,6 +346,7 @@ class DevnetBackend(Backend):
             spec = SubnetSpec.load(self.root)
         except TensorageError:
             return {}
+        self._spec = spec
         self.names_dirty = False
         return spec.hotkey_names(self.root)
 
@@ -371,13 +373,16 @@ class DevnetBackend(Backend):
     def _spec_nodes(self):
         from ..chain.devnet import SubnetSpec
 
-        spec = self.supervisor.spec
+        spec = self.supervisor.spec or self._spec
         if spec is None:
             try:
-                spec = SubnetSpec.load(self.root)
+                spec = self._spec = SubnetSpec.load(self.root)
             except TensorageError:
                 return []
         return spec.nodes
+
+    def validator_names(self) -> list[str]:
+        return sorted(n.name for n in self._spec_nodes() if n.role == "validator")
 
     def _db_root(self, node) -> Path:
         return Path(node.db_root_path).expanduser() if node.db_root_path else self.root / "nodes" / node.name
@@ -448,6 +453,12 @@ class NodeBackend(Backend):
     def __init__(self, node, clock: Callable[[], float] = time.time, cpus: Optional[int] = None) -> None:
         super().__init__(node.settings, node.bus, clock, cpus)
         self.node = node
+        # The miner's proof pool spawns processes through multiprocessing's resource tracker, which
+        # hands sys.stderr's descriptor to its helper. While Textual runs, sys.stderr is a capture
+        # object without one (fileno() == -1), so start the tracker now, with the real stderr.
+        from multiprocessing import resource_tracker
+
+        resource_tracker.ensure_running()
         self.kind = node.role
         self.can_allocate = node.role == "miner"
 

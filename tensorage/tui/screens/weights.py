@@ -47,7 +47,7 @@ class WeightsScreen(ConsoleScreen):
             return [app.backend.node.source]
         if app.backend.kind != "devnet":
             return []
-        names = {n["node"] for n in app.backend.nodes() if n["role"] == "validator"}
+        names = set(app.backend.validator_names())
         names |= {s for s in app.state.weights if s.startswith("validator")}
         names |= {s for s, snap in app.snapshots.items() if snap.get("role") == "validator"}
         return sorted(names)

@@ -51,7 +51,7 @@ class KeyedTable(DataTable):
             for col, value in zip(col_keys, cells):
                 try:
                     if self.get_cell(key, col) != value:
-                        self.update_cell(key, col, value)
+                        self.update_cell(key, col, value, update_width=True)
                 except CellDoesNotExist:
                     pass
 
