@@ -60,10 +60,11 @@ def bar(fraction: Optional[float], width: int, style: str = "green") -> Text:
     """A fixed-width bar; an unknown fraction is drawn empty and dim."""
     width = max(1, width)
     if fraction is None:
-        return Text(BAR_EMPTY * width, style="dim")
+        return Text().append(BAR_EMPTY * width, style="dim")
     fraction = min(1.0, max(0.0, fraction))
     filled = int(round(fraction * width))
-    out = Text(BAR_FULL * filled, style=style)
+    out = Text()
+    out.append(BAR_FULL * filled, style=style)
     out.append(BAR_EMPTY * (width - filled), style="dim")
     return out
 
@@ -73,7 +74,7 @@ def stacked_bar(parts: list[tuple[float, str]], width: int) -> Text:
     total = sum(v for v, _ in parts if v > 0)
     out = Text()
     if total <= 0:
-        return Text(BAR_EMPTY * width, style="dim")
+        return Text().append(BAR_EMPTY * width, style="dim")
     used = 0
     for i, (value, style) in enumerate(parts):
         if value <= 0:
@@ -103,12 +104,10 @@ def spark(values: list[float], width: int, low: Optional[float] = None, high: Op
     """A one-line sparkline of the last ``width`` values; a fixed range keeps 100 % looking like 100 %."""
     values = list(values)[-width:] if width > 0 else []
     if not values:
-        return Text("·" * max(0, width), style="dim")
+        return Text().append("·" * max(0, width), style="dim")
     lo = min(values) if low is None else low
     hi = max(values) if high is None else high
     span = hi - lo
-    out = Text(style=style)
-    for v in values:
-        level = 0 if span <= 0 else int(round((min(hi, max(lo, v)) - lo) / span * (len(SPARK) - 1)))
-        out.append(SPARK[level])
-    return out
+    chars = "".join(SPARK[0 if span <= 0 else int(round((min(hi, max(lo, v)) - lo) / span * (len(SPARK) - 1)))]
+                    for v in values)
+    return Text().append(chars, style=style)

@@ -50,6 +50,18 @@ async def until(pilot, predicate: Callable[[], object], what: str, timeout: floa
         await pilot.pause(step)
 
 
+async def settle(pilot, rounds: int = 3) -> None:
+    """Let thread workers answer (chain, node files, disks, wizard checks) and the screen redraw."""
+    from textual.worker import WorkerCancelled
+
+    for _ in range(rounds):
+        try:
+            await pilot.app.workers.wait_for_complete()
+        except WorkerCancelled:  # an exclusive worker replaced by a newer one
+            pass
+        await pilot.pause()
+
+
 def screen_text(app) -> str:
     """What the screen shows, as plain text (like tmux capture-pane)."""
     return "\n".join(strip.text.rstrip() for strip in app.screen._compositor.render_strips())

@@ -20,7 +20,7 @@ from tensorage.tui.widgets.chrome import DevnetNotice
 from tensorage.tui.widgets.lazy_table import LazyTable
 from textual.widgets import Input
 
-from .conftest import devnet_settings, screen_text, until
+from .conftest import devnet_settings, screen_text, settle, until
 
 SIZE = (100, 30)
 
@@ -187,8 +187,7 @@ async def test_wizard_refuses_wrong_entries_with_reasons_and_goes_back(plotted_d
         else:
             await pilot.press(*text)
         await pilot.press("enter")
-        await pilot.app.workers.wait_for_complete()
-        await pilot.pause()
+        await settle(pilot, 1)
 
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("a")

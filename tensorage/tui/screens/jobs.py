@@ -75,7 +75,7 @@ class JobsScreen(ConsoleScreen):
         for r in self.rows():
             i = r.info
             result = (i.last_result or "").replace("\n", " ")
-            room = max(10, min(RESULT_WIDTH, self.size.width - 67))
+            room = max(10, min(RESULT_WIDTH, self.size.width - 72))
             if len(result) > room:
                 result = result[: room - 1] + "…"
             nxt = Text("paused", style="yellow") if i.paused else Text(until(i.next_run, now))

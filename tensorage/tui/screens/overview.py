@@ -115,7 +115,8 @@ class OverviewScreen(ConsoleScreen):
                 name = name or "this node"
             state = proc.get(name) or ("serving" if n.axon else "-")
             style = {"running": "green", "serving": "green", "exited": "red", "restarting": "yellow"}.get(state, "dim")
-            rows.append((str(n.uid), [str(n.uid), name, short(n.hotkey), f"{n.total_stake:,.0f}",
-                                      "✓" if n.validator_permit else "", f"{n.incentive:.3f}", f"{n.emission:.2f}",
-                                      Text(state, style=style)]))
+            rows.append((str(n.uid), [Text(str(n.uid), justify="right"), name, short(n.hotkey),
+                                      Text(f"{n.total_stake:,.0f}", justify="right"),
+                                      "✓" if n.validator_permit else "", Text(f"{n.incentive:.3f}", justify="right"),
+                                      Text(f"{n.emission:.2f}", justify="right"), Text(state, style=style)]))
         table.sync(rows)

@@ -220,6 +220,7 @@ class LazyTable(ScrollView, can_focus=True):
         if strip is None:
             strip = self._line(self.render_row(self.rows[index]), width, base)
             self._cache[key] = strip
-        if row == self.cursor:
-            strip = strip.apply_style(self.get_component_rich_style("lazytable--cursor"))
+        if row == self.cursor:  # over the row's own colours, like DataTable's cursor
+            cursor = self.get_component_rich_style("lazytable--cursor")
+            strip = Strip(Segment.apply_style(list(strip), post_style=cursor), strip.cell_length)
         return strip
