@@ -18,6 +18,7 @@ from ..errors import CorruptIndex
 from .models import open_sqlite
 
 KEEP_ROUNDS_PER_MINER = 200
+KEEP_WEIGHTS = 200  # weight-setting log rows kept (the last successful one is always kept)
 
 
 def _models(db: pw.Database):
@@ -119,6 +120,7 @@ class ValidatorStore:
             gone = [m.hotkey for m in self.Miner.select(self.Miner.hotkey).where(self.Miner.hotkey.not_in(keep or [""]))]
             if gone:
                 self.MinerPlot.delete().where(self.MinerPlot.hotkey.in_(gone)).execute()
+                self.Round.delete().where(self.Round.hotkey.in_(gone)).execute()
                 self.Score.delete().where(self.Score.hotkey.in_(gone)).execute()
                 self.Miner.delete().where(self.Miner.hotkey.in_(gone)).execute()
         return len(gone)
@@ -174,10 +176,20 @@ class ValidatorStore:
         with self.db.atomic():
             self.Score.delete().execute()
 
-    def log_weights(self, block: int, weights: dict[int, float], ok: bool, message: str = "") -> None:
+    def log_weights(self, block: int, weights: dict[int, float], ok: bool, message: str = "",
+                    keep: int = KEEP_WEIGHTS) -> None:
         with self.db.atomic():
             self.Weights.create(block=block, set_at=time.time(), ok=ok,
                                 weights=json.dumps({str(k): v for k, v in weights.items()}), message=message)
+            # Bound the log: the most recent ``keep`` rows, and always the last successful one
+            # (what a restart restores).
+            cutoff = (self.Weights.select(self.Weights.id).order_by(self.Weights.id.desc())
+                      .offset(keep).limit(1).scalar())
+            if cutoff is not None:
+                last_ok = (self.Weights.select(pw.fn.MAX(self.Weights.id))
+                           .where(self.Weights.ok == True).scalar())  # noqa: E712 - peewee expression
+                self.Weights.delete().where((self.Weights.id <= cutoff)
+                                            & (self.Weights.id != (last_ok or 0))).execute()
 
     def last_weights(self, ok_only: bool = True):
         q = self.Weights.select().order_by(self.Weights.id.desc()).limit(1)
