@@ -131,7 +131,8 @@ class ValidatorEngine(Node):
                 await self.sync_miner(n)
 
         await asyncio.gather(*(one(n) for n in miners))
-        for hotkey in [h for h in self.miners if h not in {n.hotkey for n in miners}]:
+        serving = {n.hotkey for n in miners}  # built once, not once per known miner
+        for hotkey in [h for h in self.miners if h not in serving]:
             del self.miners[hotkey]
         accepted = sum(len(m.plots) for m in self.miners.values())
         return f"block {mg.block}: {len(miners)} miners, {accepted} plots accepted"
