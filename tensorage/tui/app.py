@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import signal
 from typing import Any, Optional
 
@@ -71,6 +72,7 @@ class ConsoleApp(App[int]):
                  replay: bool = True, handle_signals: bool = False) -> None:
         super().__init__()
         self.handle_signals = handle_signals
+        self.terminal_gone = False
         self.backend = backend
         self.state = state or ConsoleState()
         self.pump = EventPump(self)
@@ -90,10 +92,9 @@ class ConsoleApp(App[int]):
     # -- lifecycle ------------------------------------------------------------------------------
     def on_mount(self) -> None:
         self.theme = "textual-dark"
-        if self.handle_signals:  # SIGTERM / SIGHUP (pm2, a closed tmux pane): stop the engines like q does
-            loop = asyncio.get_running_loop()
-            for sig in (signal.SIGTERM, signal.SIGHUP):
-                loop.add_signal_handler(sig, self._signalled)
+        if self.handle_signals:  # SIGTERM (pm2, systemd) and SIGHUP (a closed tmux pane): stop like q does
+            asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, self._signalled)
+            signal.signal(signal.SIGHUP, self._hangup)
         self.pump.attach(self.backend.bus, replay=self.replay)
         if self.start_engines:
             self.run_worker(self._start_engines(), name="start", group="engines", exclusive=True,
@@ -128,6 +129,17 @@ class ConsoleApp(App[int]):
         if self.engine_state not in ("stopping", "stopped"):
             self._stop_and_exit(0)
 
+    def _hangup(self, signum, frame) -> None:
+        """The terminal is gone: stop the engines, then leave without restoring a screen that no
+        longer exists (Textual would block writing to it)."""
+        self.terminal_gone = True
+        devnull = os.open(os.devnull, os.O_RDWR)  # Textual's writes now succeed, into nothing
+        for fd in (0, 1, 2):
+            os.dup2(devnull, fd)
+        if self.engine_state == "stopped":
+            os._exit(0)
+        asyncio.get_event_loop().call_soon_threadsafe(self._signalled)
+
     async def action_quit(self) -> None:
         if self.engine_state in ("stopping", "stopped"):
             return
@@ -152,6 +164,9 @@ class ConsoleApp(App[int]):
         finally:
             self.pump.detach()
             self.engine_state = "stopped"
+        if self.terminal_gone:  # engines are stopped and their files closed: nothing is half written
+            logging.shutdown()
+            os._exit(code)
         self.exit(code, return_code=code)
 
     # -- events in --------------------------------------------------------------------------------

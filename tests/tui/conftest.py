@@ -62,6 +62,15 @@ async def settle(pilot, rounds: int = 3) -> None:
         await pilot.pause()
 
 
+async def until_text(pilot, *needles: str, timeout: float = 60.0) -> str:
+    """Wait until every needle is on screen; returns the screen."""
+    def shown() -> str:
+        text = screen_text(pilot.app)
+        return text if all(n in text for n in needles) else ""
+
+    return await until(pilot, shown, f"{needles} on screen", timeout)
+
+
 def screen_text(app) -> str:
     """What the screen shows, as plain text (like tmux capture-pane)."""
     return "\n".join(strip.text.rstrip() for strip in app.screen._compositor.render_strips())

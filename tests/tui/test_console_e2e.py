@@ -74,6 +74,19 @@ def leftovers(root: Path) -> list[str]:
     return out
 
 
+def cleanup(tmux: Tmux, root: Path) -> None:
+    """After a failure too: close the pane, then end anything still running for this root."""
+    tmux.kill()
+    deadline = time.monotonic() + 15
+    while leftovers(root) and time.monotonic() < deadline:
+        time.sleep(0.3)
+    for line in leftovers(root):
+        try:
+            os.kill(int(line.split()[0]), 9)
+        except ProcessLookupError:
+            pass
+
+
 def nonzero_weight(screen: str) -> bool:
     if "set at block" not in screen:
         return False
@@ -147,7 +160,7 @@ def test_console_runs_a_devnet_in_tmux(tmp_path):
         tmux.wait_for("both miners on the disk screen", lambda s: "miner-0" in s and "miner-1" in s, 20)
         quit_cleanly(tmux, root, exit_file)
     finally:
-        tmux.kill()
+        cleanup(tmux, root)
 
 
 @pytest.mark.slow
@@ -173,4 +186,4 @@ def test_console_default_devnet_at_80x24_every_screen(tmp_path):
         tmux.wait_for("incentive on the overview", lambda s: re.search(r"miner-\d.*0\.[0-9]*[1-9]", s), 120)
         quit_cleanly(tmux, root, exit_file)
     finally:
-        tmux.kill()
+        cleanup(tmux, root)

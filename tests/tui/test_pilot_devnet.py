@@ -20,7 +20,7 @@ from tensorage.tui.widgets.chrome import DevnetNotice
 from tensorage.tui.widgets.lazy_table import LazyTable
 from textual.widgets import Input
 
-from .conftest import devnet_settings, screen_text, settle, until
+from .conftest import devnet_settings, screen_text, settle, until, until_text
 
 SIZE = (100, 30)
 
@@ -40,10 +40,7 @@ async def test_overview_shows_the_real_metagraph_and_follows_the_chain(plotted_d
     app, backend = devnet_app(plotted_devnet)
     hk = hotkeys(plotted_devnet)
     async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, lambda: app.metagraph is not None and app.state.names, "metagraph and names loaded")
-        await pilot.pause()
-        text = screen_text(app)
-        assert "miner-0" in text and "validator-0" in text
+        text = await until_text(pilot, "miner-0", "validator-0")
         assert "2,000" in text  # validator-0's stake, read from the chain file
         assert str(app.query_one(DevnetNotice).render()).endswith(DEVNET_INSECURE_NOTICE)
         assert "0.000" in text and "1.000" not in text  # no epoch yet: no incentive
@@ -64,9 +61,8 @@ async def test_disk_reads_the_plot_index_and_follows_plotting(plotted_devnet):
     async with app.run_test(size=SIZE) as pilot:
         await pilot.press("2")
         await until(pilot, lambda: "miner-0" in app.disk_infos, "the plot index read in a thread")
-        await pilot.pause()
-        text = screen_text(app)
-        assert "4/4" in text  # four plots made and verified by the session fixture, read from miner.sqlite
+        # four plots made and verified by the session fixture, read from miner.sqlite
+        text = await until_text(pilot, "4/4")
         assert "30.0 MB" in text  # the devnet spec's share for miner-0
         assert "proven" in text and "no challenge judged yet" in text
         backend.bus.publish(PlotProgress(seed="ab" * 32, k=19, fraction=0.5, done=4, total=6, rate_per_hour=600.0,

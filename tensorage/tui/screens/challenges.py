@@ -78,19 +78,22 @@ class ChallengesScreen(ConsoleScreen):
                                result_text(p.last_result)]))
         self.query_one("#chal-peers", KeyedTable).sync(rows)
         width = SPARK_WIDTH
+        lines: dict[str, object] = {}
         if not self.served_view and state.pass_series:
             passes = list(state.pass_series)[-width:]
             lat = list(state.latency_series)[-width:]
-            self.query_one("#chal-pass", Static).update(spark(passes, width, 0.0, 1.0, "green"))
-            self.query_one("#chal-lat", Static).update(spark(lat, width, 0.0, None, "cyan"))
-            self.query_one("#chal-pass-label", Static).update(
-                f"pass rate {pct(passes[-1])} (low {pct(min(passes))})")
-            self.query_one("#chal-lat-label", Static).update(f"latency {lat[-1]:.0f} ms (max {max(lat):.0f})")
+            lines["#chal-pass"] = spark(passes, width, 0.0, 1.0, "green")
+            lines["#chal-pass-label"] = f"pass rate {pct(passes[-1])} (low {pct(min(passes))})"
         elif self.served_view and state.served:
             lat = [r.latency_ms for r in state.served.items[-width:]]
-            self.query_one("#chal-lat", Static).update(spark(lat, width, 0.0, None, "cyan"))
-            self.query_one("#chal-pass-label", Static).update(f"{len(state.served)} challenges answered")
-            self.query_one("#chal-lat-label", Static).update(f"latency {lat[-1]:.0f} ms (max {max(lat):.0f})")
+            lines["#chal-pass-label"] = f"{len(state.served)} challenges answered"
+        else:
+            lat = []
+        if lat:
+            lines["#chal-lat"] = spark(lat, width, 0.0, None, "cyan")
+            lines["#chal-lat-label"] = f"latency {lat[-1]:.0f} ms (max {max(lat):.0f})"
+        for selector, content in lines.items():
+            self.query_one(selector, Static).update(content, layout=False)  # fixed one-line widgets
         self._detail(table.current())
 
     def on_lazy_table_cursor_moved(self, message: LazyTable.CursorMoved) -> None:
@@ -105,4 +108,4 @@ class ChallengesScreen(ConsoleScreen):
         text.append_text(result_text(row.result))
         if row.detail:
             text.append(f" — {row.detail}")
-        self.query_one("#chal-detail", Static).update(text)
+        self.query_one("#chal-detail", Static).update(text, layout=False)  # one fixed line: no relayout

@@ -92,7 +92,7 @@ class JobsScreen(ConsoleScreen):
                 hint.append(f"runs inside the {row.source} process: shown here, controlled there", style="dim")
             else:
                 hint.append("r run now · p pause · u resume", style="dim")
-        self.query_one("#jobs-hint", Static).update(hint)
+        self.query_one("#jobs-hint", Static).update(hint, layout=False)
         if self.console.backend.kind == "devnet":
             nodes = []
             for n in self.console.backend.nodes():

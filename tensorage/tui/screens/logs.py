@@ -96,7 +96,7 @@ class LogsScreen(ConsoleScreen):
             text.append(" · search ", style="dim")
             text.append(repr(self.search), style="bold")
         text.append(f" · {len(self.view)} of {len(self.console.state.logs)} events", style="dim")
-        self.query_one("#logs-filter", Static).update(text)
+        self.query_one("#logs-filter", Static).update(text, layout=False)
 
     def action_level(self) -> None:
         self.min_level = LEVELS[(LEVELS.index(self.min_level) + 1) % len(LEVELS)]

@@ -200,11 +200,18 @@ class LazyTable(ScrollView, can_focus=True):
         strip = Strip(Segment.apply_style(segments, style), text.cell_len)
         return strip.crop_extend(0, width, style)
 
+    def render_lines(self, crop):
+        # styles once per frame, not once per line
+        self._base_style = self.rich_style
+        self._header_style = self.get_component_rich_style("lazytable--header")
+        self._cursor_style = self.get_component_rich_style("lazytable--cursor")
+        return super().render_lines(crop)
+
     def render_line(self, y: int) -> Strip:
         width = self.size.width
-        base = self.rich_style
+        base = getattr(self, "_base_style", None) or self.rich_style
         if y == 0:
-            header = self.get_component_rich_style("lazytable--header")
+            header = getattr(self, "_header_style", None) or self.get_component_rich_style("lazytable--header")
             return self._line([c.label for c in self.columns], width, base + header)
         n = len(self.rows)
         row = self.scroll_offset.y + y - 1
@@ -221,6 +228,6 @@ class LazyTable(ScrollView, can_focus=True):
             strip = self._line(self.render_row(self.rows[index]), width, base)
             self._cache[key] = strip
         if row == self.cursor:  # over the row's own colours, like DataTable's cursor
-            cursor = self.get_component_rich_style("lazytable--cursor")
+            cursor = getattr(self, "_cursor_style", None) or self.get_component_rich_style("lazytable--cursor")
             strip = Strip(Segment.apply_style(list(strip), post_style=cursor), strip.cell_length)
         return strip
