@@ -252,7 +252,8 @@ class ConsoleApp(App[int]):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "allocate":
-            return True if self.backend.can_allocate and not isinstance(self.screen, WizardScreen) else None
+            # False hides the key (None would only dim it)
+            return self.backend.can_allocate and not isinstance(self.screen, WizardScreen)
         return True
 
     def action_allocate(self) -> None:

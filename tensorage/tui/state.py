@@ -243,9 +243,9 @@ class ConsoleState:
     def name(self, hotkey: Optional[str], uid: Optional[int] = None) -> str:
         if hotkey and hotkey in self.names:
             return self.names[hotkey]
-        if uid is not None:
-            return f"uid {uid}"
-        return (hotkey[:8] + "…") if hotkey else "-"
+        if hotkey:
+            return hotkey[:8] + "…"
+        return f"uid {uid}" if uid is not None else "-"
 
     def peer_for_uid(self, uid: int) -> Optional[PeerStats]:
         return next((p for p in self.peers.values() if p.uid == uid), None)

@@ -51,7 +51,7 @@ async def test_miner_console_jobs_palette_and_wizard_allocation(plotted_devnet):
         # Disk: the in-process allocator's status
         await pilot.press("2")
         await until(pilot, lambda: "4/4" in screen_text(app), "four verified plots")
-        assert "validators' verdicts are not sent to miners" in screen_text(app)
+        assert "verdicts stay with validators" in screen_text(app)
         # Jobs: pause, resume, run now, all on the real scheduler
         await pilot.press("5")
         await pilot.pause()

@@ -250,7 +250,7 @@ class WizardScreen(Screen):
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "next":
-            return True if self.step in ("preview", "progress") else None
+            return self.step in ("preview", "progress")  # hidden, not dimmed, elsewhere
         return True
 
     def action_next(self) -> None:

@@ -135,8 +135,8 @@ class DiskPanel(Static):
         lines.append(_row("verified", bar(v.verified / v.planned if v.planned else None, w, "green")
                           + Text(f" {v.verified}/{v.planned}")))
         if v.served is not None:
-            lines.append(_row("proven", bar(None, w) + Text(f" validators' verdicts are not sent to miners; "
-                                                           f"{v.served} challenges answered", style="dim")))
+            lines.append(_row("proven", bar(None, w) + Text(f" verdicts stay with validators; "
+                                                           f"{v.served} answered", style="dim")))
         else:
             ratio = v.proven_ratio
             frac = ratio * v.verified / v.planned if ratio is not None and v.planned else None
