@@ -39,13 +39,6 @@ def clock(ts: Optional[float]) -> str:
     return time.strftime("%H:%M:%S", time.localtime(ts)) if ts else "-"
 
 
-def until(ts: Optional[float], now: float) -> str:
-    if ts is None:
-        return "paused"
-    delta = ts - now
-    return "now" if delta <= 0.5 else f"in {duration(delta)}"
-
-
 def pct(x: Optional[float]) -> str:
     return "-" if x is None else f"{x * 100:.0f}%"
 

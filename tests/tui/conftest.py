@@ -4,7 +4,6 @@ and helpers to wait on real engines without timing assertions."""
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import time
 from pathlib import Path

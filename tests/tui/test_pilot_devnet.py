@@ -5,8 +5,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
 from tensorage.chain.devnet import Devnet, SubnetSpec
 from tensorage.cli import node_passthrough
 from tensorage.config import DEVNET_INSECURE_NOTICE

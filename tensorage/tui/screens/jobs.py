@@ -12,7 +12,7 @@ from textual.widget import Widget
 from textual.widgets import Static
 
 from ..backend import JobRow
-from ..format import clock, duration, until
+from ..format import clock, duration
 from ..widgets.keyed_table import KeyedTable
 from .base import ConsoleScreen
 
@@ -78,7 +78,9 @@ class JobsScreen(ConsoleScreen):
             room = max(10, min(RESULT_WIDTH, self.size.width - 72))
             if len(result) > room:
                 result = result[: room - 1] + "…"
-            nxt = Text("paused", style="yellow") if i.paused else Text(until(i.next_run, now))
+            # a clock time, not "in 5s": screens redraw on events, not on a timer, so a countdown would go stale
+            nxt = Text("paused", style="yellow") if i.paused else Text(
+                "due" if i.next_run is not None and i.next_run <= now else clock(i.next_run))
             source = Text(r.source, style="" if r.controllable else "dim")
             out.append((r.key, [source, i.id, duration(i.seconds), nxt, str(i.runs), state_text(i), result]))
         self.query_one("#jobs-table", KeyedTable).sync(out)
