@@ -141,6 +141,23 @@ def quit_cleanly(tmux: Tmux, root: Path, exit_file: Path) -> None:
     while leftovers(root) and time.monotonic() < deadline:
         time.sleep(0.3)
     assert leftovers(root) == []
+    assert_nothing_half_written(root)
+
+
+def assert_nothing_half_written(root: Path) -> None:
+    """Every miner: no temp plot files, no plot left 'plotting' in its index."""
+    from tensorage.storage.models import MinerIndex, PlotState
+
+    miners = sorted((root / "nodes").glob("miner-*"))
+    assert miners
+    for node in miners:
+        tmp = node / "plots" / "tmp"
+        assert not tmp.exists() or not any(tmp.iterdir()), f"temp files left in {tmp}: {list(tmp.iterdir())}"
+        index = MinerIndex(node / "index" / "miner.sqlite")
+        try:
+            assert index.plots(PlotState.PLOTTING) == [], f"{node.name} left a plot half made"
+        finally:
+            index.close()
 
 
 def test_console_runs_a_devnet_in_tmux(tmp_path):
@@ -158,6 +175,7 @@ def test_console_runs_a_devnet_in_tmux(tmp_path):
         tmux.wait_for("a non-zero weight", nonzero_weight, 90)
         tmux.keys("2")
         tmux.wait_for("both miners on the disk screen", lambda s: "miner-0" in s and "miner-1" in s, 20)
+        add_miner_with_the_wizard(tmux, "0.08")  # and quit while it plots: nothing may be left half made
         quit_cleanly(tmux, root, exit_file)
     finally:
         cleanup(tmux, root)
