@@ -48,10 +48,13 @@ class MinerEngine(Node):
     role = "miner"
 
     def __init__(self, settings: Settings, wallet: bt.Wallet, chain: ChainPort, bus: Optional[EventBus] = None,
-                 source: Optional[str] = None, proof_workers: Optional[int] = None) -> None:
+                 source: Optional[str] = None, proof_workers: Optional[int] = None,
+                 pool: Optional[ProverPool] = None) -> None:
         super().__init__(settings, wallet, chain, bus, source)
         self.allocator = Allocator(settings, self.hotkey, self.bus, self.source)
-        self.pool = ProverPool(proof_workers or min(2, os.cpu_count() or 1))
+        # ``pool``: a ProverPool shared by several miners in one process (benchmarks); its owner closes it.
+        self._owns_pool = pool is None
+        self.pool = pool if pool is not None else ProverPool(proof_workers or min(2, os.cpu_count() or 1))
         self.plots: dict[str, HeldPlot] = {}
         self.challenges_served = 0
         self._alloc_task: Optional[asyncio.Task] = None
@@ -187,7 +190,8 @@ class MinerEngine(Node):
             self._alloc_task.cancel()
             await asyncio.gather(self._alloc_task, return_exceptions=True)
         await super().stop()
-        self.pool.close()
+        if self._owns_pool:
+            self.pool.close()
         self.allocator.close()
 
     def snapshot(self) -> dict[str, Any]:
