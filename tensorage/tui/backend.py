@@ -157,6 +157,10 @@ class Backend:
         """Blocking: (metagraph or None, block, last epoch block)."""
         return None, None, None
 
+    def summary(self) -> str:
+        """One line on what the engine in this process is doing (role mode)."""
+        return ""
+
     def load_names(self) -> dict[str, str]:
         """Blocking: hotkey -> node name (devnet)."""
         return {}
@@ -475,6 +479,14 @@ class NodeBackend(Backend):
                         secure=s.profile.secure, wallet=f"{s.wallet.name}/{s.wallet.hotkey}", hotkey=self.node.hotkey,
                         db_root=str(self.node.layout.root),
                         devnet_root=str(s.devnet_root) if s.network == "devnet" else None)
+
+    def summary(self) -> str:
+        n = self.node
+        if n.role == "miner":
+            busy = " · allocating" if n.allocator.status.busy else ""
+            return f"{len(n.plots)} plots held · {n.challenges_served} challenges answered{busy}"
+        weights = (f"set at block {n.last_weights_block}" if n.last_weights_block is not None else "not set yet")
+        return f"{n.rounds_run} proof rounds · {len(n.miners)} miners synced · weights {weights}"
 
     def load_chain(self):
         mg = self.node.metagraph  # kept fresh by the node's sync job: no chain call here

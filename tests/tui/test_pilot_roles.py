@@ -15,7 +15,7 @@ from tensorage.tui.backend import NodeBackend
 from tensorage.tui.screens.wizard import WizardScreen
 from tensorage.tui.widgets.keyed_table import KeyedTable
 
-from .conftest import devnet_settings, screen_text, until
+from .conftest import devnet_settings, screen_text, until, until_text
 
 SIZE = (100, 30)
 
@@ -46,7 +46,7 @@ async def test_miner_console_jobs_palette_and_wizard_allocation(plotted_devnet):
                     and jobs_state(node)["reallocate"].runs >= 1, "the miner started and reallocated once")
         # Overview: who we are, from the engine and the chain
         await until(pilot, lambda: node.hotkey in screen_text(app) and "uid" in screen_text(app), "identity")
-        text = screen_text(app)
+        text = await until_text(pilot, "4 plots held")  # the engine's own state
         assert "miner" in text and "miner-0/default" in text
         # Disk: the in-process allocator's status
         await pilot.press("2")
@@ -116,6 +116,7 @@ async def test_validator_console_shows_real_challenges_and_weights(plotted_devne
     app = ConsoleApp(NodeBackend(validator))
     try:
         async with app.run_test(size=SIZE) as pilot:
+            await until_text(pilot, "miners synced")  # the overview's line about the engine
             await pilot.press("3")
             await until(pilot, lambda: any(r.result == "pass" for r in app.state.results), "a passed challenge")
             await pilot.pause()

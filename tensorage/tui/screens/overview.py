@@ -42,7 +42,8 @@ class OverviewScreen(ConsoleScreen):
     HELP = ("Who this console runs (role, wallet, hotkey), the network and block, this node's uid, stake, "
             "incentive and emission, the health of every scheduled job and, on the devnet, the whole "
             "subnet's metagraph with each node process's state.")
-    TOPICS = frozenset({"chain", "chain_loaded", "nodes", "jobs", "nodefiles", "errors", "names", "weights"})
+    TOPICS = frozenset({"chain", "chain_loaded", "nodes", "jobs", "nodefiles", "errors", "names", "weights",
+                        "challenges"})
 
     def body(self) -> Iterable[Widget]:
         if not self.console.backend.identity().secure:
@@ -89,6 +90,9 @@ class OverviewScreen(ConsoleScreen):
                                       f"emission {me.emission:.2f} · axon {me.axon or '-'}")
         if ident.db_root:
             grid.add_row("db root", ident.db_root)
+        summary = app.backend.summary() if app.engine_state == "running" else ""
+        if summary:
+            grid.add_row("engine", summary)
         grid.add_row("jobs", job_health(app.job_rows()))
         if app.chain_error:
             grid.add_row("chain", Text(app.chain_error, style="red"))
