@@ -47,6 +47,7 @@ class MinerView:
     listed: int = 0
     refused: str = ""
     error: str = ""
+    stored: bool = False  # this listing is in the store (written since this process started)
 
     @property
     def listed_bytes(self) -> int:
@@ -148,13 +149,18 @@ class ValidatorEngine(Node):
             if reply.status != 200:
                 raise ProtocolError(f"GET /v1/plots answered {reply.status} {reply.error_message}")
             listing = PlotsResponse.model_validate_json(reply.body)
+            before = (view.plots, view.listed, view.refused, view.stored)
             self.accept_plots(view, listing)
             view.error = ""
         except (PeerError, ProtocolError, ValueError) as exc:
             view.error = str(exc)[:300]
             return view
-        self.store.set_miner_plots(neuron.hotkey, view.plots, view.listed, view.listed_bytes, view.refused,
-                                   listing.protocol)
+        if (view.plots, view.listed, view.refused, True) == before:
+            self.store.touch_miner(neuron.hotkey)  # unchanged: do not rewrite thousands of rows
+        else:
+            self.store.set_miner_plots(neuron.hotkey, view.plots, view.listed, view.listed_bytes, view.refused,
+                                       listing.protocol)
+            view.stored = True
         score = self.scores.get(neuron.hotkey)
         if score is not None:
             score.listed_bytes = view.listed_bytes

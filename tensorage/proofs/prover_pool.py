@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import multiprocessing
 import os
+from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from functools import partial
@@ -19,7 +20,8 @@ from ..errors import PlotError
 from ..procutil import die_with_parent
 from .challenges import derive
 
-_PROVERS: dict[tuple[str, int, int], object] = {}
+MAX_OPEN_PROVERS = 4096  # each holds a file descriptor; plots beyond this are reopened on use
+_PROVERS: "OrderedDict[tuple[str, int, int], object]" = OrderedDict()
 
 
 @dataclass(frozen=True)
@@ -40,6 +42,10 @@ def _prover(path: str):
         for stale in [k for k in _PROVERS if k[0] == path]:
             del _PROVERS[stale]
         prover = _PROVERS[key] = chia.open_prover(Path(path))
+        while len(_PROVERS) > MAX_OPEN_PROVERS:  # least recently used first: deleted plots age out
+            _PROVERS.popitem(last=False)
+    else:
+        _PROVERS.move_to_end(key)
     return prover
 
 

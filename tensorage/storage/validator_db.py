@@ -136,6 +136,11 @@ class ValidatorStore:
                               listed_bytes=listed_bytes, refused=refused, protocol=protocol
                               ).where(self.Miner.hotkey == hotkey).execute()
 
+    def touch_miner(self, hotkey: str) -> None:
+        """The plot list was fetched again and has not changed."""
+        with self.db.atomic():
+            self.Miner.update(plots_synced_at=time.time()).where(self.Miner.hotkey == hotkey).execute()
+
     def miner_plots(self, hotkey: str) -> list[tuple[str, int]]:
         return [(p.seed, p.k) for p in self.MinerPlot.select().where(self.MinerPlot.hotkey == hotkey)]
 
