@@ -45,6 +45,8 @@ class OverviewScreen(ConsoleScreen):
     TOPICS = frozenset({"chain", "chain_loaded", "nodes", "jobs", "nodefiles", "errors", "names", "weights",
                         "challenges"})
 
+    _ident_rows: list = []
+
     def body(self) -> Iterable[Widget]:
         if not self.console.backend.identity().secure:
             yield DevnetNotice(id="ov-notice")
@@ -63,9 +65,7 @@ class OverviewScreen(ConsoleScreen):
         app = self.console
         ident = app.backend.identity()
         mg = app.metagraph
-        grid = Table.grid(padding=(0, 1))
-        grid.add_column(style="bold", no_wrap=True)
-        grid.add_column(overflow="fold")
+        rows: list[tuple[str, object]] = []
         nodes = app.backend.nodes()
         roles = Text(ident.roles)
         if app.backend.kind == "devnet" and nodes:
@@ -74,42 +74,50 @@ class OverviewScreen(ConsoleScreen):
                          style="green" if running == len(nodes) else "yellow")
         if app.engine_state != "running":
             roles.append(f" · {app.engine_state}", style="yellow")
-        grid.add_row("role", roles)
-        grid.add_row("wallet", ident.wallet)
+        rows.append(("role", roles))
+        rows.append(("wallet", ident.wallet))
         net = f"{ident.network}" + (f" netuid {ident.netuid}" if ident.netuid is not None else "")
         if app.block is not None:
             net += f" · block {app.block}"
         if app.last_epoch is not None:
             net += f" · last epoch {app.last_epoch}"
-        grid.add_row("network", net)
+        rows.append(("network", net))
         if ident.hotkey:
             me = mg.by_hotkey(ident.hotkey) if mg else None
-            grid.add_row("hotkey", ident.hotkey + (f" (uid {me.uid})" if me else " (not in the metagraph yet)"))
+            rows.append(("hotkey", ident.hotkey + (f" (uid {me.uid})" if me else " (not in the metagraph yet)")))
             if me is not None:
-                grid.add_row("chain", f"stake {me.total_stake:,.0f} · incentive {me.incentive:.3f} · "
-                                      f"emission {me.emission:.2f} · axon {me.axon or '-'}")
+                rows.append(("chain", f"stake {me.total_stake:,.0f} · incentive {me.incentive:.3f} · "
+                                      f"emission {me.emission:.2f} · axon {me.axon or '-'}"))
         if ident.db_root:
-            grid.add_row("db root", ident.db_root)
+            rows.append(("db root", ident.db_root))
         summary = app.backend.summary() if app.engine_state == "running" else ""
         if summary:
-            grid.add_row("engine", summary)
-        grid.add_row("jobs", job_health(app.job_rows()))
+            rows.append(("engine", summary))
+        rows.append(("jobs", job_health(app.job_rows())))
         if app.chain_error:
-            grid.add_row("chain", Text(app.chain_error, style="red"))
+            rows.append(("chain", Text(app.chain_error, style="red")))
         if app.state.errors:
-            grid.add_row("errors", Text(f"{app.state.errors} error events (6 Logs)", style="red"))
-        self.query_one("#ov-ident", Static).update(grid)
+            rows.append(("errors", Text(f"{app.state.errors} error events (6 Logs)", style="red")))
+        if rows != self._ident_rows:  # unchanged most seconds: skip the relayout
+            self._ident_rows = rows
+            grid = Table.grid(padding=(0, 1))
+            grid.add_column(style="bold", no_wrap=True)
+            grid.add_column(overflow="fold")
+            for label, value in rows:
+                grid.add_row(label, value)
+            self.query_one("#ov-ident", Static).update(grid)
         self._metagraph(mg, nodes, ident.hotkey)
 
     def _metagraph(self, mg, nodes: list[dict], my_hotkey) -> None:
         table = self.query_one("#ov-metagraph", KeyedTable)
         title = self.query_one("#ov-mg-title", Static)
         if mg is None:
-            title.update("metagraph: waiting for the chain" if self.console.engine_state != "failed" else "metagraph")
+            title.update("metagraph: waiting for the chain" if self.console.engine_state != "failed" else "metagraph",
+                         layout=False)
             table.sync([])
             return
         title.update(f"metagraph: netuid {mg.netuid}, {len(mg.neurons)} neurons, "
-                     f"{len(mg.validators)} with validator permits")
+                     f"{len(mg.validators)} with validator permits", layout=False)
         names = self.console.state.names
         proc = {n["node"]: n["state"] for n in nodes}
         rows = []
