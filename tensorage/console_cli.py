@@ -100,7 +100,7 @@ def run_tui(settings: Settings, role: Optional[str], args: argparse.Namespace) -
 
     log_to_file(settings, role)
     backend = build_backend(settings, role, args)
-    app = ConsoleApp(backend, handle_signals=True)
+    app = ConsoleApp(backend, handle_signals=True, freeze_heap=True)
     result = app.run()
     if app.exit_message:
         err.print(f"[bold red]error:[/] {app.exit_message}", highlight=False)

@@ -11,6 +11,7 @@ There are no polling timers: when nothing happens on the bus, nothing is redrawn
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 import os
 import signal
@@ -69,9 +70,10 @@ class ConsoleApp(App[int]):
     ]
 
     def __init__(self, backend: Backend, *, start_engines: bool = True, state: Optional[ConsoleState] = None,
-                 replay: bool = True, handle_signals: bool = False) -> None:
+                 replay: bool = True, handle_signals: bool = False, freeze_heap: bool = False) -> None:
         super().__init__()
         self.handle_signals = handle_signals
+        self.freeze_heap = freeze_heap
         self.terminal_gone = False
         self.backend = backend
         self.state = state or ConsoleState()
@@ -116,6 +118,11 @@ class ConsoleApp(App[int]):
     def on_engines_started(self, message: EnginesStarted) -> None:
         if self.engine_state == "starting":
             self.engine_state = "running"
+        if self.freeze_heap:
+            # Everything loaded so far (Textual, bittensor, the engines) lives as long as the console:
+            # keep it out of the cyclic collector's full passes, which otherwise stall a keypress.
+            gc.collect()
+            gc.freeze()
         self.engine_detail = message.detail
         self.load_chain()
         self.refresh_screen(ALL_TOPICS)
