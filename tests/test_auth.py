@@ -160,3 +160,39 @@ async def test_health_is_public_and_plots_need_a_validator(miner, allocated):
     assert (status, data["error"]) == (403, "forbidden")
     status, data = await send(miner, "GET", "/v1/nothing-here")
     assert status in (401, 404) and "error" in data
+
+
+async def test_operator_endpoints_answer_only_the_nodes_own_hotkey(miner, allocated):
+    own = wallet_of(allocated, "miner-0")
+    v = wallet_of(allocated, "validator-0")
+    status, data = await send(miner, "GET", "/v1/state", headers=signed(v, "GET", "/v1/state", b"", miner.hotkey))
+    assert (status, data["error"]) == (403, "forbidden") and "own hotkey" in data["message"]
+    status, data = await send(miner, "GET", "/v1/state", headers=signed(own, "GET", "/v1/state", b"", miner.hotkey))
+    assert status == 200 and data["role"] == "miner" and data["plots_held"] == 4
+    path = "/v1/jobs/scrub/pause"
+    status, data = await send(miner, "POST", path, headers=signed(own, "POST", path, b"", miner.hotkey))
+    assert status == 200 and {j.id: j for j in miner.jobs.state()}["scrub"].paused
+    path = "/v1/jobs/nope/pause"
+    status, data = await send(miner, "POST", path, headers=signed(own, "POST", path, b"", miner.hotkey))
+    assert (status, data["error"]) == (404, "unknown_job")
+    body = json.dumps({"size_in_gb": 900000}).encode()
+    status, data = await send(miner, "POST", "/v1/share", body, signed(own, "POST", "/v1/share", body, miner.hotkey))
+    assert (status, data["error"]) == (400, "does_not_fit") and "does not fit" in data["message"]
+    assert miner.settings.size_in_gb == 0.03
+
+
+async def test_event_stream_replays_history_then_follows(miner, allocated):
+    own = wallet_of(allocated, "miner-0")
+    url = f"http://127.0.0.1:{miner.served.port}/v1/events"
+    async with aiohttp.ClientSession() as s:
+        async with s.get(url, headers=signed(own, "GET", "/v1/events", b"", miner.hotkey)) as r:
+            assert r.status == 200
+            first = json.loads(await r.content.readline())
+            assert first["type"] and first["source"] == "miner"
+            miner.bus.log("hello from the test", source="miner")
+            for _ in range(200):
+                line = (await r.content.readline()).strip()
+                if line and json.loads(line).get("message") == "hello from the test":
+                    break
+            else:
+                pytest.fail("the live event never arrived")

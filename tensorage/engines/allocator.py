@@ -63,6 +63,12 @@ class AllocatorStatus:
             return 0.0
         return self.made_this_run / max(1e-6, time.monotonic() - self.started_at) * 3600
 
+    def as_dict(self) -> dict:
+        """Plain data for the console and an attached console (JSON-able)."""
+        return {"planned": self.planned, "done": self.done, "verified": self.verified, "plot_bytes": self.plot_bytes,
+                "rate_per_hour": self.rate_per_hour, "eta_s": self.eta_s, "busy": self.busy,
+                "last_error": self.last_error, "running": {s: (p.k, p.fraction) for s, p in self.running.items()}}
+
     @property
     def eta_s(self) -> Optional[float]:
         if not self.busy or not self.started_at:

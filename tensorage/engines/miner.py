@@ -21,11 +21,11 @@ from aiohttp import web
 from .. import PROTOCOL_VERSION
 from ..chain.port import ChainPort
 from ..config import Settings
-from ..errors import PlotError
+from ..errors import PlotError, TensorageError
 from ..events import ChallengeServed, ErrorEvent, EventBus, PlotDone, PlotRemoved, PlotVerified
-from ..net.auth import BODY, CALLER, VALIDATOR, access
+from ..net.auth import BODY, CALLER, OPERATOR, VALIDATOR, access
 from ..net.errors import parse, reject
-from ..net.messages import ChallengeRequest, ChallengeResponse, PlotEntry, PlotProofs, PlotsResponse
+from ..net.messages import ChallengeRequest, ChallengeResponse, PlotEntry, PlotProofs, PlotsResponse, ShareRequest
 from ..proofs.plots import plot_filename, plot_id
 from ..proofs.prover_pool import PlotTask, ProverPool
 from ..storage.models import PlotState
@@ -103,6 +103,23 @@ class MinerEngine(Node):
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/plots", self.handle_plots)
         app.router.add_post("/v1/challenge", self.handle_challenge)
+        app.router.add_post("/v1/share", self.handle_share)
+
+    @access(OPERATOR)
+    async def handle_share(self, request: web.Request) -> web.Response:
+        """An attached console's allocation wizard: take a new share now (checked before anything changes)."""
+        req = parse(ShareRequest, request[BODY])
+        try:
+            self.allocator.plan(int(req.size_in_gb * 1e9))
+        except TensorageError as exc:
+            reject(400, "does_not_fit", str(exc))
+        task = asyncio.ensure_future(self.set_share(req.size_in_gb, req.workers))
+        task.add_done_callback(self._share_done)
+        return web.json_response({"size_in_gb": req.size_in_gb, "workers": req.workers, "started": True}, status=202)
+
+    def _share_done(self, task: asyncio.Task) -> None:
+        if not task.cancelled() and task.exception() is not None:
+            self.bus.publish(ErrorEvent(message=f"allocation failed: {task.exception()}", source=self.source))
 
     @access(VALIDATOR)
     async def handle_plots(self, request: web.Request) -> web.Response:
@@ -197,4 +214,4 @@ class MinerEngine(Node):
     def snapshot(self) -> dict[str, Any]:
         st = self.allocator.status
         return {**super().snapshot(), "plots_held": len(self.plots), "challenges_served": self.challenges_served,
-                "allocating": st.busy, "eta_s": st.eta_s}
+                "allocating": st.busy, "eta_s": st.eta_s, "allocator": st.as_dict()}

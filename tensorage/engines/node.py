@@ -18,7 +18,8 @@ from ..chain.port import ChainPort, Metagraph, Neuron
 from ..config import Settings
 from ..errors import NotRegistered
 from ..events import EventBus, JobRan
-from ..net.auth import PUBLIC, PeerDirectory, access
+from ..net.auth import OPERATOR, PUBLIC, PeerDirectory, access
+from ..net.errors import reject
 from ..net.messages import HealthResponse
 from ..net.server import Served, make_app, serve
 from ..scheduler import Jobs
@@ -26,6 +27,8 @@ from ..storage.files import atomic_write
 from ..storage.layout import Layout
 
 NODE_STATE_FILE = "node.json"
+EVENT_STREAM_QUEUE = 5000
+EVENT_KEEPALIVE_S = 15.0
 
 
 class Node:
@@ -80,6 +83,9 @@ class Node:
     def build_app(self) -> web.Application:
         app = make_app(self.hotkey, self.directory, self.settings.resolved_netuid)
         app.router.add_get("/v1/health", self.health)
+        app.router.add_get("/v1/events", self.handle_events)
+        app.router.add_get("/v1/state", self.handle_state)
+        app.router.add_post("/v1/jobs/{job}/{action}", self.handle_job)
         self.add_routes(app)
         return app
 
@@ -94,6 +100,54 @@ class Node:
 
     def plot_count(self) -> int:
         return 0
+
+    # operator endpoints: a console attached to this running node ----------------------------
+    @access(OPERATOR)
+    async def handle_events(self, request: web.Request) -> web.StreamResponse:
+        """NDJSON: the recent history, then every event as it happens. A reader that falls
+        behind loses the oldest lines; the engine never waits for it."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[str] = asyncio.Queue(maxsize=EVENT_STREAM_QUEUE)
+
+        def put(line: str) -> None:
+            if queue.full():
+                queue.get_nowait()
+            queue.put_nowait(line)
+
+        def push(event) -> None:
+            loop.call_soon_threadsafe(put, event.to_json())
+
+        response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
+        await response.prepare(request)
+        unsubscribe = self.bus.subscribe(push, replay=True)
+        try:
+            while not self._stopped:
+                try:
+                    line = await asyncio.wait_for(queue.get(), timeout=EVENT_KEEPALIVE_S)
+                except TimeoutError:
+                    line = ""  # keep-alive: finds a reader that went away
+                await response.write((line + "\n").encode())
+        except (ConnectionResetError, asyncio.CancelledError):
+            pass
+        finally:
+            unsubscribe()
+        return response
+
+    @access(OPERATOR)
+    async def handle_state(self, request: web.Request) -> web.Response:
+        return web.json_response(json.loads(json.dumps(self.snapshot(), default=str)))
+
+    @access(OPERATOR)
+    async def handle_job(self, request: web.Request) -> web.Response:
+        job, action = request.match_info["job"], request.match_info["action"]
+        commands = {"run": self.jobs.run_now, "pause": self.jobs.pause, "resume": self.jobs.resume}
+        if action not in commands:
+            reject(404, "unknown_action", f"{action!r} is not a job action: use run, pause or resume")
+        try:
+            commands[action](job)
+        except (KeyError, LookupError):
+            reject(404, "unknown_job", f"no job {job!r} here: see GET /v1/state for this node's jobs")
+        return web.json_response({"job": job, "action": action, "ok": True})
 
     async def start_server(self) -> Served:
         axon = self.settings.axon
@@ -135,10 +189,15 @@ class Node:
     def snapshot(self) -> dict[str, Any]:
         return {
             "role": self.role,
+            "source": self.source,
             "state": "stopped" if self._stopped else "running",
             "hotkey": self.hotkey,
             "uid": self.uid,
             "network": self.settings.network,
+            "netuid": self.settings.resolved_netuid,
+            "wallet": f"{self.settings.wallet.name}/{self.settings.wallet.hotkey}",
+            "db_root_path": str(self.layout.root),
+            "size_in_gb": self.settings.size_in_gb,
             "pid": os.getpid(),
             "protocol": PROTOCOL_VERSION,
             "endpoint": f"{self.settings.axon.ip}:{self.served.port}" if self.served else None,

@@ -351,6 +351,8 @@ class ValidatorEngine(Node):
             **super().snapshot(),
             "rounds_run": self.rounds_run,
             "last_weights_block": self.last_weights_block,
+            "last_weights": {str(uid): w for uid, w in self.last_weights.items()},
+            "miners_synced": len(self.miners),
             "miners": {
                 s.hotkey: {"uid": s.uid, "ratio": round(s.ratio, 4), "proven_bytes": s.proven_bytes(),
                            "score": s.score(deadline), "latency_ms": round(s.latency_ms, 1)}

@@ -21,7 +21,7 @@ from .errors import RequestRejected, error_response
 
 log = logging.getLogger(__name__)
 
-PUBLIC, REGISTERED, VALIDATOR = "public", "registered", "validator"
+PUBLIC, REGISTERED, VALIDATOR, OPERATOR = "public", "registered", "validator", "operator"
 CALLER = web.RequestKey("caller", bt.http_auth.Caller)
 NEURON = web.RequestKey("neuron", Neuron)
 BODY = web.RequestKey("body", bytes)
@@ -41,7 +41,8 @@ _STATUS = {
 
 
 def access(level: str) -> Callable:
-    """Mark a handler: ``public``, ``registered`` (default) or ``validator``."""
+    """Mark a handler: ``public``, ``registered`` (default), ``validator``, or ``operator`` (only this
+    node's own hotkey: the operator's console attached to a running node)."""
 
     def mark(handler: Callable) -> Callable:
         handler.__tensorage_access__ = level  # type: ignore[attr-defined]
@@ -122,6 +123,17 @@ def auth_middleware(self_hotkey: str, directory: PeerDirectory, netuid: int,
             status, code, text = next((v for k, v in _STATUS.items() if isinstance(exc, k)),
                                       (401, "unauthorized", "authentication failed ({})"))
             raise RequestRejected(status, code, text.format(exc)) from None
+        version = request.headers.get("X-Tensorage-Protocol")
+        if version is not None and version != str(PROTOCOL_VERSION):
+            raise RequestRejected(426, "protocol", f"caller speaks tensorage protocol {version}, this node "
+                                  f"{PROTOCOL_VERSION}: upgrade the older side (pip install -U tensorage)")
+        request[CALLER] = caller
+        request[BODY] = body
+        if level == OPERATOR:
+            if caller.hotkey_ss58 != self_hotkey:
+                raise RequestRejected(403, "forbidden", f"only this node's own hotkey may use {request.path}: "
+                                      f"attach with the node's wallet (--wallet.name/--wallet.hotkey)")
+            return
         neuron = await directory.lookup(caller.hotkey_ss58)
         if neuron is None:
             raise RequestRejected(403, "unregistered", f"hotkey {caller.hotkey_ss58} is not registered on netuid "
@@ -129,12 +141,6 @@ def auth_middleware(self_hotkey: str, directory: PeerDirectory, netuid: int,
         if level == VALIDATOR and not neuron.validator_permit:
             raise RequestRejected(403, "forbidden", f"uid {neuron.uid} has no validator permit: only validators "
                                   f"may call {request.path}")
-        version = request.headers.get("X-Tensorage-Protocol")
-        if version is not None and version != str(PROTOCOL_VERSION):
-            raise RequestRejected(426, "protocol", f"caller speaks tensorage protocol {version}, this node "
-                                  f"{PROTOCOL_VERSION}: upgrade the older side (pip install -U tensorage)")
-        request[CALLER] = caller
         request[NEURON] = neuron
-        request[BODY] = body
 
     return middleware

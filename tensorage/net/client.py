@@ -6,7 +6,7 @@ import asyncio
 import json
 import time
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any, AsyncIterator, Optional
 
 import aiohttp
 import bittensor as bt
@@ -89,6 +89,26 @@ class SignedClient:
         except (aiohttp.ClientError, OSError) as exc:
             raise PeerError("unreachable", f"{type(exc).__name__}: {exc}") from None
         return Reply(status=resp.status, body=data, latency_ms=(time.perf_counter() - started) * 1000)
+
+    async def lines(self, method: str, host: str, port: int, path: str, receiver: str,
+                    idle_timeout: float = 60.0) -> AsyncIterator[bytes]:
+        """A long-lived signed request whose answer is read line by line (an event stream).
+        Ends with PeerError when the peer goes quiet for ``idle_timeout`` or goes away."""
+        headers = bt.http_auth.sign(self._signer, method=method, path=path, body=b"", receiver_ss58=receiver)
+        headers["X-Tensorage-Protocol"] = str(PROTOCOL_VERSION)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=idle_timeout)
+        try:
+            async with self.session.request(method, f"http://{host}:{port}{path}", headers=headers,
+                                            timeout=timeout) as resp:
+                if resp.status != 200:
+                    reply = Reply(status=resp.status, body=await resp.read(), latency_ms=0.0)
+                    raise PeerError("unreachable", f"{path} answered {resp.status} {reply.error_message}")
+                async for line in resp.content:
+                    yield line
+        except TimeoutError:
+            raise PeerError("timeout", f"no data from {host}:{port} for {idle_timeout:.0f}s") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise PeerError("unreachable", f"{type(exc).__name__}: {exc}") from None
 
     async def close(self) -> None:
         if self._session is not None:

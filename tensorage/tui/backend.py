@@ -102,6 +102,45 @@ class WeightRow:
     emission: Optional[float] = None
 
 
+def summary_of(snap: dict[str, Any]) -> str:
+    """One line on what a miner or validator is doing, from its snapshot."""
+    if snap.get("role") == "miner":
+        busy = " · allocating" if snap.get("allocating") else ""
+        return f"{snap.get('plots_held', 0)} plots held · {snap.get('challenges_served', 0)} challenges answered{busy}"
+    block = snap.get("last_weights_block")
+    weights = f"set at block {block}" if block is not None else "not set yet"
+    return (f"{snap.get('rounds_run', 0)} proof rounds · {snap.get('miners_synced', 0)} miners synced · "
+            f"weights {weights}")
+
+
+def disk_live_of(source: str, snap: dict[str, Any]) -> dict[str, Any]:
+    """A miner's allocator status, from its snapshot, as the Disk screen reads it."""
+    if snap.get("role") != "miner" or "allocator" not in snap:
+        return {}
+    return {source: {**snap["allocator"], "served": snap.get("challenges_served", 0),
+                     "plots_held": snap.get("plots_held", 0)}}
+
+
+def weight_rows_of(snap: dict[str, Any], source: str, metagraph) -> list[WeightRow]:
+    """A validator's scores and last weights, or a miner's view of the chain, from a snapshot."""
+    if snap.get("role") == "validator":
+        by_uid = {n.uid: n for n in metagraph.neurons} if metagraph else {}
+        weights = snap.get("last_weights", {})
+        rows = []
+        for hotkey, m in sorted(snap.get("miners", {}).items(), key=lambda kv: kv[1]["uid"]):
+            n = by_uid.get(m["uid"])
+            rows.append(WeightRow(uid=m["uid"], hotkey=hotkey, name="", ratio={source: m.get("ratio")},
+                                  score={source: m.get("score")}, weight={source: weights.get(str(m["uid"]))},
+                                  incentive=n.incentive if n else None, consensus=n.consensus if n else None,
+                                  emission=n.emission if n else None))
+        return rows
+    if metagraph is None:
+        return []
+    return [WeightRow(uid=n.uid, hotkey=n.hotkey, name="this miner" if n.hotkey == snap.get("hotkey") else "",
+                      incentive=n.incentive, consensus=n.consensus, emission=n.emission)
+            for n in metagraph.neurons if not n.validator_permit]
+
+
 def read_disk(name: str, db_root: Path, size_bytes: int) -> DiskInfo:
     """Blocking: the plot index and device space of one miner."""
     from ..status import plots_status
@@ -481,12 +520,7 @@ class NodeBackend(Backend):
                         devnet_root=str(s.devnet_root) if s.network == "devnet" else None)
 
     def summary(self) -> str:
-        n = self.node
-        if n.role == "miner":
-            busy = " · allocating" if n.allocator.status.busy else ""
-            return f"{len(n.plots)} plots held · {n.challenges_served} challenges answered{busy}"
-        weights = (f"set at block {n.last_weights_block}" if n.last_weights_block is not None else "not set yet")
-        return f"{n.rounds_run} proof rounds · {len(n.miners)} miners synced · weights {weights}"
+        return summary_of(self.node.snapshot())
 
     def load_chain(self):
         mg = self.node.metagraph  # kept fresh by the node's sync job: no chain call here
@@ -508,35 +542,10 @@ class NodeBackend(Backend):
         return [MinerRef(self.node.source, self.node.layout.root, self.node.settings.size_in_gb)]
 
     def disk_live(self) -> dict[str, Any]:
-        if self.node.role != "miner":
-            return {}
-        st = self.node.allocator.status
-        return {self.node.source: {"planned": st.planned, "done": st.done, "verified": st.verified,
-                                   "plot_bytes": st.plot_bytes, "rate_per_hour": st.rate_per_hour, "eta_s": st.eta_s,
-                                   "busy": st.busy, "last_error": st.last_error,
-                                   "running": {s: (p.k, p.fraction) for s, p in st.running.items()},
-                                   "served": getattr(self.node, "challenges_served", 0),
-                                   "plots_held": len(getattr(self.node, "plots", {}))}}
+        return disk_live_of(self.node.source, self.node.snapshot())
 
     def weight_rows(self, metagraph, weights_events: dict, snapshots: dict[str, dict]) -> list[WeightRow]:
-        node = self.node
-        me = node.source
-        if node.role == "validator":
-            deadline = node.profile.challenge_deadline_s
-            by_uid = {n.uid: n for n in metagraph.neurons} if metagraph else {}
-            rows = []
-            for s in sorted(node.scores.values(), key=lambda s: s.uid):
-                n = by_uid.get(s.uid)
-                rows.append(WeightRow(uid=s.uid, hotkey=s.hotkey, name="", ratio={me: s.ratio},
-                                      score={me: s.score(deadline)}, weight={me: node.last_weights.get(s.uid)},
-                                      incentive=n.incentive if n else None, consensus=n.consensus if n else None,
-                                      emission=n.emission if n else None))
-            return rows
-        if metagraph is None:
-            return []
-        return [WeightRow(uid=n.uid, hotkey=n.hotkey, name="this miner" if n.hotkey == node.hotkey else "",
-                          incentive=n.incentive, consensus=n.consensus, emission=n.emission)
-                for n in metagraph.neurons if not n.validator_permit]
+        return weight_rows_of(self.node.snapshot(), self.node.source, metagraph)
 
     # wizard ----------------------------------------------------------------------------------
     def _check_path_for_mode(self, path: Path, layout: Layout) -> None:
