@@ -5,6 +5,9 @@
   ``--devnet.root`` (~/.tensorage/devnet).
 * ``tensorage-console --role miner|validator --wallet.name … --subtensor.network finney``: one
   engine in this process, on the console's event loop.
+* ``tensorage-console --attach --wallet.name … [--db_root_path …]``: a miner or validator already running
+  in its own process (pm2, systemd): its events stream in over its operator endpoint, signed with the
+  node's own hotkey; quitting the console leaves the node running.
 * ``--no-tui``: the same, with rich logging (pm2, systemd, a pipe).
 
 Errors an operator can fix print one line and exit non-zero, like ``tensorage``.
@@ -24,7 +27,7 @@ from .errors import ConfigError, TensorageError
 
 err = Console(stderr=True, soft_wrap=True)
 
-OWN_FLAGS = ("role", "no_tui", "miners", "validators")
+OWN_FLAGS = ("role", "no_tui", "miners", "validators", "attach")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -34,6 +37,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "validator (--role), keyboard-driven; --no-tui runs the same engines with plain logs.")
     p.add_argument("--role", choices=["miner", "validator"], default=None,
                    help="run one engine in this process (default: the whole devnet when --network devnet)")
+    p.add_argument("--attach", nargs="?", const="", default=None, metavar="HOST:PORT",
+                   help="attach to a miner or validator already running (pm2, systemd) with the node's own "
+                        "wallet; its endpoint is read from --db_root_path unless given")
     p.add_argument("--no-tui", dest="no_tui", action="store_true", default=False,
                    help="no console: log events with rich (for pm2, systemd or a pipe)")
     p.add_argument("--miners", type=int, default=3, help="devnet: miners to create on first run (3)")
@@ -50,10 +56,15 @@ def resolve(argv: Optional[list[str]]) -> tuple[Settings, Optional[str], argpars
     ns = {k: v for k, v in vars(args).items() if k not in OWN_FLAGS}
     settings = apply_devnet_defaults(settings_from_namespace(ns))
     role = args.role or ("validator" if settings.validator else None)
+    if args.attach is not None:
+        if args.role:
+            raise ConfigError("--attach follows a node that is already running: drop --role")
+        return settings, "attached", args
     if role is None and settings.network != "devnet":
         raise ConfigError(
-            "nothing to run: pass --network devnet for a whole local subnet, or --role miner|validator "
-            "with --wallet.name/--wallet.hotkey for one node (e.g. --role miner --subtensor.network finney)")
+            "nothing to run: pass --network devnet for a whole local subnet, --role miner|validator "
+            "with --wallet.name/--wallet.hotkey for one node (e.g. --role miner --subtensor.network finney), "
+            "or --attach to follow a node already running")
     if role is None and (args.miners < 1 or args.validators < 1):
         raise ConfigError("a devnet needs at least 1 miner and 1 validator (--miners, --validators)")
     return settings, role, args
@@ -66,6 +77,11 @@ def build_backend(settings: Settings, role: Optional[str], args: argparse.Namesp
     from .tui.backend import DevnetBackend, NodeBackend
 
     bus = EventBus()
+    if role == "attached":
+        from .chain.wallets import load_wallet
+        from .tui.backend import AttachedBackend
+
+        return AttachedBackend(settings, bus, load_wallet(settings), endpoint=args.attach or None)
     if role is None:
         from .engines.devnet import DevnetSupervisor
 
@@ -112,9 +128,37 @@ def run_headless(settings: Settings, role: Optional[str], args: argparse.Namespa
     from . import cli
 
     args.events = None
+    if role == "attached":
+        return follow_headless(settings, args)
     if role is None:
         return cli.cmd_devnet_up(settings, args)
     return cli.cmd_miner(settings, args) if role == "miner" else cli.cmd_validator(settings, args)
+
+
+def follow_headless(settings: Settings, args: argparse.Namespace) -> int:
+    """--attach --no-tui: the running node's events as log lines, until Ctrl-C."""
+    import asyncio
+    import signal
+
+    from .logs import log_events, setup_logging
+
+    setup_logging(settings.logging.debug, settings.logging.trace)
+    backend = build_backend(settings, "attached", args)
+    log_events(backend.bus)
+
+    async def follow() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        err.print(await backend.start())
+        try:
+            await stop.wait()
+        finally:
+            await backend.stop()
+
+    asyncio.run(follow())
+    return 0
 
 
 def main(argv: Optional[list[str]] = None) -> int:
@@ -129,3 +173,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     except KeyboardInterrupt:
         err.print("interrupted")
         return 130
+
+
+if __name__ == "__main__":
+    import sys
+
+    sys.exit(main())

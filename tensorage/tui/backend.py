@@ -13,6 +13,7 @@ plans come from the allocator and planner, checks from :class:`Layout`, state fr
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -578,3 +579,222 @@ class NodeBackend(Backend):
             from ..events import ErrorEvent
 
             self.bus.publish(ErrorEvent(message=f"allocation failed: {exc}", source=self.node.source))
+
+
+# --- a node running in another process -----------------------------------------------------------
+
+
+class AttachedBackend(Backend):
+    """A miner or validator started elsewhere (pm2, systemd, `tensorage miner`): its events stream in
+    over its operator endpoint (signed with the node's own hotkey), its files are read from its
+    database root, and commands (jobs, a new disk share) go back over HTTP."""
+
+    RECONNECT_S = 5.0
+    REFRESH_ON = ("JobRan", "PlotDone", "PlotVerified", "PlotRemoved", "PlanReady", "AllocationDone",
+                  "ChallengeServed", "PlotProgress", "WeightsSet")
+
+    def __init__(self, settings: Settings, bus: EventBus, wallet, endpoint: Optional[str] = None,
+                 clock: Callable[[], float] = time.time, cpus: Optional[int] = None) -> None:
+        from ..net.client import SignedClient
+
+        super().__init__(settings, bus, clock, cpus)
+        self.wallet = wallet
+        self.layout = Layout(settings.db_root)
+        self.endpoint = endpoint
+        self.client = SignedClient(wallet)
+        self.snap: dict[str, Any] = {}
+        self.kind = "node"
+        self.host, self.port = "", 0
+        self._stream: Optional[asyncio.Task] = None
+        self._fetching: Optional[asyncio.Task] = None
+        self._dirty = False
+        self._stopping = False
+        self._unsubscribe: Optional[Callable[[], None]] = None
+
+    # lifecycle ------------------------------------------------------------------------------
+    async def start(self) -> str:
+        from ..engines.node import read_node_state
+
+        state = read_node_state(self.layout)
+        if state is None and self.endpoint is None:
+            raise ConfigError(f"no node has run at {self.layout.root}: start one there (`tensorage miner "
+                              f"--db_root_path {self.layout.root}`) or pass --attach host:port")
+        endpoint = self.endpoint or (state or {}).get("endpoint")
+        if not endpoint or ((state or {}).get("state") == "stopped" and self.endpoint is None):
+            raise ConfigError(f"the node at {self.layout.root} is stopped: start it, then attach again")
+        host, _, port = endpoint.rpartition(":")
+        self.host, self.port = host or "127.0.0.1", int(port)
+        self.hotkey = self.wallet.hotkey.ss58_address
+        await self.fetch_state()
+        if self.snap.get("hotkey") != self.hotkey:
+            raise ConfigError(f"the node at {endpoint} runs hotkey {self.snap.get('hotkey')}: attach with its wallet")
+        self.kind = self.snap.get("role", "node")
+        self.can_allocate = self.kind == "miner"
+        self._unsubscribe = self.bus.subscribe(self._on_event)
+        self._stream = asyncio.ensure_future(self._follow())
+        return f"attached to {self.kind} {self.hotkey} at {self.host}:{self.port}"
+
+    async def stop(self) -> None:
+        self._stopping = True
+        if self._unsubscribe:
+            self._unsubscribe()
+        for task in (self._stream, self._fetching):
+            if task is not None:
+                task.cancel()
+        await asyncio.gather(*(t for t in (self._stream, self._fetching) if t), return_exceptions=True)
+        await self.client.close()
+
+    async def fetch_state(self) -> dict[str, Any]:
+        from ..net.client import PeerError
+
+        try:
+            reply = await self.client.request("GET", self.host, self.port, "/v1/state", receiver=self.hotkey,
+                                              timeout=5.0)
+        except PeerError as exc:
+            raise ConfigError(f"the node at {self.host}:{self.port} is not answering ({exc}): is it running?") from None
+        if reply.status != 200:
+            raise ConfigError(f"the node refused the console: {reply.error_message}")
+        self.snap = reply.json()
+        return self.snap
+
+    async def _follow(self) -> None:
+        """Relay the node's events onto our bus; reattach after a while if the stream breaks."""
+        from ..events import ErrorEvent, Event
+        from ..net.client import PeerError
+
+        try:
+            async for raw in self.client.lines("GET", self.host, self.port, "/v1/events", receiver=self.hotkey):
+                event = Event.from_json(raw.decode(errors="replace")) if raw.strip() else None
+                if event is not None:
+                    self.bus.publish(event)
+            reason = "the node closed the stream"
+        except PeerError as exc:
+            reason = str(exc)
+        if not self._stopping:
+            self.bus.publish(ErrorEvent(message=f"lost the node's event stream ({reason}); reattaching in "
+                                                f"{self.RECONNECT_S:.0f}s", source="console"))
+            asyncio.get_running_loop().call_later(self.RECONNECT_S, self._reattach)
+
+    def _reattach(self) -> None:
+        if not self._stopping:
+            self._stream = asyncio.ensure_future(self._follow())
+
+    def _on_event(self, event) -> None:
+        """Refresh the node's snapshot when something it reports has changed."""
+        if type(event).__name__ in self.REFRESH_ON:
+            self._schedule_refresh()
+
+    def _schedule_refresh(self) -> None:
+        """One snapshot request at a time; changes during it ask for one more."""
+        if self._stopping:
+            return
+        if self._fetching is not None and not self._fetching.done():
+            self._dirty = True
+            return
+        self._fetching = asyncio.ensure_future(self._refresh())
+
+    async def _refresh(self) -> None:
+        while True:
+            self._dirty = False
+            try:
+                await self.fetch_state()
+            except ConfigError:
+                return  # the stream reports the trouble
+            if not self._dirty:
+                return
+
+    # reading ------------------------------------------------------------------------------------
+    @property
+    def source(self) -> str:
+        return self.snap.get("source", self.kind)
+
+    def identity(self) -> Identity:
+        s = self.settings
+        return Identity(kind=self.kind, roles=f"{self.kind} (attached at {self.host}:{self.port})",
+                        network=s.network, netuid=self.snap.get("netuid"), secure=s.profile.secure,
+                        wallet=self.snap.get("wallet", f"{s.wallet.name}/{s.wallet.hotkey}"),
+                        hotkey=self.snap.get("hotkey"), db_root=str(self.layout.root),
+                        devnet_root=str(s.devnet_root) if s.network == "devnet" else None)
+
+    def summary(self) -> str:
+        return summary_of(self.snap) if self.snap else ""
+
+    def load_chain(self):
+        from ..chain import connect
+
+        chain = connect(self.settings)
+        try:
+            mg = chain.metagraph()
+        finally:
+            chain.close()
+        return mg, mg.block, None
+
+    def jobs(self) -> list[JobRow]:
+        return [JobRow(self.source, JobInfo(**j), True) for j in self.snap.get("jobs", [])]
+
+    def control(self, row: JobRow, action: str) -> str:
+        if action not in ("run", "pause", "resume"):
+            raise ConfigError(f"unknown job action {action}")
+        path = f"/v1/jobs/{row.info.id}/{action}"
+        task = asyncio.ensure_future(self._command("POST", path, b""))
+        task.add_done_callback(lambda _: self._schedule_refresh())
+        return f"{row.info.id}: {action} sent to the node"
+
+    async def _command(self, method: str, path: str, body: bytes) -> None:
+        from ..events import ErrorEvent
+        from ..net.client import PeerError
+
+        try:
+            reply = await self.client.request(method, self.host, self.port, path, receiver=self.hotkey, body=body,
+                                              timeout=10.0)
+            if reply.status >= 300:
+                self.bus.publish(ErrorEvent(message=f"the node refused {path}: {reply.error_message}",
+                                            source="console"))
+        except PeerError as exc:
+            self.bus.publish(ErrorEvent(message=f"{path} did not reach the node: {exc}", source="console"))
+
+    def nodes(self) -> list[dict]:
+        return [{"node": self.source, "role": self.kind, "state": self.snap.get("state", "?"),
+                 "pid": self.snap.get("pid"), "restarts": 0, "log": "", "db_root_path": str(self.layout.root)}]
+
+    def miners(self) -> list[MinerRef]:
+        if self.kind != "miner":
+            return []
+        return [MinerRef(self.source, self.layout.root, float(self.snap.get("size_in_gb") or self.settings.size_in_gb))]
+
+    def disk_live(self) -> dict[str, Any]:
+        return disk_live_of(self.source, self.snap)
+
+    def weight_rows(self, metagraph, weights_events: dict, snapshots: dict[str, dict]) -> list[WeightRow]:
+        return weight_rows_of(self.snap, self.source, metagraph)
+
+    # wizard ---------------------------------------------------------------------------------------
+    def _check_path_for_mode(self, path: Path, layout: Layout) -> None:
+        if self.kind != "miner":
+            raise ConfigError("the attached node is a validator: a validator keeps no plots")
+        if path.resolve() != self.layout.root.resolve():
+            raise ConfigError(f"the attached miner keeps its plots in {self.layout.root}: allocate there")
+
+    def _allocator(self):
+        from ..engines.allocator import Allocator
+
+        return Allocator(self.settings, self.hotkey)  # read-only use: plans, never plots
+
+    def _max_share(self, path: Path, device) -> int:
+        allocator = self._allocator()
+        try:
+            return allocator.max_share_bytes()
+        finally:
+            allocator.close()
+
+    def plan(self, path: Path, size_bytes: int) -> PartitionPlan:
+        allocator = self._allocator()
+        try:
+            return allocator.plan(size_bytes)
+        finally:
+            allocator.close()
+
+    async def allocate(self, path: Path, size_in_gb: float, workers: int) -> str:
+        body = json.dumps({"size_in_gb": size_in_gb, "workers": workers}).encode()
+        await self._command("POST", "/v1/share", body)
+        return self.source
