@@ -269,7 +269,7 @@ def run(argv: Optional[list[str]] = None, parser: Optional[argparse.ArgumentPars
     if func is None:
         parser.print_help()
         return 2
-    try:
+    def call() -> int:
         ns = {k: v for k, v in vars(args).items() if k not in ("func", "command", "devnet_command", "miners",
                                                                "validators", "force", "json", "offline", "repair",
                                                                "events")}
@@ -277,6 +277,14 @@ def run(argv: Optional[list[str]] = None, parser: Optional[argparse.ArgumentPars
             ns.setdefault("subtensor.network", "devnet")
         settings = apply_devnet_defaults(settings_from_namespace(ns))
         return func(settings, args)
+
+    return guarded(call)
+
+
+def guarded(call: Callable[[], int]) -> int:
+    """Run a command: an operator error becomes one line on stderr and a non-zero exit code."""
+    try:
+        return call()
     except TensorageError as exc:
         err.print(f"[bold red]error:[/] {exc}", highlight=False)
         return exc.exit_code

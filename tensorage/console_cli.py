@@ -23,7 +23,7 @@ from typing import Optional
 from rich.console import Console
 
 from .config import Settings, add_axon_flags, add_common_flags, settings_from_namespace
-from .errors import ConfigError, TensorageError
+from .errors import ConfigError
 
 err = Console(stderr=True, soft_wrap=True)
 
@@ -162,17 +162,15 @@ def follow_headless(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
-    try:
+    from .cli import guarded
+
+    def call() -> int:
         settings, role, args = resolve(argv)
         if args.no_tui:
             return run_headless(settings, role, args)
         return run_tui(settings, role, args)
-    except TensorageError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
-        return exc.exit_code
-    except KeyboardInterrupt:
-        err.print("interrupted")
-        return 130
+
+    return guarded(call)
 
 
 if __name__ == "__main__":

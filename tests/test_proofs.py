@@ -79,7 +79,6 @@ def test_truncated_or_bit_flipped_proofs_fail(alice_plot):
 
 def test_proof_count_over_200_challenges_is_poisson_around_the_rate(alice_plot):
     """~1 proof per plot per challenge: the count over 200 challenges is within 4 sigma of the rate."""
-    a_id = plot_id(ALICE, FIXED_SEED)
     prover = chia.open_prover(alice_plot)
     rng = random.Random(2024)
     counts = [len(chia.full_proofs(prover, rng.randbytes(32))) for _ in range(200)]

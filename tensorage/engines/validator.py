@@ -17,7 +17,6 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 import bittensor as bt
-from aiohttp import web
 
 from .. import PROTOCOL_VERSION
 from ..chain.port import ChainPort, Neuron
