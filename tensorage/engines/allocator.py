@@ -181,11 +181,15 @@ class Allocator:
             index.mark_done(seed.hex(), path.stat().st_size, 0.0)
             self.bus.log(f"adopted plot file {path.name} found without an index row", source=self.source)
         for seed, problem in self.integrity_problems():
-            row = index.get(seed)
-            index.remove([seed])
-            (self.layout.plots / plot_filename(row.k, bytes.fromhex(seed))).unlink(missing_ok=True)
+            self.forget_plot(seed, index.get(seed).k)
             self.bus.publish(ErrorEvent(message=f"repair: {problem}; it will be replotted", source=self.source))
         self.refresh_counts()
+
+    def forget_plot(self, seed: str, k: int) -> None:
+        """Drop a plot: the index row first, so a kill before the unlink leaves an orphan file
+        that the next recovery re-adopts, never a listed plot without its file."""
+        self.index.remove([seed])
+        (self.layout.plots / plot_filename(k, bytes.fromhex(seed))).unlink(missing_ok=True)
 
     def integrity_problems(self) -> list[tuple[str, str]]:
         """(seed, what is wrong) for plots the index lists but the disk cannot prove. Read-only."""
@@ -239,8 +243,7 @@ class Allocator:
     def _apply(self, plan: PartitionPlan) -> None:
         index = self.index
         for p in plan.remove:
-            index.remove([p.seed])  # the row first: a kill before unlink leaves an orphan we re-adopt
-            (self.layout.plots / plot_filename(p.k, bytes.fromhex(p.seed))).unlink(missing_ok=True)
+            self.forget_plot(p.seed, p.k)
             self.bus.publish(PlotRemoved(seed=p.seed, k=p.k, reason="client reserve needs the room", source=self.source))
         planned = index.plots(PlotState.PLANNED)
         wanted = list(plan.add)
@@ -374,8 +377,7 @@ class Allocator:
         try:
             proofs = await asyncio.to_thread(verify_plot, path, plot_id(self.hotkey, seed), row.k)
         except PlotError as exc:
-            self.index.remove([row.seed])
-            path.unlink(missing_ok=True)
+            self.forget_plot(row.seed, row.k)
             self.bus.publish(PlotVerified(seed=row.seed, k=row.k, proofs=0, expected=proof_rate(row.k), ok=False,
                                           source=self.source))
             self.bus.publish(ErrorEvent(message=f"{exc}; it will be replotted", source=self.source))

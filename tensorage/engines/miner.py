@@ -72,7 +72,9 @@ class MinerEngine(Node):
         self.plots = held
 
     def _on_plot_event(self, event) -> None:
-        if isinstance(event, (PlotVerified, PlotRemoved, PlotDone)) and event.source == self.source:
+        # a plot is held once verified (or once made, with --disable_verify), and no longer once removed
+        made = PlotDone if self.settings.disable_verify else PlotVerified
+        if isinstance(event, (made, PlotRemoved)) and event.source == self.source:
             self.refresh_plots()
 
     def plot_count(self) -> int:
@@ -110,7 +112,7 @@ class MinerEngine(Node):
         """An attached console's allocation wizard: take a new share now (checked before anything changes)."""
         req = parse(ShareRequest, request[BODY])
         try:
-            self.allocator.plan(int(req.size_in_gb * 1e9))
+            self.check_share(req.size_in_gb, req.workers)
         except TensorageError as exc:
             reject(400, "does_not_fit", str(exc))
         task = asyncio.ensure_future(self.set_share(req.size_in_gb, req.workers))
@@ -156,16 +158,20 @@ class MinerEngine(Node):
         self.refresh_plots()
         return f"{len(plan.keep) + len(plan.add)} plots planned ({len(plan.add)} made, {len(plan.remove)} removed)"
 
-    async def set_share(self, size_in_gb: float, workers: Optional[int] = None) -> str:
-        """Take a new share (and plotting workers) and allocate it now: what the console's
-        allocation wizard confirms. Refuses a share that does not fit before changing anything;
-        waits for an allocation already running, then reallocates to the new share."""
+    def check_share(self, size_in_gb: float, workers: Optional[int] = None) -> Settings:
+        """The settings a new share would run with; raises (NotEnoughSpace, DiskError, ConfigError)
+        before anything changes."""
         update: dict[str, Any] = {"size_in_gb": size_in_gb}
         if workers is not None:
             update["workers"] = workers
         settings = self.settings.model_copy(update=update).validate_ranges()
-        self.allocator.plan(settings.size_bytes)  # raises NotEnoughSpace / DiskError, nothing changed
-        self.settings = self.allocator.settings = settings
+        self.allocator.plan(settings.size_bytes)
+        return settings
+
+    async def set_share(self, size_in_gb: float, workers: Optional[int] = None) -> str:
+        """Take a new share (and plotting workers) and allocate it now: what the console's
+        allocation wizard confirms. Waits for an allocation already running, then reallocates."""
+        self.settings = self.allocator.settings = self.check_share(size_in_gb, workers)
         if self._alloc_task is not None and not self._alloc_task.done():
             await asyncio.gather(self._alloc_task, return_exceptions=True)
         return await self.reallocate()
@@ -179,8 +185,7 @@ class MinerEngine(Node):
                 await self.pool.check(p.path, p.plot_id, p.k)
             except (PlotError, OSError) as exc:
                 bad += 1
-                self.allocator.index.remove([p.seed])
-                p.path.unlink(missing_ok=True)
+                self.allocator.forget_plot(p.seed, p.k)
                 self.bus.publish(PlotRemoved(seed=p.seed, k=p.k, reason=f"failed scrub: {exc}", source=self.source))
         self.refresh_plots()
         return f"{len(sample)} plots checked, {bad} removed"
