@@ -10,6 +10,7 @@ from .errors import TensorageError
 from .proofs.plots import proof_rate
 from .storage.layout import Layout, device_space, dir_bytes
 from .storage.models import MinerIndex, PlotState
+from .storage.partition import reserve_bytes
 
 
 def plots_status(layout: Layout) -> dict[str, Any]:
@@ -39,7 +40,7 @@ def partition_status(settings: Settings, layout: Layout, plot_bytes: int) -> dic
     device = device_space(layout.root)
     shards = dir_bytes(layout.shards)
     size = settings.size_bytes
-    reserve = shards + int(settings.profile.reserve_fraction * size)
+    reserve = reserve_bytes(size, shards, settings.profile)
     return {
         "size_bytes": size,
         "plot_bytes": plot_bytes,

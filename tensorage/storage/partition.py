@@ -85,6 +85,11 @@ def seconds_per_plot(k: int) -> float:
     return _K18_SECONDS * 2 ** (k - 18) * (k / 18)
 
 
+def reserve_bytes(size_bytes: int, shard_bytes: int, profile: NetworkProfile) -> int:
+    """The client reserve: what clients stored plus headroom for what they will store."""
+    return shard_bytes + int(profile.reserve_fraction * size_bytes)
+
+
 def max_share_bytes(device: DeviceSpace, used_by_us: int) -> int:
     return max(0, device.free + used_by_us - safety_margin(device.total))
 
@@ -121,7 +126,7 @@ def plan_partition(
             f" use --size_in_gb {needed / GB:.3f} or more"
         )
 
-    reserve = shard_bytes + int(profile.reserve_fraction * size_bytes)
+    reserve = reserve_bytes(size_bytes, shard_bytes, profile)
     plan = PartitionPlan(
         requested_bytes=size_bytes, size_bytes=size_bytes, device_total=device.total, device_free=device.free,
         margin_bytes=margin, shard_bytes=shard_bytes, reserve_bytes=reserve,
