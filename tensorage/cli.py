@@ -14,7 +14,7 @@ from typing import Callable, Optional
 
 from rich.console import Console
 
-from .config import DEVNET_INSECURE_NOTICE, GB, Settings, add_axon_flags, add_common_flags, settings_from_namespace
+from .config import DEVNET_INSECURE_NOTICE, GB, ArgumentParser, Settings, add_flags, settings_from_namespace
 from .errors import ConfigError, TensorageError
 
 err = Console(stderr=True, soft_wrap=True)
@@ -45,21 +45,46 @@ def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
     from .chain.wallets import load_wallet
     from .engines.allocator import Allocator
     from .events import EventBus
-    from .logs import log_events, setup_logging
-    from .render import allocation_progress, plan_table
+    from .logs import setup_logging
+    from .storage.layout import Footprint
+    from .storage.lock import NodeLock
 
     setup_logging(settings.logging.debug, settings.logging.trace)
     wallet = load_wallet(settings)
     hotkey = wallet.hotkey.ss58_address
     bus = EventBus()
     allocator = Allocator(settings, hotkey, bus)
+    layout = allocator.layout
+    layout.check_writable_target()  # a clear refusal before the lock creates anything
+    footprint, lock = Footprint.of(layout), NodeLock(layout)
+    lock.acquire("allocate")  # one node or allocation per root
+    try:
+        try:
+            plan = _plan(settings, args, allocator, hotkey)
+        except BaseException:  # refused: leave the root as it was
+            allocator.close()
+            footprint.remove_new()
+            raise
+        if plan is None:
+            allocator.close()
+            footprint.remove_new()
+            out.print("nothing written")
+            return 1
+        return _allocate(settings, args, allocator, bus, plan)
+    finally:
+        allocator.close()
+        lock.release()
+
+
+def _plan(settings: Settings, args: argparse.Namespace, allocator, hotkey: str):
+    """Everything up to the operator's yes: checks, the plan. None when the operator declines."""
+    from .render import plan_table
+
     if settings.validator:
-        path = allocator.prepare_validator()
-        out.print(f"validator database ready at {path} (no hash database: proofs verify from the plot id alone)")
-        return 0
+        return True
     if settings.restart:
         if not _confirm(settings, f"--restart removes every plot under {allocator.layout.plots}. Continue?"):
-            return 1
+            return None
         allocator.wipe()
     allocator.check(repair=args.repair)
     plan = allocator.plan()
@@ -68,9 +93,21 @@ def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
         err.print(f"[yellow]{DEVNET_INSECURE_NOTICE}[/]")
     if not plan.add and not plan.remove:
         out.print("nothing to do: the partition already matches the plan")
-    elif not _confirm(settings, "Allocate this partition?"):
-        out.print("nothing written")
-        return 1
+        return plan
+    question = "Allocate this partition?"
+    if plan.remove:
+        question = (f"This removes {len(plan.remove)} plot(s) ({plan.remove_reason}). " + question)
+    return plan if _confirm(settings, question) else None
+
+
+def _allocate(settings: Settings, args: argparse.Namespace, allocator, bus, plan) -> int:
+    from .logs import log_events
+    from .render import allocation_progress
+
+    if settings.validator:
+        path = allocator.prepare_validator()
+        out.print(f"validator database ready at {path} (no hash database: proofs verify from the plot id alone)")
+        return 0
     if sys.stderr.isatty() and not (settings.logging.debug or settings.logging.trace):
         with allocation_progress(bus, err):
             done = asyncio.run(allocator.allocate(plan.requested_bytes, repair=args.repair))
@@ -79,7 +116,6 @@ def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
         done = asyncio.run(allocator.allocate(plan.requested_bytes, repair=args.repair))
     out.print(f"[green]done:[/] {done.plots} plots, {done.verified} verified, {done.plot_bytes / GB:.3f} GB "
               f"in {done.seconds:.1f}s")
-    allocator.close()
     return 0
 
 
@@ -94,6 +130,9 @@ def _confirm(settings: Settings, question: str) -> bool:
 
 
 # -- status --------------------------------------------------------------------------------
+
+STATUS_CHAIN_UNREADABLE = 1  # status printed what it could read, but not the chain: monitoring must notice
+
 
 def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     from .status import node_status
@@ -111,7 +150,7 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
         from .render import status_table
 
         out.print(status_table(status))
-    return 0
+    return STATUS_CHAIN_UNREADABLE if status.get("chain_error") else 0
 
 
 def _hotkey_or_none(settings: Settings) -> Optional[str]:
@@ -216,15 +255,24 @@ def cmd_validator(settings: Settings, args: argparse.Namespace) -> int:
 Handler = Callable[[Settings, argparse.Namespace], int]
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tensorage", description="tensorage: a storage subnet for Bittensor")
-    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+COMMAND_FLAGS = {
+    "allocate": ("storage", "share", "allocate", "prompt", "chain", "wallet", "devnet", "logging"),
+    "miner": ("storage", "share", "reallocate", "prompt", "chain", "wallet", "devnet", "logging", "axon"),
+    "validator": ("storage", "rounds", "weights_store", "chain", "wallet", "devnet", "logging", "axon"),
+    "status": ("storage", "chain", "wallet", "devnet"),
+    "devnet init": ("devnet", "logging"),
+        "devnet show": ("devnet",),
+    "devnet epoch": ("devnet",),
+}
 
-    def command(name: str, handler: Handler, help: str, axon: bool = False) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=help, description=help)
-        add_common_flags(p)
-        if axon:
-            add_axon_flags(p)
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = ArgumentParser(prog="tensorage", description="tensorage: a storage subnet for Bittensor")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=ArgumentParser)
+
+    def command(name: str, handler: Handler, help: str, parent=None, *groups: str) -> argparse.ArgumentParser:
+        p = (parent or sub).add_parser(name.split()[-1], help=help, description=help)
+        add_flags(p, *(groups or COMMAND_FLAGS[name]))
         p.set_defaults(func=handler)
         return p
 
@@ -233,7 +281,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="forget plots that are listed but missing or corrupt, and plot them again")
     for name, handler, text in (("miner", cmd_miner, "serve plots and proofs, keep the disk allocated"),
                                 ("validator", cmd_validator, "challenge miners, score them, set weights")):
-        p = command(name, handler, text, axon=True)
+        p = command(name, handler, text)
         p.add_argument("--events", choices=["jsonl"], default=None,
                        help="also write engine events to stdout as JSON lines (for supervisors)")
     p = command("status", cmd_status, "print this node's state")
@@ -241,38 +289,41 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--offline", action="store_true", default=False, help="do not contact the chain")
 
     devnet = sub.add_parser("devnet", help="a whole subnet on this machine", description="a whole subnet on this machine")
-    dsub = devnet.add_subparsers(dest="devnet_command", metavar="DEVNET_COMMAND")
-    d = dsub.add_parser("init", help="create the devnet chain, wallets and registrations")
-    add_common_flags(d)
+    dsub = devnet.add_subparsers(dest="devnet_command", metavar="DEVNET_COMMAND", parser_class=ArgumentParser)
+    d = command("devnet init", cmd_devnet_init, "create the devnet chain, wallets and registrations", dsub)
     d.add_argument("--miners", type=int, default=3)
     d.add_argument("--validators", type=int, default=2)
     d.add_argument("--force", action="store_true", default=False, help="replace an existing devnet")
-    d.set_defaults(func=cmd_devnet_init)
-    d = dsub.add_parser("up", help="run the whole local subnet (chain clock, miners, validators) until Ctrl-C")
-    add_common_flags(d)
+    d = command("devnet up", cmd_devnet_up, "run the whole local subnet (chain clock, miners, validators) until "
+                "Ctrl-C", dsub, "devnet", "rounds", "reallocate", "logging")
+    d.add_argument("--workers", dest="workers", type=int, default=argparse.SUPPRESS,
+                   help="parallel plots per miner (CPU count)")
+    d.add_argument("--disable_verify", dest="disable_verify", action="store_true", default=argparse.SUPPRESS,
+                   help="miners skip the sample-challenge check of each new plot")
     d.add_argument("--miners", type=int, default=3, help="miners to create if the devnet does not exist yet")
     d.add_argument("--validators", type=int, default=2, help="validators to create if the devnet does not exist yet")
-    d.set_defaults(func=cmd_devnet_up)
-    d = dsub.add_parser("show", help="print the devnet metagraph")
-    add_common_flags(d)
-    d.set_defaults(func=cmd_devnet_show)
-    d = dsub.add_parser("epoch", help="run consensus now")
-    add_common_flags(d)
-    d.set_defaults(func=cmd_devnet_epoch)
+    command("devnet show", cmd_devnet_show, "print the devnet metagraph", dsub)
+    command("devnet epoch", cmd_devnet_epoch, "run consensus now", dsub)
     return parser
+
+
+OWN_ARGS = ("func", "command", "devnet_command", "miners", "validators", "force", "json", "offline", "repair", "events")
 
 
 def run(argv: Optional[list[str]] = None, parser: Optional[argparse.ArgumentParser] = None) -> int:
     parser = parser or build_parser()
-    args = parser.parse_args(argv)
-    func: Optional[Handler] = getattr(args, "func", None)
-    if func is None:
-        parser.print_help()
-        return 2
+
     def call() -> int:
-        ns = {k: v for k, v in vars(args).items() if k not in ("func", "command", "devnet_command", "miners",
-                                                               "validators", "force", "json", "offline", "repair",
-                                                               "events")}
+        args, extra = parser.parse_known_args(argv)
+        if extra:
+            what = " ".join(x for x in (getattr(args, "command", None), getattr(args, "devnet_command", None)) if x)
+            prog = f"tensorage {what}".strip()
+            raise ConfigError(f"`{prog}` does not take {' '.join(extra)}: see `{prog} --help` for its flags")
+        func: Optional[Handler] = getattr(args, "func", None)
+        if func is None:
+            parser.print_help()
+            return 2
+        ns = {k: v for k, v in vars(args).items() if k not in OWN_ARGS}
         if getattr(args, "command", None) == "devnet":
             ns.setdefault("subtensor.network", "devnet")
         settings = apply_devnet_defaults(settings_from_namespace(ns))

@@ -15,11 +15,11 @@ from typing import Any, Optional
 
 from pydantic import BaseModel, Field, ValidationError
 
+from . import checks
 from .errors import ConfigError
 
 GB = 10**9  # --size_in_gb counts decimal gigabytes, like disk vendors and `df -H`.
 GiB = 1024**3
-MAX_SIZE_IN_GB = 10**6  # a petabyte: anything above is a typo, not a disk.
 
 
 @dataclass(frozen=True)
@@ -154,9 +154,18 @@ class LoggingSettings(BaseModel):
     trace: bool = False
 
 
+# Networks whose nodes all run on this machine: bind loopback and any free port. On every other
+# network validators connect from the internet: bind all interfaces on a port a firewall can open.
+LOCAL_NETWORKS = ("devnet", "local")
+PUBLIC_AXON_PORT = 8091  # the port Bittensor neurons have always defaulted to
+
+
 class AxonSettings(BaseModel):
-    ip: str = "127.0.0.1"
-    port: int = Field(default=0, ge=0, le=65535)
+    """Where a node listens and what it publishes on chain; ``None`` means the network's default
+    (see :attr:`Settings.bind_ip`, :attr:`Settings.bind_port` and ``net.address``)."""
+
+    ip: Optional[str] = None
+    port: Optional[int] = Field(default=None, ge=0, le=65535)
     external_ip: Optional[str] = None
     external_port: Optional[int] = Field(default=None, ge=1, le=65535)
 
@@ -197,7 +206,7 @@ class Settings(BaseModel):
 
     @property
     def db_root(self) -> Path:
-        return Path(self.db_root_path).expanduser()
+        return checks.db_root(self.db_root_path)
 
     @property
     def wallet_path(self) -> Path:
@@ -210,6 +219,24 @@ class Settings(BaseModel):
     @property
     def size_bytes(self) -> int:
         return int(self.size_in_gb * GB)
+
+    @property
+    def is_local_network(self) -> bool:
+        return self.network in LOCAL_NETWORKS
+
+    @property
+    def bind_ip(self) -> str:
+        """--axon.ip, else loopback on a local network and every interface on a real one."""
+        if self.axon.ip:
+            return self.axon.ip
+        return "127.0.0.1" if self.is_local_network else "0.0.0.0"
+
+    @property
+    def bind_port(self) -> int:
+        """--axon.port, else any free port on a local network and 8091 on a real one."""
+        if self.axon.port is not None:
+            return self.axon.port
+        return 0 if self.is_local_network else PUBLIC_AXON_PORT
 
     @property
     def resolved_netuid(self) -> int:
@@ -232,15 +259,15 @@ class Settings(BaseModel):
         return self.seconds_per_round or self.profile.proof_round_s
 
     def validate_ranges(self) -> "Settings":
-        """Refuse values no disk or machine can honour, with what to use instead."""
-        if not (self.size_in_gb > 0):
-            raise ConfigError(f"--size_in_gb must be positive (got {self.size_in_gb:g}); try --size_in_gb 100")
-        if self.size_in_gb > MAX_SIZE_IN_GB:
-            raise ConfigError(
-                f"--size_in_gb {self.size_in_gb:g} is more than a petabyte; give the share in GB, e.g. --size_in_gb 100"
-            )
-        if self.workers < 1 or self.workers > 256:
-            raise ConfigError(f"--workers must be between 1 and 256 (got {self.workers}); this machine has {os.cpu_count()} CPUs")
+        """Refuse values no disk or machine can honour, with what to use instead (the checks in
+        :mod:`tensorage.checks`, shared with the console and the operator endpoint)."""
+        for flag, check, value in (("--size_in_gb", checks.size_in_gb, self.size_in_gb),
+                                   ("--workers", checks.workers, self.workers),
+                                   ("--db_root_path", checks.db_root, self.db_root_path)):
+            try:
+                check(value)
+            except ConfigError as exc:
+                raise ConfigError(f"{flag}: {exc}") from None
         for flag, value in (("--seconds_per_reallocate", self.seconds_per_reallocate),
                             ("--seconds_per_weights", self.seconds_per_weights),
                             ("--seconds_per_round", self.seconds_per_round)):
@@ -254,57 +281,114 @@ class Settings(BaseModel):
 
 # --- flags ------------------------------------------------------------------------------
 
-_BOOL_FLAGS = {
-    "validator": "prepare or run a validator",
-    "disable_prompt": "do not ask for confirmation",
-    "disable_verify": "skip the sample-challenge check of each new plot",
-    "restart": "wipe the database root and allocate from scratch",
-    "no_store_weights": "do not save scores and weights to disk",
-    "no_restore_weights": "start from empty scores instead of the saved ones",
-    "logging.debug": "debug logging",
-    "logging.trace": "trace logging (very verbose)",
+class ArgumentParser(argparse.ArgumentParser):
+    """argparse whose usage errors are one line (a ConfigError) that says where to look."""
+
+    def error(self, message: str):  # type: ignore[override]
+        raise ConfigError(f"{self.prog}: {message} (see `{self.prog} --help`)")
+
+
+def _flag(parser: argparse._ActionsContainer, name: str, help: str, **kw: Any) -> None:
+    parser.add_argument(f"--{name}", dest=name, default=argparse.SUPPRESS, help=help, **kw)
+
+
+def _switch(parser: argparse._ActionsContainer, name: str, help: str) -> None:
+    parser.add_argument(f"--{name}", dest=name, action="store_true", default=argparse.SUPPRESS, help=help)
+
+
+# Each command takes only the flags it uses (``tensorage status --restart`` is refused, not
+# ignored). Names are the ones operators know from the original subnet.
+def _storage(g) -> None:
+    _flag(g, "db_root_path", "where plots, shards and indexes live (~/tensorage-db)")
+
+
+def _share(g) -> None:
+    _flag(g, "size_in_gb", "disk share in GB (100; a share stored with the node is kept unless this flag "
+                           "changes, see docs/operators.md)", type=float)
+    _flag(g, "workers", f"parallel plots (CPU count: {os.cpu_count()})", type=int)
+    _switch(g, "disable_verify", "skip the sample-challenge check of each new plot")
+
+
+def _prompt(g) -> None:
+    _switch(g, "disable_prompt", "do not ask for confirmation")
+
+
+def _allocate(g) -> None:
+    _switch(g, "validator", "prepare a validator's database instead of plots")
+    _switch(g, "restart", "remove every plot and the plot index, then allocate from scratch "
+                          "(client shards and validator data are kept)")
+
+
+def _reallocate(g) -> None:
+    _flag(g, "seconds_per_reallocate", "reallocation period (600; devnet 30)", type=int)
+
+
+def _rounds(g) -> None:
+    _flag(g, "seconds_per_weights", "weight-setting period (600; devnet 30)", type=int)
+    _flag(g, "seconds_per_round", "proof-round period (120; devnet 10)", type=float)
+
+
+def _weights_store(g) -> None:
+    _switch(g, "no_store_weights", "do not save scores and weights to disk")
+    _switch(g, "no_restore_weights", "start from empty scores instead of the saved ones")
+
+
+def _chain(g) -> None:
+    g.add_argument("--subtensor.network", "--network", dest="subtensor.network", default=argparse.SUPPRESS,
+                   help="devnet, finney, test, local or ws://host:port (finney)")
+    _flag(g, "netuid", "subnet uid (7 on finney, 12 on test)", type=int)
+
+
+def _wallet(g) -> None:
+    _flag(g, "wallet.name", "coldkey name (default)")
+    _flag(g, "wallet.hotkey", "hotkey name (default)")
+    _flag(g, "wallet.path", "wallet directory (~/.bittensor/wallets)")
+
+
+def _devnet(g) -> None:
+    _flag(g, "devnet.root", "devnet chain, wallets and nodes (~/.tensorage/devnet)")
+
+
+def _logging(g) -> None:
+    _switch(g, "logging.debug", "debug logging")
+    _switch(g, "logging.trace", "trace logging (very verbose)")
+
+
+def _axon(g) -> None:
+    _flag(g, "axon.ip", "address to bind (devnet and local: 127.0.0.1; real networks: 0.0.0.0, all interfaces)")
+    _flag(g, "axon.port", "port to bind (devnet and local: 0, any free port; real networks: 8091)", type=int)
+    _flag(g, "axon.external_ip", "address published on chain for validators to reach (real networks: this "
+                                 "machine's public address when it has one; behind NAT, required)")
+    _flag(g, "axon.external_port", "port published on chain (the bound one; set it when a router forwards "
+                                   "another port)", type=int)
+
+
+FLAG_GROUPS = {
+    "storage": _storage, "share": _share, "prompt": _prompt, "allocate": _allocate, "reallocate": _reallocate,
+    "rounds": _rounds, "weights_store": _weights_store, "chain": _chain, "wallet": _wallet, "devnet": _devnet,
+    "logging": _logging, "axon": _axon,
 }
+GROUP_TITLES = {"storage": "disk", "share": "disk", "prompt": "disk", "allocate": "disk", "reallocate": "miner",
+                "rounds": "validator", "weights_store": "validator", "chain": "chain and wallet",
+                "wallet": "chain and wallet", "devnet": "chain and wallet", "logging": "logging", "axon": "axon"}
+
+
+def add_flags(parser: argparse.ArgumentParser, *groups: str) -> None:
+    """Add the named flag groups (keys of FLAG_GROUPS) to a command."""
+    titled: dict[str, argparse._ArgumentGroup] = {}
+    for name in groups:
+        title = GROUP_TITLES[name]
+        group = titled.get(title) or titled.setdefault(title, parser.add_argument_group(title))
+        FLAG_GROUPS[name](group)
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
-    """The flags shared by every tensorage command, named as in the original subnet."""
-    g = parser.add_argument_group("tensorage")
-    g.add_argument("--db_root_path", dest="db_root_path", default=argparse.SUPPRESS,
-                   help="where plots, shards and indexes live (~/tensorage-db)")
-    g.add_argument("--size_in_gb", dest="size_in_gb", type=float, default=argparse.SUPPRESS,
-                   help="disk share in GB (100)")
-    g.add_argument("--workers", dest="workers", type=int, default=argparse.SUPPRESS,
-                   help=f"parallel plots (CPU count: {os.cpu_count()})")
-    g.add_argument("--seconds_per_reallocate", dest="seconds_per_reallocate", type=int,
-                   default=argparse.SUPPRESS, help="reallocation period (600; devnet 30)")
-    g.add_argument("--seconds_per_weights", dest="seconds_per_weights", type=int,
-                   default=argparse.SUPPRESS, help="weight-setting period (600; devnet 30)")
-    g.add_argument("--seconds_per_round", dest="seconds_per_round", type=float,
-                   default=argparse.SUPPRESS, help="proof-round period (120; devnet 10)")
-    g.add_argument("--netuid", dest="netuid", type=int, default=argparse.SUPPRESS,
-                   help="subnet uid (7 on finney, 12 on test)")
-    for flag, text in _BOOL_FLAGS.items():
-        g.add_argument(f"--{flag}", dest=flag, action="store_true", default=argparse.SUPPRESS, help=text)
-    c = parser.add_argument_group("chain and wallet")
-    c.add_argument("--subtensor.network", "--network", dest="subtensor.network", default=argparse.SUPPRESS,
-                   help="devnet, finney, test, local or ws://host:port (finney)")
-    c.add_argument("--wallet.name", dest="wallet.name", default=argparse.SUPPRESS, help="coldkey name (default)")
-    c.add_argument("--wallet.hotkey", dest="wallet.hotkey", default=argparse.SUPPRESS, help="hotkey name (default)")
-    c.add_argument("--wallet.path", dest="wallet.path", default=argparse.SUPPRESS,
-                   help="wallet directory (~/.bittensor/wallets)")
-    c.add_argument("--devnet.root", dest="devnet.root", default=argparse.SUPPRESS,
-                   help="devnet chain, wallets and nodes (~/.tensorage/devnet)")
+    """Every flag but the axon's (the console runs any role, so it takes them all)."""
+    add_flags(parser, *(g for g in FLAG_GROUPS if g != "axon"))
 
 
 def add_axon_flags(parser: argparse.ArgumentParser) -> None:
-    a = parser.add_argument_group("axon")
-    a.add_argument("--axon.ip", dest="axon.ip", default=argparse.SUPPRESS, help="address to bind (127.0.0.1)")
-    a.add_argument("--axon.port", dest="axon.port", type=int, default=argparse.SUPPRESS,
-                   help="port to bind (0 = any free port)")
-    a.add_argument("--axon.external_ip", dest="axon.external_ip", default=argparse.SUPPRESS,
-                   help="address published on chain (the bound one)")
-    a.add_argument("--axon.external_port", dest="axon.external_port", type=int, default=argparse.SUPPRESS,
-                   help="port published on chain (the bound one)")
+    add_flags(parser, "axon")
 
 
 def settings_from_namespace(ns: argparse.Namespace | dict[str, Any]) -> Settings:

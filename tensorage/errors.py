@@ -47,3 +47,7 @@ class NotRegistered(ChainError):
 
 class ProtocolError(TensorageError):
     """A peer sent something that does not follow the protocol."""
+
+
+class NodeLocked(TensorageError):
+    """Another process already runs a node (or an allocation) on this database root."""

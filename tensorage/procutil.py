@@ -7,24 +7,33 @@ import os
 import signal
 
 PARENT_ENV = "TENSORAGE_PARENT_PID"
+PR_SET_PDEATHSIG = 1
 
 
 def die_with_parent(parent_pid: int | None = None) -> None:
-    """Linux: get SIGKILL when the parent dies, so a killed supervisor leaves no orphans.
+    """For supervised children only: SIGKILL when the parent dies, and Ctrl-C left to the parent.
 
-    ``parent_pid`` (or the environment's TENSORAGE_PARENT_PID) is the parent we expect:
-    if it is already gone when this runs, exit at once.
+    A child is supervised when its parent says so: ``parent_pid`` here, or TENSORAGE_PARENT_PID
+    in its environment (set by :func:`child_env`). Anything else is a no-op, so `nohup tensorage
+    miner &` outlives the shell that started it. If the expected parent is already gone when this
+    runs, exit at once. A terminal's Ctrl-C reaches the whole process group; a supervised child
+    ignores it (a traceback per child otherwise) and stops when its parent stops it. Children that
+    install their own SIGINT handler afterwards (a devnet node) keep theirs.
     """
+    expected = parent_pid or int(os.environ.get(PARENT_ENV) or 0)
+    if not expected:
+        return
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     with contextlib.suppress(Exception):
         import ctypes
 
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
-        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
-        expected = parent_pid or int(os.environ.get(PARENT_ENV) or 0)
-        if expected and os.getppid() != expected:  # the parent died before prctl took effect
-            os._exit(1)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    if os.getppid() != expected:  # the parent died before prctl took effect
+        os._exit(1)
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     """Environment for a child that should die with this process."""
     return {**os.environ, PARENT_ENV: str(os.getpid()), **(extra or {})}
+

@@ -25,14 +25,25 @@ def load_wallet(settings: Settings) -> bt.Wallet:
         wallet.hotkey  # noqa: B018 - loads the keyfile
         wallet.coldkeypub  # noqa: B018
     except FileNotFoundError:
-        hint = ("run `tensorage devnet init` first" if settings.network == "devnet"
-                else f"create it with `btcli wallet create --wallet.name {settings.wallet.name} "
-                     f"--wallet.hotkey {settings.wallet.hotkey}` or pass --wallet.name/--wallet.hotkey/--wallet.path")
-        raise WalletError(f"wallet {settings.wallet.name}/{settings.wallet.hotkey} not found under {path}: {hint}") from None
+        raise WalletError(f"wallet {settings.wallet.name}/{settings.wallet.hotkey} not found under {path}: "
+                          f"{missing_wallet_hint(settings, wallet)}") from None
     except Exception as exc:
         raise WalletError(f"wallet {settings.wallet.name}/{settings.wallet.hotkey} under {path} cannot be read "
                           f"({exc}): check the key files or regenerate the hotkey with btcli") from None
     return wallet
+
+
+def missing_wallet_hint(settings: Settings, wallet: bt.Wallet) -> str:
+    """The command that makes what is missing, as the btcli installed with bittensor 11 spells it."""
+    if settings.network == "devnet":
+        return "run `tensorage devnet init` first"
+    where = "" if "path" not in settings.wallet.model_fields_set else f" --wallet-path {settings.wallet.path}"
+    names = f"--wallet {settings.wallet.name} --wallet-hotkey {settings.wallet.hotkey}{where}"
+    if Path(wallet.coldkeypub_file.path).exists():
+        return (f"the coldkey is there but not the hotkey; create it with `btcli wallet new-hotkey {names}` "
+                f"(or pass the right --wallet.hotkey)")
+    return (f"create it with `btcli wallet create {names}` or pass --wallet.name/--wallet.hotkey/--wallet.path "
+            f"of an existing one")
 
 
 def create_wallet(path: Path, name: str, hotkey: str = "default") -> bt.Wallet:

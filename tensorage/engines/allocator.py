@@ -236,6 +236,9 @@ class Allocator:
                 self.bus.publish(ErrorEvent(message=f"reallocation skipped: {exc}", source=self.source))
                 plan = plan_partition(self.max_share_bytes(), device_space(self.layout.root), self.profile,
                                       existing=self.existing_plots(), shard_bytes=self.shard_bytes())
+                if plan.remove:
+                    plan.remove_reason = (f"the device has room for a {plan.size_bytes / 1e9:.3g} GB share only "
+                                          f"(other files filled it): {plan.remove_reason}")
             self._apply(plan)
             await self._make_plots()
             return plan
@@ -244,7 +247,7 @@ class Allocator:
         index = self.index
         for p in plan.remove:
             self.forget_plot(p.seed, p.k)
-            self.bus.publish(PlotRemoved(seed=p.seed, k=p.k, reason="client reserve needs the room", source=self.source))
+            self.bus.publish(PlotRemoved(seed=p.seed, k=p.k, reason=plan.remove_reason, source=self.source))
         planned = index.plots(PlotState.PLANNED)
         wanted = list(plan.add)
         keep_rows: list[str] = []

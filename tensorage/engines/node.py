@@ -23,8 +23,10 @@ from ..net.errors import reject
 from ..net.messages import HealthResponse
 from ..net.server import Served, make_app, serve
 from ..scheduler import Jobs
+from ..net.address import AxonPlan, plan_axon
 from ..storage.files import atomic_write
-from ..storage.layout import Layout
+from ..storage.layout import Footprint, Layout
+from ..storage.lock import NodeLock
 
 NODE_STATE_FILE = "node.json"
 EVENT_STREAM_QUEUE = 5000
@@ -44,6 +46,10 @@ class Node:
         self.bus = bus or EventBus()
         self.source = source or self.role
         self.layout = Layout(settings.db_root)
+        self.axon: AxonPlan = plan_axon(settings)  # refuses an unreachable address before anything starts
+        self.lock = NodeLock(self.layout)
+        self.footprint = Footprint.of(self.layout)  # before subclasses create their files
+        self.published: Optional[tuple[str, int]] = None
         self.jobs = Jobs(self.bus, self.source)
         self.directory = PeerDirectory(self._load_metagraph)
         self.served: Optional[Served] = None
@@ -150,17 +156,34 @@ class Node:
         return web.json_response({"job": job, "action": action, "ok": True})
 
     async def start_server(self) -> Served:
-        axon = self.settings.axon
-        self.served = await serve(self.build_app(), axon.ip, axon.port)
-        ip = axon.external_ip or (axon.ip if axon.ip not in ("0.0.0.0", "::") else "127.0.0.1")
-        port = axon.external_port or self.served.port
+        self.served = await serve(self.build_app(), self.axon.bind_ip, self.axon.bind_port)
+        ip, port = self.published = self.axon.published(self.served.port)
         await asyncio.to_thread(self.chain.serve, self.wallet, ip, port)
-        self.bus.log(f"{self.role} serving on {axon.ip}:{self.served.port} (published {ip}:{port})", source=self.source)
+        self.bus.log(f"{self.role} serving on {self.axon.bind_ip}:{self.served.port} (published {ip}:{port})",
+                     source=self.source)
         return self.served
 
     # lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
         raise NotImplementedError
+
+    async def launch(self) -> None:
+        """Start as the only node on this database root. Refused (NodeLocked, nothing touched) when
+        another process holds the root; a start that fails otherwise removes what it created."""
+        await asyncio.to_thread(self.lock.acquire, self.role)
+        try:
+            await self.start()
+        except BaseException:
+            await self._abandon()
+            raise
+
+    async def _abandon(self) -> None:
+        try:
+            await self.stop()
+        except Exception:  # already failing: the original error is the one to report
+            pass
+        self.lock.release()
+        self.footprint.remove_new()
 
     async def stop(self) -> None:
         self._stopped = True
@@ -171,15 +194,22 @@ class Node:
             self.served = None
         self._unsubscribe()
 
+    async def shutdown(self) -> None:
+        """Stop, then let the next node have the root."""
+        try:
+            await self.stop()
+        finally:
+            self.lock.release()
+
     def request_stop(self) -> None:
         self._stop.set()
 
     async def run_until_stopped(self) -> None:
-        await self.start()
+        await self.launch()
         try:
             await self._stop.wait()
         finally:
-            await self.stop()
+            await self.shutdown()
 
     # state for other processes -------------------------------------------------------------
     def _on_event(self, event) -> None:
@@ -200,7 +230,8 @@ class Node:
             "size_in_gb": self.settings.size_in_gb,
             "pid": os.getpid(),
             "protocol": PROTOCOL_VERSION,
-            "endpoint": f"{self.settings.axon.ip}:{self.served.port}" if self.served else None,
+            "endpoint": self.axon.local_endpoint(self.served.port) if self.served else None,
+            "published": f"{self.published[0]}:{self.published[1]}" if self.published else None,
             "started_at": self.started_at,
             "updated_at": time.time(),
             "jobs": [asdict(j) for j in self.jobs.state()],

@@ -45,7 +45,7 @@ async def run_node(node: Node) -> None:
 
 
 def main(role: str, settings: Settings, events_jsonl: bool = False, node_factory=build_node) -> int:
-    die_with_parent()  # a no-op unless started by a supervisor that asked for it
+    die_with_parent()  # only under a supervisor that asked (devnet up, the console): never for nohup or pm2
     setup_logging(settings.logging.debug, settings.logging.trace)
     bus = EventBus()
     log_events(bus)

@@ -1,4 +1,4 @@
-"""Where everything lives under ``--db_root_path`` (DESIGN §6)."""
+"""Where everything lives under ``--db_root_path`` (docs/design.md, "Storage layout")."""
 
 from __future__ import annotations
 
@@ -8,6 +8,8 @@ import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import checks
+from ..checks import existing_parent
 from ..errors import DiskError
 
 
@@ -60,6 +62,7 @@ class Layout:
         """Create the directories and prove we can write there (before any real write)."""
         if self.root.exists() and not self.root.is_dir():
             raise DiskError(f"{self.root} is a file, not a directory: choose another --db_root_path")
+        checks.real_filesystem(self.root)
         try:
             for d in (self.root, self.plots, self.plots_tmp, self.shards, self.index):
                 d.mkdir(parents=True, exist_ok=True)
@@ -73,24 +76,42 @@ class Layout:
 
     def check_writable_target(self) -> None:
         """Without writing: can ``ensure`` succeed? (used by plans and the wizard)."""
-        if self.root.exists():
-            if not self.root.is_dir():
-                raise DiskError(f"{self.root} is a file, not a directory: choose another path")
-            if not os.access(self.root, os.W_OK | os.X_OK):
-                raise DiskError(f"{self.root} is not writable by this user: choose another path or fix its permissions")
-            return
-        parent = existing_parent(self.root)
-        if not parent.is_dir():
-            raise DiskError(f"{parent} is not a directory, so {self.root} cannot be created: choose another path")
-        if not os.access(parent, os.W_OK | os.X_OK):
-            raise DiskError(f"cannot create {self.root}: {parent} is not writable; choose another path")
+        checks.writable_target(self.root)
 
 
-def existing_parent(path: Path) -> Path:
-    path = path.expanduser().absolute()
-    while not path.exists() and path != path.parent:
-        path = path.parent
-    return path
+@dataclass(frozen=True)
+class Footprint:
+    """What existed under a root before a node started, so a start that fails can remove exactly
+    what it made (an empty validator.sqlite, the directories) and nothing else."""
+
+    layout: Layout
+    dirs: frozenset[Path]
+    index_files: frozenset[str]
+
+    @classmethod
+    def of(cls, layout: Layout) -> "Footprint":
+        dirs = [layout.root, layout.plots, layout.plots_tmp, layout.shards, layout.index]
+        files = {p.name for p in layout.index.iterdir()} if layout.index.is_dir() else set()
+        return cls(layout, frozenset(d for d in dirs if d.is_dir()), frozenset(files))
+
+    def remove_new(self) -> list[Path]:
+        """Remove index files and empty directories that were not there before; returns them."""
+        removed: list[Path] = []
+        index = self.layout.index
+        if index.is_dir():
+            for path in index.iterdir():
+                if path.name not in self.index_files and path.is_file():
+                    path.unlink(missing_ok=True)
+                    removed.append(path)
+        l = self.layout
+        for d in (l.plots_tmp, l.plots, l.shards, l.index, l.root):  # deepest first
+            if d not in self.dirs and d.is_dir():
+                try:
+                    d.rmdir()  # only when empty: never data
+                    removed.append(d)
+                except OSError:
+                    pass
+        return removed
 
 
 @dataclass(frozen=True)

@@ -50,6 +50,7 @@ class PartitionPlan:
     keep: list[ExistingPlot] = field(default_factory=list)
     remove: list[ExistingPlot] = field(default_factory=list)
     add: list[int] = field(default_factory=list)
+    remove_reason: str = ""  # why ``remove`` is not empty, in words an operator can check
 
     @property
     def plot_ks(self) -> list[int]:
@@ -88,6 +89,22 @@ def seconds_per_plot(k: int) -> float:
 def reserve_bytes(size_bytes: int, shard_bytes: int, profile: NetworkProfile) -> int:
     """The client reserve: what clients stored plus headroom for what they will store."""
     return shard_bytes + int(profile.reserve_fraction * size_bytes)
+
+
+def _gb(n: int) -> str:
+    return f"{n / GB:.3g} GB"
+
+
+def removal_reason(size_bytes: int, existing: list[ExistingPlot], shard_bytes: int, reserve: int,
+                   profile: NetworkProfile) -> str:
+    """Why a plan drops plots: the share is smaller than the plots, or client shards took the room."""
+    plots = sum(p.bytes for p in existing)
+    headroom = int(profile.reserve_fraction * size_bytes)
+    if shard_bytes and plots + headroom <= size_bytes:
+        return (f"client shards ({_gb(shard_bytes)}) need the room: the client reserve is {_gb(reserve)} of the "
+                f"{_gb(size_bytes)} share")
+    return (f"the share is {_gb(size_bytes)}: {_gb(plots)} of plots and a {_gb(reserve)} client reserve do not "
+            f"fit in it")
 
 
 def max_share_bytes(device: DeviceSpace, used_by_us: int) -> int:
@@ -139,6 +156,9 @@ def plan_partition(
             used += plot.bytes
         else:
             plan.remove.append(plot)
+
+    if plan.remove:
+        plan.remove_reason = removal_reason(size_bytes, existing, shard_bytes, reserve, profile)
 
     space_now = size_bytes - used - shard_bytes
     budget_left = budget - used

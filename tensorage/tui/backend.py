@@ -507,11 +507,11 @@ class NodeBackend(Backend):
         self.can_allocate = node.role == "miner"
 
     async def start(self) -> str:
-        await self.node.start()
+        await self.node.launch()
         return f"{self.node.role} {self.node.hotkey} on {self.settings.network}"
 
     async def stop(self) -> None:
-        await self.node.stop()
+        await self.node.shutdown()
 
     def identity(self) -> Identity:
         s = self.node.settings

@@ -30,7 +30,7 @@ def test_unknown_network_and_bad_flags_are_one_line(capsys):
     code, err = run(["--network", "moon"], capsys)
     assert code == 2 and "unknown network 'moon'" in err and err.count("\n") == 1
     code, err = run(["--network", "devnet", "--workers", "0"], capsys)
-    assert code == 2 and "--workers must be between 1 and 256" in err
+    assert code == 2 and "--workers: 0 workers would never plot: use at least 1" in err
 
 
 def test_role_with_a_missing_wallet_fails_before_any_screen(capsys, tmp_path):
