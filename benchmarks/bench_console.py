@@ -155,7 +155,7 @@ async def key_latencies(rows: int, keys: list[str]) -> tuple[list[float], list[f
     from tensorage.engines.devnet import DevnetSupervisor
     from tensorage.events import ChallengeResult, EventBus
     from tensorage.tui.app import ConsoleApp
-    from tensorage.tui.backend import DevnetBackend
+    from tensorage.tui.sources import DevnetSource
     from tensorage.tui.messages import EnginesStarted
 
     with tempfile.TemporaryDirectory(prefix="bench-keys-") as tmp:
@@ -163,7 +163,7 @@ async def key_latencies(rows: int, keys: list[str]) -> tuple[list[float], list[f
         init_devnet(root, miners=3, validators=2)
         settings = settings_from_namespace({"subtensor.network": "devnet", "devnet.root": str(root)})
         bus = EventBus()
-        app = ConsoleApp(DevnetBackend(DevnetSupervisor(settings, bus)), start_engines=False, freeze_heap=True)
+        app = ConsoleApp(DevnetSource(DevnetSupervisor(settings, bus)), start_engines=False, freeze_heap=True)
         frames: list[float] = []
         times: list[float] = []
         cpu: list[float] = []

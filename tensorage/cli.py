@@ -22,21 +22,10 @@ out = Console(soft_wrap=True)
 
 
 def apply_devnet_defaults(settings: Settings) -> Settings:
-    """On the devnet a node named by --wallet.name gets its own db root and size."""
-    if settings.network != "devnet":
-        return settings
-    from .chain.devnet import SubnetSpec
-    from .chain.devnet_init import devnet_exists
+    """On the devnet a node named by --wallet.name gets its own db root and size (engines.devnet)."""
+    from .engines.devnet import node_settings
 
-    root = settings.devnet_root
-    update: dict = {}
-    if "db_root_path" not in settings.model_fields_set:
-        update["db_root_path"] = str(root / "nodes" / settings.wallet.name)
-    if "size_in_gb" not in settings.model_fields_set and devnet_exists(root):
-        node = next((n for n in SubnetSpec.load(root).nodes if n.name == settings.wallet.name), None)
-        if node is not None and node.size_in_gb > 0:
-            update["size_in_gb"] = node.size_in_gb
-    return settings.model_copy(update=update) if update else settings
+    return node_settings(settings)
 
 
 # -- allocate ------------------------------------------------------------------------------

@@ -22,7 +22,7 @@ from typing import Optional
 
 from rich.console import Console
 
-from .config import Settings, add_axon_flags, add_common_flags, settings_from_namespace
+from .config import ArgumentParser, Settings, add_axon_flags, add_common_flags, settings_from_namespace
 from .errors import ConfigError
 
 err = Console(stderr=True, soft_wrap=True)
@@ -31,7 +31,7 @@ OWN_FLAGS = ("role", "no_tui", "miners", "validators", "attach")
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="tensorage-console",
         description="The tensorage operator console: a whole local subnet (--network devnet) or one miner or "
                     "validator (--role), keyboard-driven; --no-tui runs the same engines with plain logs.")
@@ -50,11 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def resolve(argv: Optional[list[str]]) -> tuple[Settings, Optional[str], argparse.Namespace]:
-    from .cli import apply_devnet_defaults
+    from .engines.devnet import node_settings
 
     args = build_parser().parse_args(argv)
     ns = {k: v for k, v in vars(args).items() if k not in OWN_FLAGS}
-    settings = apply_devnet_defaults(settings_from_namespace(ns))
+    settings = node_settings(settings_from_namespace(ns))
     role = args.role or ("validator" if settings.validator else None)
     if args.attach is not None:
         if args.role:
@@ -74,23 +74,24 @@ def build_backend(settings: Settings, role: Optional[str], args: argparse.Namesp
     """The engines to drive (not started yet): a devnet supervisor or one node."""
     from .cli import node_passthrough
     from .events import EventBus
-    from .tui.backend import DevnetBackend, NodeBackend
 
     bus = EventBus()
     if role == "attached":
         from .chain.wallets import load_wallet
-        from .tui.backend import AttachedBackend
+        from .tui.sources.attached import AttachedSource
 
-        return AttachedBackend(settings, bus, load_wallet(settings), endpoint=args.attach or None)
+        return AttachedSource(settings, bus, load_wallet(settings), endpoint=args.attach or None)
     if role is None:
         from .engines.devnet import DevnetSupervisor
+        from .tui.sources.devnet import DevnetSource
 
         supervisor = DevnetSupervisor(settings, bus, miners=args.miners, validators=args.validators,
                                       node_args=node_passthrough(settings))
-        return DevnetBackend(supervisor)
+        return DevnetSource(supervisor)
     from .engines.run import build_node
+    from .tui.sources.local import LocalSource
 
-    return NodeBackend(build_node(role, settings, bus))
+    return LocalSource(build_node(role, settings, bus))
 
 
 def log_to_file(settings: Settings, role: Optional[str]) -> Optional[Path]:

@@ -98,20 +98,36 @@ class Jobs:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=False)
 
-    def run_now(self, job_id: str) -> None:
+    def _job(self, job_id: str):
         job = self.scheduler.get_job(job_id)
-        if job is None:
+        if job is None or job_id not in self._stats:
             raise KeyError(job_id)
+        return job
+
+    def run_now(self, job_id: str) -> tuple[bool, str]:
+        """Run a job once now; a paused job runs once and stays paused. (changed, what happened)."""
+        job = self._job(job_id)
+        if self._stats[job_id].running:
+            return False, f"{job_id} is running already"
         if job.next_run_time is None:  # paused: run once, stay paused
             asyncio.get_running_loop().create_task(self._runner(job_id)())
-        else:
-            job.modify(next_run_time=datetime.now(job.next_run_time.tzinfo))
+            return True, f"{job_id}: running once now (stays paused)"
+        job.modify(next_run_time=datetime.now(job.next_run_time.tzinfo))
+        return True, f"{job_id}: running now"
 
-    def pause(self, job_id: str) -> None:
+    def pause(self, job_id: str) -> tuple[bool, str]:
+        job = self._job(job_id)
+        if job.next_run_time is None:
+            return False, f"{job_id} is paused already"
         self.scheduler.pause_job(job_id)
+        return True, f"{job_id}: paused"
 
-    def resume(self, job_id: str) -> None:
+    def resume(self, job_id: str) -> tuple[bool, str]:
+        job = self._job(job_id)
+        if job.next_run_time is not None:
+            return False, f"{job_id} is not paused: nothing to resume"
         self.scheduler.resume_job(job_id)
+        return True, f"{job_id}: resumed"
 
     def state(self) -> list[JobInfo]:
         out = []

@@ -5,12 +5,16 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
-from .config import Settings
+from .config import GB, Settings
+from .engines.snapshot import AnySnapshot, MinerSnapshot, read_snapshot
 from .errors import TensorageError
 from .proofs.plots import proof_rate
+from .storage import share as stored_share
 from .storage.layout import Layout, device_space, dir_bytes
+from .storage.lock import holder as lock_holder
 from .storage.models import MinerIndex, PlotState
 from .storage.partition import reserve_bytes
+from .storage.share import ShareState
 
 
 def plots_status(layout: Layout) -> dict[str, Any]:
@@ -36,10 +40,10 @@ def plots_status(layout: Layout) -> dict[str, Any]:
         index.close()
 
 
-def partition_status(settings: Settings, layout: Layout, plot_bytes: int) -> dict[str, Any]:
+def partition_status(settings: Settings, layout: Layout, plot_bytes: int, size_in_gb: float) -> dict[str, Any]:
     device = device_space(layout.root)
     shards = dir_bytes(layout.shards)
-    size = settings.size_bytes
+    size = int(size_in_gb * GB)
     reserve = reserve_bytes(size, shards, settings.profile)
     return {
         "size_bytes": size,
@@ -102,24 +106,70 @@ def validator_status(layout: Layout, rounds: int = 5) -> dict[str, Any]:
         store.close()
 
 
-def process_status(state: dict[str, Any]) -> Optional[dict[str, Any]]:
-    """The node process as its state file left it; a "running" node whose pid is gone is "dead"."""
-    if not state:
-        return None
-    import psutil
-
-    out = {k: state.get(k) for k in ("state", "pid", "endpoint", "started_at", "updated_at")}
-    if out["state"] == "running" and not (out["pid"] and psutil.pid_exists(out["pid"])):
+def process_status(snap: Optional[AnySnapshot], layout: Layout) -> Optional[dict[str, Any]]:
+    """The node process: as its state file left it, checked against the root's lock (a node that
+    says "running" but holds no lock crashed: "dead")."""
+    held = lock_holder(layout)
+    if snap is None:
+        return {"state": "running", "pid": held.pid, "role": held.role} if held else None
+    out: dict[str, Any] = {"state": snap.state, "pid": snap.pid, "endpoint": snap.endpoint,
+                           "published": snap.published, "started_at": snap.started_at, "updated_at": snap.updated_at}
+    if snap.state != "stopped" and held is None:
         out["state"] = "dead"
+    elif held is not None and held.pid != snap.pid:
+        out.update(state="running", pid=held.pid, endpoint=None)  # another process took the root since
     return out
 
 
-def node_status(settings: Settings, hotkey: Optional[str], with_chain: bool = True) -> dict[str, Any]:
-    from .engines.node import read_node_state
+def live_snapshot(settings: Settings, snap: AnySnapshot) -> Optional[AnySnapshot]:
+    """The running node's own answer on its operator API (fresher than its state file), or None."""
+    import asyncio
 
+    from .chain.wallets import load_wallet
+    from .net.operator import NodeAddress, OperatorClient
+
+    if not snap.endpoint:
+        return None
+    try:
+        wallet = load_wallet(settings)
+    except TensorageError:
+        return None
+    if wallet.hotkey.ss58_address != snap.hotkey:
+        return None
+
+    async def ask() -> AnySnapshot:
+        client = OperatorClient(wallet, NodeAddress.parse(snap.endpoint or ""))
+        try:
+            return await client.state()
+        finally:
+            await client.close()
+
+    try:
+        return asyncio.run(asyncio.wait_for(ask(), 5.0))
+    except (TensorageError, TimeoutError, OSError):
+        return None
+
+
+def share_status(settings: Settings, layout: Layout, snap: Optional[AnySnapshot]) -> ShareState:
+    """The running miner's share, else the one stored with the node, else the default."""
+    if isinstance(snap, MinerSnapshot) and snap.share is not None and snap.state != "stopped":
+        return snap.share
+    return stored_share.resolve(settings, layout)[1]
+
+
+def node_status(settings: Settings, hotkey: Optional[str], with_chain: bool = True,
+                live: bool = True) -> dict[str, Any]:
     layout = Layout(settings.db_root).require_existing()
     plots = plots_status(layout)
-    state = read_node_state(layout) or {}
+    snap = read_snapshot(layout)
+    process = process_status(snap, layout)
+    source = "file"
+    if live and snap is not None and process and process["state"] == "running" and process["pid"] == snap.pid:
+        fresh = live_snapshot(settings, snap)
+        if fresh is not None:
+            snap, source = fresh, "live"
+    role = snap.role if snap else ("validator" if layout.validator_state_db.exists() else "miner")
+    share = share_status(settings, layout, snap)
     status: dict[str, Any] = {
         "network": settings.network,
         "netuid": settings.resolved_netuid,
@@ -128,18 +178,20 @@ def node_status(settings: Settings, hotkey: Optional[str], with_chain: bool = Tr
         "hotkey": hotkey,
         "block": None,
         "uid": None,
+        "role": role,
         "plots": plots,
-        "partition": partition_status(settings, layout, plots["bytes"]),
-        "role": state.get("role") or ("validator" if layout.validator_state_db.exists() else "miner"),
-        "process": process_status(state),
-        "jobs": state.get("jobs", []),
+        "process": process,
+        "state_from": source if snap else None,  # live: the node's operator API; file: its node.json
+        "jobs": [j.model_dump() for j in snap.jobs] if snap else [],
     }
+    if role == "miner":
+        status["share"] = share.model_dump()
+        status["partition"] = partition_status(settings, layout, plots["bytes"], share.size_in_gb)
     if layout.validator_state_db.exists():
         status["validator"] = validator_status(layout)
     if with_chain:
         status.update(chain_status(settings, hotkey))
     return status
-
 
 
 def devnet_status(settings: Settings) -> dict[str, Any]:
@@ -161,7 +213,7 @@ def devnet_status(settings: Settings) -> dict[str, Any]:
         node_settings = settings.model_copy(update={"db_root_path": db_root, "size_in_gb": node.size_in_gb or 0.001})
         hotkey = next((h for h, n in names.items() if n == node.name), None)
         try:
-            nodes[node.name] = node_status(node_settings, hotkey, with_chain=False)
+            nodes[node.name] = node_status(node_settings, hotkey, with_chain=False, live=False)
         except TensorageError as exc:
             nodes[node.name] = {"role": node.role, "error": str(exc)}
         nodes[node.name]["uid"] = mg.by_hotkey(hotkey).uid if hotkey and mg.by_hotkey(hotkey) else None

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
-from typing import Optional
 
 from ..errors import ConfigError
 from .devnet import CHAIN_FILE, Devnet, DevnetNode, SubnetSpec
@@ -48,21 +47,3 @@ def init_devnet(root: Path, miners: int = 3, validators: int = 2, force: bool = 
         chain.close()
     return SubnetSpec(nodes=nodes)
 
-
-def add_miner(root: Path, size_in_gb: float, db_root_path: Optional[str] = None,
-              workers: Optional[int] = None) -> DevnetNode:
-    """Register one more miner on an existing devnet (the console's allocation wizard)."""
-    root = Path(root).expanduser()
-    spec = SubnetSpec.load(root)
-    taken = {n.name for n in spec.nodes}
-    name = next(f"miner-{i}" for i in range(len(taken) + 1) if f"miner-{i}" not in taken)
-    node = DevnetNode(name=name, role="miner", size_in_gb=size_in_gb, db_root_path=db_root_path, workers=workers)
-    wallet = create_wallet(root / "wallets", node.wallet_name)
-    chain = Devnet.open(root)
-    try:
-        chain.register(wallet.hotkey.ss58_address, wallet.coldkeypub.ss58_address)
-    finally:
-        chain.close()
-    spec.nodes.append(node)
-    spec.save(root)
-    return node

@@ -21,13 +21,93 @@ from typing import IO, Optional
 
 from ..chain.devnet import Devnet, DevnetNode, SubnetSpec
 from ..chain.devnet_init import devnet_exists, init_devnet
+from ..chain.wallets import create_wallet
 from ..config import Settings
+from ..errors import ChainError, DiskError, TensorageError
 from ..events import Event, EventBus, NodeState
 from ..procutil import child_env
 from ..scheduler import Jobs
+from ..storage.layout import Layout
+from .snapshot import AnySnapshot, read_snapshot
 
 RESTART_BACKOFF_S = (1, 2, 5, 10, 30)
 STOP_GRACE_S = 8.0
+NEW_MINER_SIZE_GB = 0.03  # what the wizard proposes for a new devnet miner: 4 k18 plots, plotted in seconds
+
+
+# Flags the supervisor hands on, by the role that takes them (each command takes only its own).
+ROLE_FLAGS = {
+    "miner": {"--seconds_per_reallocate", "--workers", "--disable_verify", "--logging.debug", "--logging.trace"},
+    "validator": {"--seconds_per_round", "--seconds_per_weights", "--logging.debug", "--logging.trace"},
+}
+
+
+def flags_for(role: str, node_args: tuple[str, ...]) -> list[str]:
+    """The part of ``node_args`` (flags, each maybe followed by its value) that ``role`` takes."""
+    out: list[str] = []
+    keep = False
+    for token in node_args:
+        if token.startswith("--"):
+            keep = token in ROLE_FLAGS.get(role, set())
+        if keep:
+            out.append(token)
+    return out
+
+
+# --- devnet rules: node names and database roots (the console and the CLI ask here) -------------
+
+
+def node_db_root(root: Path, node: DevnetNode) -> Path:
+    """A devnet node's database root: its own, or <devnet root>/nodes/<name>."""
+    return Path(node.db_root_path).expanduser() if node.db_root_path else root / "nodes" / node.name
+
+
+def next_miner_name(spec: SubnetSpec) -> str:
+    taken = {n.name for n in spec.nodes}
+    return next(f"miner-{i}" for i in range(len(taken) + 1) if f"miner-{i}" not in taken)
+
+
+def node_settings(settings: Settings) -> Settings:
+    """On the devnet a node named by --wallet.name gets its own db root and the spec's share."""
+    if settings.network != "devnet":
+        return settings
+    root = settings.devnet_root
+    update: dict = {}
+    if "db_root_path" not in settings.model_fields_set:
+        update["db_root_path"] = str(root / "nodes" / settings.wallet.name)
+    if "size_in_gb" not in settings.model_fields_set and devnet_exists(root):
+        node = next((n for n in SubnetSpec.load(root).nodes if n.name == settings.wallet.name), None)
+        if node is not None and node.size_in_gb > 0:
+            update["size_in_gb"] = node.size_in_gb
+    return settings.model_copy(update=update) if update else settings
+
+
+def check_new_miner_root(root: Path, spec: Optional[SubnetSpec], path: Path) -> None:
+    """A new devnet miner needs a database root no other node uses."""
+    for node in spec.nodes if spec else []:
+        if node_db_root(root, node).resolve() == path.resolve():
+            raise DiskError(f"{path} is {node.name}'s database root: choose a new directory for the new miner")
+    if Layout(path).exists():
+        raise DiskError(f"{path} already holds a tensorage node (it has an index/ directory): "
+                        f"choose a new directory for the new miner")
+
+
+def register_miner(root: Path, size_in_gb: float, db_root_path: Optional[str] = None,
+                   workers: Optional[int] = None) -> DevnetNode:
+    """Register one more miner on an existing devnet (the console's allocation wizard)."""
+    root = Path(root).expanduser()
+    spec = SubnetSpec.load(root)
+    node = DevnetNode(name=next_miner_name(spec), role="miner", size_in_gb=size_in_gb, db_root_path=db_root_path,
+                      workers=workers)
+    wallet = create_wallet(root / "wallets", node.wallet_name)
+    chain = Devnet.open(root)
+    try:
+        chain.register(wallet.hotkey.ss58_address, wallet.coldkeypub.ss58_address)
+    finally:
+        chain.close()
+    spec.nodes.append(node)
+    spec.save(root)
+    return node
 
 
 @dataclass
@@ -75,12 +155,49 @@ class DevnetSupervisor:
         return self.spec
 
     def db_root(self, node: DevnetNode) -> Path:
-        return Path(node.db_root_path).expanduser() if node.db_root_path else self.root / "nodes" / node.name
+        return node_db_root(self.root, node)
+
+    def spec_or_file(self) -> Optional[SubnetSpec]:
+        """The spec as loaded at start, or read from disk before that (None: no devnet yet)."""
+        if self.spec is not None:
+            return self.spec
+        try:
+            return SubnetSpec.load(self.root)
+        except ChainError:
+            return None
+
+    def node_snapshots(self) -> dict[str, AnySnapshot]:
+        """Blocking: every node's state file, by node name."""
+        out: dict[str, AnySnapshot] = {}
+        for node in (self.spec_or_file() or SubnetSpec(nodes=[])).nodes:
+            snap = read_snapshot(Layout(self.db_root(node)))
+            if snap is not None:
+                out[node.name] = snap
+        return out
+
+    async def node_job(self, name: str, job: str, action: str) -> str:
+        """Run, pause or resume a job inside a node process, over its operator API with its own
+        wallet (the devnet holds every node's keys)."""
+        from ..net.operator import NodeAddress, OperatorClient
+
+        spec = self.spec_or_file()
+        node = next((n for n in spec.nodes if n.name == name), None) if spec else None
+        if node is None:
+            raise TensorageError(f"no devnet node named {name}")
+        snap = await asyncio.to_thread(read_snapshot, Layout(self.db_root(node)))
+        if snap is None or snap.state != "running" or not snap.endpoint:
+            raise TensorageError(f"{name} is not serving yet: try again once it runs")
+        client = OperatorClient(spec.wallet(self.root, node), NodeAddress.parse(snap.endpoint))  # type: ignore[union-attr]
+        try:
+            reply = await client.job(job, action)
+        finally:
+            await client.close()
+        return reply.message
 
     def argv(self, node: DevnetNode) -> list[str]:
         argv = [sys.executable, "-m", "tensorage", node.role, "--subtensor.network", "devnet",
                 "--devnet.root", str(self.root), "--wallet.name", node.wallet_name,
-                "--db_root_path", str(self.db_root(node)), "--events", "jsonl", *self.node_args]
+                "--db_root_path", str(self.db_root(node)), "--events", "jsonl", *flags_for(node.role, self.node_args)]
         if node.role == "miner":
             argv += ["--size_in_gb", repr(node.size_in_gb)]
         if node.workers:
@@ -90,9 +207,7 @@ class DevnetSupervisor:
     async def add_miner(self, size_in_gb: float, db_root_path: Optional[str] = None,
                         workers: Optional[int] = None) -> DevnetNode:
         """Register and start one more miner (what the console's allocation wizard confirms)."""
-        from ..chain.devnet_init import add_miner
-
-        node = await asyncio.to_thread(add_miner, self.root, size_in_gb, db_root_path, workers)
+        node = await asyncio.to_thread(register_miner, self.root, size_in_gb, db_root_path, workers)
         self.spec = SubnetSpec.load(self.root)
         child = self.children[node.name] = Child(node=node, log_path=self.root / "logs" / f"{node.name}.log")
         self.bus.log(f"added {node.name}: {size_in_gb:g} GB at {self.db_root(node)}", source="devnet")

@@ -25,10 +25,13 @@ from ..errors import PlotError, TensorageError
 from ..events import ChallengeServed, ErrorEvent, EventBus, PlotDone, PlotRemoved, PlotVerified
 from ..net.auth import BODY, CALLER, OPERATOR, VALIDATOR, access
 from ..net.errors import parse, reject
-from ..net.messages import ChallengeRequest, ChallengeResponse, PlotEntry, PlotProofs, PlotsResponse, ShareRequest
+from ..net import operator as op
+from ..net.messages import ChallengeRequest, ChallengeResponse, PlotEntry, PlotProofs, PlotsResponse
 from ..proofs.plots import plot_filename, plot_id
 from ..proofs.prover_pool import PlotTask, ProverPool
+from ..storage import share as stored_share
 from ..storage.models import PlotState
+from ..storage.partition import PartitionPlan
 from .allocator import Allocator
 from .node import Node
 
@@ -51,7 +54,10 @@ class MinerEngine(Node):
                  source: Optional[str] = None, proof_workers: Optional[int] = None,
                  pool: Optional[ProverPool] = None) -> None:
         super().__init__(settings, wallet, chain, bus, source)
-        self.allocator = Allocator(settings, self.hotkey, self.bus, self.source)
+        # The share stored with the node wins over an unchanged flag (storage.share has the rule).
+        self.share_flags = stored_share.flags_of(settings)
+        self.settings, self.share, self._share_is_new = stored_share.resolve(settings, self.layout)
+        self.allocator = Allocator(self.settings, self.hotkey, self.bus, self.source)
         # ``pool``: a ProverPool shared by several miners in one process (benchmarks); its owner closes it.
         self._owns_pool = pool is None
         self.pool = pool if pool is not None else ProverPool(proof_workers or min(2, os.cpu_count() or 1))
@@ -105,19 +111,25 @@ class MinerEngine(Node):
     def add_routes(self, app: web.Application) -> None:
         app.router.add_get("/v1/plots", self.handle_plots)
         app.router.add_post("/v1/challenge", self.handle_challenge)
-        app.router.add_post("/v1/share", self.handle_share)
+        app.router.add_post(op.SHARE_PATH, self.handle_share)
 
     @access(OPERATOR)
     async def handle_share(self, request: web.Request) -> web.Response:
-        """An attached console's allocation wizard: take a new share now (checked before anything changes)."""
-        req = parse(ShareRequest, request[BODY])
+        """An attached console's allocation wizard: take a new share now. Checked before anything
+        changes; a share that removes plots needs ``remove_plots`` (a person said yes to it)."""
+        req = parse(op.ShareRequest, request[BODY])
         try:
-            self.check_share(req.size_in_gb, req.workers)
+            settings, plan = await asyncio.to_thread(self.check_share, req.size_in_gb, req.workers)
         except TensorageError as exc:
             reject(400, "does_not_fit", str(exc))
+        if plan.remove and not req.remove_plots:
+            reject(409, "would_remove_plots", f"a {req.size_in_gb:g} GB share removes {len(plan.remove)} plot(s) "
+                                              f"({plan.remove_reason}): ask the operator, then send remove_plots")
         task = asyncio.ensure_future(self.set_share(req.size_in_gb, req.workers))
         task.add_done_callback(self._share_done)
-        return web.json_response({"size_in_gb": req.size_in_gb, "workers": req.workers, "started": True}, status=202)
+        reply = op.ShareReply(size_in_gb=settings.size_in_gb, workers=req.workers, plots_to_make=len(plan.add),
+                              plots_to_remove=len(plan.remove))
+        return web.Response(body=reply.model_dump_json(), status=202, content_type="application/json")
 
     def _share_done(self, task: asyncio.Task) -> None:
         if not task.cancelled() and task.exception() is not None:
@@ -158,20 +170,27 @@ class MinerEngine(Node):
         self.refresh_plots()
         return f"{len(plan.keep) + len(plan.add)} plots planned ({len(plan.add)} made, {len(plan.remove)} removed)"
 
-    def check_share(self, size_in_gb: float, workers: Optional[int] = None) -> Settings:
-        """The settings a new share would run with; raises (NotEnoughSpace, DiskError, ConfigError)
-        before anything changes."""
+    def check_share(self, size_in_gb: float, workers: Optional[int] = None) -> tuple[Settings, PartitionPlan]:
+        """Blocking, read-only: the settings and plan a new share would run with. Raises
+        (ConfigError, NotEnoughSpace, DiskError) before anything changes."""
         update: dict[str, Any] = {"size_in_gb": size_in_gb}
         if workers is not None:
             update["workers"] = workers
         settings = self.settings.model_copy(update=update).validate_ranges()
-        self.allocator.plan(settings.size_bytes)
-        return settings
+        return settings, self.allocator.plan(settings.size_bytes)
 
     async def set_share(self, size_in_gb: float, workers: Optional[int] = None) -> str:
-        """Take a new share (and plotting workers) and allocate it now: what the console's
-        allocation wizard confirms. Waits for an allocation already running, then reallocates."""
-        self.settings = self.allocator.settings = self.check_share(size_in_gb, workers)
+        """Take a new share (and plotting workers), store it with the node so a restart keeps it,
+        and allocate it now: what the console's allocation wizard confirms. Waits for an allocation
+        already running, then reallocates."""
+        settings, _ = await asyncio.to_thread(self.check_share, size_in_gb, workers)
+        self.settings = self.allocator.settings = settings
+        stored = await asyncio.to_thread(stored_share.store, self.layout, settings.size_in_gb, settings.workers,
+                                         "console", self.share_flags)
+        self.share = stored_share.ShareState(size_in_gb=settings.size_in_gb, workers=settings.workers,
+                                             source="stored", detail=stored_share.describe(stored))
+        self.bus.log(f"share {settings.size_in_gb:g} GB with {settings.workers} worker(s) stored with the node: "
+                     f"restarts keep it", source=self.source)
         if self._alloc_task is not None and not self._alloc_task.done():
             await asyncio.gather(self._alloc_task, return_exceptions=True)
         return await self.reallocate()
@@ -196,8 +215,14 @@ class MinerEngine(Node):
 
     async def start(self) -> None:
         await self.require_registered()
-        self.allocator.plan()  # refuses an impossible share before anything is written
+        await asyncio.to_thread(self.allocator.plan)  # refuses an impossible share before anything is written
         self.allocator.layout.ensure()
+        if self._share_is_new:  # a changed flag is the operator's latest decision: keep it
+            await asyncio.to_thread(stored_share.store, self.layout, self.settings.size_in_gb,
+                                    self.share_flags[1], "flag", self.share_flags)
+            self._share_is_new = False
+        self.bus.log(f"share {self.share.size_in_gb:g} GB ({self.share.source}: {self.share.detail})",
+                     source=self.source)
         self.refresh_plots()
         await self.pool.warm()
         await self.start_server()
@@ -219,4 +244,5 @@ class MinerEngine(Node):
     def snapshot(self) -> dict[str, Any]:
         st = self.allocator.status
         return {**super().snapshot(), "plots_held": len(self.plots), "challenges_served": self.challenges_served,
-                "allocating": st.busy, "eta_s": st.eta_s, "allocator": st.as_dict()}
+                "allocating": st.busy, "eta_s": st.eta_s, "allocator": st.as_dict(),
+                "share": self.share.model_dump()}

@@ -1,10 +1,11 @@
-"""What miners and validators share: wallet, chain, bus, jobs, a signed HTTP server,
-and a small state file other processes (status --json, the devnet runner) can read."""
+"""What miners and validators share: wallet, chain, bus, jobs, a signed HTTP server with the
+operator API, the database root's lock, and the state file other processes read (``node.json``)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import logging
 import os
 import time
 from dataclasses import asdict
@@ -16,19 +17,22 @@ from aiohttp import web
 from .. import PROTOCOL_VERSION, __version__
 from ..chain.port import ChainPort, Metagraph, Neuron
 from ..config import Settings
-from ..errors import NotRegistered
-from ..events import EventBus, JobRan
+from ..errors import NotRegistered, TensorageError
+from ..events import ErrorEvent, EventBus, JobRan
+from ..net import operator as op
+from ..net.address import AxonPlan, plan_axon
 from ..net.auth import OPERATOR, PUBLIC, PeerDirectory, access
 from ..net.errors import reject
 from ..net.messages import HealthResponse
 from ..net.server import Served, make_app, serve
 from ..scheduler import Jobs
-from ..net.address import AxonPlan, plan_axon
 from ..storage.files import atomic_write
 from ..storage.layout import Footprint, Layout
 from ..storage.lock import NodeLock
+from .snapshot import NODE_STATE_FILE, AnySnapshot, SnapshotError, parse_snapshot, read_snapshot
 
-NODE_STATE_FILE = "node.json"
+log = logging.getLogger(__name__)
+
 EVENT_STREAM_QUEUE = 5000
 EVENT_KEEPALIVE_S = 15.0
 
@@ -57,6 +61,8 @@ class Node:
         self.uid: Optional[int] = None
         self._stop = asyncio.Event()
         self._stopped = False
+        self._state_writer: Optional[asyncio.Task] = None
+        self._state_dirty = False
         self._unsubscribe = self.bus.subscribe(self._on_event)
 
     # chain --------------------------------------------------------------------------------
@@ -71,7 +77,45 @@ class Node:
         mg = await self.directory.refresh()
         me = mg.by_hotkey(self.hotkey)
         self.uid = me.uid if me else None
+        if me is not None and self.published is not None:
+            await self.check_published(me)
         return mg
+
+    async def check_published(self, me: Neuron) -> None:
+        """The chain must point validators at this process. A second copy that published its own
+        address and stopped, a lost write or a reset leaves them calling a dead port: publish ours
+        again, unless another live node with this hotkey answers there (two nodes would take turns
+        overwriting each other; the operator has to stop one)."""
+        want = self.published
+        assert want is not None
+        if me.endpoint == want:
+            return
+        shown = me.axon or "no address"
+        if me.endpoint is not None and await self._another_node_at(*me.endpoint):
+            self.bus.publish(ErrorEvent(
+                message=f"another node with this hotkey answers at {shown}, where the chain points, while this one "
+                        f"serves {want[0]}:{want[1]}: stop one of them (they would keep replacing each other's "
+                        f"address)", source=self.source))
+            return
+        try:
+            await asyncio.to_thread(self.chain.serve, self.wallet, *want)
+        except TensorageError as exc:
+            self.bus.publish(ErrorEvent(message=f"the chain shows {shown} for this node, not {want[0]}:{want[1]}; "
+                                                f"publishing it again failed: {exc}", source=self.source))
+            return
+        self.bus.log(f"the chain showed {shown} for this node instead of {want[0]}:{want[1]}: published it again",
+                     severity="warning", source=self.source)
+
+    async def _another_node_at(self, host: str, port: int) -> bool:
+        """Does a node other than this process answer as this hotkey at host:port?"""
+        client = op.OperatorClient(self.wallet, op.NodeAddress(host, port))
+        try:
+            snap = await client.state()
+        except TensorageError:
+            return False
+        finally:
+            await client.close()
+        return not (snap.pid == os.getpid() and snap.started_at == self.started_at)
 
     def me(self) -> Optional[Neuron]:
         return self.metagraph.by_hotkey(self.hotkey) if self.metagraph else None
@@ -89,9 +133,9 @@ class Node:
     def build_app(self) -> web.Application:
         app = make_app(self.hotkey, self.directory, self.settings.resolved_netuid)
         app.router.add_get("/v1/health", self.health)
-        app.router.add_get("/v1/events", self.handle_events)
-        app.router.add_get("/v1/state", self.handle_state)
-        app.router.add_post("/v1/jobs/{job}/{action}", self.handle_job)
+        app.router.add_get(op.EVENTS_PATH, self.handle_events)
+        app.router.add_get(op.STATE_PATH, self.handle_state)
+        app.router.add_post(op.JOB_ROUTE, self.handle_job)
         self.add_routes(app)
         return app
 
@@ -110,8 +154,12 @@ class Node:
     # operator endpoints: a console attached to this running node ----------------------------
     @access(OPERATOR)
     async def handle_events(self, request: web.Request) -> web.StreamResponse:
-        """NDJSON: the recent history, then every event as it happens. A reader that falls
-        behind loses the oldest lines; the engine never waits for it."""
+        """NDJSON: the recent history (after ``?since=``, unix time, when given), then every event
+        as it happens. A reader that falls behind loses the oldest lines; the engine never waits."""
+        try:
+            since = float(request.query["since"]) if "since" in request.query else None
+        except ValueError:
+            reject(400, "bad_request", "since must be a unix time, e.g. since=1700000000.5")
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=EVENT_STREAM_QUEUE)
 
@@ -121,7 +169,8 @@ class Node:
             queue.put_nowait(line)
 
         def push(event) -> None:
-            loop.call_soon_threadsafe(put, event.to_json())
+            if since is None or event.ts > since:
+                loop.call_soon_threadsafe(put, event.to_json())
 
         response = web.StreamResponse(headers={"Content-Type": "application/x-ndjson"})
         await response.prepare(request)
@@ -141,19 +190,20 @@ class Node:
 
     @access(OPERATOR)
     async def handle_state(self, request: web.Request) -> web.Response:
-        return web.json_response(json.loads(json.dumps(self.snapshot(), default=str)))
+        return web.Response(body=self.typed_snapshot().model_dump_json(), content_type="application/json")
 
     @access(OPERATOR)
     async def handle_job(self, request: web.Request) -> web.Response:
         job, action = request.match_info["job"], request.match_info["action"]
         commands = {"run": self.jobs.run_now, "pause": self.jobs.pause, "resume": self.jobs.resume}
         if action not in commands:
-            reject(404, "unknown_action", f"{action!r} is not a job action: use run, pause or resume")
+            reject(404, "unknown_action", f"{action!r} is not a job action: use {', '.join(op.JOB_ACTIONS)}")
         try:
-            commands[action](job)
+            changed, message = commands[action](job)
         except (KeyError, LookupError):
-            reject(404, "unknown_job", f"no job {job!r} here: see GET /v1/state for this node's jobs")
-        return web.json_response({"job": job, "action": action, "ok": True})
+            reject(404, "unknown_job", f"no job {job!r} here: see GET {op.STATE_PATH} for this node's jobs")
+        reply = op.JobReply(job=job, action=action, changed=changed, message=message)
+        return web.Response(body=reply.model_dump_json(), content_type="application/json")
 
     async def start_server(self) -> Served:
         self.served = await serve(self.build_app(), self.axon.bind_ip, self.axon.bind_port)
@@ -187,7 +237,7 @@ class Node:
 
     async def stop(self) -> None:
         self._stopped = True
-        self.write_state()  # jobs as they were, marked stopped
+        await self.flush_state()  # jobs as they were, marked stopped
         self.jobs.shutdown()
         if self.served is not None:
             await self.served.close()
@@ -217,10 +267,11 @@ class Node:
             self.write_state()
 
     def snapshot(self) -> dict[str, Any]:
+        """Plain data; subclasses add their part. :meth:`typed_snapshot` validates it."""
         return {
             "role": self.role,
             "source": self.source,
-            "state": "stopped" if self._stopped else "running",
+            "state": "stopped" if self._stopped else ("running" if self.served else "starting"),
             "hotkey": self.hotkey,
             "uid": self.uid,
             "network": self.settings.network,
@@ -237,15 +288,49 @@ class Node:
             "jobs": [asdict(j) for j in self.jobs.state()],
         }
 
+    def typed_snapshot(self) -> AnySnapshot:
+        return parse_snapshot(self.snapshot())
+
     def write_state(self) -> None:
+        """Refresh node.json off the event loop (a write and two fsyncs per job run would stall it);
+        one write at a time, and the newest state wins. Without a running loop, write now."""
         try:
-            atomic_write(self.layout.index / NODE_STATE_FILE, json.dumps(self.snapshot(), default=str).encode())
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            self._write_state_file(self._state_bytes())
+            return
+        if self._state_writer is not None and not self._state_writer.done():
+            self._state_dirty = True
+            return
+        self._state_writer = loop.create_task(self._write_state_soon())
+
+    async def _write_state_soon(self) -> None:
+        while True:
+            self._state_dirty = False
+            await asyncio.to_thread(self._write_state_file, self._state_bytes())
+            if not self._state_dirty:
+                return
+
+    async def flush_state(self) -> None:
+        """Wait for pending writes, then write the state as it is now."""
+        if self._state_writer is not None:
+            await asyncio.gather(self._state_writer, return_exceptions=True)
+        await asyncio.to_thread(self._write_state_file, self._state_bytes())
+
+    def _state_bytes(self) -> bytes:
+        try:
+            return self.typed_snapshot().model_dump_json().encode()
+        except SnapshotError as exc:  # a bug in a snapshot must not stop the node: say it, write it as is
+            log.error("node.json does not follow the snapshot schema: %s", exc)
+            return json.dumps(self.snapshot(), default=str).encode()
+
+    def _write_state_file(self, data: bytes) -> None:
+        try:
+            atomic_write(self.layout.index / NODE_STATE_FILE, data)
         except OSError:
             pass  # status is best effort; the engine keeps running
 
 
-def read_node_state(layout: Layout) -> Optional[dict[str, Any]]:
-    try:
-        return json.loads((layout.index / NODE_STATE_FILE).read_text())
-    except (OSError, ValueError):
-        return None
+def read_node_state(layout: Layout) -> Optional[AnySnapshot]:
+    """The typed state a node left in ``layout`` (None when there is none)."""
+    return read_snapshot(layout)

@@ -74,13 +74,6 @@ class HealthResponse(Message):
     uptime_s: float = 0.0
 
 
-class ShareRequest(Message):
-    """An operator's new disk share for a running miner."""
-
-    size_in_gb: float = Field(gt=0, le=10**6)
-    workers: Optional[int] = Field(default=None, ge=1, le=256)
-
-
 class ErrorBody(BaseModel):
     error: str     # a short code: unauthorized, replayed, forbidden, bad_request, ...
     message: str   # what happened and what to do

@@ -1,11 +1,11 @@
 """`tensorage-console`: one Textual app over the engines, on the engines' own event loop.
 
-Data flow (DESIGN §8, §10):
+Data flow (docs/design.md, "Console"):
   engine -> EventBus -> EventPump (coalescing) -> EngineEvents message -> ConsoleState.ingest
-  -> the visible screen redraws the topics that changed; file and chain reads that events
-  call for run in thread workers that answer with typed messages.
-Commands go the other way as plain engine calls (run a job now, pause, add a miner).
-There are no polling timers: when nothing happens on the bus, nothing is redrawn.
+  -> the visible screen redraws the topics that changed; file and chain reads run in thread
+  workers that answer with typed messages. Screens ask the app for reads (NeedData) and commands
+  (JobCommand) with messages; the app calls its source (tui/sources), which calls the engines or
+  the node's operator API. There are no polling timers: when nothing happens, nothing is redrawn.
 """
 
 from __future__ import annotations
@@ -22,10 +22,11 @@ from textual.app import App
 from textual.binding import Binding
 from textual.worker import Worker, WorkerState
 
+from ..engines.snapshot import AnySnapshot
 from ..errors import TensorageError
-from .backend import Backend, DiskInfo, JobRow
 from .commands import ConsoleCommands
-from .messages import (ChainLoaded, DisksLoaded, EngineEvents, EnginesFailed, EnginesStarted, NodeFilesLoaded)
+from .messages import (ChainLoaded, DisksLoaded, EngineEvents, EnginesFailed, EnginesStarted, JobCommand, NeedData,
+                       NodeFilesLoaded)
 from .pump import EventPump
 from .screens.base import ConsoleScreen
 from .screens.challenges import ChallengesScreen
@@ -36,6 +37,7 @@ from .screens.logs import LogsScreen
 from .screens.overview import OverviewScreen
 from .screens.weights import WeightsScreen
 from .screens.wizard import WizardScreen
+from .sources import DiskInfo, JobRow, Source
 from .state import ConsoleState
 
 log = logging.getLogger(__name__)
@@ -69,7 +71,7 @@ class ConsoleApp(App[int]):
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]
 
-    def __init__(self, backend: Backend, *, start_engines: bool = True, state: Optional[ConsoleState] = None,
+    def __init__(self, backend: Source, *, start_engines: bool = True, state: Optional[ConsoleState] = None,
                  replay: bool = True, handle_signals: bool = False, freeze_heap: bool = False) -> None:
         super().__init__()
         self.handle_signals = handle_signals
@@ -86,7 +88,7 @@ class ConsoleApp(App[int]):
         self.block: Optional[int] = None
         self.last_epoch: Optional[int] = None
         self.chain_error = ""
-        self.snapshots: dict[str, dict] = {}
+        self.snapshots: dict[str, AnySnapshot] = {}  # node name -> its state file (sources with node_files)
         self.disk_infos: dict[str, DiskInfo] = {}
         self.exit_message = ""
         self.redraws = 0  # screen refreshes driven by events (tests, benchmark)
@@ -180,8 +182,18 @@ class ConsoleApp(App[int]):
     def on_engine_events(self, message: EngineEvents) -> None:
         events = self.pump.take(message)
         topics = self.state.ingest(events)
+        if "chain" in topics:
+            self.load_chain()  # the header's block follows the chain on every screen
         if topics:
             self.refresh_screen(topics)
+
+    def on_need_data(self, message: NeedData) -> None:
+        if "chain" in message.what:
+            self.load_chain()
+        if "nodefiles" in message.what and self.backend.caps.node_files:
+            self.load_node_files()
+        if "disks" in message.what:
+            self.load_disks()
 
     def refresh_screen(self, topics) -> None:
         screen = self.screen
@@ -193,7 +205,7 @@ class ConsoleApp(App[int]):
     @work(thread=True, exclusive=True, exit_on_error=False, group="chain")
     def load_chain(self) -> None:
         names = None
-        if getattr(self.backend, "names_dirty", False) or not self.state.names:
+        if self.backend.names_dirty or not self.state.names:
             names = self.backend.load_names()
         try:
             mg, block, epoch = self.backend.load_chain()
@@ -241,30 +253,30 @@ class ConsoleApp(App[int]):
 
     # -- commands ---------------------------------------------------------------------------------
     def job_rows(self) -> list[JobRow]:
-        rows = self.backend.jobs()
-        node_jobs = getattr(self.backend, "node_jobs", None)
-        if node_jobs is not None:
-            rows += node_jobs(self.snapshots)
-        return rows
+        return self.backend.jobs(self.snapshots)
 
-    def job_control(self, row: JobRow, action: str) -> bool:
+    def on_job_command(self, message: JobCommand) -> None:
+        self.run_worker(self._job_command(message.row, message.action), group="jobs", exit_on_error=False)
+
+    async def _job_command(self, row: JobRow, action: str) -> None:
         try:
-            text = self.backend.control(row, action)
+            text = await self.backend.control(row, action)
         except TensorageError as exc:
             self.notify(str(exc), severity="error", timeout=8)
-            return False
+            return
         self.notify(text, timeout=3)
+        if self.backend.caps.node_files:
+            self.load_node_files()  # the node rewrites its state file after a command
         self.refresh_screen({"jobs"})
-        return True
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "allocate":
             # False hides the key (None would only dim it)
-            return self.backend.can_allocate and not isinstance(self.screen, WizardScreen)
+            return self.backend.caps.allocate and not isinstance(self.screen, WizardScreen)
         return True
 
     def action_allocate(self) -> None:
-        if not self.backend.can_allocate:
+        if not self.backend.caps.allocate:
             self.notify("this console runs a validator: there is no disk to allocate", severity="warning")
             return
         if isinstance(self.screen, WizardScreen):

@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Callable
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
+from .messages import JobCommand
 from .widgets.chrome import SCREENS
 
 if TYPE_CHECKING:
@@ -19,20 +20,21 @@ class ConsoleCommands(Provider):
     def commands(self) -> list[tuple[str, Callable[[], object], str]]:
         app: "ConsoleApp" = self.app  # type: ignore[assignment]
         out: list[tuple[str, Callable[[], object], str]] = []
-        if app.backend.can_allocate:
-            name = "Add a miner to the devnet" if app.backend.kind == "devnet" else "Allocate / reallocate the disk share"
-            out.append((name, app.action_allocate, "open the allocation wizard"))
+        caps = app.backend.caps
+        if caps.allocate:
+            out.append((caps.allocate_label, app.action_allocate, "open the allocation wizard"))
         for key, mode, label in SCREENS:
             out.append((f"Show {label}", partial(app.switch_mode, mode), f"screen {key}"))
-        for row in app.job_rows():
-            if not row.controllable:
-                continue
-            out.append((f"Run job now: {row.key}", partial(app.job_control, row, "run"), "run it once, now"))
+        for row in app.job_rows():  # every job, in this process or in a node process
+            out.append((f"Run job now: {row.key}", partial(self._command, row, "run"), "run it once, now"))
             if row.info.paused:
-                out.append((f"Resume job: {row.key}", partial(app.job_control, row, "resume"), "back on schedule"))
+                out.append((f"Resume job: {row.key}", partial(self._command, row, "resume"), "back on schedule"))
             else:
-                out.append((f"Pause job: {row.key}", partial(app.job_control, row, "pause"), "skip its runs"))
+                out.append((f"Pause job: {row.key}", partial(self._command, row, "pause"), "skip its runs"))
         return out
+
+    def _command(self, row, action: str) -> None:
+        self.app.post_message(JobCommand(row, action))
 
     async def discover(self) -> Hits:
         for text, callback, help_text in self.commands():

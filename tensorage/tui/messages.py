@@ -87,3 +87,21 @@ class AllocationStarted(Message):
 @dataclass
 class AllocationFailed(Message):
     reason: str
+
+
+# --- from screens to the app: screens ask, the app reads and commands ---------------------------
+
+
+@dataclass
+class NeedData(Message):
+    """A screen needs fresh reads: any of "chain", "nodefiles", "disks" (done in thread workers)."""
+
+    what: frozenset[str]
+
+
+@dataclass
+class JobCommand(Message):
+    """Run, pause or resume a job (the Jobs screen's keys, the command palette)."""
+
+    row: Any  # sources.JobRow
+    action: str

@@ -12,11 +12,11 @@ import sys
 from textual.widgets import Input
 
 from tensorage.chain.wallets import load_wallet
-from tensorage.cli import apply_devnet_defaults
+from tensorage.engines.devnet import node_settings as apply_devnet_defaults
 from tensorage.events import EventBus
 from tensorage.storage.layout import Layout
 from tensorage.tui.app import ConsoleApp
-from tensorage.tui.backend import AttachedBackend
+from tensorage.tui.sources import AttachedSource
 from tensorage.tui.screens.wizard import WizardScreen
 from tensorage.tui.widgets.keyed_table import KeyedTable
 
@@ -44,7 +44,7 @@ async def test_console_attaches_to_a_running_miner(plotted_devnet, tmp_path):
             if node_state(db_root).get("endpoint") and node_state(db_root).get("state") == "running":
                 break
             await asyncio.sleep(0.1)
-        backend = AttachedBackend(settings, EventBus(), load_wallet(settings))
+        backend = AttachedSource(settings, EventBus(), load_wallet(settings))
         app = ConsoleApp(backend)
         async with app.run_test(size=SIZE) as pilot:
             await until(pilot, lambda: app.engine_state == "running", "the console to attach to the running miner")
@@ -62,7 +62,7 @@ async def test_console_attaches_to_a_running_miner(plotted_devnet, tmp_path):
                     break
                 await pilot.press("down")
             await pilot.press("p")
-            await until(pilot, lambda: any(j["id"] == "scrub" and j["paused"] for j in backend.snap.get("jobs", [])),
+            await until(pilot, lambda: any(j.id == "scrub" and j.paused for j in backend.snap.jobs),
                         "scrub paused in the running node")
             # the wizard gives the running miner a larger share; it plots, and the console follows
             await pilot.press("a")
@@ -83,8 +83,9 @@ async def test_console_attaches_to_a_running_miner(plotted_devnet, tmp_path):
             app.screen.query_one(Input).value = "2"
             await pilot.press("enter")
             await pilot.press("y")
-            await until(pilot, lambda: backend.snap.get("size_in_gb") == 0.05 and backend.snap.get("plots_held", 0) > 4,
+            await until(pilot, lambda: backend.snap.share.size_in_gb == 0.05 and backend.snap.plots_held > 4,
                         "the running miner to plot its larger share", timeout=120)
+            assert backend.snap.share.source == "stored"
             await pilot.press("q")
         assert miner.poll() is None, "quitting an attached console must leave the node running"
         assert node_state(db_root)["state"] == "running"

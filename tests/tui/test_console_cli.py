@@ -11,7 +11,7 @@ import time
 import psutil
 
 from tensorage.console_cli import main, resolve
-from tensorage.tui.backend import DevnetBackend, NodeBackend
+from tensorage.tui.sources import DevnetSource, LocalSource
 
 
 def run(argv, capsys) -> tuple[int, str]:
@@ -46,13 +46,13 @@ def test_flags_reach_the_engines(devnet_root):
     from tensorage.console_cli import build_backend
 
     backend = build_backend(settings, role, args)
-    assert isinstance(backend, DevnetBackend)
+    assert isinstance(backend, DevnetSource)
     assert backend.supervisor.node_args == ("--seconds_per_round", "3.0", "--seconds_per_weights", "10")
     settings, role, args = resolve(["--network", "devnet", "--devnet.root", str(devnet_root), "--role", "validator",
                                     "--wallet.name", "validator-0"])
     assert role == "validator" and settings.db_root == devnet_root / "nodes" / "validator-0"
     backend = build_backend(settings, role, args)
-    assert isinstance(backend, NodeBackend) and backend.node.role == "validator"
+    assert isinstance(backend, LocalSource) and backend.node.role == "validator"
 
 
 def test_no_tui_runs_the_devnet_headless_and_stops_on_sigint(tmp_path):

@@ -12,7 +12,7 @@ from tensorage.engines.devnet import DevnetSupervisor
 from tensorage.events import (ChallengeResult, ErrorEvent, EventBus, JobRan, LogEvent, NodeState, PlotProgress,
                               WeightsSet)
 from tensorage.tui.app import ConsoleApp
-from tensorage.tui.backend import DevnetBackend
+from tensorage.tui.sources import DevnetSource
 from tensorage.tui.screens.wizard import WizardScreen
 from tensorage.tui.widgets.chrome import DevnetNotice
 from tensorage.tui.widgets.lazy_table import LazyTable
@@ -23,10 +23,10 @@ from .conftest import devnet_settings, screen_text, settle, until, until_text
 SIZE = (100, 30)
 
 
-def devnet_app(root: Path) -> tuple[ConsoleApp, DevnetBackend]:
+def devnet_app(root: Path) -> tuple[ConsoleApp, DevnetSource]:
     settings = devnet_settings(root, seconds_per_round=1, workers=2)
     supervisor = DevnetSupervisor(settings, EventBus(), node_args=node_passthrough(settings))
-    backend = DevnetBackend(supervisor)
+    backend = DevnetSource(supervisor)
     return ConsoleApp(backend, start_engines=False), backend
 
 

@@ -7,11 +7,11 @@ from pathlib import Path
 
 from textual.widgets import Input
 
-from tensorage.cli import apply_devnet_defaults
+from tensorage.engines.devnet import node_settings as apply_devnet_defaults
 from tensorage.engines.run import build_node
 from tensorage.events import EventBus
 from tensorage.tui.app import ConsoleApp
-from tensorage.tui.backend import NodeBackend
+from tensorage.tui.sources import LocalSource
 from tensorage.tui.screens.wizard import WizardScreen
 from tensorage.tui.widgets.keyed_table import KeyedTable
 
@@ -40,7 +40,7 @@ async def select_job(pilot, job_id: str) -> None:
 async def test_miner_console_jobs_palette_and_wizard_allocation(plotted_devnet):
     settings = node_settings(plotted_devnet, "miner-0", size_in_gb=0.03, workers=2, seconds_per_reallocate=3600)
     node = build_node("miner", settings, EventBus())
-    app = ConsoleApp(NodeBackend(node))
+    app = ConsoleApp(LocalSource(node))
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, lambda: app.engine_state == "running" and jobs_state(node).get("reallocate")
                     and jobs_state(node)["reallocate"].runs >= 1, "the miner started and reallocated once")
@@ -57,10 +57,10 @@ async def test_miner_console_jobs_palette_and_wizard_allocation(plotted_devnet):
         await pilot.pause()
         await select_job(pilot, "scrub")
         await pilot.press("p")
-        assert jobs_state(node)["scrub"].paused
+        await until(pilot, lambda: jobs_state(node)["scrub"].paused, "scrub paused")
         await until(pilot, lambda: "paused" in screen_text(app), "paused shown")
         await pilot.press("u")
-        assert not jobs_state(node)["scrub"].paused
+        await until(pilot, lambda: not jobs_state(node)["scrub"].paused, "scrub resumed")
         await select_job(pilot, "sync")
         runs = jobs_state(node)["sync"].runs
         await pilot.press("r")
@@ -113,7 +113,7 @@ async def test_validator_console_shows_real_challenges_and_weights(plotted_devne
     validator = build_node("validator", node_settings(plotted_devnet, "validator-0", seconds_per_round=1,
                                                       seconds_per_weights=2), bus)
     await miner.start()
-    app = ConsoleApp(NodeBackend(validator))
+    app = ConsoleApp(LocalSource(validator))
     try:
         async with app.run_test(size=SIZE) as pilot:
             await until_text(pilot, "miners synced")  # the overview's line about the engine

@@ -9,6 +9,7 @@ from textual.screen import Screen
 from textual.widget import Widget
 from textual.widgets import Footer
 
+from ..messages import NeedData
 from ..widgets.chrome import NavBar
 
 # Topics that answer a read (never start one, so reads cannot loop).
@@ -44,7 +45,13 @@ class ConsoleScreen(Screen):
             parts.append(f"block {app.block}")
         if app.engine_state != "running":
             parts.append(app.engine_state)
+        elif ident.link:
+            parts.append("node lost")
         return " ".join(parts)
+
+    def need(self, *what: str) -> None:
+        """Ask the app for fresh reads (it runs them in thread workers and tells us when done)."""
+        self.post_message(NeedData(frozenset(what)))
 
     def on_screen_resume(self) -> None:
         self.refresh_view(set(self.TOPICS) | {"resume", "names"})

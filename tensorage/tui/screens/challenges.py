@@ -45,7 +45,7 @@ class ChallengesScreen(ConsoleScreen):
 
     @property
     def served_view(self) -> bool:
-        return self.console.backend.kind == "miner"
+        return self.console.backend.caps.answers_challenges
 
     def on_mount(self) -> None:
         state = self.console.state

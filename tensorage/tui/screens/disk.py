@@ -9,7 +9,7 @@ from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
 from ..format import duration, pct, size
-from ..widgets.disk_panel import DiskPanel, DiskView
+from ..widgets.disk_panel import DiskPanel, DiskView, disk_views
 from ..widgets.keyed_table import KeyedTable
 from .base import ConsoleScreen
 
@@ -33,30 +33,11 @@ class DiskScreen(ConsoleScreen):
 
     def request_loads(self, topics: set[str]) -> None:
         if topics & {"disk_files", "resume", "nodes"}:
-            self.console.load_disks()
+            self.need("disks")
 
     def views(self) -> list[DiskView]:
         app = self.console
-        state = app.state
-        engine = app.backend.disk_live()
-        names = set(app.disk_infos) | set(engine)
-        names |= {s for s in state.disks if s.startswith("miner")}
-        by_name = {v: k for k, v in state.names.items()}
-        mg = app.metagraph
-        views = []
-        for name in sorted(names):
-            v = DiskView(name=name, info=app.disk_infos.get(name), live=state.disks.get(name),
-                         engine=engine.get(name))
-            hotkey = by_name.get(name)
-            if app.backend.kind == "miner":
-                hotkey = app.backend.identity().hotkey
-                v.served = (v.engine or {}).get("served", 0)
-            if hotkey:
-                v.peer = state.peers.get(hotkey)
-                if mg is not None and mg.by_hotkey(hotkey):
-                    v.uid = mg.by_hotkey(hotkey).uid
-            views.append(v)
-        return views
+        return disk_views(app.state, app.backend, app.metagraph, app.disk_infos)
 
     def redraw(self, topics: set[str]) -> None:
         views = self.views()

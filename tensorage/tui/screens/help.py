@@ -30,15 +30,15 @@ class HelpScreen(ModalScreen[None]):
         self.under = under
 
     def compose(self) -> ComposeResult:
-        title = getattr(self.under, "MODE", "") or type(self.under).__name__
+        title = getattr(self.under, "TITLE_TEXT", "") or getattr(self.under, "MODE", "").capitalize() or "Help"
         keys = Table.grid(padding=(0, 2))
         keys.add_column(style="bold", no_wrap=True)
         keys.add_column()
-        for key, what in getattr(self.under, "KEYS", ()):
+        own = list(getattr(self.under, "KEYS", ()))
+        taken = {key for key, _ in own}
+        for key, what in own + [(k, w) for k, w in GLOBAL_KEYS if k not in taken]:  # the screen's word wins
             keys.add_row(key, what)
-        for key, what in GLOBAL_KEYS:
-            keys.add_row(key, what)
-        body = Group(Text(f"{title.capitalize()}", style="bold"), Text(getattr(self.under, "HELP", "")), Text(""),
+        body = Group(Text(title, style="bold"), Text(getattr(self.under, "HELP", "")), Text(""),
                      Text("Keys", style="bold"), keys, Text(""), Text("esc, ? or q closes this help", style="dim"))
         with VerticalScroll(id="help-box"):
             yield Static(body, id="help-text")

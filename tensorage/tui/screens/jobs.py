@@ -11,10 +11,12 @@ from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import Static
 
-from ..backend import JobRow
 from ..format import clock, duration
+from ..messages import JobCommand
+from ..sources import JobRow
 from ..widgets.keyed_table import KeyedTable
 from .base import ConsoleScreen
+from .detail import DetailScreen
 
 JOB_COLUMNS = (("source", "source"), ("job", "job"), ("every", "every"), ("next", "next"), ("runs", "runs"),
                ("last", "last run"), ("result", "result"))
@@ -35,15 +37,17 @@ def state_text(info) -> Text:
 class JobsScreen(ConsoleScreen):
     MODE = "jobs"
     HELP = ("Every scheduled job (APScheduler): how often it runs, when it runs next, how many times it ran, "
-            "its last result and how long it took. Jobs of engines in this process can be run now, paused and "
-            "resumed; on the devnet the node processes' own jobs are shown read-only (they run in those "
-            "processes), with the processes themselves below.")
-    KEYS = (("↑/↓", "choose a job"), ("r", "run the job now"), ("p", "pause it"), ("u", "resume it"))
+            "its last result and how long it took. Any job can be run now, paused and resumed, whether it runs "
+            "in this process or in a node process (through the node's operator API); on the devnet the node "
+            "processes themselves are listed below.")
+    KEYS = (("↑/↓", "choose a job"), ("enter", "the job's whole last result"), ("r", "run the job now"),
+            ("p", "pause it"), ("u", "resume it"))
     TOPICS = frozenset({"jobs", "nodes", "nodefiles"})
     BINDINGS = [
         Binding("r", "job('run')", "Run now"),
         Binding("p", "job('pause')", "Pause"),
         Binding("u", "job('resume')", "Resume"),
+        Binding("enter", "detail", "Whole result", show=False),
     ]
 
     def body(self) -> Iterable[Widget]:
@@ -54,13 +58,13 @@ class JobsScreen(ConsoleScreen):
 
     def on_mount(self) -> None:
         self.query_one("#jobs-table").focus()
-        if self.console.backend.kind != "devnet":
+        if not self.console.backend.caps.node_processes:
             self.query_one("#nodes-title").display = False
             self.query_one("#nodes-table").display = False
 
     def request_loads(self, topics: set[str]) -> None:
-        if self.console.backend.kind == "devnet" and topics & {"jobs", "nodes", "resume"}:
-            self.console.load_node_files()
+        if topics & {"jobs", "nodes", "resume"}:
+            self.need("nodefiles")
 
     def rows(self) -> list[JobRow]:
         return self.console.job_rows()
@@ -81,7 +85,7 @@ class JobsScreen(ConsoleScreen):
             # a clock time, not "in 5s": screens redraw on events, not on a timer, so a countdown would go stale
             nxt = Text("paused", style="yellow") if i.paused else Text(
                 "due" if i.next_run is not None and i.next_run <= now else clock(i.next_run))
-            source = Text(r.source, style="" if r.controllable else "dim")
+            source = Text(r.source)
             out.append((r.key, [source, i.id, duration(i.seconds), nxt, str(i.runs), state_text(i), result]))
         self.query_one("#jobs-table", KeyedTable).sync(out)
         row = self.selected()
@@ -90,18 +94,14 @@ class JobsScreen(ConsoleScreen):
             hint.append(f"{row.key}: ", style="bold")
             if row.info.last_run_at:
                 hint.append(f"ran {clock(row.info.last_run_at)}: {row.info.last_result or 'no result'}. ")
-            if not row.controllable:
-                hint.append(f"runs inside the {row.source} process: shown here, controlled there", style="dim")
-            else:
-                hint.append("r run now · p pause · u resume", style="dim")
+            hint.append("enter: whole result · r run now · p pause · u resume", style="dim")
         self.query_one("#jobs-hint", Static).update(hint, layout=False)
-        if self.console.backend.kind == "devnet":
+        if self.console.backend.caps.node_processes:
             nodes = []
             for n in self.console.backend.nodes():
-                style = {"running": "green", "exited": "red", "restarting": "yellow"}.get(n["state"], "dim")
-                log = Path(n["log"]).name if n.get("log") else ""
-                nodes.append((n["node"], [n["node"], n["role"], Text(n["state"], style=style),
-                                          str(n["pid"] or "-"), str(n["restarts"]), log]))
+                style = {"running": "green", "exited": "red", "restarting": "yellow"}.get(n.state, "dim")
+                nodes.append((n.node, [n.node, n.role, Text(n.state, style=style), str(n.pid or "-"),
+                                       str(n.restarts), Path(n.log).name if n.log else ""]))
             self.query_one("#nodes-table", KeyedTable).sync(nodes)
 
     def on_data_table_row_highlighted(self, event) -> None:
@@ -113,4 +113,22 @@ class JobsScreen(ConsoleScreen):
         if row is None:
             self.notify("no job selected", severity="warning")
             return
-        self.console.job_control(row, action)
+        self.post_message(JobCommand(row, action))
+
+    def action_detail(self) -> None:
+        row = self.selected()
+        if row is None:
+            return
+        i = row.info
+        body = Text()
+        body.append(f"every {duration(i.seconds)} · runs {i.runs} · ")
+        body.append("paused" if i.paused else f"next {clock(i.next_run)}")
+        if i.last_run_at:
+            body.append(f"\nlast run {clock(i.last_run_at)}")
+            if i.last_duration_s is not None:
+                body.append(f", took {i.last_duration_s:.2f}s")
+            body.append(" · ")
+            body.append_text(state_text(i))
+        body.append("\n\n")
+        body.append(i.last_result or "no result yet")
+        self.app.push_screen(DetailScreen(row.key, body))

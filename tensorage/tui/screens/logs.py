@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from typing import Iterable, Optional
 
 from rich.text import Text
@@ -14,6 +15,7 @@ from ..format import LEVEL_STYLE, clock
 from ..state import LEVELS, level_of
 from ..widgets.lazy_table import Column, ListRows, LazyTable
 from .base import ConsoleScreen
+from .detail import DetailScreen
 
 COLUMNS = (Column("time", 8), Column("level", 7), Column("source", 11), Column("message", 0))
 
@@ -24,13 +26,15 @@ class LogsScreen(ConsoleScreen):
             "runs), by source (a node on the devnet), and search the text. Only the visible lines are "
             "rendered, so the full history (20,000 events) stays fast.")
     KEYS = (("l", "minimum level: debug → info → warning → error"), ("s", "next source (all, then each node)"),
-            ("/", "search (Enter keeps it, Esc clears it)"), ("↑/↓ PgUp/PgDn Home/End", "move"))
+            ("/", "search (Enter keeps it, Esc clears it)"), ("enter", "the whole event (long lines are cut)"),
+            ("↑/↓ PgUp/PgDn Home/End", "move"))
     TOPICS = frozenset({"logs"})
     BINDINGS = [
         Binding("l", "level", "Level"),
         Binding("s", "source", "Source"),
         Binding("slash", "search", "Search", key_display="/"),
         Binding("escape", "clear_search", "Clear", show=False),
+        Binding("enter", "detail", "Whole line"),
     ]
 
     def __init__(self) -> None:
@@ -109,6 +113,16 @@ class LogsScreen(ConsoleScreen):
         self.source = sources[(i + 1) % len(sources)]
         self.rebuild()
         self._status()
+
+    def action_detail(self) -> None:
+        event = self.query_one(LazyTable).current()
+        if event is None:
+            return
+        level = level_of(event)
+        body = Text(event.summary(), style=LEVEL_STYLE.get(level, ""))
+        fields = {k: v for k, v in json.loads(event.to_json()).items() if k not in ("ts", "source")}
+        body.append("\n\n" + json.dumps(fields, indent=2, default=str), style="dim")
+        self.app.push_screen(DetailScreen(f"{clock(event.ts)} {level} {event.source or '-'}", body))
 
     def action_search(self) -> None:
         box = self.query_one("#logs-search", Input)

@@ -55,11 +55,10 @@ class OverviewScreen(ConsoleScreen):
         yield KeyedTable(METAGRAPH_COLUMNS, id="ov-metagraph")
 
     def request_loads(self, topics: set[str]) -> None:
-        app = self.console
-        if topics & {"chain", "nodes", "resume"}:
-            app.load_chain()
-        if app.backend.kind == "devnet" and topics & {"jobs", "nodes", "resume"}:
-            app.load_node_files()
+        if topics & {"nodes", "resume"}:
+            self.need("chain")
+        if topics & {"jobs", "nodes", "resume"}:
+            self.need("nodefiles")
 
     def redraw(self, topics: set[str]) -> None:
         app = self.console
@@ -67,9 +66,9 @@ class OverviewScreen(ConsoleScreen):
         mg = app.metagraph
         rows: list[tuple[str, object]] = []
         nodes = app.backend.nodes()
-        roles = Text(ident.roles)
-        if app.backend.kind == "devnet" and nodes:
-            running = sum(1 for n in nodes if n["state"] == "running")
+        roles = Text(ident.roles, style="bold yellow" if ident.link else "")
+        if app.backend.caps.node_processes and nodes:
+            running = sum(1 for n in nodes if n.state == "running")
             roles.append(f" · {running}/{len(nodes)} node processes running",
                          style="green" if running == len(nodes) else "yellow")
         if app.engine_state != "running":
@@ -108,7 +107,7 @@ class OverviewScreen(ConsoleScreen):
             self.query_one("#ov-ident", Static).update(grid)
         self._metagraph(mg, nodes, ident.hotkey)
 
-    def _metagraph(self, mg, nodes: list[dict], my_hotkey) -> None:
+    def _metagraph(self, mg, nodes: list, my_hotkey) -> None:
         table = self.query_one("#ov-metagraph", KeyedTable)
         title = self.query_one("#ov-mg-title", Static)
         if mg is None:
@@ -119,7 +118,7 @@ class OverviewScreen(ConsoleScreen):
         title.update(f"metagraph: netuid {mg.netuid}, {len(mg.neurons)} neurons, "
                      f"{len(mg.validators)} with validator permits", layout=False)
         names = self.console.state.names
-        proc = {n["node"]: n["state"] for n in nodes}
+        proc = {n.node: n.state for n in nodes}
         rows = []
         for n in mg.neurons:
             name = names.get(n.hotkey, "")

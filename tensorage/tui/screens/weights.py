@@ -8,6 +8,7 @@ from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import Static
 
+from ...engines.snapshot import ValidatorSnapshot
 from ..format import clock, pct, size
 from ..widgets.keyed_table import KeyedTable
 from .base import ConsoleScreen
@@ -35,40 +36,34 @@ class WeightsScreen(ConsoleScreen):
         yield Static(id="weights-note", classes="note")
 
     def request_loads(self, topics: set[str]) -> None:
-        app = self.console
-        if topics & {"chain", "weights", "resume"}:
-            app.load_chain()
-        if app.backend.kind == "devnet" and topics & {"weights", "resume"}:
-            app.load_node_files()
+        if topics & {"weights", "resume"}:
+            self.need("chain", "nodefiles")
 
     def validators(self) -> list[str]:
         app = self.console
-        if app.backend.kind == "validator":
-            return [app.backend.node.source]
-        if app.backend.kind != "devnet":
-            return []
         names = set(app.backend.validator_names())
-        names |= {s for s in app.state.weights if s.startswith("validator")}
-        names |= {s for s, snap in app.snapshots.items() if snap.get("role") == "validator"}
+        if app.backend.caps.many_validators:
+            names |= {s for s in app.state.weights if s.startswith("validator")}
+            names |= {s for s, snap in app.snapshots.items() if isinstance(snap, ValidatorSnapshot)}
         return sorted(names)
 
     def redraw(self, topics: set[str]) -> None:
         app = self.console
-        kind = app.backend.kind
+        caps = app.backend.caps
         validators = self.validators()
         rows = app.backend.weight_rows(app.metagraph, app.state.weights, app.snapshots)
         table = self.query_one("#weights-table", KeyedTable)
         columns = [("uid", "uid"), ("miner", "miner")]
-        if kind != "miner":
+        if caps.judges:
             columns += [("proven", "proven"), ("score", "score")]
-            columns += [(f"w:{v}", _short_validator(v) if kind == "devnet" else "weight") for v in validators]
+            columns += [(f"w:{v}", _short_validator(v) if caps.many_validators else "weight") for v in validators]
         columns += [("incentive", "incentive"), ("consensus", "consensus"), ("emission", "emission")]
         table.set_columns(columns)
         out = []
         for r in sorted(rows, key=lambda r: r.uid):
             name = r.name or app.state.name(r.hotkey, r.uid)
             cells: list = [str(r.uid), name]
-            if kind != "miner":
+            if caps.judges:
                 ratios = [x for x in r.ratio.values() if x is not None]
                 scores = [x for x in r.score.values() if x is not None]
                 cells += [pct(sum(ratios) / len(ratios)) if ratios else "-",
@@ -82,21 +77,21 @@ class WeightsScreen(ConsoleScreen):
         note = ("proven: proofs returned / expected (validators' average) · score: proven plot bytes × latency "
                 "factor · weight: what each validator last set · incentive, consensus, emission: the chain after "
                 "its last epoch")
-        if kind == "miner":
+        if not caps.judges:
             note = "a miner sees the chain's incentive; validators' scores and weights stay with them"
         self.query_one("#weights-note", Static).update(Text(note, style="dim"))
 
     def _head(self, validators: list[str]) -> Text:
         app = self.console
         text = Text()
-        kind = app.backend.kind
-        if kind == "validator":
-            node = app.backend.node
-            block = node.last_weights_block
+        caps = app.backend.caps
+        own = app.backend.own_snapshot()
+        if isinstance(own, ValidatorSnapshot):
+            block = own.last_weights_block
             text.append("last set " + (f"at block {block}" if block is not None else "never (waiting for scores)"),
                         style="bold")
             text.append(f" · every {app.backend.settings.weights_interval}s")
-        elif kind == "devnet":
+        elif caps.many_validators:
             if not validators:
                 text.append("no validator yet", style="dim")
             for i, v in enumerate(validators):

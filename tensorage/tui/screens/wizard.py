@@ -25,9 +25,9 @@ from ...config import GB
 from ...errors import TensorageError
 from ...render import plan_table
 from ..format import clock, duration, size
-from ..messages import AllocationFailed, AllocationStarted, WizardChecked
+from ..messages import AllocationFailed, AllocationStarted, NeedData, WizardChecked
 from ..state import level_of
-from ..widgets.disk_panel import DiskPanel, DiskView
+from ..widgets.disk_panel import DiskPanel, DiskView, disk_views
 from .confirm import ConfirmScreen
 
 if TYPE_CHECKING:
@@ -43,6 +43,7 @@ def _readable(reason: str) -> str:
 
 
 class WizardScreen(Screen):
+    TITLE_TEXT = "Allocation wizard"
     HELP = ("Allocate a disk share step by step. Each entry is checked (read-only) and refused with the reason "
             "if it cannot work; nothing is written before you confirm.")
     KEYS = (("enter", "check this step and go on"), ("esc", "back one step (closes the wizard from the first)"))
@@ -79,7 +80,7 @@ class WizardScreen(Screen):
 
     def on_mount(self) -> None:
         backend = self.console.backend
-        title = "Add a miner to the devnet" if backend.kind == "devnet" else "Allocate this miner's disk share"
+        title = "Add a miner to the devnet" if backend.caps.adds_miners else "Allocate this miner's disk share"
         self.query_one("#wiz-title", Static).update(Text(title, style="bold"))
         self.values = {"path": backend.default_path(), "size": "", "workers": str(backend.default_workers())}
         if self.app.is_headless:  # tests and snapshots: a steady cursor
@@ -116,7 +117,7 @@ class WizardScreen(Screen):
         p = self.console.backend.profile
         keys = Text("\nenter: check and continue · esc: back", style="dim")
         if self.step == "path":
-            where = ("the new miner's database root (plots, shards, index)" if backend.kind == "devnet"
+            where = ("the new miner's database root (plots, shards, index)" if backend.caps.adds_miners
                      else "this miner's database root")
             return Text(f"Path: {where}. It must exist or be creatable, and be writable.") + keys
         if self.step == "size":
@@ -227,10 +228,7 @@ class WizardScreen(Screen):
             self.confirm()
 
     def suggest_size(self) -> str:
-        backend = self.console.backend
-        current = backend.settings.size_in_gb
-        if backend.kind == "devnet":
-            current = 0.03
+        current = self.console.backend.suggested_size_gb()
         fits = self.path_check.max_share / GB
         return f"{min(current, fits):g}"
 
@@ -271,7 +269,8 @@ class WizardScreen(Screen):
     def confirm(self) -> None:
         backend = self.console.backend
         plan = self.plan
-        if backend.kind == "devnet":
+        warning = ""
+        if backend.caps.adds_miners:
             question = f"Add a miner with {self.size_gb:g} GB at {self.path_check.path}?"
             detail = (f"A new wallet is created and registered on the devnet, and a miner process starts: it plots "
                       f"{plan.describe_plots()} ({size(plan.plot_bytes)}) with {self.n_workers} worker(s), then "
@@ -280,10 +279,14 @@ class WizardScreen(Screen):
             question = f"Allocate {self.size_gb:g} GB at {self.path_check.path}?"
             changes = f"{len(plan.add)} plots to make" + (f", {len(plan.remove)} to remove" if plan.remove else "")
             detail = (f"The running miner plots {plan.describe_plots()} ({size(plan.plot_bytes)}; {changes}) with "
-                      f"{self.n_workers} worker(s). A kill at any point is safe: half-made plots restart.")
+                      f"{self.n_workers} worker(s) and keeps this share across restarts. A kill at any point is "
+                      f"safe: half-made plots restart.")
+            if plan.remove:
+                warning = (f"This removes {len(plan.remove)} plot(s) now: {plan.remove_reason}. Their proofs are "
+                           f"lost until they are plotted again.")
         self.step = "confirm"
         self.show_step_marker()
-        self.app.push_screen(ConfirmScreen(question, detail), self.on_confirm)
+        self.app.push_screen(ConfirmScreen(question, detail, warning), self.on_confirm)
 
     def show_step_marker(self) -> None:
         steps = Text()
@@ -302,7 +305,8 @@ class WizardScreen(Screen):
 
     async def allocate(self) -> None:
         try:
-            source = await self.console.backend.allocate(self.path_check.path, self.size_gb, self.n_workers)
+            source = await self.console.backend.allocate(self.path_check.path, self.size_gb, self.n_workers,
+                                                         remove_plots=bool(self.plan.remove))
         except TensorageError as exc:
             self.post_message(AllocationFailed(_readable(str(exc))))
             return
@@ -314,7 +318,7 @@ class WizardScreen(Screen):
     def on_allocation_started(self, message: AllocationStarted) -> None:
         self.follow = message.source
         self.show_step("progress")
-        self.console.load_disks()
+        self.post_message(NeedData(frozenset({"disks"})))
 
     def on_allocation_failed(self, message: AllocationFailed) -> None:
         self.show_step("workers")
@@ -325,16 +329,16 @@ class WizardScreen(Screen):
         if self.step != "progress":
             return
         if topics & {"disk_files"}:
-            self.console.load_disks()
-        if topics & {"disk", "disk_loaded", "logs", "nodes"}:
+            self.post_message(NeedData(frozenset({"disks"})))
+        if topics & {"disk", "disk_loaded", "logs", "nodes", "challenges", "names"}:
             self.query_one("#wiz-info", Static).update(self.progress_view())
 
     def progress_view(self) -> Any:
         app = self.console
         src = self.follow or "?"
         live = app.state.disks.get(src)
-        engine = app.backend.disk_live().get(src)
-        view = DiskView(name=src, info=app.disk_infos.get(src), live=live, engine=engine)
+        views = disk_views(app.state, app.backend, app.metagraph, app.disk_infos)
+        view = next((v for v in views if v.name == src), DiskView(name=src, live=live))
         self.query_one("#wiz-progress", DiskPanel).show(view, self.size.width)
         head = Text()
         finished = live.finished if live else None

@@ -17,7 +17,8 @@ SCREENS = (("1", "overview", "Overview"), ("2", "disk", "Disk"), ("3", "challeng
 class NavBar(Static):
     """`` tensorage │ 1 Overview  2 Disk … │ devnet block 123`` with the current screen lit.
 
-    The screens always fit (73 columns); the status on the right is shortened to what fits.
+    When the labels and the status do not both fit (80 columns), the other screens show their
+    number only, so the network and block always stay in view.
     """
 
     DEFAULT_CSS = """
@@ -31,20 +32,30 @@ class NavBar(Static):
         self.current = current
         self.set_reactive(NavBar.status, status)
 
-    def render(self) -> Text:
+    def _tabs(self, compact: bool) -> Text:
         text = Text(no_wrap=True, overflow="crop")
         text.append(" tensorage ", style="bold")
         text.append("│", style="dim")
         for key, mode, label in SCREENS:
             if mode == self.current:
                 text.append(f" {key} {label} ", style="bold reverse")
+            elif compact:
+                text.append(f" {key}", style="bold")
             else:
                 text.append(f" {key}", style="bold")
                 text.append(f" {label} ", style="dim")
-        room = (self.size.width or 80) - text.cell_len - 2
+        return text
+
+    def render(self) -> Text:
+        width = self.size.width or 80
+        text = self._tabs(compact=False)
+        if self.status and width - text.cell_len - 2 < len(self.status):  # labels would cut the status
+            text = self._tabs(compact=True)
+        sep = "│ " if text.plain.endswith(" ") else " │ "
+        room = width - text.cell_len - len(sep)
         if self.status and room >= 6:
             status = self.status if len(self.status) <= room else self.status[: room - 1] + "…"
-            text.append("│ ", style="dim")
+            text.append(sep, style="dim")
             text.append(status)
         return text
 

@@ -9,9 +9,9 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
-from ..backend import DiskInfo
 from ..format import bar, duration, pct, size, stacked_bar
-from ..state import DiskLive, PeerStats
+from ..sources import DiskInfo
+from ..state import ConsoleState, DiskLive, PeerStats
 
 LABEL = 10
 
@@ -104,6 +104,28 @@ class DiskView:
         return bool(self.live and self.live.running)
 
 
+def disk_views(state: ConsoleState, source, metagraph, disk_infos: dict[str, DiskInfo]) -> list[DiskView]:
+    """Every miner the console knows, merged from its plot index, its events, its engine and the
+    validators' verdicts: one view for the Disk screen and the wizard's progress alike."""
+    engine = source.disk_live()
+    names = set(disk_infos) | set(engine) | {m.name for m in source.miners()}
+    names |= {s for s in state.disks if s.startswith("miner")}
+    by_name = {v: k for k, v in state.names.items()}
+    views = []
+    for name in sorted(names):
+        v = DiskView(name=name, info=disk_infos.get(name), live=state.disks.get(name), engine=engine.get(name))
+        hotkey = by_name.get(name)
+        if source.caps.answers_challenges:  # this console's own miner: what it answered
+            hotkey = source.identity().hotkey
+            v.served = (v.engine or {}).get("served", 0)
+        if hotkey:
+            v.peer = state.peers.get(hotkey)
+            if metagraph is not None and metagraph.by_hotkey(hotkey):
+                v.uid = metagraph.by_hotkey(hotkey).uid
+        views.append(v)
+    return views
+
+
 def _row(label: str, body: Text) -> Text:
     line = Text(label.ljust(LABEL), style="bold")
     line.append_text(body)
@@ -155,7 +177,7 @@ class DiskPanel(Static):
             legend.append("  ■ reserve ", style="yellow")
             legend.append(size(plan.reserve_bytes))
             legend.append("  ■ temp ", style="red")
-            legend.append(size(plan.temp_bytes))
+            legend.append(size(temp))  # only while plotting: the parts add up to the share
             legend.append("  ■ free ", style="bright_black")
             legend.append(size(free))
             lines.append(legend)

@@ -21,6 +21,10 @@ class KeyedTable(DataTable):
         self.can_focus = cursor
 
     def on_mount(self) -> None:
+        self._ensure_columns()
+
+    def _ensure_columns(self) -> None:
+        """Columns before any row: a redraw can come before this table's own mount."""
         if not self.columns:
             for key, label in self._column_spec:
                 self.add_column(label, key=key)
@@ -36,6 +40,7 @@ class KeyedTable(DataTable):
 
     def sync(self, rows: Sequence[tuple[str, Sequence[Any]]]) -> None:
         """Make the table show exactly ``rows`` ((key, cells) in order), changing what differs."""
+        self._ensure_columns()
         wanted = [k for k, _ in rows]
         current = [rk.value for rk in self.rows]
         if current != wanted:
