@@ -35,13 +35,17 @@ def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
     from .engines.allocator import Allocator
     from .events import EventBus
     from .logs import setup_logging
-    from .storage.layout import Footprint
+    from .storage import share as stored_share
+    from .storage.layout import Footprint, Layout
     from .storage.lock import NodeLock
 
     setup_logging(settings.logging.debug, settings.logging.trace)
     wallet = load_wallet(settings)
     hotkey = wallet.hotkey.ss58_address
     bus = EventBus()
+    flags = stored_share.flags_of(settings)
+    if not settings.validator:  # without --size_in_gb, the share stored with the node
+        settings = stored_share.resolve(settings, Layout(settings.db_root))[0]
     allocator = Allocator(settings, hotkey, bus)
     layout = allocator.layout
     layout.check_writable_target()  # a clear refusal before the lock creates anything
@@ -59,6 +63,8 @@ def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
             footprint.remove_new()
             out.print("nothing written")
             return 1
+        if not settings.validator and (flags[0] is not None or stored_share.load(layout) is None):
+            stored_share.store(layout, settings.size_in_gb, flags[1], "allocate", flags)  # the operator's decision
         return _allocate(settings, args, allocator, bus, plan)
     finally:
         allocator.close()
@@ -230,7 +236,38 @@ def cmd_miner(settings: Settings, args: argparse.Namespace) -> int:
 
     if not settings.profile.secure:
         err.print(f"[yellow]{DEVNET_INSECURE_NOTICE}[/]")
+    if not confirm_smaller_share(settings):
+        out.print("nothing changed: start the miner without --size_in_gb to keep the stored share")
+        return 1
     return run_main("miner", settings, events_jsonl=args.events == "jsonl")
+
+
+def confirm_smaller_share(settings: Settings) -> bool:
+    """A --size_in_gb smaller than the share stored with the node removes plots: ask first when a
+    person is at a terminal (pm2 and systemd have none: the flag is their operator's decision)."""
+    from .storage import share as stored_share
+    from .storage.layout import Layout
+
+    layout = Layout(settings.db_root)
+    stored = stored_share.load(layout)
+    resolved, state, _ = stored_share.resolve(settings, layout)
+    if stored is None or state.source != "flag" or resolved.size_in_gb >= stored.size_in_gb:
+        return True
+    if settings.disable_prompt or not sys.stdin.isatty():
+        return True
+    from .chain.wallets import load_wallet
+    from .engines.allocator import Allocator
+
+    allocator = Allocator(resolved, load_wallet(settings).hotkey.ss58_address)
+    try:
+        plan = allocator.plan()
+    finally:
+        allocator.close()
+    if not plan.remove:
+        return True
+    return _confirm(settings, f"--size_in_gb {resolved.size_in_gb:g} is smaller than the share stored with this node "
+                              f"({stored.size_in_gb:g} GB, {stored_share.describe(stored)}): {len(plan.remove)} "
+                              f"plot(s) would be removed ({plan.remove_reason}). Continue?")
 
 
 def cmd_validator(settings: Settings, args: argparse.Namespace) -> int:

@@ -197,6 +197,7 @@ def node_status(settings: Settings, hotkey: Optional[str], with_chain: bool = Tr
 def devnet_status(settings: Settings) -> dict[str, Any]:
     """The whole local subnet: chain, metagraph and every node's status."""
     from .chain.devnet import Devnet, SubnetSpec
+    from .engines.devnet import node_db_root
 
     root = settings.devnet_root
     spec = SubnetSpec.load(root)
@@ -209,8 +210,8 @@ def devnet_status(settings: Settings) -> dict[str, Any]:
     names = spec.hotkey_names(root)
     nodes: dict[str, Any] = {}
     for node in spec.nodes:
-        db_root = node.db_root_path or str(root / "nodes" / node.name)
-        node_settings = settings.model_copy(update={"db_root_path": db_root, "size_in_gb": node.size_in_gb or 0.001})
+        node_settings = settings.model_copy(update={"db_root_path": str(node_db_root(root, node)),
+                                                    "size_in_gb": node.size_in_gb or 0.001})
         hotkey = next((h for h, n in names.items() if n == node.name), None)
         try:
             nodes[node.name] = node_status(node_settings, hotkey, with_chain=False, live=False)

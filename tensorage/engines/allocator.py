@@ -10,9 +10,11 @@ reserve: it drops plots when shards need the room and plots again when room free
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -93,6 +95,9 @@ class Allocator:
         self._index: Optional[MinerIndex] = None
         self._lock = asyncio.Lock()
         self.cpus = os.cpu_count() or 1
+        # Recovery reads every plot's header and may delete temp files: off the event loop, in one
+        # thread of its own (so the plot index has at most one extra SQLite connection).
+        self._io = ThreadPoolExecutor(max_workers=1, thread_name_prefix="allocator-io")
 
     # -- reading state (no writes) --------------------------------------------------------
     @property
@@ -225,10 +230,13 @@ class Allocator:
             self._apply(self.plan(size_bytes))
             return await self._make_plots()
 
+    async def _off_loop(self, func, *args):
+        return await asyncio.get_running_loop().run_in_executor(self._io, func, *args)
+
     async def reallocate(self) -> PartitionPlan:
         """Follow the current client reserve and free space; returns the plan it applied."""
         async with self._lock:
-            self.recover(repair=True)
+            await self._off_loop(self.recover, True)
             try:
                 plan = self.plan()
             except NotEnoughSpace as exc:
@@ -399,8 +407,11 @@ class Allocator:
 
     def close(self) -> None:
         if self._index is not None:
+            with contextlib.suppress(RuntimeError):  # the recovery thread's connection, if it has one
+                self._io.submit(self._index.close).result()
             self._index.close()
             self._index = None
+        self._io.shutdown(wait=False)
 
 
 def verify_header(path: Path, expected_id: bytes, k: int) -> None:

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import signal
 import sys
-from typing import Optional
+import threading
+from collections import deque
+from typing import Optional, TextIO
 
 from ..chain import connect
 from ..chain.wallets import load_wallet
 from ..config import Settings
-from ..events import Event, EventBus
+from ..events import Event, EventBus, LogEvent
 from ..logs import log_events, setup_logging
 from ..procutil import die_with_parent
 from .node import Node
@@ -27,14 +29,61 @@ def build_node(role: str, settings: Settings, bus: EventBus, source: Optional[st
     return cls(settings, wallet, chain, bus, source=source)
 
 
-def relay_events_as_json(bus: EventBus, stream=None) -> None:
-    out = stream or sys.stdout
+class EventRelay:
+    """Engine events as JSON lines on a pipe (how a supervised node reports to its supervisor),
+    written by a thread of its own: a reader that stalls (a busy console) fills the pipe, and then
+    only this thread waits, never the engine's event loop. Past ``capacity`` waiting lines the
+    oldest are dropped, and the reader is told how many."""
 
-    def write(event: Event) -> None:
-        out.write(event.to_json() + "\n")
-        out.flush()
+    def __init__(self, bus: EventBus, stream: TextIO, capacity: int = 10_000) -> None:
+        self.stream = stream
+        self.lines: deque[str] = deque(maxlen=capacity)
+        self.dropped = 0
+        self._ready = threading.Condition()
+        self._closing = False
+        self._unsubscribe = bus.subscribe(self)
+        self._thread = threading.Thread(target=self._write, name="event-relay", daemon=True)
+        self._thread.start()
 
-    bus.subscribe(write)
+    def __call__(self, event: Event) -> None:
+        line = event.to_json()
+        with self._ready:
+            if len(self.lines) == self.lines.maxlen:
+                self.dropped += 1
+            self.lines.append(line)
+            self._ready.notify()
+
+    def _write(self) -> None:
+        while True:
+            with self._ready:
+                while not self.lines and not self._closing:
+                    self._ready.wait()
+                if not self.lines and self._closing:
+                    return
+                batch, dropped = list(self.lines), self.dropped
+                self.lines.clear()
+                self.dropped = 0
+            if dropped:
+                note = LogEvent(message=f"{dropped} events dropped: the reader of this node's events fell behind",
+                                severity="warning")
+                batch.insert(0, note.to_json())
+            try:
+                self.stream.write("".join(line + "\n" for line in batch))
+                self.stream.flush()
+            except (OSError, ValueError):  # the reader is gone: nothing left to tell
+                return
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop relaying; give the writer a moment to deliver what is queued."""
+        self._unsubscribe()
+        with self._ready:
+            self._closing = True
+            self._ready.notify()
+        self._thread.join(timeout)
+
+
+def relay_events_as_json(bus: EventBus, stream: Optional[TextIO] = None) -> EventRelay:
+    return EventRelay(bus, stream or sys.stdout)
 
 
 async def run_node(node: Node) -> None:
@@ -49,8 +98,11 @@ def main(role: str, settings: Settings, events_jsonl: bool = False, node_factory
     setup_logging(settings.logging.debug, settings.logging.trace)
     bus = EventBus()
     log_events(bus)
-    if events_jsonl:
-        relay_events_as_json(bus)
-    node = node_factory(role, settings, bus)
-    asyncio.run(run_node(node))
+    relay = relay_events_as_json(bus) if events_jsonl else None
+    try:
+        node = node_factory(role, settings, bus)
+        asyncio.run(run_node(node))
+    finally:
+        if relay is not None:
+            relay.close()
     return 0

@@ -75,43 +75,6 @@ def screen_text(app) -> str:
     return "\n".join(strip.text.rstrip() for strip in app.screen._compositor.render_strips())
 
 
-# --- a real devnet with one plotted miner, made once, copied per test ---------------------------
-
-
-@pytest.fixture(scope="session")
-def plotted_devnet_template(tmp_path_factory) -> Path:
-    """One miner with 4 k18 plots in a 0.03 GB share. Plot sizes vary with the seed (3.7-4.2 MB):
-    when four happen to be small, a fifth fits the share and a miner started on it plots one more,
-    so such a draw is made again (tests count on four)."""
-    from tensorage.chain.wallets import load_wallet
-    from tensorage.engines.allocator import Allocator
-
-    base = tmp_path_factory.mktemp("plotted")
-    for attempt in range(5):
-        root = base / f"devnet-{attempt}"
-        init_devnet(root, miners=1, validators=1)
-        settings = settings_from_namespace({
-            "subtensor.network": "devnet", "devnet.root": str(root), "wallet.name": "miner-0",
-            "db_root_path": str(root / "nodes" / "miner-0"), "size_in_gb": 0.03, "disable_prompt": True,
-            "workers": 2,
-        })
-        allocator = Allocator(settings, load_wallet(settings).hotkey.ss58_address, EventBus())
-        done = asyncio.run(allocator.allocate())
-        stable = not allocator.plan().add
-        allocator.close()
-        assert done.plots == done.verified == 4
-        if stable:
-            return root
-    raise AssertionError("five draws of four k18 plots all left room for a fifth")
-
-
-@pytest.fixture
-def plotted_devnet(plotted_devnet_template, tmp_path) -> Path:
-    root = tmp_path / "devnet"
-    shutil.copytree(plotted_devnet_template, root)
-    return root
-
-
 def devnet_settings(root: Path, **flags):
     return settings_from_namespace({"subtensor.network": "devnet", "devnet.root": str(root), **flags})
 
