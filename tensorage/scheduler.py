@@ -76,7 +76,10 @@ class Jobs:
                 stats.last_ok, stats.last_result = True, "" if result is None else str(result)
             except asyncio.CancelledError:
                 stats.last_ok, stats.last_result = False, "cancelled"
-                raise
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    raise  # this run itself is being cancelled (shutdown)
+                # work it waited on was cancelled (an engine stopping its allocation): an ending, not a crash
             except Exception as exc:  # a job's failure is reported, never fatal
                 stats.last_ok, stats.last_result = False, f"{type(exc).__name__}: {exc}"
                 log.debug("job %s failed", job_id, exc_info=True)

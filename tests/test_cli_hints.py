@@ -115,3 +115,45 @@ def test_a_failed_validator_start_leaves_nothing_behind(devnet_root, tmp_path):
     assert not db.exists()  # it made the directory for this run only
     status = tensorage("status", "--json", "--offline", *args)
     assert status.returncode != 0 and "does not exist" in status.stderr
+
+
+def test_ctrl_c_on_a_plotting_miner_stops_it_without_tracebacks(devnet_root):
+    """Ctrl-C in a terminal sends SIGINT to the whole process group: the miner, its proof workers
+    and the plotting child. Only the miner handles it; the others stop when it stops them."""
+    import json
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    import psutil
+
+    from .subnet import wait_for
+
+    db = devnet_root / "nodes" / "miner-0"
+    miner = subprocess.Popen([sys.executable, "-m", "tensorage", "miner", "--subtensor.network", "devnet",
+                              "--devnet.root", str(devnet_root), "--wallet.name", "miner-0", "--size_in_gb", "0.08"],
+                             stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, start_new_session=True)
+
+    def plotting() -> bool:
+        try:
+            state = json.loads((db / "index" / "node.json").read_text())
+        except (OSError, ValueError):
+            return False
+        return bool(state.get("allocating")) and any(
+            "plot_child" in " ".join(c.cmdline()) for c in psutil.Process(miner.pid).children(recursive=True))
+
+    try:
+        wait_for(plotting, 60, "the miner to be plotting (a k=20 plot takes seconds)")
+        family = psutil.Process(miner.pid).children(recursive=True)
+        os.killpg(miner.pid, signal.SIGINT)  # what the terminal does
+        _, err = miner.communicate(timeout=60)
+    finally:
+        if miner.poll() is None:
+            miner.kill()
+    assert miner.returncode == 0, err
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err and "ERROR" not in err, err
+    assert "SIGINT: stopping" in err
+    wait_for(lambda: not [p for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE], 20,
+             "every child of the miner to be gone")
+    assert not list((db / "plots" / "tmp").iterdir())  # the plot in progress was undone

@@ -15,6 +15,7 @@ from ..chain.wallets import load_wallet
 from ..config import Settings
 from ..events import Event, EventBus, LogEvent
 from ..logs import log_events, setup_logging
+from ..net.address import plan_axon
 from ..procutil import die_with_parent
 from .node import Node
 
@@ -23,6 +24,7 @@ def build_node(role: str, settings: Settings, bus: EventBus, source: Optional[st
     from .miner import MinerEngine
     from .validator import ValidatorEngine
 
+    plan_axon(settings)  # an address validators cannot reach is refused before the wallet or the chain
     wallet = load_wallet(settings)
     chain = connect(settings)
     cls = {"miner": MinerEngine, "validator": ValidatorEngine}[role]
@@ -88,8 +90,13 @@ def relay_events_as_json(bus: EventBus, stream: Optional[TextIO] = None) -> Even
 
 async def run_node(node: Node) -> None:
     loop = asyncio.get_running_loop()
+
+    def stop(sig: signal.Signals) -> None:
+        node.bus.log(f"{sig.name}: stopping (a plot being made is undone; finished plots stay)", source=node.source)
+        node.request_stop()
+
     for sig in (signal.SIGINT, signal.SIGTERM):
-        loop.add_signal_handler(sig, node.request_stop)
+        loop.add_signal_handler(sig, stop, sig)
     await node.run_until_stopped()
 
 

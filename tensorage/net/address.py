@@ -78,7 +78,7 @@ def plan_axon(settings: Settings, probe: Callable[[], Optional[str]] = route_add
         seen = probe()
         if seen and _ip(seen, "address").is_global:
             return AxonPlan(bind_ip, bind_port, seen, port)
-    found = f"this machine's address is {seen}, a private one" if seen else "this machine has no route out"
+    found = f"this machine's address is {seen}, not a public one" if seen else "this machine has no route out"
     raise ConfigError(
         f"cannot tell which address validators on {settings.network} can reach this node at ({found}): "
         f"pass --axon.external_ip <public IP> (and --axon.external_port if the router forwards another port "
