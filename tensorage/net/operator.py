@@ -240,8 +240,8 @@ class NodeFollower:
                 errors.append(str(exc))
                 continue
             self.operator = operator
+            self.on_state(snap)  # first: whoever reacts to the link reads the node's snapshot
             self._set(state="connected", address=address, pid=snap.pid, attempts=0, reason="")
-            self.on_state(snap)
             return snap
         raise NodeUnreachable("; ".join(errors) or "no address to try: the node has not published one yet")
 

@@ -67,6 +67,7 @@ class ConsoleApp(App[int]):
         Binding("6", "app.switch_mode('logs')", "Logs", show=False),
         Binding("a", "allocate", "Allocate"),
         Binding("question_mark", "help", "Help", key_display="?"),
+        Binding("f1", "help", "Help", show=False),  # also while typing in a box, where ? is a character
         Binding("q", "quit", "Quit"),
         Binding("ctrl+c", "quit", "Quit", show=False, priority=True),
     ]

@@ -15,14 +15,14 @@ GLOBAL_KEYS = (
     ("1 … 6", "Overview, Disk, Challenges, Weights, Jobs, Logs"),
     ("a", "allocation wizard (devnet: add a miner)"),
     ("ctrl+p", "command palette: run / pause / resume a job, switch screen, allocate"),
-    ("?", "this help"),
+    ("? or F1", "this help (F1 also while typing in a box)"),
     ("q", "quit: stop the engines cleanly (nothing is left half written)"),
 )
 
 
 class HelpScreen(ModalScreen[None]):
     BINDINGS = [
-        Binding("escape,question_mark,q", "dismiss_help", "Close", key_display="esc"),
+        Binding("escape,question_mark,q,f1", "dismiss_help", "Close", key_display="esc"),
     ]
 
     def __init__(self, under: Screen) -> None:

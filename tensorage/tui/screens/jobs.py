@@ -47,7 +47,6 @@ class JobsScreen(ConsoleScreen):
         Binding("r", "job('run')", "Run now"),
         Binding("p", "job('pause')", "Pause"),
         Binding("u", "job('resume')", "Resume"),
-        Binding("enter", "detail", "Whole result", show=False),
     ]
 
     def body(self) -> Iterable[Widget]:
@@ -103,6 +102,10 @@ class JobsScreen(ConsoleScreen):
                 nodes.append((n.node, [n.node, n.role, Text(n.state, style=style), str(n.pid or "-"),
                                        str(n.restarts), Path(n.log).name if n.log else ""]))
             self.query_one("#nodes-table", KeyedTable).sync(nodes)
+
+    def on_data_table_row_selected(self, event) -> None:
+        if event.data_table.id == "jobs-table":  # enter on a job: its whole last result
+            self.action_detail()
 
     def on_data_table_row_highlighted(self, event) -> None:
         if event.data_table.id == "jobs-table":

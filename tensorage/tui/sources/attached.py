@@ -120,8 +120,8 @@ class AttachedSource(Source):
         if link.state == "connected":
             again = previous is not None and previous[0] == "lost"
             how = "found the node again" if again else "attached to the node"
-            restarted = " (it restarted)" if again and previous[1] not in (None, link.pid) else ""
-            self.bus.publish(LogEvent(message=f"{how} at {link.address}, pid {link.pid}{restarted}",
+            restarted = ", restarted" if again and previous[1] not in (None, link.pid) else ""
+            self.bus.publish(LogEvent(message=f"{how} at {link.address} (pid {link.pid}{restarted})",
                                       severity="warning" if again else "info", source=CONSOLE))
             self.bus.publish(NodeState(node=name, state="running", pid=link.pid, detail=f"at {link.address}",
                                        source=CONSOLE))
