@@ -1,4 +1,4 @@
-"""Cheating miners from DESIGN §1, run as real processes against a real validator:
+"""Cheating miners (docs/design.md, "Proofs of space"), run as real processes against a real validator:
 
     python -m tests.adversaries STRATEGY [--borrow-from DB_ROOT] <tensorage miner flags>
 

@@ -1,4 +1,4 @@
-"""Soundness by attack: every cheating strategy of DESIGN §1 is a real miner process
+"""Soundness by attack: every cheating strategy (docs/design.md, "Proofs of space") is a real miner process
 against a real validator, and ends with what its storage predicts, or nothing.
 
 One subnet: an honest miner (4 k=18 plots), eight cheaters, one validator challenging

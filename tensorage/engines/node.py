@@ -202,6 +202,8 @@ class Node:
             changed, message = commands[action](job)
         except (KeyError, LookupError):
             reject(404, "unknown_job", f"no job {job!r} here: see GET {op.STATE_PATH} for this node's jobs")
+        if changed:
+            await self.flush_state()  # node.json shows it before we answer (the devnet console reads it)
         reply = op.JobReply(job=job, action=action, changed=changed, message=message)
         return web.Response(body=reply.model_dump_json(), content_type="application/json")
 

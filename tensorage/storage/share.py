@@ -82,8 +82,8 @@ def _when(ts: float) -> str:
 
 def describe(share: StoredShare) -> str:
     by = {"console": "set from the console", "allocate": "set by `tensorage allocate`",
-          "flag": "from --size_in_gb"}[share.set_by]
-    return f"{by} at {_when(share.set_at)}"
+          "flag": "given as --size_in_gb"}[share.set_by]
+    return f"{by} on {_when(share.set_at)}"
 
 
 def resolve(settings: Settings, layout: Layout) -> tuple[Settings, ShareState, bool]:

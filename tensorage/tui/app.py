@@ -128,6 +128,7 @@ class ConsoleApp(App[int]):
             gc.freeze()
         self.engine_detail = message.detail
         self.load_chain()
+        self.screen.refresh_bindings()  # a source knows what it can do once its node answered (attach)
         self.refresh_screen(ALL_TOPICS)
 
     def on_engines_failed(self, message: EnginesFailed) -> None:

@@ -22,7 +22,7 @@ JOB_COLUMNS = (("source", "source"), ("job", "job"), ("every", "every"), ("next"
                ("last", "last run"), ("result", "result"))
 NODE_COLUMNS = (("node", "node"), ("role", "role"), ("state", "state"), ("pid", "pid"), ("restarts", "restarts"),
                 ("log", "log"))
-RESULT_WIDTH = 40
+RESULT_WIDTH = 60  # at most: enter shows a result whole
 
 
 def state_text(info) -> Text:
@@ -75,10 +75,14 @@ class JobsScreen(ConsoleScreen):
     def redraw(self, topics: set[str]) -> None:
         now = self.console.backend.clock()
         out = []
-        for r in self.rows():
+        rows = self.rows()
+        # what the other columns take (cells, 2 columns of padding each): the result gets the rest
+        fixed = (max((len(r.source) for r in rows), default=6) + max((len(r.info.id) for r in rows), default=3)
+                 + len("every") + len("08:00:00") + len("runs") + len("FAILED 0.00s") + 2 * len(JOB_COLUMNS))
+        room = max(10, min(RESULT_WIDTH, self.size.width - fixed - 2))
+        for r in rows:
             i = r.info
             result = (i.last_result or "").replace("\n", " ")
-            room = max(10, min(RESULT_WIDTH, self.size.width - 72))
             if len(result) > room:
                 result = result[: room - 1] + "…"
             # a clock time, not "in 5s": screens redraw on events, not on a timer, so a countdown would go stale

@@ -165,7 +165,7 @@ class AttachedSource(Source):
     def identity(self) -> Identity:
         s, link = self.settings, self.follower.link
         where = {"connected": f"attached at {link.address}",
-                 "lost": f"lost at {link.address}: looking for it (attempt {link.attempts})",
+                 "lost": f"lost at {link.address}: looking for it in its node.json, then on chain",
                  "connecting": "connecting"}[link.state]
         return Identity(kind=self.kind, roles=f"{self.kind} ({where})", network=s.network,
                         netuid=self.snap.netuid if self.snap else None, secure=s.profile.secure,
