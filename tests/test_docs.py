@@ -11,8 +11,12 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 def tracked(*patterns: str) -> list[Path]:
-    out = subprocess.run(["git", "ls-files", *patterns], cwd=ROOT, capture_output=True, text=True, check=True)
-    return [ROOT / line for line in out.stdout.splitlines() if (ROOT / line).exists()]
+    """The project's files matching ``patterns`` (git's list; a plain walk outside a clone)."""
+    out = subprocess.run(["git", "ls-files", *patterns], cwd=ROOT, capture_output=True, text=True)
+    if out.returncode == 0:
+        return [ROOT / line for line in out.stdout.splitlines() if (ROOT / line).exists()]
+    found = {p for pattern in patterns for p in ROOT.glob(pattern if "/" in pattern else f"**/{pattern}")}
+    return sorted(p for p in found if p.is_file() and ".venv" not in p.parts and "build" not in p.parts)
 
 
 def anchors(doc: Path) -> set[str]:
