@@ -86,7 +86,9 @@ def test_a_share_set_from_the_console_survives_a_restart_with_the_old_flag(plott
         assert "removed plot" not in subnet.log("miner-0")
         status = tensorage("status", "--json", "--offline", *subnet.common("miner-0"))
         assert status.returncode == 0, status.stderr
-        share = json.loads(status.stdout)["share"]
+        report = json.loads(status.stdout)
+        assert report["state_from"] == "live"  # asked the running node over its operator API
+        share = report["share"]
         assert share["size_in_gb"] == 0.045 and share["source"] == "stored"
         assert "set from the console" in share["detail"] and "--size_in_gb 0.03 is the flag it replaced" in share["detail"]
     finally:

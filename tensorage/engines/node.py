@@ -125,7 +125,9 @@ class Node:
         me = mg.by_hotkey(self.hotkey)
         if me is None:
             hint = ("run `tensorage devnet init`" if self.settings.network == "devnet"
-                    else f"register it with `btcli subnets register --netuid {mg.netuid}`")
+                    else f"register it with `btcli subnets register --netuid {mg.netuid} --wallet "
+                         f"{self.settings.wallet.name} --wallet-hotkey {self.settings.wallet.hotkey} --network "
+                         f"{self.settings.network}`")
             raise NotRegistered(f"hotkey {self.hotkey} is not registered on netuid {mg.netuid}: {hint}")
         return me
 
@@ -228,6 +230,7 @@ class Node:
         except BaseException:
             await self._abandon()
             raise
+        await self.flush_state()  # started: node.json says so (status, an attached console, the supervisor)
 
     async def _abandon(self) -> None:
         try:

@@ -3,8 +3,6 @@ and helpers to wait on real engines without timing assertions."""
 
 from __future__ import annotations
 
-import asyncio
-import shutil
 import time
 from pathlib import Path
 from types import SimpleNamespace
@@ -13,7 +11,6 @@ from typing import Callable
 import pytest
 
 from tensorage.chain.devnet import DevnetNode, SubnetSpec
-from tensorage.chain.devnet_init import init_devnet
 from tensorage.chain.port import Metagraph, Neuron
 from tensorage.config import GB, PROFILES, settings_from_namespace
 from tensorage.events import (AllocationDone, ChallengeResult, ChallengeServed, ErrorEvent, EventBus, JobRan, LogEvent,

@@ -9,7 +9,6 @@ import re
 import shlex
 import shutil
 import signal
-import time
 
 import pytest
 

@@ -176,3 +176,29 @@ async def test_help_titles_and_keys_are_right():
         await pilot.press("f1")  # ? would be typed into the path box
         text = await until_text(pilot, "Allocation wizard")
         assert "Wizardscreen" not in text
+
+
+async def test_the_devnet_supervisor_controls_a_real_node_job_over_its_operator_api(plotted_devnet):
+    """What the devnet console's r/p/u call for a node job: the node's own API, its own wallet."""
+    from tensorage.engines.devnet import DevnetSupervisor
+    from tensorage.engines.run import build_node
+    from tensorage.engines.snapshot import read_snapshot
+    from tensorage.events import EventBus
+
+    from .conftest import devnet_settings
+
+    from tensorage.engines.devnet import node_settings
+
+    settings = devnet_settings(plotted_devnet)
+    miner = build_node("miner", node_settings(devnet_settings(plotted_devnet, **{
+        "wallet.name": "miner-0", "size_in_gb": 0.03, "seconds_per_reallocate": 3600})), EventBus())
+    await miner.launch()
+    try:
+        supervisor = DevnetSupervisor(settings, EventBus())
+        assert await supervisor.node_job("miner-0", "scrub", "pause") == "scrub: paused"
+        assert {j.id: j for j in miner.jobs.state()}["scrub"].paused
+        state = read_snapshot(miner.layout)  # written before the node answered: the console reads it next
+        assert {j.id: j for j in state.jobs}["scrub"].paused
+        assert await supervisor.node_job("miner-0", "scrub", "pause") == "scrub is paused already"
+    finally:
+        await miner.shutdown()
