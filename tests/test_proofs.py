@@ -10,7 +10,7 @@ import pytest
 
 from tensorage.errors import ProtocolError
 from tensorage.proofs import chia
-from tensorage.proofs.challenges import CapacityEstimate, derive, expected_proofs
+from tensorage.proofs.challenges import derive
 from tensorage.proofs.plots import plot_id, proof_rate
 from tensorage.proofs.plot_check import verify_plot
 
@@ -91,15 +91,3 @@ def test_proof_count_over_200_challenges_is_poisson_around_the_rate(alice_plot):
     # and a handful have several
     assert max(counts) >= 2
     assert 0.8 <= total / 200 <= 1.1
-
-
-def test_estimator_ratio_tracks_fraction_and_caps_luck():
-    est = CapacityEstimate()
-    for _ in range(50):
-        est.update(returned=5, expected=10, decay=0.9)
-    assert est.ratio == pytest.approx(0.5)
-    lucky = CapacityEstimate()
-    lucky.update(returned=12, expected=10, decay=0.9)
-    assert lucky.ratio == 1.0
-    assert CapacityEstimate().ratio == 0.0
-    assert expected_proofs([18, 19], 4) == pytest.approx(4 * (proof_rate(18) + proof_rate(19)))
