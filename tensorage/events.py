@@ -172,9 +172,9 @@ class ChallengeResult(Event):
         return "info" if self.result == "pass" else "warning"
 
     def summary(self) -> str:
-        return (f"window {self.window} uid {self.miner_uid} {self.result}: {self.proofs_returned}/"
-                f"{self.proofs_expected:.1f} proofs over {self.plots} plots, {self.credit_bytes / 1e6:.1f} MB proven, "
-                f"{self.latency_ms:.0f} ms{' — ' + self.detail if self.detail else ''}")
+        return (f"uid {self.miner_uid} {self.result}: {self.proofs_returned}/{self.proofs_expected:.1f} proofs over "
+                f"{self.plots} plots in {self.latency_ms:.0f} ms, {self.credit_bytes / 1e6:.1f} MB proven "
+                f"(window {self.window}){' — ' + self.detail if self.detail else ''}")
 
 
 @dataclass(kw_only=True)
@@ -187,8 +187,9 @@ class ChallengeServed(Event):
     cached: bool = False  # answered with the window's answer already looked up for another validator
 
     def summary(self) -> str:
-        how = "the window's answer" if self.cached else "a fresh lookup"
-        return f"answered {self.validator_hotkey[:8]} for window {self.window} with {how} in {self.latency_ms:.0f} ms"
+        how = "shared answer" if self.cached else "looked up"
+        return (f"answered {self.validator_hotkey[:8]}: {self.proofs} proofs over {self.plots} plots in "
+                f"{self.latency_ms:.0f} ms (window {self.window}, {how})")
 
 
 @dataclass(kw_only=True)

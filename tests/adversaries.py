@@ -14,6 +14,7 @@ import asyncio
 import hashlib
 import json
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -155,7 +156,7 @@ class OnDemand(Adversary):
         return await super().window_answer(req)
 
     async def prove_sample(self, entries, challenge, per_plot):
-        work = self.layout.root / "on-demand"
+        work = self.layout.root / "on-demand" / challenge.hex()[:16]  # a late build must not meet the next window's
         built: list[HeldPlot] = []
         started = time.monotonic()
         for seed, k in entries:
@@ -168,8 +169,7 @@ class OnDemand(Adversary):
             built.append(HeldPlot(seed=seed.hex(), k=k, path=result.path, plot_id=pid))
         tasks = [PlotTask(seed=p.seed, path=str(p.path), plot_id=p.plot_id, k=p.k) for p in built]
         found = {(s, j): proofs for s, j, proofs in await self.pool.prove(tasks, challenge, per_plot) if j is not None}
-        for p in built:
-            p.path.unlink(missing_ok=True)  # keeps nothing between windows
+        shutil.rmtree(work, ignore_errors=True)  # keeps nothing between windows
         late = time.time() > self.deadline
         self.bus.log(f"on-demand: built {len(built)} of {len(entries)} sampled plots in "
                      f"{time.monotonic() - started:.1f}s ({'after' if late else 'before'} the deadline)",
@@ -207,7 +207,7 @@ class MixedK(Adversary):
     """Holds its k=18 plots and lists them next to invented k=20 plots (4.4x the bytes each)."""
 
     def listed_plots(self):
-        return self.entries(self.real()) + fakes(2, 20, b"mixed")
+        return self.entries(self.real()) + fakes(4, 20, b"mixed")
 
 
 class Alternating(Adversary):

@@ -211,3 +211,13 @@ async def test_event_stream_replays_history_then_follows(miner, allocated):
                     break
             else:
                 pytest.fail("the live event never arrived")
+
+
+async def test_a_protocol_1_validator_is_told_to_upgrade(miner, allocated):
+    """Protocol 2 changed every message: an older peer gets 426 and what to do, and nothing runs."""
+    v = wallet_of(allocated, "validator-0")
+    body = challenge_body(miner)
+    headers = {**signed(v, "POST", "/v1/challenge", body, miner.hotkey), "X-Tensorage-Protocol": "1"}
+    status, data = await send(miner, "POST", "/v1/challenge", body, headers)
+    assert (status, data["error"]) == (426, "protocol") and "upgrade" in data["message"]
+    assert miner.challenges_served == 0

@@ -91,3 +91,31 @@ def test_proof_count_over_200_challenges_is_poisson_around_the_rate(alice_plot):
     # and a handful have several
     assert max(counts) >= 2
     assert 0.8 <= total / 200 <= 1.1
+
+
+def test_a_proof_has_one_spelling_only(alice_plot):
+    """A proof counts once, by its bytes: no reordering of its 64 x-values (swapping the two
+    halves of any node of its tree) gives another proof that verifies."""
+    a_id = plot_id(ALICE, FIXED_SEED)
+    k = 18
+
+    def xs(proof: bytes) -> list[int]:
+        bits = int.from_bytes(proof, "big")
+        return [(bits >> (k * (63 - i))) & ((1 << k) - 1) for i in range(64)]
+
+    def pack(x: list[int]) -> bytes:
+        value = 0
+        for v in x:
+            value = (value << k) | v
+        return value.to_bytes(8 * k, "big")
+
+    tried = 0
+    for c, p in _some_proofs(alice_plot, a_id):
+        x = xs(p)
+        assert pack(x) == p
+        for size in (1, 2, 4, 8, 16, 32):
+            for start in range(0, 64, 2 * size):
+                y = x[:start] + x[start + size:start + 2 * size] + x[start:start + size] + x[start + 2 * size:]
+                tried += 1
+                assert not chia.verify(a_id, k, c, pack(y))
+    assert tried >= 63

@@ -89,8 +89,8 @@ class SignedClient:
                     async for chunk in resp.content.iter_chunked(1 << 16):
                         size += len(chunk)
                         if size > max_reply:
-                            raise PeerError("too_large", f"answer larger than the {max_reply} bytes asked for: "
-                                                         f"refused")
+                            raise PeerError("too_large", f"answer of over {max_reply} bytes, more than was asked "
+                                                         f"for: refused")
                         chunks.append(chunk)
                     data = b"".join(chunks)
                     arrived = time.time()
