@@ -57,7 +57,8 @@ def arena(tmp_path_factory):
             (root / "wallets" / node.name).rename(root / "wallets" / mapping[node.name])
             node.name = mapping[node.name]
     spec.save(root)
-    subnet.allocate({name: SIZE if name in FULL else SMALL for name in PLOTTED})
+    subnet.allocate_here({name: SIZE if name in FULL else SMALL for name in PLOTTED})
+    print(f"\narena: plots made in {time.monotonic() - started:.0f}s")
     for name in HONEST:
         subnet.start_miner(name, SIZE)
     for name in CHEATERS + HOSTILE:
@@ -66,7 +67,7 @@ def arena(tmp_path_factory):
         subnet.start(name, ["tests.adversaries", name], "--size_in_gb", str(size), *extra)
     try:
         wait_for(lambda: subnet.served(names), 90, "every miner to serve")
-        print(f"\narena: plots made and {len(names)} miners serving in {time.monotonic() - started:.0f}s")
+        print(f"arena: {len(names)} miners serving {time.monotonic() - started:.0f}s in")
         subnet.start_validator("validator-0", "--seconds_per_weights", "30")
         honest = subnet.hotkey("honest")
         # twenty processes starting on two cores: count from the first window the honest miner passed

@@ -19,9 +19,10 @@ from tensorage.engines.miner import MinerEngine
 from tensorage.events import ChallengeServed, EventBus
 from tensorage.net.messages import WindowChallenge
 
+from tensorage.proofs.windows import window_start
+
 from .subnet import Subnet
 from .windows import current_window
-from tensorage.proofs.windows import window_start
 
 
 @pytest.fixture(scope="module")
@@ -221,3 +222,28 @@ async def test_a_protocol_1_validator_is_told_to_upgrade(miner, allocated):
     status, data = await send(miner, "POST", "/v1/challenge", body, headers)
     assert (status, data["error"]) == (426, "protocol") and "upgrade" in data["message"]
     assert miner.challenges_served == 0
+
+
+async def test_a_caller_cannot_make_the_miner_look_a_window_up_for_many_listings(miner, allocated):
+    """Each recent listing a validator names costs a lookup; past a few per window it is refused."""
+    from tensorage.engines.window_answers import LISTINGS_PER_WINDOW
+    from tensorage.proofs.listing import Listing
+
+    v = wallet_of(allocated, "validator-0")
+    real = miner.current_listing()
+    others = []
+    for i in range(LISTINGS_PER_WINDOW + 1):  # listings it published: its plots minus one, in turn
+        entries = [e for j, e in enumerate(real.entries()) if j != i % len(real)] + [(bytes([i]) * 32, 18)]
+        listing = Listing.from_plots(entries)
+        miner.answerer.remember(listing)
+        others.append(listing)
+    window, beacon, deadline = current_window(miner.chain, miner.profile, min_left_s=1.5)
+    answered = []
+    for listing in others:
+        body = WindowChallenge(window=window, beacon=beacon.hex(), listing=listing.hex,
+                               deadline=deadline).model_dump_json().encode()
+        status, data = await send(miner, "POST", "/v1/challenge", body, signed(v, "POST", "/v1/challenge", body,
+                                                                                miner.hotkey))
+        answered.append((status, data.get("error")))
+    assert answered[:LISTINGS_PER_WINDOW] == [(200, None)] * LISTINGS_PER_WINDOW
+    assert answered[LISTINGS_PER_WINDOW] == (429, "too_many_listings")

@@ -26,6 +26,9 @@ from ..proofs.windows import draw_sample, window_challenge, window_start
 LISTINGS_KEPT = 16       # recent listings a validator may still name (it syncs every few minutes)
 WINDOWS_KEPT = 3         # answers kept for the current and the previous windows
 LATE_GRACE_S = 1.0       # clocks differ a little: answer until this long after the deadline
+# Validators disagree on a miner's listing only while a change propagates: the old one and the
+# new one. A caller naming more listings for one window cannot make the disk work more than this.
+LISTINGS_PER_WINDOW = 3
 
 ProveSample = Callable[[list[tuple[bytes, int]], bytes, int], Awaitable[list[list[list[bytes]]]]]
 
@@ -85,6 +88,10 @@ class WindowAnswerer:
         task = self._answers.get(key)
         fresh = task is None
         if task is None:
+            if sum(1 for w, _ in self._answers if w == req.window) >= LISTINGS_PER_WINDOW:
+                reject(429, "too_many_listings", f"window {req.window} was already looked up for "
+                                                 f"{LISTINGS_PER_WINDOW} listings: sync the plot list and ask for "
+                                                 f"the current one")
             task = self._answers[key] = asyncio.ensure_future(self._compute(req.window, beacon, listing))
             for old in [k for k in self._answers if k[0] < req.window - WINDOWS_KEPT]:
                 self._answers.pop(old).cancel()
