@@ -103,11 +103,14 @@ class ScoredMiner(BaseModel):
     proven_bytes: float = 0.0
     score: float = 0.0
     latency_ms: Optional[float] = None
+    windows: float = 0.0  # windows of evidence, decayed
+    last_window: Optional[int] = None
 
 
 class ValidatorSnapshot(NodeSnapshot):
     role: Literal["validator"] = "validator"
     rounds_run: int = 0
+    last_window: Optional[int] = None
     last_weights_block: Optional[int] = None
     last_weights: dict[str, float] = {}  # uid (JSON key) -> weight last set
     miners_synced: int = 0
