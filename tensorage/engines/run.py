@@ -16,6 +16,8 @@ from ..config import Settings
 from ..events import Event, EventBus, LogEvent
 from ..logs import log_events, setup_logging
 from ..net.address import plan_axon
+from ..storage.layout import Layout
+from ..storage.lock import refuse_if_held
 from ..procutil import die_with_parent
 from .node import Node
 
@@ -25,6 +27,7 @@ def build_node(role: str, settings: Settings, bus: EventBus, source: Optional[st
     from .validator import ValidatorEngine
 
     plan_axon(settings)  # an address validators cannot reach is refused before the wallet or the chain
+    refuse_if_held(Layout(settings.db_root), role)  # a second copy opens none of the running node's files
     wallet = load_wallet(settings)
     chain = connect(settings)
     cls = {"miner": MinerEngine, "validator": ValidatorEngine}[role]

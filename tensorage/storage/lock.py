@@ -69,16 +69,28 @@ class NodeLock:
             self._fd = None
 
     def _refusal(self, role: str, holder: Holder) -> str:
-        root = self.layout.root
-        who = f"a running {holder.role}" + (f" (pid {holder.pid})" if holder.pid else "")
-        if role == "allocate":
-            todo = (f"change a running miner's share with `tensorage-console --attach --db_root_path {root}`, "
-                    f"or stop it first")
-        else:
-            todo = (f"stop it first{f' (kill {holder.pid}, pm2 stop, systemctl stop)' if holder.pid else ''}, "
-                    f"follow it with `tensorage-console --attach --db_root_path {root}`, or give this {role} its "
-                    f"own --db_root_path")
-        return f"{root} is in use by {who}: one database root serves one node; {todo}"
+        return refusal(self.layout, role, holder)
+
+
+def refusal(layout: Layout, role: str, holder: Holder) -> str:
+    """What to tell a ``role`` that finds the root held: who holds it, and what to do instead."""
+    root = layout.root
+    who = f"a running {holder.role}" + (f" (pid {holder.pid})" if holder.pid else "")
+    if role == "allocate":
+        todo = (f"change a running miner's share with `tensorage-console --attach --db_root_path {root}`, "
+                f"or stop it first")
+    else:
+        todo = (f"stop it first{f' (kill {holder.pid}, pm2 stop, systemctl stop)' if holder.pid else ''}, "
+                f"follow it with `tensorage-console --attach --db_root_path {root}`, or give this {role} its "
+                f"own --db_root_path")
+    return f"{root} is in use by {who}: one database root serves one node; {todo}"
+
+
+def refuse_if_held(layout: Layout, role: str) -> None:
+    """Read-only: raise NodeLocked now if another process holds the root (before opening anything)."""
+    held = holder(layout)
+    if held is not None:
+        raise NodeLocked(refusal(layout, role, held))
 
 
 def read_holder(path) -> Holder:
