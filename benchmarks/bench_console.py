@@ -117,7 +117,7 @@ def prepare(root: Path) -> None:
     try:
         while time.monotonic() < deadline:
             states = [read_node_state(Layout(root / "nodes" / f"miner-{i}")) for i in range(3)]
-            if all(s and s.get("plots_held") and not s.get("allocating") for s in states):
+            if all(s is not None and getattr(s, "plots_held", 0) and not getattr(s, "allocating", False) for s in states):
                 break
             time.sleep(1)
     finally:
