@@ -102,7 +102,29 @@ def test_a_window_is_credited_once_and_skipped_windows_decay():
     steady = MinerScore(hotkey="hk", uid=1)
     for w in range(2000):
         steady.add_window(w, 50.0, 1, 1.0, decay)
-    assert steady.score(2.0, decay) == pytest.approx(50.0) and steady.proven_bytes() == pytest.approx(50.0)
+    assert steady.score(2.0, decay, 1999) == pytest.approx(50.0) and steady.proven_bytes() == pytest.approx(50.0)
+    # no longer judged (it stopped serving, or took a validator permit): it fades with the window clock
+    assert steady.score(2.0, decay, 1999 + 24) == pytest.approx(25.0)
+    assert steady.score(2.0, decay, 1999 + 48) == pytest.approx(12.5)
+
+
+def test_weights_fade_for_a_miner_that_is_no_longer_checked(devnet_root, tmp_path):
+    """The review's retiree: a score built, then the miner unserves and deletes its plots. Its
+    weight must fall as windows pass without it, not stay frozen."""
+    from tensorage.engines.scoring import MinerScore
+
+    v = _validator(devnet_root, tmp_path)
+    v.directory.update(v.chain.metagraph())
+    hotkeys = [n.hotkey for n in v.metagraph.neurons if not n.validator_permit][:2]
+    for w in range(100):
+        v.scores.setdefault(hotkeys[0], MinerScore(hotkey=hotkeys[0], uid=0)).add_window(w, 10.0, 1, 1.0, v.decay)
+        if w < 60:  # the retiree stops being judged at window 60
+            v.scores.setdefault(hotkeys[1], MinerScore(hotkey=hotkeys[1], uid=1)).add_window(w, 10.0, 1, 1.0, v.decay)
+        v.last_window = w
+    weights = v.weights()
+    uids = {n.hotkey: n.uid for n in v.metagraph.neurons}
+    assert weights[uids[hotkeys[1]]] < 0.4 * weights[uids[hotkeys[0]]]  # 40 windows idle: decay^40 = 0.31
+    v.store.close()
 
 
 def test_scoring_rules():

@@ -164,7 +164,8 @@ class ValidatorEngine(Node):
         now = time.time()
         return [{"hotkey": s.hotkey, "uid": s.uid, "credit": s.credit, "windows": s.windows, "returned": s.returned,
                  "expected": s.expected, "last_window": s.last_window, "latency_ms": s.latency_ms,
-                 "proven_bytes": s.proven_bytes(), "score": s.score(deadline, self.decay), "updated_at": now}
+                 "proven_bytes": s.proven_bytes(), "score": s.score(deadline, self.decay, self.last_window),
+                 "updated_at": now}
                 for s in self.scores.values()]
 
     # sync ----------------------------------------------------------------------------------
@@ -384,7 +385,7 @@ class ValidatorEngine(Node):
             return {}
         registered = {n.hotkey: n.uid for n in mg.neurons}
         deadline = self.profile.challenge_deadline_s
-        return normalize({registered[h]: s.score(deadline, self.decay)
+        return normalize({registered[h]: s.score(deadline, self.decay, self.last_window)
                           for h, s in self.scores.items() if h in registered})
 
     async def set_weights(self) -> str:
@@ -444,7 +445,8 @@ class ValidatorEngine(Node):
             "miners_synced": len(self.miners),
             "miners": {
                 s.hotkey: {"uid": s.uid, "ratio": round(s.ratio, 4), "proven_bytes": s.proven_bytes(),
-                           "score": s.score(deadline, self.decay), "latency_ms": round(s.latency_ms, 1),
+                           "score": s.score(deadline, self.decay, self.last_window),
+                           "latency_ms": round(s.latency_ms, 1),
                            "windows": round(s.windows, 2), "last_window": s.last_window}
                 for s in self.scores.values()
             },
