@@ -136,3 +136,23 @@ def test_scoring_rules():
     assert latency_factor(0, 2.0) == 1.0 and latency_factor(2000, 2.0) == pytest.approx(0.8)
     assert normalize({1: 3.0, 2: 1.0, 3: 0.0}) == {1: 0.75, 2: 0.25}
     assert normalize({1: 0.0}) == {}
+
+
+async def test_a_damaged_stored_listing_does_not_stop_the_validator(devnet_root, tmp_path):
+    """A listing row that no longer parses (damaged, or a limit lowered since) is fetched afresh."""
+    spec = SubnetSpec.load(devnet_root)
+    miner = spec.wallet(devnet_root, spec.of_role("miner")[0]).hotkey.ss58_address
+    chain = Devnet.open(devnet_root)
+    chain.serve_hotkey(miner, "127.0.0.1", 9)  # serving (nobody listens there)
+    chain.close()
+    v = _validator(devnet_root, tmp_path)
+    v.store.add_listing(miner, "ab" * 32, b"\x12" * 40, 1)  # not a whole number of entries
+    v.store.close()
+    restarted = _validator(devnet_root, tmp_path)
+    try:
+        result = await restarted.sync()
+        assert "0 with a listing" in result and restarted.miners[miner].error
+    finally:
+        await restarted.client.close()
+        restarted._db.shutdown()
+        restarted.store.close()

@@ -29,7 +29,7 @@ from ..events import ChallengeResult, ErrorEvent, EventBus, WeightsSet
 from ..net.client import PeerError, Reply, SignedClient
 from ..net.messages import WindowChallenge
 from ..proofs.answers import AnswerCheck, AnswerSpec
-from ..proofs.listing import Listing, max_listing_chars
+from ..proofs.listing import Listing, ListingError, max_listing_chars
 from ..proofs.verify_pool import VerifyPool
 from ..proofs.windows import answer_bound, draw_sample, sample_credit, window_challenge, window_of, window_start
 from ..storage.validator_db import ValidatorStore
@@ -153,7 +153,7 @@ class ValidatorEngine(Node):
                 continue
             try:
                 listing = Listing.parse(stored.blob, self.profile.max_listed_plots)
-            except ValueError:
+            except ListingError:  # a damaged row, or a limit lowered since: fetched afresh at this sync
                 continue
             view = self.miners.setdefault(stored.hotkey, MinerView(neuron=neuron))
             view.add(Snapshot(listing=listing, seen_block=stored.seen_block))
