@@ -39,7 +39,7 @@ HOLDS = {"fake_lister": 0.5, "fraction": 0.5, "grinder": 0.5, "mixed_k": 0.5, "a
          "in_flight": 0.5}
 # Listings that change faster than a miner may change them (once per sync period): validators name
 # a listing the miner no longer answers for, and those windows prove nothing. Never more than held.
-CHURNS = {"alternating", "timed", "in_flight"}
+CHURNS = {"alternating", "timed", "in_flight", "grinder"}
 # Held storage that can never count: refused listings, refused or invalid answers, late answers.
 ZERO = ["borrower", "duplicate", "small_k", "slow", "multi_spell"] + HOSTILE
 # Stated noise bound: 3 standard errors of the per-window ratio, plus 0.05 for plot-to-plot
