@@ -32,6 +32,7 @@ class Subnet:
     root: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     first_window: int = 0  # tests that let the subnet settle count windows from here
+    retiree_mid: float = 0.0
 
     @classmethod
     def create(cls, root: Path, miners: int, validators: int, sizes: tuple[float, ...]) -> "Subnet":
