@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 from pathlib import Path
+from typing import Optional
 
 from ..errors import ConfigError
 from .devnet import CHAIN_FILE, Devnet, DevnetNode, SubnetSpec
