@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 from typing import Any, Optional
 
+import peewee as pw
+
 from .config import GB, Settings
 from .engines.snapshot import AnySnapshot, MinerSnapshot, read_snapshot
 from .errors import TensorageError
@@ -188,7 +190,11 @@ def node_status(settings: Settings, hotkey: Optional[str], with_chain: bool = Tr
         status["share"] = share.model_dump()
         status["partition"] = partition_status(settings, layout, plots["bytes"], share.size_in_gb)
     if layout.validator_state_db.exists():
-        status["validator"] = validator_status(layout)
+        try:
+            status["validator"] = validator_status(layout)
+        except pw.OperationalError:  # the validator is creating its tables right now: ask again in a moment
+            status["validator"] = {"miners": {}, "weights": None,
+                                   "note": "the validator is creating its database; ask again in a moment"}
     if with_chain:
         status.update(chain_status(settings, hotkey))
     return status

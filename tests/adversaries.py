@@ -283,6 +283,7 @@ class Retiree(Adversary):
         self.answered += 1
         if self.answered == self.RETIRE_AFTER:
             await asyncio.to_thread(self.chain.serve, self.wallet, "0.0.0.0", 0)
+            self.published = None  # retired: the node no longer keeps the chain pointing at it
             for p in self.real():
                 p.path.unlink(missing_ok=True)
             self.bus.log("retired: no address published, plots deleted", source=self.source)
