@@ -35,8 +35,9 @@ from pathlib import Path
 import psutil
 
 import tensorage.chain.devnet as devnet_module
-from tensorage.chain.devnet import Devnet, SubnetSpec
+from tensorage.chain.devnet import Devnet
 from tensorage.chain.devnet_init import init_devnet
+from tensorage.chain.wallets import create_wallet
 from tensorage.config import PROFILES
 from tensorage.net.server import serve
 from tensorage.proofs.plots import plot_filename, plot_id
@@ -76,12 +77,17 @@ def cpu_s(proc: psutil.Process) -> float:
 async def run(a: argparse.Namespace, base: Path) -> None:
     devnet_module.MAX_UIDS = a.miners + 8
     root = base / "devnet"
-    init_devnet(root, miners=a.miners, validators=1, miner_sizes_gb=(0.01,))
-    spec = SubnetSpec.load(root)
-    miners = spec.of_role("miner")
-    hotkeys = {n.name: spec.wallet(root, n).hotkey.ss58_address for n in miners}
-    honest = [n.name for n in miners[:a.honest]]
-    junk_name = miners[-1].name
+    init_devnet(root, miners=1, validators=1, miner_sizes_gb=(0.01,))
+    chain = Devnet.open(root)
+    hotkeys = {}
+    for i in range(a.miners):  # registered straight on the chain: init_devnet stops at 256 neurons
+        wallet = create_wallet(root / "wallets", f"sim-{i}")
+        chain.register(wallet.hotkey.ss58_address, wallet.coldkeypub.ss58_address)
+        hotkeys[f"sim-{i}"] = wallet.hotkey.ss58_address
+    chain.close()
+    names = list(hotkeys)
+    honest = names[:a.honest]
+    junk_name = names[-1]
     plot_s = await make_plots([(base / "sim" / name, hotkeys[name], 2) for name in honest])
     pool = ProverPool(1)
     chain = Devnet.open(root)
@@ -211,6 +217,8 @@ def main() -> None:
             print("validator log (tail):\n" + "\n".join(log.read_text(errors="replace").splitlines()[-30:]))
         raise
     finally:
+        if os.environ.get("KEEP_BENCH_LOG"):
+            shutil.copy(base / "validator.log", os.environ["KEEP_BENCH_LOG"])
         shutil.rmtree(base, ignore_errors=True)
 
 

@@ -8,7 +8,7 @@
   (2 worker processes). ``proof_round()`` checks the current window once, so every measured
   round starts just after a new window begins (one every 3 s on the devnet).
 * baseline: 64 concurrent echo round trips to 64 plain aiohttp echo servers on the same loop,
-  through the validator's own client session, each with a body the size of that miner's window
+  through a client session like the validator's, each with a body the size of that miner's window
   request. Target: round / echo <= 2x.
 * the round's proof lookups alone: one ``ProverPool.prove`` per miner over all its plots with a
   fresh challenge, all at once on the shared pool (what the miners do inside a round, without
@@ -42,6 +42,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
+import aiohttp
 import psutil
 
 from tensorage.chain.devnet import Devnet
@@ -131,7 +132,9 @@ async def run(a: argparse.Namespace, base: Path) -> None:
 
         validator.verifier.answers = recording_answers  # type: ignore[method-assign]
         sync_result = await validator.sync()
-        session = validator.client.session
+        # the validator sends from its peer loop (its own thread); the echoes go out from this loop
+        # through a session with the same connection settings
+        session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=2048, limit_per_host=8))
 
         async def echo_one(port: int, raw: bytes) -> None:
             async with session.post(f"http://127.0.0.1:{port}/echo", data=raw,
@@ -204,6 +207,8 @@ async def run(a: argparse.Namespace, base: Path) -> None:
         lat = [r.latency_ms for r in results if r.result in ("pass", "fail")]
         answer_bytes = [len(raw) for raw, _ in received]
     finally:
+        if "session" in locals():
+            await session.close()
         if validator is not None:
             await validator.stop()
             validator.chain.close()
@@ -245,7 +250,7 @@ async def run(a: argparse.Namespace, base: Path) -> None:
                ("validator CPU per verified proof (check_answers, direct)", f"{direct * 1e6:.1f} µs",
                 f"{bare * 1e6:.1f} µs chia.verify", f"{direct / bare:.2f}×", ""),
            ])
-    print("NOTE: validator, miners and echo servers share ONE process and ONE event loop (2 cores, also "
+    print("NOTE: validator, miners and echo servers share ONE process (the validator sends from its peer-loop thread) (2 cores, also "
           "running the proof workers and the verify worker); round trips include the miners' Python work.")
     print(f"deadline {profile.challenge_deadline_s:g}s; outcomes over {a.rounds} windows: {dict(outcomes)} "
           f"({min(per_round)}-{max(per_round)} miners a window); miner latency from the window's first block "

@@ -8,7 +8,7 @@ import sys
 from rich.console import Console
 from rich.logging import RichHandler
 
-from .events import Event, EventBus, LogEvent
+from .events import ChallengeResult, Event, EventBus, LogEvent
 
 TRACE = 5
 logging.addLevelName(TRACE, "TRACE")
@@ -33,12 +33,34 @@ def event_level(event: Event) -> int:
     return _LEVELS.get(str(event.level), logging.INFO)
 
 
+FAILURES_LOGGED_PER_WINDOW = 5
+
+
 def log_events(bus: EventBus, logger_name: str = "tensorage") -> None:
-    """Every event becomes one log line (its summary), at the event's level."""
+    """Every event becomes one log line (its summary), at the event's level, except a window's
+    per-miner verdicts: passes are debug lines and at most a few failures a window are shown
+    (the window's own line, its proof_round job, says how many passed). A validator checking a
+    thousand miners writes a handful of lines a window, not a thousand, and does not spend its
+    event loop rendering them."""
     logger = logging.getLogger(logger_name)
+    failures: dict[str, tuple[int, int]] = {}  # source -> (window, failures logged)
 
     def _log(event: Event) -> None:
         source = f"[{event.source}] " if event.source else ""
-        logger.log(event_level(event), "%s%s", source, event.summary())
+        level = event_level(event)
+        if isinstance(event, ChallengeResult):
+            if event.result == "pass":
+                level = logging.DEBUG
+            else:
+                window, shown = failures.get(event.source, (event.window, 0))
+                shown = shown + 1 if window == event.window else 1
+                failures[event.source] = (event.window, shown)
+                if shown == FAILURES_LOGGED_PER_WINDOW + 1:
+                    logger.warning("%smore failures in window %d: --logging.debug shows them all", source,
+                                   event.window)
+                if shown > FAILURES_LOGGED_PER_WINDOW:
+                    level = logging.DEBUG
+        if logger.isEnabledFor(level):
+            logger.log(level, "%s%s", source, event.summary())
 
     bus.subscribe(_log)

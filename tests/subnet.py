@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+import peewee
+
 from tensorage.chain.devnet import Devnet, SubnetSpec
 from tensorage.chain.devnet_init import init_devnet
 from tensorage.storage.validator_db import ValidatorStore
@@ -133,6 +135,8 @@ class Subnet:
         store = self.store(validator)
         try:
             return store.recent_rounds(limit=1000, hotkey=hotkey)
+        except peewee.OperationalError:  # the validator is starting: its tables are not made yet
+            return []
         finally:
             store.close()
 

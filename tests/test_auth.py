@@ -3,7 +3,6 @@ the right status and a JSON message, and changes nothing."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import json
 import time
@@ -146,23 +145,20 @@ async def test_replayed_request_is_refused_once_used(miner, allocated):
 ])
 async def test_bad_bodies_get_a_clear_error(miner, allocated, case, status, code):
     v = wallet_of(allocated, "validator-0")
-    window = json.loads(challenge_body(miner))["window"]
-    while case == "past_window" and window < 5:  # its beacon needs a chain at least 5 windows old
-        await asyncio.sleep(0.5)
-        window = json.loads(challenge_body(miner))["window"]
-    body = {  # built for the case at hand only
-        "malformed_json": lambda: b'{"window": ',
-        "wrong_types": lambda: challenge_body(miner, window="four"),
-        "unknown_listing": lambda: challenge_body(miner, listing="ab" * 32),
-        "deadline_passed": lambda: challenge_body(miner, deadline=time.time() - 1),
-        "old_protocol": lambda: challenge_body(miner, protocol=PROTOCOL_VERSION + 1),
-        "oversized": lambda: b"x" * (2 << 20),
-        "wrong_beacon": lambda: challenge_body(miner, beacon="cd" * 32),
-        "future_window": lambda: challenge_body(miner, window=window + 1000),
-        "past_window": lambda: challenge_body(miner, window=window - 5, beacon=miner.chain.block_hash(
-            window_start(window - 5, miner.profile)).hex()),
-        "nan_deadline": lambda: challenge_body(miner, deadline=float("nan")),
-    }[case]()
+    window = current_window(miner.chain, miner.profile, min_windows=3)[0]  # a window two back exists
+    body = {
+        "malformed_json": b'{"window": ',
+        "wrong_types": challenge_body(miner, window="four"),
+        "unknown_listing": challenge_body(miner, listing="ab" * 32),
+        "deadline_passed": challenge_body(miner, deadline=time.time() - 1),
+        "old_protocol": challenge_body(miner, protocol=PROTOCOL_VERSION + 1),
+        "oversized": b"x" * (2 << 20),
+        "wrong_beacon": challenge_body(miner, beacon="cd" * 32),
+        "future_window": challenge_body(miner, window=window + 1000),
+        "past_window": challenge_body(miner, window=window - 2,
+                                      beacon=miner.chain.block_hash(window_start(window - 2, miner.profile)).hex()),
+        "nan_deadline": challenge_body(miner, deadline=float("nan")),
+    }[case]
     got, data = await send(miner, "POST", "/v1/challenge", body, signed(v, "POST", "/v1/challenge", body, miner.hotkey))
     assert (got, data["error"]) == (status, code), data
     assert miner.challenges_served == 0
@@ -311,7 +307,7 @@ async def test_old_windows_cost_the_miner_nothing(miner, allocated):
     """The review's cache growth: naming old windows one after the other left a beacon cached per
     window (and a row in the devnet chain each). An old window is refused before anything is read."""
     v = wallet_of(allocated, "validator-0")
-    window, _, _ = current_window(miner.chain, miner.profile)
+    window, _, _ = current_window(miner.chain, miner.profile, min_windows=3)
     rows = miner.chain.BlockHashRow.select().count()
     old_windows = range(window - 2, max(-1, window - 42), -1)
     assert len(old_windows) >= 1

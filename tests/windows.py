@@ -8,11 +8,16 @@ from tensorage.config import NetworkProfile
 from tensorage.proofs.windows import window_of, window_start
 
 
-def current_window(chain, profile: NetworkProfile, min_left_s: float = 1.0) -> tuple[int, bytes, float]:
+def current_window(chain, profile: NetworkProfile, min_left_s: float = 1.0,
+                   min_windows: int = 0) -> tuple[int, bytes, float]:
     """(window, beacon, deadline) of a window whose deadline is at least ``min_left_s`` away,
-    waiting for the next one when the current one is nearly over."""
+    waiting for the next one when the current one is nearly over (and, on a young devnet, until
+    ``min_windows`` windows have passed)."""
     while True:
         window = window_of(chain.block(), profile)
+        if window < min_windows:
+            time.sleep(chain.block_time())
+            continue
         start = window_start(window, profile)
         deadline = chain.block_timestamp(start) + profile.challenge_deadline_s
         if deadline - time.time() >= min_left_s:

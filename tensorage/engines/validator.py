@@ -27,6 +27,7 @@ from ..config import Settings
 from ..errors import BlockNotYet
 from ..events import ChallengeResult, ErrorEvent, EventBus, WeightsSet
 from ..net.client import PeerError, Reply, SignedClient
+from ..net.peer_loop import PeerLoop
 from ..net.messages import WindowChallenge
 from ..proofs.answers import AnswerCheck, AnswerSpec
 from ..proofs.listing import Listing, ListingError, max_listing_chars
@@ -42,6 +43,9 @@ SNAPSHOTS_KEPT = 3
 # is skipped when less than this share of the deadline is left.
 ROUND_LAG_S = 0.05
 MIN_TIME_LEFT = 0.25
+# Connections kept open to miners: every serving uid of the largest subnet has its own, so a window's
+# requests never queue for a socket (a queue of hundreds stalls aiohttp's connector for seconds).
+MINER_CONNECTIONS = 2048
 
 
 @dataclass(frozen=True)
@@ -111,7 +115,8 @@ class ValidatorEngine(Node):
         super().__init__(settings, wallet, chain, bus, source)
         self.layout.ensure()
         self.store = ValidatorStore(self.layout.validator_state_db)
-        self.client = SignedClient(wallet)
+        self.client = SignedClient(wallet, connections=MINER_CONNECTIONS)  # used on the peer loop only
+        self.peers = PeerLoop(f"{self.source}-peers")
         self.verifier = verify_pool or VerifyPool()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validator-db")  # one writer, off the loop
         self.decay = decay_for(self.profile.half_life_windows)
@@ -122,6 +127,7 @@ class ValidatorEngine(Node):
         self._block_s = self.profile.block_time_s  # the chain's, once started
         self.last_weights: dict[int, float] = {}
         self.last_weights_block: Optional[int] = None
+        self._unchanged: list[str] = []
         if self.store.upgraded_from is not None:
             self.bus.log(f"validator state from protocol {self.store.upgraded_from} dropped: its rounds and scores "
                          f"measured an unsound protocol (the weights log is kept)", source=self.source)
@@ -193,7 +199,10 @@ class ValidatorEngine(Node):
                 except Exception as exc:  # one miner's listing never stops the others' sync
                     self.miners[n.hotkey].error = f"sync failed: {type(exc).__name__}: {exc}"[:300]
 
+        await self._write(self.store.upsert_miners, [(n.hotkey, n.uid, n.axon) for n in miners])
+        self._unchanged: list[str] = []
         await asyncio.gather(*(one(n) for n in miners))
+        await self._write(self.store.touch_miners, self._unchanged)
         serving = {n.hotkey for n in miners}  # built once, not once per known miner
         for hotkey in [h for h in self.miners if h not in serving]:
             del self.miners[hotkey]
@@ -206,13 +215,12 @@ class ValidatorEngine(Node):
         view = self.miners.get(neuron.hotkey) or MinerView(neuron=neuron)
         view.neuron = neuron
         self.miners[neuron.hotkey] = view
-        await self._write(self.store.upsert_miner, neuron.hotkey, neuron.uid, neuron.axon)
         host, port = neuron.endpoint  # type: ignore[misc]
         headers = {"If-None-Match": f'"{view.latest.listing.hex}"'} if view.latest else {}
         try:
-            reply = await self.client.request("GET", host, port, "/v1/plots", receiver=neuron.hotkey, timeout=10.0,
-                                              max_reply=max_listing_chars(self.profile.max_listed_plots),
-                                              headers=headers)
+            reply = await self.peers.call(self.client.request(
+                "GET", host, port, "/v1/plots", receiver=neuron.hotkey, timeout=10.0,
+                max_reply=max_listing_chars(self.profile.max_listed_plots), headers=headers))
         except PeerError as exc:
             if exc.kind != "too_large":
                 view.error = str(exc)[:300]
@@ -220,7 +228,7 @@ class ValidatorEngine(Node):
             return await self._refuse_listing(view, str(exc))
         if reply.status == 304 and headers:
             view.error = ""
-            await self._write(self.store.touch_miner, neuron.hotkey)
+            self._unchanged.append(neuron.hotkey)  # noted in one write at the end of the sync
             return view
         if reply.status != 200:
             view.error = f"GET /v1/plots answered {reply.status} {reply.error_message}"[:300]
@@ -273,7 +281,7 @@ class ValidatorEngine(Node):
         if not tasks and not refused:
             return f"window {window}: no miner with a listing from before block {start} yet"
         request = {"window": window, "beacon": beacon.hex(), "deadline": deadline}
-        await asyncio.gather(*(self._fetch(t, request, started) for t in tasks))
+        await self.peers.call(self._fetch_all(tasks, request))
         answered = [t for t in tasks if t.reply is not None and t.reply.status == 200]
         for t, check in zip(answered, await self.verifier.answers([(t.reply.body, t.spec) for t in answered])):
             t.check = check
@@ -292,7 +300,11 @@ class ValidatorEngine(Node):
             tasks.append(WindowTask(view=view, snapshot=snap, spec=spec))
         return tasks
 
-    async def _fetch(self, task: WindowTask, request: dict, started: float) -> None:
+    async def _fetch_all(self, tasks: list[WindowTask], request: dict) -> None:
+        """On the peer loop: every miner's request at once, each with the window's deadline."""
+        await asyncio.gather(*(self._fetch(t, request) for t in tasks))
+
+    async def _fetch(self, task: WindowTask, request: dict) -> None:
         """One miner's answer, read up to what its sample allows, timed at arrival. Never raises."""
         n = task.view.neuron
         body = WindowChallenge(listing=task.spec.listing_hex, **request).model_dump_json().encode()
@@ -426,7 +438,8 @@ class ValidatorEngine(Node):
 
     async def stop(self) -> None:
         await super().stop()
-        await self.client.close()
+        await self.peers.call(self.client.close())
+        self.peers.close()
         try:
             await self._save_scores()
         finally:

@@ -153,12 +153,20 @@ class ValidatorStore:
     def close(self) -> None:
         self.db.close()
 
+    # The writes a validator makes for every miner on every sync and window go through
+    # ``executemany`` in one transaction: built in C, not row by row in Python, so the writer
+    # thread barely holds the GIL the event loop needs.
+    def _many(self, sql: str, rows: list[tuple]) -> None:
+        if rows:
+            with self.db.atomic():
+                self.db.cursor().executemany(sql, rows)
+
     # miners and their listings ---------------------------------------------------------
-    def upsert_miner(self, hotkey: str, uid: int, axon: Optional[str]) -> None:
-        with self.db.atomic():
-            self.Miner.insert(hotkey=hotkey, uid=uid, axon=axon).on_conflict(
-                conflict_target=[self.Miner.hotkey], update={self.Miner.uid: uid, self.Miner.axon: axon}
-            ).execute()
+    def upsert_miners(self, rows: list[tuple[str, int, Optional[str]]]) -> None:
+        """(hotkey, uid, axon) of every serving miner, in one transaction."""
+        self._many('INSERT INTO "miners" (hotkey, uid, axon, listing, listed_plots, credited_bytes, refused) '
+                   "VALUES (?, ?, ?, '', 0, 0, '') ON CONFLICT(hotkey) DO UPDATE SET uid = excluded.uid, "
+                   "axon = excluded.axon", rows)
 
     def forget_miners(self, keep_hotkeys: Iterable[str]) -> int:
         """Drop miners that left the metagraph (a new hotkey on the uid starts from zero)."""
@@ -192,19 +200,24 @@ class ValidatorStore:
         return [StoredListing(r.hotkey, r.digest, bytes(r.blob), r.seen_block)
                 for r in self.Listing.select().order_by(self.Listing.hotkey, self.Listing.seen_block)]
 
-    def touch_miner(self, hotkey: str) -> None:
-        """The plot list was fetched again and has not changed."""
-        with self.db.atomic():
-            self.Miner.update(plots_synced_at=time.time()).where(self.Miner.hotkey == hotkey).execute()
+    def touch_miners(self, hotkeys: list[str]) -> None:
+        """Their plot lists were fetched again and have not changed."""
+        now = time.time()
+        self._many('UPDATE "miners" SET plots_synced_at = ? WHERE hotkey = ?', [(now, h) for h in hotkeys])
 
     def miners(self) -> list:
         return list(self.Miner.select().order_by(self.Miner.uid))
 
     # rounds -----------------------------------------------------------------------------
+    ROUND_COLUMNS = ("window", "started_at", "uid", "hotkey", "result", "plots", "proofs_returned", "proofs_expected",
+                     "credit_bytes", "latency_ms", "listing", "detail")
+    SCORE_COLUMNS = ("hotkey", "uid", "credit", "windows", "returned", "expected", "last_window", "audited_bytes",
+                     "latency_ms", "proven_bytes", "score", "updated_at")
+
     def record_rounds(self, rows: list[dict]) -> None:
-        with self.db.atomic():
-            for i in range(0, len(rows), 200):
-                self.Round.insert_many(rows[i:i + 200]).execute()
+        cols = self.ROUND_COLUMNS
+        self._many(f'INSERT INTO "rounds" ({", ".join(cols)}) VALUES ({", ".join("?" * len(cols))})',
+                   [tuple(r[c] for c in cols) for r in rows])
 
     def prune_rounds(self, keep_per_miner: int = KEEP_ROUNDS_PER_MINER) -> None:
         """Bound the database: keep the most recent rounds of each miner."""
@@ -226,9 +239,9 @@ class ValidatorStore:
         return {s.hotkey: s for s in self.Score.select()}
 
     def save_scores(self, rows: list[dict]) -> None:
-        with self.db.atomic():
-            for i in range(0, len(rows), 200):
-                self.Score.insert_many(rows[i:i + 200]).on_conflict_replace().execute()
+        cols = self.SCORE_COLUMNS
+        self._many(f'INSERT OR REPLACE INTO "scores" ({", ".join(cols)}) VALUES ({", ".join("?" * len(cols))})',
+                   [tuple(r.get(c, 0) for c in cols) for r in rows])
 
     def clear_scores(self) -> None:
         with self.db.atomic():
