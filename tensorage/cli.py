@@ -15,10 +15,13 @@ from typing import Callable, Optional
 from rich.console import Console
 
 from .config import DEVNET_INSECURE_NOTICE, GB, Settings, add_axon_flags, add_common_flags, settings_from_namespace
+from .client_cli import add_client_commands
 from .errors import ConfigError, TensorageError
+from .gateway_config import add_gateway_flags
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
+DEVNET_MINERS = 6
 
 
 def apply_devnet_defaults(settings: Settings) -> Settings:
@@ -127,11 +130,12 @@ def _hotkey_or_none(settings: Settings) -> Optional[str]:
 # -- devnet --------------------------------------------------------------------------------
 
 def cmd_devnet_init(settings: Settings, args: argparse.Namespace) -> int:
-    from .chain.devnet_init import init_devnet
+    from .chain.devnet_init import CLIENT_WALLET, init_devnet
 
     spec = init_devnet(settings.devnet_root, miners=args.miners, validators=args.validators, force=args.force)
     out.print(f"devnet ready at {settings.devnet_root}: "
-              f"{len(spec.of_role('validator'))} validators, {len(spec.of_role('miner'))} miners")
+              f"{len(spec.of_role('validator'))} validators, {len(spec.of_role('miner'))} miners, and a registered "
+              f"client wallet '{CLIENT_WALLET}' (`tensorage store FILE --network devnet`)")
     err.print(f"[yellow]{DEVNET_INSECURE_NOTICE}[/]")
     return cmd_devnet_show(settings, args)
 
@@ -236,6 +240,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = command(name, handler, text, axon=True)
         p.add_argument("--events", choices=["jsonl"], default=None,
                        help="also write engine events to stdout as JSON lines (for supervisors)")
+        if name == "validator":
+            add_gateway_flags(p)
+    add_client_commands(command)
     p = command("status", cmd_status, "print this node's state")
     p.add_argument("--json", action="store_true", default=False, help="machine-readable output")
     p.add_argument("--offline", action="store_true", default=False, help="do not contact the chain")
@@ -244,13 +251,14 @@ def build_parser() -> argparse.ArgumentParser:
     dsub = devnet.add_subparsers(dest="devnet_command", metavar="DEVNET_COMMAND")
     d = dsub.add_parser("init", help="create the devnet chain, wallets and registrations")
     add_common_flags(d)
-    d.add_argument("--miners", type=int, default=3)
+    d.add_argument("--miners", type=int, default=DEVNET_MINERS, help=f"miners to create ({DEVNET_MINERS}: one per "
+                   f"shard of the default 4-of-6 erasure code)")
     d.add_argument("--validators", type=int, default=2)
     d.add_argument("--force", action="store_true", default=False, help="replace an existing devnet")
     d.set_defaults(func=cmd_devnet_init)
     d = dsub.add_parser("up", help="run the whole local subnet (chain clock, miners, validators) until Ctrl-C")
     add_common_flags(d)
-    d.add_argument("--miners", type=int, default=3, help="miners to create if the devnet does not exist yet")
+    d.add_argument("--miners", type=int, default=DEVNET_MINERS, help="miners to create if the devnet does not exist yet")
     d.add_argument("--validators", type=int, default=2, help="validators to create if the devnet does not exist yet")
     d.set_defaults(func=cmd_devnet_up)
     d = dsub.add_parser("show", help="print the devnet metagraph")

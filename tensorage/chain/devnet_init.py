@@ -14,13 +14,16 @@ from .wallets import create_wallet
 # (0.03 GB -> 4 k18 plots, 0.05 -> 3 k19 + 3 k18, 0.08 -> 1 k20 + 4 k19 + 4 k18).
 MINER_SIZES_GB = (0.03, 0.05, 0.08)
 VALIDATOR_STAKE = (2000.0, 1000.0, 500.0)
+# A registered hotkey without stake or endpoint: the devnet's gateways accept it as a client, and
+# `tensorage store/retrieve/ls/rm --network devnet` use it by default.
+CLIENT_WALLET = "client"
 
 
 def devnet_exists(root: Path) -> bool:
     return (root / CHAIN_FILE).exists()
 
 
-def init_devnet(root: Path, miners: int = 3, validators: int = 2, force: bool = False,
+def init_devnet(root: Path, miners: int = 6, validators: int = 2, force: bool = False,
                 miner_sizes_gb: tuple[float, ...] = MINER_SIZES_GB) -> SubnetSpec:
     if miners < 1 or validators < 1 or miners + validators > 256:
         raise ConfigError("a devnet needs at least 1 miner and 1 validator, and at most 256 neurons")
@@ -43,6 +46,8 @@ def init_devnet(root: Path, miners: int = 3, validators: int = 2, force: bool = 
             chain.register(wallet.hotkey.ss58_address, wallet.coldkeypub.ss58_address)
             if node.role == "validator":
                 chain.add_stake(wallet.hotkey.ss58_address, VALIDATOR_STAKE[i % len(VALIDATOR_STAKE)])
+        client = create_wallet(root / "wallets", CLIENT_WALLET)
+        chain.register(client.hotkey.ss58_address, client.coldkeypub.ss58_address)
         SubnetSpec(nodes=nodes).save(root)
     finally:
         chain.close()

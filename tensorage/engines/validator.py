@@ -29,6 +29,7 @@ from ..proofs import chia
 from ..proofs.challenges import CapacityEstimate, derive, expected_proofs, new_challenge
 from ..proofs.plots import estimated_plot_bytes, plot_id
 from ..storage.validator_db import ValidatorStore
+from .gateway import Gateway
 from .node import Node
 from .scoring import DECAY, MinerScore, judge, normalize
 
@@ -81,6 +82,18 @@ class ValidatorEngine(Node):
         self.last_weights_block: Optional[int] = None
         if not settings.no_restore_weights:
             self._restore()
+        # The client gateway (DESIGN §5); it ranks miners for placement by this validator's scores.
+        self.gateway: Optional[Gateway] = None if settings.gateway.disable else Gateway(
+            settings, self.layout, self.hotkey, self.client, lambda: self.metagraph, self._miner_ranks, self.bus,
+            self.source)
+
+    def _miner_ranks(self) -> dict[str, float]:
+        deadline = self.profile.challenge_deadline_s
+        return {h: s.score(deadline) for h, s in self.scores.items()}
+
+    def add_routes(self, app) -> None:
+        if self.gateway is not None:
+            self.gateway.add_routes(app)
 
     # persistence -------------------------------------------------------------------------
     def _restore(self) -> None:
@@ -335,6 +348,8 @@ class ValidatorEngine(Node):
         self.jobs.add("proof_round", self.proof_round, self.settings.round_interval, first_in=1.0)
         self.jobs.add("set_weights", self.set_weights, self.settings.weights_interval,
                       first_in=None if not self.scores else 5.0)
+        if self.gateway is not None:
+            self.gateway.add_jobs(self.jobs, self.settings.round_interval)
         self.jobs.start()
         self.write_state()
 
@@ -343,6 +358,8 @@ class ValidatorEngine(Node):
         await self.client.close()
         self._save_scores()
         self.store.close()
+        if self.gateway is not None:
+            self.gateway.close()
 
     def snapshot(self) -> dict[str, Any]:
         deadline = self.profile.challenge_deadline_s
@@ -352,6 +369,7 @@ class ValidatorEngine(Node):
             "last_weights_block": self.last_weights_block,
             "last_weights": {str(uid): w for uid, w in self.last_weights.items()},
             "miners_synced": len(self.miners),
+            **(self.gateway.snapshot() if self.gateway is not None else {}),
             "miners": {
                 s.hotkey: {"uid": s.uid, "ratio": round(s.ratio, 4), "proven_bytes": s.proven_bytes(),
                            "score": s.score(deadline), "latency_ms": round(s.latency_ms, 1)}
