@@ -185,7 +185,8 @@ def cmd_ls(settings: Settings, args: argparse.Namespace) -> int:
                              indent=2))
             return 0
         table = Table(title=f"{len(objects)} objects, {used / 1e6:.2f} of {quota / 1e6:.0f} MB used")
-        for col in ("id", "name", "size", "health", "state", "stored"):
+        table.add_column("id", no_wrap=True, min_width=32)
+        for col in ("name", "size", "health", "state", "stored"):
             table.add_column(col, justify="right" if col in ("size", "health") else "left")
         for o in objects:
             table.add_row(o.id, o.name if o.name is not None else "(sealed with another key)",

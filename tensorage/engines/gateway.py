@@ -223,7 +223,16 @@ class Gateway:
         verdicts = await asyncio.gather(*(self.audit_miner(n, self.cfg.audits_per_round, deadline) for n in targets))
         done = [v for v in verdicts if v is not None]
         lost = sum(len(v.lost) for v in done)
-        return f"{sum(v.asked for v in done)} audits on {len(done)} miners, {lost} shards lost"
+        refilled = await self.refill_audits(len(targets))
+        return f"{sum(v.asked for v in done)} audits on {len(done)} miners, {lost} shards lost, {refilled} refilled"
+
+    async def refill_audits(self, miners: int) -> int:
+        """New audits for shards that spent theirs (one checked download each), twice as fast as
+        audits are spent; the lead's rounds call this too once they spend audits."""
+        from .gateway_upkeep import refill
+
+        per_run = max(16, 2 * miners * self.cfg.audits_per_round // self.cfg.audits_per_shard)
+        return await refill(self, per_run)
 
     async def run_repair(self) -> str:
         from .gateway_upkeep import repair
@@ -431,6 +440,8 @@ class Gateway:
                     try:
                         await self.peers.put(miner, shard.hash, shard.path, shard.size)
                     except PlacementError as exc:
+                        self.bus.log(f"placing shard {shard.idx} of {obj.id[:12]} segment {seg}: {exc}",
+                                     severity="warning", source=self.source)
                         if exc.landed:
                             self.db.update_shard(row, state="doomed", reason=str(exc)[:300])
                         else:
@@ -558,6 +569,8 @@ class Gateway:
                     Spool.remove(got.paths)
             await response.write(FRAME_END)
             await response.write_eof()
+        except ConnectionError:  # the client went away (or refused the object, e.g. with a wrong key)
+            return response
         finally:
             if prefetch is not None:
                 prefetch.cancel()

@@ -4,7 +4,7 @@
   healthy shards is rebuilt from k of them (fetched, checked, unwrapped, zfec-decoded), its
   missing shards re-encoded, wrapped under new keys and placed on miners that hold nothing of
   that segment. A segment with fewer than k healthy shards marks its object damaged.
-* **refill**: a healthy shard whose audits are spent is downloaded once, its hash checked, and
+* **refill** (run after each audit run): a healthy shard whose audits are spent is downloaded once, its hash checked, and
   given a new set (DESIGN §5); a shard that comes back wrong is lost, and repaired.
 * **gc**: declarations never uploaded expire; interrupted stores and removed objects have their
   shards deleted from miners; the manifest forgets them once the miners confirm.
@@ -30,6 +30,10 @@ MAX_DELETE_ATTEMPTS = 20
 REPAIR_BATCH_BYTES = 1 << 20
 
 
+class PlacementUnavailable(Exception):
+    """Not enough miners outside a segment's holders to place its repaired shards."""
+
+
 async def repair(gw: "Gateway") -> str:
     present = {n.hotkey for n in (gw.peers.metagraph().neurons if gw.peers.metagraph() else [])}
     gone = 0
@@ -50,8 +54,7 @@ async def repair(gw: "Gateway") -> str:
         except Exception as exc:  # one segment's trouble never stops the others
             failed += 1
             gw.bus.log(f"repair of {obj.id[:12]} segment {seg} failed: {exc}", severity="warning", source=gw.source)
-    refilled = await refill(gw)
-    return f"{repaired} shards repaired, {failed} segments failed, {gone} lost with their miners, {refilled} refilled"
+    return f"{repaired} shards repaired, {failed} segments failed, {gone} lost with their miners"
 
 
 async def repair_segment(gw: "Gateway", obj, seg: int) -> int:
@@ -68,6 +71,11 @@ async def repair_segment(gw: "Gateway", obj, seg: int) -> int:
     have = {r.idx for r in healthy}
     missing = [i for i in range(obj.n) if i not in have]
     stale = [r.id for r in rows if r.state != "healthy" and r.state != "doomed"]
+    holders = frozenset(r.miner for r in rows if r.state != "doomed")
+    room = gw.peers.candidates(max(r.size for r in rows), exclude=set(holders))
+    if len(room) < len(missing):
+        raise PlacementUnavailable(f"{len(missing)} shards to place and {len(room)} miners without a shard of this "
+                                   f"segment can take them")
     started = time.perf_counter()
     try:
         got = await gw.fetch_segment(obj, seg)
@@ -84,7 +92,6 @@ async def repair_segment(gw: "Gateway", obj, seg: int) -> int:
                                     writers)
             done += m
         shards = await asyncio.to_thread(finish_sync, writers)
-        holders = frozenset(r.miner for r in rows if r.state != "doomed")
         placed = await gw._place_segment(obj, seg, shards, exclude=holders, state="placed")
     finally:
         for _, f in writers:

@@ -46,6 +46,13 @@ class ShardService:
         dev = device_space(self.layout.root)
         return max(0, min(share, dev.free - safety_margin(dev.total) - self.store.reserved))
 
+    def room(self) -> int:
+        """What a validator may still place here: the share minus shards (plots give way to shards)."""
+        share = self.share_bytes() - self.store.used_bytes - self.store.reserved
+        dev = device_space(self.layout.root)
+        free_dev = dev.free - safety_margin(dev.total) - self.store.reserved + self.allocator.plots_on_disk_bytes()
+        return max(0, min(share, free_dev))
+
     def room_for(self, size: int) -> int:
         """Make room for ``size`` bytes (dropping plots if need be) or refuse with 507."""
         free = self.free_bytes()
@@ -73,7 +80,7 @@ class ShardService:
     async def handle_summary(self, request: web.Request) -> web.Response:
         index = self.store.index(request[CALLER].hotkey_ss58)
         count, size = index.stats() if index else (0, 0)
-        return web.json_response({"shards": count, "bytes": size, "free_bytes": self.free_bytes()})
+        return web.json_response({"shards": count, "bytes": size, "free_bytes": self.room()})
 
     @access(VALIDATOR, streamed=True)
     async def handle_put(self, request: web.Request) -> web.Response:
@@ -93,7 +100,7 @@ class ShardService:
             reject(400, "bad_request", f"Content-Length {request.content_length} differs from the signed size {size}")
         index = self.store.index(validator)
         if index is not None and index.has(shard_id) and path.exists():
-            return web.json_response(ShardStored(id=shard_id, size=size, free_bytes=self.free_bytes()).model_dump())
+            return web.json_response(ShardStored(id=shard_id, size=size, free_bytes=self.room()).model_dump())
         if shard_id in self.store.inflight:
             reject(409, "in_flight", "this shard is being stored right now: wait for that upload")
         self.room_for(size)
@@ -111,7 +118,7 @@ class ShardService:
             self.store.inflight.discard(shard_id)
         self.bus.publish(ShardEvent(action="stored", validator_hotkey=validator, shard=shard_id, bytes=size,
                                     detail=f"{(time.perf_counter() - started) * 1000:.0f} ms", source=self.source))
-        return web.json_response(ShardStored(id=shard_id, size=size, free_bytes=self.free_bytes()).model_dump())
+        return web.json_response(ShardStored(id=shard_id, size=size, free_bytes=self.room()).model_dump())
 
     @access(VALIDATOR)
     async def handle_get(self, request: web.Request) -> web.StreamResponse:

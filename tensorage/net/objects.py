@@ -169,7 +169,7 @@ class GatewayInfo(Message):
 class ShardStored(Message):
     id: str
     size: int
-    free_bytes: int
+    free_bytes: int  # room left for shards on this miner (its plots give way to shards)
 
 
 class AuditItem(BaseModel):
