@@ -38,13 +38,16 @@ class ObjectNet:
 
     # processes ---------------------------------------------------------------------------------
     def start(self) -> None:
+        """Everything at once (2 cores: the imports overlap), then one metagraph sync so the gateway
+        sees every miner's endpoint."""
         for name in self.miners:
             if name == self.adversary:
                 self.subnet.start(name, ["tests.client_adversary"], "--size_in_gb", str(self.size))
             else:
                 self.subnet.start_miner(name, self.size)
-        wait_for(lambda: self.subnet.served(self.miners), 120, "every miner to serve")
         self.start_validator()
+        wait_for(lambda: self.subnet.served(self.miners), 120, "every miner to serve")
+        self.run_job("sync")
 
     def start_validator(self) -> None:
         before = self.endpoint_of(VALIDATOR)

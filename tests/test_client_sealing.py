@@ -7,7 +7,6 @@ import hashlib
 import os
 import random
 import stat
-from pathlib import Path
 
 import pytest
 from hypothesis import HealthCheck, given, settings

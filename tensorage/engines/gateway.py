@@ -37,7 +37,7 @@ from ..net.objects import (DEFAULT_K, DEFAULT_N, FRAME_END, MAX_N, OBJECT_HEADER
                            ObjectDeclare, ObjectDeclared, ObjectDeleted, ObjectEntry, ObjectLayout, ObjectList,
                            ObjectStored, error_frame, is_object_id, segment_frame)
 from ..scheduler import Jobs
-from ..storage.audits import audit_digest, make_audits
+from ..storage.audits import make_audits
 from ..storage.gateway_db import AuditTask, GatewayStore
 from ..storage.layout import Layout
 from ..storage.wrap import SECRET_FILE, keystream, load_or_create_secret

@@ -7,11 +7,12 @@ hashed as it arrives; a miner's failure only ever changes that miner's standing.
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, Optional
+from typing import AsyncIterator, Callable, Optional
 
 from ..chain.port import Metagraph, Neuron
 from ..net.client import PeerError, Reply, SignedClient
@@ -93,14 +94,11 @@ class ShardPeers:
         host, port = miner.endpoint  # type: ignore[misc]
         st = self._standing(miner.hotkey)
         try:
-            with open(path, "rb") as body:
-                reply = await self.client.put_stream(host, port, f"/v1/shards/{shard}?size={size}", miner.hotkey,
-                                                     body, size, idle_timeout=IDLE_TIMEOUT_S)
+            reply = await self.client.put_stream(host, port, f"/v1/shards/{shard}?size={size}", miner.hotkey,
+                                                 _read_file(path), size, idle_timeout=IDLE_TIMEOUT_S)
         except PeerError as exc:
             st.failed_at = time.monotonic()
             raise PlacementError(exc.kind, f"{miner.hotkey[:8]}: {exc}", landed=True) from None
-        except OSError as exc:
-            raise SpoolError(f"cannot read the spooled shard {path}: {exc}") from None
         if reply.status == 200:
             try:
                 stored = ShardStored.model_validate_json(reply.body)
@@ -179,3 +177,20 @@ class ShardPeers:
         host, port = miner.endpoint
         return await self.client.request("POST", host, port, "/v1/audits", miner.hotkey,
                                          body=req.model_dump_json().encode(), deadline=deadline)
+
+
+async def _read_file(path: Path, chunk: int = 1 << 20) -> AsyncIterator[bytes]:
+    """A spooled shard in 1 MiB reads off the event loop (aiohttp's own file payload reads 64 KiB
+    per executor call: 16 times the round trips)."""
+    try:
+        f = open(path, "rb")
+    except OSError as exc:
+        raise SpoolError(f"cannot read the spooled shard {path}: {exc}") from None
+    try:
+        while True:
+            data = await asyncio.to_thread(f.read, chunk)
+            if not data:
+                return
+            yield data
+    finally:
+        f.close()

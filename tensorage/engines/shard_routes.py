@@ -108,7 +108,7 @@ class ShardService:
         self.store.inflight.add(shard_id)
         started = time.perf_counter()
         try:
-            await self.store.receive(validator, shard_id, size, request.content.iter_chunked(1 << 16))
+            await self.store.receive(validator, shard_id, size, request.content.iter_any())
         except ShardRefused as exc:
             self.bus.publish(ShardEvent(action="refused", validator_hotkey=validator, shard=shard_id, bytes=size,
                                         detail=exc.message, source=self.source))
