@@ -172,6 +172,8 @@ class Gateway:
             why = answer.error or "wrong digest"
             self._lose(task.shard_row, f"failed an audit: {why}")
             v.lost.append(task.shard_row)
+        if answers is None:
+            self.peers.failed(miner.hotkey)
         if v.failed:
             v.result = "fail"
         elif answers is None and failure in ("timeout", "unreachable"):

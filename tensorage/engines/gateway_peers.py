@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import AsyncIterator, Callable, Optional
 
@@ -40,10 +40,10 @@ class FetchError(Exception):
 
 @dataclass
 class MinerStanding:
+    axon: Optional[str] = None         # where it was when this was learned: a new address starts afresh
     free_bytes: Optional[int] = None   # last reported room for shards
     failed_at: float = 0.0
     bytes_per_s: float = 0.0           # download speed, EMA (0: unknown)
-    history: list = field(default_factory=list)
 
 
 class ShardPeers:
@@ -56,7 +56,15 @@ class ShardPeers:
         self.standing: dict[str, MinerStanding] = {}
 
     def _standing(self, hotkey: str) -> MinerStanding:
-        return self.standing.setdefault(hotkey, MinerStanding())
+        st = self.standing.get(hotkey)
+        if st is None:
+            neuron = self.neuron(hotkey)
+            st = self.standing[hotkey] = MinerStanding(axon=neuron.axon if neuron else None)
+        return st
+
+    def failed(self, hotkey: str) -> None:
+        """It did not answer (a placement, an audit): no new shards for it for a while."""
+        self._standing(hotkey).failed_at = time.monotonic()
 
     # who ------------------------------------------------------------------------------------
     def miners(self) -> list[Neuron]:
@@ -77,6 +85,8 @@ class ShardPeers:
         out = []
         for n in self.miners():
             st = self._standing(n.hotkey)
+            if st.axon != n.axon:  # restarted, or moved: judge it afresh
+                self.standing[n.hotkey] = st = MinerStanding(axon=n.axon)
             if n.hotkey in exclude or now - st.failed_at < COOLDOWN_S:
                 continue
             if st.free_bytes is not None and st.free_bytes < size:
