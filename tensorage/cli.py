@@ -150,10 +150,13 @@ def cmd_devnet_show(settings: Settings, args: argparse.Namespace) -> int:
         last_epoch = chain.last_epoch_block()
     finally:
         chain.close()
+    from .chain.devnet_init import client_names
+
     try:
         roles = SubnetSpec.load(settings.devnet_root).hotkey_names(settings.devnet_root)
     except TensorageError:
         roles = {}
+    roles.update(client_names(settings.devnet_root))
     out.print(metagraph_table(mg, roles, last_epoch, width=out.width))
     return 0
 

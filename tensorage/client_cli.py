@@ -186,12 +186,15 @@ def cmd_ls(settings: Settings, args: argparse.Namespace) -> int:
             return 0
         table = Table(title=f"{len(objects)} objects, {used / 1e6:.2f} of {quota / 1e6:.0f} MB used")
         table.add_column("id", no_wrap=True, min_width=32)
-        for col in ("name", "size", "health", "state", "stored"):
-            table.add_column(col, justify="right" if col in ("size", "health") else "left")
+        table.add_column("name", overflow="fold")
+        table.add_column("size", justify="right", no_wrap=True)
+        table.add_column("shards", justify="right", no_wrap=True)  # healthy of n (k rebuild)
+        table.add_column("state", no_wrap=True)
+        table.add_column("stored", no_wrap=True)
         for o in objects:
             table.add_row(o.id, o.name if o.name is not None else "(sealed with another key)",
-                          _size(o.plain_size if o.plain_size is not None else o.size), f"{o.healthy}/{o.n} (k={o.k})",
-                          o.state, dt.datetime.fromtimestamp(o.created_at).strftime("%Y-%m-%d %H:%M"))
+                          _size(o.plain_size if o.plain_size is not None else o.size), f"{o.healthy}/{o.n}",
+                          o.state, dt.datetime.fromtimestamp(o.created_at).strftime("%m-%d %H:%M"))
         out.print(table)
         return 0
 

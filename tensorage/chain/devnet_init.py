@@ -71,3 +71,14 @@ def add_miner(root: Path, size_in_gb: float, db_root_path: Optional[str] = None,
     spec.nodes.append(node)
     spec.save(root)
     return node
+
+
+def client_names(root: Path) -> dict[str, str]:
+    """hotkey -> name of the devnet's client wallet, for tables (empty if it is not there)."""
+    import bittensor as bt
+
+    try:
+        return {bt.Wallet(name=CLIENT_WALLET, hotkey="default", path=str(Path(root) / "wallets")).hotkey.ss58_address:
+                CLIENT_WALLET}
+    except Exception:
+        return {}

@@ -11,9 +11,21 @@ Endpoints (signed; clients are registered hotkeys or on ``--gateway.allow``):
   GET    /v1/objects/{id}       the object: k shards per segment, fastest first, checked and unwrapped
   DELETE /v1/objects/{id}       remove it (its shards are deleted from miners by the ``gc`` job)
 
-Seam for proof rounds and scores (see :meth:`due_audits`, :meth:`record_audits`,
-:meth:`audit_miner`, :meth:`audited_bytes`): until rounds spend audits themselves, the ``audit``
-job here runs them on its own schedule.
+Seam for proof rounds and scores. Until rounds spend audits themselves, the ``audit`` job here
+runs them on its own schedule (every ``--gateway.audit_s``, default the round period). To move
+them into rounds:
+
+* per miner in a round, next to its challenge and with the same deadline:
+  ``verdict = await gateway.audit_miner(neuron, cfg.audits_per_round, deadline)`` (None: it holds
+  nothing to audit); or, to carry audits inside the challenge exchange,
+  ``tasks = gateway.due_audits(hotkey, limit)``, send ``audit_request(tasks)``, then
+  ``gateway.record_audits(neuron, tasks, answers_or_None, failure, latency_ms)``;
+* ``verdict.result != "pass"`` (a wrong answer, i.e. a lost or corrupted shard) fails the round;
+  ``verdict.lost`` lists the shard rows marked lost (repair moves them);
+* score: ``gateway.audited_bytes(hotkey)`` is the miner's healthy shard bytes whose latest audit
+  passed; add it to proven plot bytes (DESIGN §2 weights it higher);
+* then ``add_jobs(jobs, round_s, audit_job=False)``: a ``refill`` job replaces ``audit`` (spent
+  audits are refilled from one checked download per shard).
 """
 
 from __future__ import annotations
@@ -24,6 +36,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Callable, Optional
 
+import aiohttp
 from aiohttp import web
 
 from ..chain.port import Metagraph, Neuron
@@ -45,12 +58,13 @@ from .gateway_peers import FetchError, PlacementError, ShardPeers
 from .gateway_spool import ShardFile, Spool, SpoolError, demux_sync, finish_sync, interleave_sync
 
 DECLARE_TTL_S = 600.0          # a declared object that never starts uploading is dropped after this
-MAX_OBJECTS_PER_CLIENT = 100_000
+MAX_OBJECTS_PER_CLIENT = 10_000  # a listing of them stays a few MB
 MAX_STORES = 4                 # uploads at once (each holds up to two segments of spool)
 MAX_STORES_PER_CLIENT = 2
 MAX_RETRIEVES = 8
 BATCH_BYTES = 1 << 20          # upload bytes handed to a worker thread at once
 EXTRA_FETCHES = 1              # retrieval starts k + this many shard downloads, keeps the fastest k
+IDLE_S = 60.0                  # a client that sends or reads nothing for this long is cut off
 
 
 class PlacementFailed(Exception):
@@ -133,9 +147,12 @@ class Gateway:
         app.router.add_get("/v1/objects/{id}", self.handle_retrieve)
         app.router.add_delete("/v1/objects/{id}", self.handle_delete)
 
-    def add_jobs(self, jobs: Jobs, round_s: float) -> None:
-        """``audit`` (until proof rounds spend audits), ``repair`` and ``gc``."""
-        jobs.add("audit", self.run_audits, self.cfg.audit_s or round_s, first_in=None)
+    def add_jobs(self, jobs: Jobs, round_s: float, audit_job: bool = True) -> None:
+        """``audit`` (or only ``refill`` once proof rounds spend audits), ``repair`` and ``gc``."""
+        if audit_job:
+            jobs.add("audit", self.run_audits, self.cfg.audit_s or round_s, first_in=None)
+        else:
+            jobs.add("refill", self.run_refill, self.cfg.audit_s or round_s, first_in=None)
         jobs.add("repair", self.run_repair, self.cfg.repair_s or round_s, first_in=None)
         jobs.add("gc", self.run_gc, self.cfg.repair_s or round_s, first_in=None)
 
@@ -227,6 +244,9 @@ class Gateway:
         lost = sum(len(v.lost) for v in done)
         refilled = await self.refill_audits(len(targets))
         return f"{sum(v.asked for v in done)} audits on {len(done)} miners, {lost} shards lost, {refilled} refilled"
+
+    async def run_refill(self) -> str:
+        return f"{await self.refill_audits(len(self.db.miners_with_live_shards()))} shards given new audits"
 
     async def refill_audits(self, miners: int) -> int:
         """New audits for shards that spent theirs (one checked download each), twice as fast as
@@ -352,11 +372,13 @@ class Gateway:
             self._fail(obj, f"gateway disk: {exc}")
             reject(500, "gateway_disk", "the gateway's disk failed while storing: nothing was kept; try another "
                                         "gateway (--gateway.uid)")
-        except BaseException as exc:  # the client went away, or the upload was malformed
+        except (asyncio.IncompleteReadError, ConnectionError, aiohttp.ClientPayloadError, ValueError,
+                TimeoutError) as exc:
+            self._fail(obj, f"upload interrupted: {type(exc).__name__}: {exc}")  # the client went away
+            reject(400, "incomplete", f"the upload did not carry exactly its declared {body_bytes} bytes: nothing "
+                                      f"was kept; store the file again")
+        except BaseException as exc:
             self._fail(obj, f"upload interrupted: {type(exc).__name__}: {exc}")
-            if isinstance(exc, (asyncio.IncompleteReadError, ValueError)):
-                reject(400, "incomplete", f"the upload ended before its declared {body_bytes} bytes: nothing was "
-                                          f"kept; store the file again")
             raise
         finally:
             self.active.discard(obj.id)
@@ -391,7 +413,8 @@ class Gateway:
                     left = stripes
                     while left:
                         m = min(per_batch, left)
-                        data = await content.readexactly(m * layout.stripe_wire)
+                        async with asyncio.timeout(IDLE_S):
+                            data = await content.readexactly(m * layout.stripe_wire)
                         await asyncio.to_thread(demux_sync, data, [f for _, f in writers], obj.n, obj.block)
                         left -= m
                     finished = await asyncio.to_thread(finish_sync, writers)
@@ -561,17 +584,20 @@ class Gateway:
                     return response
                 prefetch = asyncio.ensure_future(self.fetch_segment(obj, seg + 1)) if seg + 1 < len(segments) else None
                 try:
-                    await response.write(segment_frame(seg, got.stripes, obj.block, got.indices))
+                    async with asyncio.timeout(IDLE_S):
+                        await response.write(segment_frame(seg, got.stripes, obj.block, got.indices))
                     done = 0
                     while done < got.stripes:
                         m = min(per_batch, got.stripes - done)
-                        await response.write(await asyncio.to_thread(interleave_sync, got.paths, done, m, obj.block))
+                        data = await asyncio.to_thread(interleave_sync, got.paths, done, m, obj.block)
+                        async with asyncio.timeout(IDLE_S):  # a reader that stops reading frees its slot
+                            await response.write(data)
                         done += m
                 finally:
                     Spool.remove(got.paths)
             await response.write(FRAME_END)
             await response.write_eof()
-        except ConnectionError:  # the client went away (or refused the object, e.g. with a wrong key)
+        except (ConnectionError, TimeoutError):  # the client went away, stalled, or refused the object
             return response
         finally:
             if prefetch is not None:

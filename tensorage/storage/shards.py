@@ -9,6 +9,7 @@ nothing or a whole shard (a whole shard without a row is adopted or removed at s
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import os
 import random
@@ -29,6 +30,7 @@ from .models import open_sqlite
 from .streams import HashingFile
 
 TMP_PREFIX = ".tmp-"
+IDLE_S = 60.0  # an upload that sends nothing for this long is dropped
 SS58 = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{40,60}$")
 INDEX_GLOB = "validator-*.sqlite"
 
@@ -168,7 +170,7 @@ class ShardStore:
         tmp = self.dir / f"{TMP_PREFIX}{shard_id[:16]}-{os.urandom(4).hex()}"
         out = HashingFile(tmp)
         try:
-            async for chunk in chunks:
+            async for chunk in _idle_bounded(chunks, IDLE_S):
                 if out.size + len(chunk) > size:
                     raise ShardRefused(400, "too_long", f"more than the declared {size} bytes arrived: send exactly "
                                                         f"the shard's bytes")
@@ -254,3 +256,17 @@ class ShardStore:
         for index in self._indexes.values():
             index.close()
         self._indexes.clear()
+
+
+async def _idle_bounded(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
+    it = chunks.__aiter__()
+    while True:
+        try:
+            async with asyncio.timeout(seconds):
+                chunk = await it.__anext__()
+        except StopAsyncIteration:
+            return
+        except TimeoutError:
+            raise ShardRefused(408, "idle", f"nothing arrived for {seconds:.0f}s: send the shard without "
+                                            f"pausing") from None
+        yield chunk
