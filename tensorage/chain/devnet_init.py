@@ -11,8 +11,10 @@ from .devnet import CHAIN_FILE, Devnet, DevnetNode, SubnetSpec
 from .wallets import create_wallet
 
 # Miner shares in GB: different sizes so weights have something to tell apart
-# (0.03 GB -> 4 k18 plots, 0.05 -> 3 k19 + 3 k18, 0.08 -> 1 k20 + 4 k19 + 4 k18).
-MINER_SIZES_GB = (0.03, 0.05, 0.08)
+# (0.03 GB -> 4 k18 plots, 0.05 -> 3 k19 + 3 k18, 0.08 -> 1 k20 + 4 k19 + 4 k18); six miners, one per
+# shard of the default 4-of-6 code, the last three small so the devnet still plots in well under a
+# minute on 2 cores.
+MINER_SIZES_GB = (0.03, 0.05, 0.08, 0.03, 0.03, 0.03)
 VALIDATOR_STAKE = (2000.0, 1000.0, 500.0)
 # A registered hotkey without stake or endpoint: the devnet's gateways accept it as a client, and
 # `tensorage store/retrieve/ls/rm --network devnet` use it by default.

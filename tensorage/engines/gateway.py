@@ -368,15 +368,15 @@ class Gateway:
         except PlacementFailed as exc:
             self._fail(obj, str(exc))
             reject(503, "placement_failed", f"{exc}: nothing was kept; try again later or with a smaller --n")
-        except (SpoolError, OSError) as exc:
-            self._fail(obj, f"gateway disk: {exc}")
-            reject(500, "gateway_disk", "the gateway's disk failed while storing: nothing was kept; try another "
-                                        "gateway (--gateway.uid)")
         except (asyncio.IncompleteReadError, ConnectionError, aiohttp.ClientPayloadError, ValueError,
                 TimeoutError) as exc:
             self._fail(obj, f"upload interrupted: {type(exc).__name__}: {exc}")  # the client went away
             reject(400, "incomplete", f"the upload did not carry exactly its declared {body_bytes} bytes: nothing "
                                       f"was kept; store the file again")
+        except (SpoolError, OSError) as exc:
+            self._fail(obj, f"gateway disk: {exc}")
+            reject(500, "gateway_disk", "the gateway's disk failed while storing: nothing was kept; try another "
+                                        "gateway (--gateway.uid)")
         except BaseException as exc:
             self._fail(obj, f"upload interrupted: {type(exc).__name__}: {exc}")
             raise
