@@ -265,6 +265,7 @@ class Allocator:
             return plan
 
     def _apply(self, plan: PartitionPlan) -> None:
+        self._planned_shard_bytes = plan.shard_bytes
         index = self.index
         for p in plan.remove:
             self.forget_plot(p.seed, p.k)
@@ -325,6 +326,13 @@ class Allocator:
                     threads = max(1, self.cpus // (len(running) + fits))
                     running[asyncio.create_task(self._make_one(row, threads=threads))] = row
                 del pending[:fits]
+                if not running and self.shard_bytes() > getattr(self, "_planned_shard_bytes", 0):
+                    # client shards took the room since the plan: the next reallocation plans around them
+                    index.remove([r.seed for r in pending])
+                    self.bus.log(f"client shards took the room of {len(pending)} planned plots; the next "
+                                 f"reallocation plans around them", source=self.source)
+                    pending.clear()
+                    break
                 if not running:
                     need = peak_bytes(pending[0].k)
                     raise NotEnoughSpace(
