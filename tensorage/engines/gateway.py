@@ -136,6 +136,7 @@ class Gateway:
         self._retrieves = 0
         for obj in self.db.objects_in("storing"):
             self.db.doom_object(obj.id, "failed", "interrupted by a validator restart")
+        self.db.doom_unfinished_repairs()
 
     # -- composition ------------------------------------------------------------------------
     def add_routes(self, app: web.Application) -> None:
@@ -453,6 +454,7 @@ class Gateway:
                                   f"available")
         spare = candidates[len(shards):]
         used: set[str] = set(exclude)
+        created: list[int] = []
 
         async def place(shard: ShardFile, miner: Neuron) -> tuple[str, int]:
             audits = asyncio.ensure_future(asyncio.to_thread(make_audits, shard.path, shard.size,
@@ -462,6 +464,7 @@ class Gateway:
                     used.add(miner.hotkey)
                     row = self.db.add_shard(object_id=obj.id, segment=seg, idx=shard.idx, hash=shard.hash,
                                             wrap=shard.wrap, miner=miner.hotkey, size=shard.size)
+                    created.append(row)
                     try:
                         await self.peers.put(miner, shard.hash, shard.path, shard.size)
                     except PlacementError as exc:
@@ -487,6 +490,10 @@ class Gateway:
         results = await asyncio.gather(*(place(s, m) for s, m in zip(shards, candidates)), return_exceptions=True)
         failure = next((r for r in results if isinstance(r, BaseException)), None)
         if failure is not None:
+            for row in created:  # what did land goes to the GC with the rest of the attempt
+                shard_row = self.db.shard(row)
+                if shard_row is not None and shard_row.state in ("placing", "placed"):
+                    self.db.update_shard(row, state="doomed")
             raise failure
         return list(results)  # type: ignore[arg-type]
 

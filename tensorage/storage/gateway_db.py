@@ -167,6 +167,13 @@ class GatewayStore:
     def objects_in(self, *states: str) -> list:
         return list(self.Object.select().where(self.Object.state.in_(list(states))))
 
+    def doom_unfinished_repairs(self) -> int:
+        """At start: shards a repair was still placing when the process stopped go to the GC."""
+        done = self.Object.select(self.Object.id).where(self.Object.state.in_(["stored", "damaged"]))
+        with self.db.atomic():
+            return self.Shard.update(state="doomed", reason="repair interrupted by a restart").where(
+                self.Shard.state.in_(["placing", "placed"]) & self.Shard.object_id.in_(done)).execute()
+
     def drop_object_if_empty(self, object_id: str) -> bool:
         with self.db.atomic():
             if self.Shard.select().where(self.Shard.object_id == object_id).exists():
