@@ -149,7 +149,10 @@ def cmd_retrieve(settings: Settings, args: argparse.Namespace) -> int:
                 task = bar.add_task(f"retrieve {args.object_id[:12]}", total=None)
 
                 def started(entry, target) -> None:
-                    bar.update(task, description=f"retrieve {target}", total=None)
+                    from .client.sealing import open_meta
+
+                    size = (open_meta(key.key, entry.meta) or {}).get("size")
+                    bar.update(task, description=f"retrieve {target}", total=size if isinstance(size, int) else None)
 
                 got = await client.retrieve(args.object_id, args.output, force=args.force,
                                             progress=lambda done: bar.update(task, completed=done),
