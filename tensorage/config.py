@@ -7,7 +7,6 @@ Flag names are the ones operators know from the original subnet (``--db_root_pat
 from __future__ import annotations
 
 import argparse
-import math
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,31 +24,55 @@ MAX_SIZE_IN_GB = 10**6  # a petabyte: anything above is a typo, not a disk.
 
 @dataclass(frozen=True)
 class NetworkProfile:
-    """Protocol constants of one network. Validators refuse plots below ``min_k``."""
+    """Protocol constants of one network: every miner and validator on it must agree on them.
+
+    Proof rounds run in windows of ``window_blocks`` blocks. A window's challenge comes from
+    the hash of its first block (nobody knows it before that block), each miner's sample of
+    plots is derived from it, the miner answers once per window and every validator checks
+    that same answer (docs/proofs.md).
+    """
 
     name: str
     netuid: Optional[int]
     min_k: int
     max_k: int
     secure: bool
-    # A challenge's absolute deadline, counted from when the validator sends it.
+    # An answer must arrive within this many seconds of the window's first block.
     challenge_deadline_s: float
-    # Sampled plots per miner per round (at least this many; more for big miners,
-    # see ``plots_to_sample``) and derived challenges per sampled plot (J).
-    plots_per_round: int
+    # Blocks per window, and the nominal block time the rate arithmetic assumes.
+    window_blocks: int
+    block_time_s: float
+    # Derived challenges per sampled plot (J).
     challenges_per_plot: int
-    # How often each plot must be challenged at least, on average (see arithmetic below).
+    # Network-wide rate: sampled plots per plot-hour (see the arithmetic below).
     plot_challenges_per_hour: float
-    proof_round_s: int
+    # Small miners: at least this many plots a window, so they build evidence fast enough.
+    min_sample_plots: int
+    # What one answer may carry (its size is bounded by it), and what one listing may hold.
+    max_sample_plots: int
+    max_listed_plots: int
+    # A listing counts for a window only if a validator saw it this many blocks before the
+    # window's first block (so it cannot have been chosen knowing the beacon).
+    listing_margin_blocks: int
+    # Half of a window's evidence is forgotten after this many windows.
+    half_life_windows: int
     sync_s: int
     weights_s: int
     reallocate_s: int
     scrub_s: int
-    # Devnet chain clock.
-    block_time_s: float = 12.0
     tempo: int = 360
     # Share of the partition kept for client shards (at least; see storage.partition).
     reserve_fraction: float = 0.10
+
+    @property
+    def window_s(self) -> float:
+        """Nominal seconds per window (the chain's real block time may differ a little)."""
+        return self.window_blocks * self.block_time_s
+
+    @property
+    def sample_fraction(self) -> float:
+        """Probability that a given plot is sampled in one window, from the network-wide rate."""
+        return min(1.0, self.plot_challenges_per_hour * self.window_s / 3600.0)
 
 
 # --- Why min_k = 29 on finney and test -------------------------------------------------
@@ -58,29 +81,44 @@ class NetworkProfile:
 # each k below halves the work, so k=31 ~42 s, k=30 ~21 s, k=29 ~10.6 s, k=28 ~5.3 s.
 #   * Deadline bound: with an 8 s deadline a single GPU cannot rebuild a k>=29 plot in time
 #     (10.6 s / 8 s = 1.3x margin at k=29, 2.6x at k=30, 5.3x at k=31). k=28 (5.3 s) would not.
-#   * Cost bound (covers attackers with many GPUs): one rebuild of a k=29 plot costs
-#     ~10.6 GPU-s ~= $0.0015 at $0.50/GPU-hour, while storing its 12 GB costs ~$0.00002/hour
-#     on a $15/TB-year disk. Challenging every plot at least once an hour makes rebuilding
-#     ~75x dearer than storing. Compression that trades disk for GPU (0.04-0.1 GPU-s a
-#     lookup, saves <=30 % of a plot) pays 4 lookups x 0.1 GPU-s x $0.50/h ~= $0.00006 per
-#     challenge for $0.000006/hour of disk saved: 10x dearer at one challenge per plot-hour.
-# Hence PLOT_CHALLENGES_PER_HOUR >= 1. k=29 still leaves the default --size_in_gb 100 a
-# useful partition (one k=30 and three k=29 plots, see storage.partition), where k=30 would
-# fit only two plots and no mix of sizes.
+# k=29 still leaves the default --size_in_gb 100 a useful partition (one k=30 and three k=29
+# plots, see storage.partition), where k=30 would fit only two plots and no mix of sizes.
 FINNEY_MIN_K = 29
-PLOT_CHALLENGES_PER_HOUR = 1.0
+
+# --- Why 0.3 challenges per plot-hour, one derived challenge each ------------------------
+# Cost bound (covers attackers with many GPUs): one rebuild of a k=29 plot costs ~10.6 GPU-s
+# ~= $0.0015 at $0.50/GPU-hour; storing its 12.7 GB costs ~$0.000022/hour on a $15/TB-year
+# disk. An on-demand attacker pays a rebuild per challenge: at r challenges per plot-hour
+# that is r x $0.0015/h, so storing is cheaper once r > 0.0148/h (break-even). At r = 0.3
+# rebuilding costs 20x storing.
+# Disk bound: the rate is network-wide (one shared challenge per window; the miner answers
+# once whatever the number of validators). A qualities lookup costs ~10 random reads and a
+# full proof ~67 (~1 proof per challenge): ~77 reads a challenge. 20 TB of k=29 plots is
+# ~1,580 plots; 1,580 x 0.3 x 77 / 3600 ~= 10 reads/s, ~8 % of one hard disk (~120 reads/s).
+# `python -m benchmarks.bench_disk_budget` counts it from the lookups the protocol triggers.
+# Residual: plot compression that trades <=30 % of disk for 0.04-0.1 GPU-s a lookup pays
+# 0.3 x 2 lookups x 0.04-0.1 GPU-s x $0.50/h ~= $0.000003-0.000008 per plot-hour for
+# ~$0.0000065 of disk saved: about break-even at this rate (docs/proofs.md). A higher rate
+# would price it out but costs every honest hard disk its I/O; the rate is a protocol
+# constant and can move with a protocol version.
+PLOT_CHALLENGES_PER_HOUR = 0.3
 
 _FINNEY = dict(
     min_k=FINNEY_MIN_K,
     max_k=34,
     secure=True,
-    # 4 challenges x ~1 proof x (7 + 64 seeks at ~10 ms) on a hard disk ~= 2.8 s a plot;
-    # two plots a round fit in 8 s on one spinning disk.
+    # 1 challenge x ~1 proof x (10 + 67 seeks at ~10 ms) on a hard disk ~= 0.8 s a plot; a
+    # miner's disks answer its sampled plots in parallel within 8 s.
     challenge_deadline_s=8.0,
-    plots_per_round=2,
-    challenges_per_plot=4,
+    window_blocks=25,        # 300 s at 12 s blocks
+    block_time_s=12.0,
+    challenges_per_plot=1,
     plot_challenges_per_hour=PLOT_CHALLENGES_PER_HOUR,
-    proof_round_s=120,
+    min_sample_plots=2,      # 24 challenges an hour for the smallest miner
+    max_sample_plots=4096,   # 4,096 x 6 proofs of 544 hex chars: an answer stays under 14 MB
+    max_listed_plots=65536,  # 830 TB of k=29 plots under one hotkey; a listing under 3 MB
+    listing_margin_blocks=1,
+    half_life_windows=72,    # 6 hours: ~200 challenges of evidence even for the smallest miner
     sync_s=120,
     weights_s=600,
     reallocate_s=600,
@@ -94,15 +132,19 @@ _DEV = dict(
     max_k=20,
     secure=False,
     challenge_deadline_s=2.0,
-    plots_per_round=4,
+    window_blocks=3,
+    block_time_s=1.0,
     challenges_per_plot=4,
     plot_challenges_per_hour=PLOT_CHALLENGES_PER_HOUR,
-    proof_round_s=10,
+    min_sample_plots=4,
+    max_sample_plots=1024,
+    max_listed_plots=65536,
+    listing_margin_blocks=1,
+    half_life_windows=24,
     sync_s=10,
     weights_s=30,
     reallocate_s=30,
     scrub_s=120,
-    block_time_s=1.0,
     tempo=20,
 )
 
@@ -128,13 +170,6 @@ def profile_for(network: str) -> NetworkProfile:
     raise ConfigError(
         f"unknown network {network!r}: use devnet, finney, test, local or a ws://host:port endpoint"
     )
-
-
-def plots_to_sample(profile: NetworkProfile, n_plots: int) -> int:
-    """Plots to challenge per round so each plot is hit ``plot_challenges_per_hour`` times."""
-    rounds_per_hour = 3600.0 / profile.proof_round_s
-    needed = math.ceil(n_plots * profile.plot_challenges_per_hour / rounds_per_hour)
-    return max(0, min(n_plots, max(profile.plots_per_round, needed)))
 
 
 # --- settings ---------------------------------------------------------------------------
@@ -230,8 +265,9 @@ class Settings(BaseModel):
         return self.seconds_per_weights or self.profile.weights_s
 
     @property
-    def round_interval(self) -> float:
-        return self.seconds_per_round or self.profile.proof_round_s
+    def round_interval(self) -> Optional[float]:
+        """How often this validator checks a window; None: every window."""
+        return self.seconds_per_round
 
     def validate_ranges(self) -> "Settings":
         """Refuse values no disk or machine can honour, with what to use instead."""
@@ -282,7 +318,7 @@ def add_common_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--seconds_per_weights", dest="seconds_per_weights", type=int,
                    default=argparse.SUPPRESS, help="weight-setting period (600; devnet 30)")
     g.add_argument("--seconds_per_round", dest="seconds_per_round", type=float,
-                   default=argparse.SUPPRESS, help="proof-round period (120; devnet 10)")
+                   default=argparse.SUPPRESS, help="check a proof window at most this often (every window: 300 s; devnet 3 s)")
     g.add_argument("--netuid", dest="netuid", type=int, default=argparse.SUPPRESS,
                    help="subnet uid (7 on finney, 12 on test)")
     for flag, text in _BOOL_FLAGS.items():

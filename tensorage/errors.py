@@ -41,6 +41,10 @@ class ChainError(TensorageError):
     """The chain refused a read or a write, or cannot be reached."""
 
 
+class BlockNotYet(ChainError):
+    """A block that is not on the chain yet: its hash (a window's beacon) cannot be known."""
+
+
 class NotRegistered(ChainError):
     """A hotkey or uid is not registered on the subnet."""
 

@@ -164,14 +164,17 @@ class ChallengeResult(Event):
     result: str  # pass | fail | timeout | unreachable
     latency_ms: float
     detail: str = ""
+    window: int = -1
+    credit_bytes: float = 0.0  # bytes this window proved (an estimate of the listed bytes held)
 
     @property
     def level(self) -> str:  # type: ignore[override]
         return "info" if self.result == "pass" else "warning"
 
     def summary(self) -> str:
-        return (f"uid {self.miner_uid} {self.result}: {self.proofs_returned}/{self.proofs_expected:.1f} proofs "
-                f"over {self.plots} plots in {self.latency_ms:.0f} ms{' — ' + self.detail if self.detail else ''}")
+        return (f"uid {self.miner_uid} {self.result}: {self.proofs_returned}/{self.proofs_expected:.1f} proofs over "
+                f"{self.plots} plots in {self.latency_ms:.0f} ms, {self.credit_bytes / 1e6:.1f} MB proven "
+                f"(window {self.window}){' — ' + self.detail if self.detail else ''}")
 
 
 @dataclass(kw_only=True)
@@ -180,9 +183,13 @@ class ChallengeServed(Event):
     plots: int
     proofs: int
     latency_ms: float
+    window: int = -1
+    cached: bool = False  # answered with the window's answer already looked up for another validator
 
     def summary(self) -> str:
-        return f"answered {self.validator_hotkey[:8]}: {self.proofs} proofs over {self.plots} plots in {self.latency_ms:.0f} ms"
+        how = "shared answer" if self.cached else "looked up"
+        return (f"answered {self.validator_hotkey[:8]}: {self.proofs} proofs over {self.plots} plots in "
+                f"{self.latency_ms:.0f} ms (window {self.window}, {how})")
 
 
 @dataclass(kw_only=True)

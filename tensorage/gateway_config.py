@@ -25,7 +25,7 @@ class GatewaySettings(BaseModel):
     audits_per_round: int = Field(default=8, ge=1, le=256)  # per miner, per audit job run
     miss_limit: int = Field(default=2, ge=1, le=100)        # unanswered audits in a row before a shard is lost
     audit_s: Optional[float] = Field(default=None, ge=1)    # default: the proof-round period
-    repair_s: Optional[float] = Field(default=None, ge=1)   # default: the proof-round period
+    repair_s: Optional[float] = Field(default=None, ge=1)   # default: the proof-round period, at least 10 s
     # client side
     uid: Optional[int] = Field(default=None, ge=0)
     hotkey: Optional[str] = None
@@ -68,7 +68,7 @@ def add_gateway_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--gateway.audit_s", dest="gateway.audit_s", type=float, default=argparse.SUPPRESS,
                    help="audit period in seconds (the proof-round period)")
     g.add_argument("--gateway.repair_s", dest="gateway.repair_s", type=float, default=argparse.SUPPRESS,
-                   help="repair and garbage-collection period in seconds (the proof-round period)")
+                   help="repair and garbage-collection period in seconds (the proof-round period, at least 10)")
 
 
 def add_gateway_choice_flags(parser: argparse.ArgumentParser) -> None:

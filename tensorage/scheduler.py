@@ -107,6 +107,15 @@ class Jobs:
         else:
             job.modify(next_run_time=datetime.now(job.next_run_time.tzinfo))
 
+    def has(self, job_id: str) -> bool:
+        return job_id in self._funcs
+
+    def reschedule(self, job_id: str, at: float) -> None:
+        """Move a job's next run to unix time ``at`` (its period then counts from there)."""
+        job = self.scheduler.get_job(job_id)
+        if job is not None and job.next_run_time is not None:  # a paused job stays paused
+            job.modify(next_run_time=datetime.fromtimestamp(at, job.next_run_time.tzinfo))
+
     def pause(self, job_id: str) -> None:
         self.scheduler.pause_job(job_id)
 

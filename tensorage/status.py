@@ -77,22 +77,22 @@ def validator_status(layout: Layout, rounds: int = 5) -> dict[str, Any]:
     """Per miner: its last rounds, its score; and the last weights set."""
     from .storage.validator_db import ValidatorStore
 
-    store = ValidatorStore(layout.validator_state_db)
+    store = ValidatorStore(layout.validator_state_db, readonly=True)
     try:
         scores = store.scores()
         miners = {}
         for m in store.miners():
             s = scores.get(m.hotkey)
             miners[str(m.uid)] = {
-                "hotkey": m.hotkey, "axon": m.axon, "plots_listed": m.listed_plots, "plots_accepted": m.accepted_plots,
-                "refused": m.refused,
-                "ratio": round(min(1.0, s.returned / s.expected), 4) if s and s.expected else None,
-                "raw_ratio": round(s.returned / s.expected, 4) if s and s.expected else None,
+                "hotkey": m.hotkey, "axon": m.axon, "listing": m.listing, "plots_listed": m.listed_plots,
+                "credited_bytes": m.credited_bytes, "refused": m.refused,
+                "ratio": round(s.returned / s.expected, 4) if s and s.expected else None,
                 "proven_bytes": s.proven_bytes if s else 0, "score": s.score if s else 0.0,
+                "windows": round(s.windows, 2) if s else 0, "last_window": s.last_window if s else None,
                 "latency_ms": round(s.latency_ms, 1) if s else None,
-                "last_rounds": [{"result": r.result, "proofs_returned": r.proofs_returned,
-                                 "proofs_expected": round(r.proofs_expected, 2), "latency_ms": round(r.latency_ms, 1),
-                                 "at": r.started_at, "detail": r.detail}
+                "last_rounds": [{"window": r.window, "result": r.result, "proofs_returned": r.proofs_returned,
+                                 "proofs_expected": round(r.proofs_expected, 2), "credit_bytes": r.credit_bytes,
+                                 "latency_ms": round(r.latency_ms, 1), "at": r.started_at, "detail": r.detail}
                                 for r in store.recent_rounds(limit=rounds, hotkey=m.hotkey)],
             }
         last = store.last_weights()

@@ -30,6 +30,7 @@ def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: 
 class Subnet:
     root: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
+    first_window: int = 0  # tests that let the subnet settle count windows from here
 
     @classmethod
     def create(cls, root: Path, miners: int, validators: int, sizes: tuple[float, ...]) -> "Subnet":
@@ -100,7 +101,7 @@ class Subnet:
         return (self.root / "logs" / f"{name}.log").read_text(errors="replace")
 
     def store(self, validator: str) -> ValidatorStore:
-        return ValidatorStore(self.db_root(validator) / "index" / "validator.sqlite")
+        return ValidatorStore(self.db_root(validator) / "index" / "validator.sqlite", readonly=True)
 
     def rounds(self, validator: str, hotkey: str) -> list:
         if not (self.db_root(validator) / "index" / "validator.sqlite").exists():

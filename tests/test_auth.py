@@ -3,6 +3,7 @@ the right status and a JSON message, and changes nothing."""
 
 from __future__ import annotations
 
+import base64
 import json
 import time
 
@@ -16,10 +17,11 @@ from tensorage.chain.wallets import create_wallet
 from tensorage.config import settings_from_namespace
 from tensorage.engines.miner import MinerEngine
 from tensorage.events import ChallengeServed, EventBus
-from tensorage.net.messages import ChallengeRequest
-from tensorage.proofs.challenges import new_challenge
+from tensorage.net.messages import WindowChallenge
 
 from .subnet import Subnet
+from .windows import current_window
+from tensorage.proofs.windows import window_start
 
 
 @pytest.fixture(scope="module")
@@ -54,8 +56,9 @@ def wallet_of(subnet: Subnet, name: str) -> bt.Wallet:
 
 
 def challenge_body(miner: MinerEngine, **changes) -> bytes:
-    req = ChallengeRequest(challenge=new_challenge().hex(), plots=list(miner.plots)[:2], per_plot=2,
-                           deadline=time.time() + 5)
+    """A challenge for the current window (one with at least a second left to answer it)."""
+    window, beacon, deadline = current_window(miner.chain, miner.profile)
+    req = WindowChallenge(window=window, beacon=beacon.hex(), listing=miner.current_listing().hex, deadline=deadline)
     data = req.model_dump()
     data.update(changes)
     return json.dumps(data).encode()
@@ -77,7 +80,11 @@ async def test_a_validator_gets_proofs(miner, allocated):
     body = challenge_body(miner)
     status, data = await send(miner, "POST", "/v1/challenge", body, signed(v, "POST", "/v1/challenge", body, miner.hotkey))
     assert status == 200, data
-    assert {p["seed"] for p in data["proofs"]} == set(json.loads(body)["plots"])
+    sent = json.loads(body)
+    assert (data["window"], data["listing"]) == (sent["window"], sent["listing"])
+    assert len(data["proofs"]) == 4 and all(len(per_plot) == miner.profile.challenges_per_plot
+                                            for per_plot in data["proofs"])
+    assert sum(len(items) for per_plot in data["proofs"] for items in per_plot) > 0
     assert len(miner.served_events) == 1
 
 
@@ -126,23 +133,30 @@ async def test_replayed_request_is_refused_once_used(miner, allocated):
 @pytest.mark.parametrize("case, status, code", [
     ("malformed_json", 400, "bad_request"),
     ("wrong_types", 400, "bad_request"),
-    ("unknown_plot", 404, "unknown_plot"),
+    ("unknown_listing", 409, "unknown_listing"),
     ("deadline_passed", 408, "deadline_passed"),
     ("old_protocol", 426, "protocol"),
     ("oversized", 413, "too_large"),
-    ("repeated_plots", 400, "bad_request"),
+    ("wrong_beacon", 409, "beacon_mismatch"),
+    ("future_window", 425, "too_early"),
+    ("past_window", 408, "window_over"),
+    ("nan_deadline", 400, "bad_request"),
 ])
 async def test_bad_bodies_get_a_clear_error(miner, allocated, case, status, code):
     v = wallet_of(allocated, "validator-0")
-    seeds = list(miner.plots)
+    window = json.loads(challenge_body(miner))["window"]
     body = {
-        "malformed_json": b'{"challenge": ',
-        "wrong_types": challenge_body(miner, per_plot="four"),
-        "unknown_plot": challenge_body(miner, plots=["ab" * 32]),
+        "malformed_json": b'{"window": ',
+        "wrong_types": challenge_body(miner, window="four"),
+        "unknown_listing": challenge_body(miner, listing="ab" * 32),
         "deadline_passed": challenge_body(miner, deadline=time.time() - 1),
         "old_protocol": challenge_body(miner, protocol=PROTOCOL_VERSION + 1),
         "oversized": b"x" * (2 << 20),
-        "repeated_plots": challenge_body(miner, plots=[seeds[0], seeds[0]]),
+        "wrong_beacon": challenge_body(miner, beacon="cd" * 32),
+        "future_window": challenge_body(miner, window=window + 1000),
+        "past_window": challenge_body(miner, window=window - 5,
+                                      beacon=miner.chain.block_hash(window_start(window - 5, miner.profile)).hex()),
+        "nan_deadline": challenge_body(miner, deadline=float("nan")),
     }[case]
     got, data = await send(miner, "POST", "/v1/challenge", body, signed(v, "POST", "/v1/challenge", body, miner.hotkey))
     assert (got, data["error"]) == (status, code), data
@@ -154,7 +168,8 @@ async def test_health_is_public_and_plots_need_a_validator(miner, allocated):
     assert status == 200 and data["role"] == "miner" and data["plots"] == len(miner.plots) == 4
     v = wallet_of(allocated, "validator-0")
     status, data = await send(miner, "GET", "/v1/plots", headers=signed(v, "GET", "/v1/plots", b"", miner.hotkey))
-    assert status == 200 and len(data["plots"]) == 4 and data["hotkey"] == miner.hotkey
+    assert status == 200 and data["hotkey"] == miner.hotkey and data["digest"] == miner.current_listing().hex
+    assert len(base64.b64decode(data["plots"])) == 4 * 33
     m1 = wallet_of(allocated, "miner-1")
     status, data = await send(miner, "GET", "/v1/plots", headers=signed(m1, "GET", "/v1/plots", b"", miner.hotkey))
     assert (status, data["error"]) == (403, "forbidden")
@@ -196,3 +211,13 @@ async def test_event_stream_replays_history_then_follows(miner, allocated):
                     break
             else:
                 pytest.fail("the live event never arrived")
+
+
+async def test_a_protocol_1_validator_is_told_to_upgrade(miner, allocated):
+    """Protocol 2 changed every message: an older peer gets 426 and what to do, and nothing runs."""
+    v = wallet_of(allocated, "validator-0")
+    body = challenge_body(miner)
+    headers = {**signed(v, "POST", "/v1/challenge", body, miner.hotkey), "X-Tensorage-Protocol": "1"}
+    status, data = await send(miner, "POST", "/v1/challenge", body, headers)
+    assert (status, data["error"]) == (426, "protocol") and "upgrade" in data["message"]
+    assert miner.challenges_served == 0

@@ -10,7 +10,7 @@ import pytest
 
 from tensorage.errors import ProtocolError
 from tensorage.proofs import chia
-from tensorage.proofs.challenges import CapacityEstimate, derive, expected_proofs
+from tensorage.proofs.challenges import derive
 from tensorage.proofs.plots import plot_id, proof_rate
 from tensorage.proofs.plot_check import verify_plot
 
@@ -93,13 +93,29 @@ def test_proof_count_over_200_challenges_is_poisson_around_the_rate(alice_plot):
     assert 0.8 <= total / 200 <= 1.1
 
 
-def test_estimator_ratio_tracks_fraction_and_caps_luck():
-    est = CapacityEstimate()
-    for _ in range(50):
-        est.update(returned=5, expected=10, decay=0.9)
-    assert est.ratio == pytest.approx(0.5)
-    lucky = CapacityEstimate()
-    lucky.update(returned=12, expected=10, decay=0.9)
-    assert lucky.ratio == 1.0
-    assert CapacityEstimate().ratio == 0.0
-    assert expected_proofs([18, 19], 4) == pytest.approx(4 * (proof_rate(18) + proof_rate(19)))
+def test_a_proof_has_one_spelling_only(alice_plot):
+    """A proof counts once, by its bytes: no reordering of its 64 x-values (swapping the two
+    halves of any node of its tree) gives another proof that verifies."""
+    a_id = plot_id(ALICE, FIXED_SEED)
+    k = 18
+
+    def xs(proof: bytes) -> list[int]:
+        bits = int.from_bytes(proof, "big")
+        return [(bits >> (k * (63 - i))) & ((1 << k) - 1) for i in range(64)]
+
+    def pack(x: list[int]) -> bytes:
+        value = 0
+        for v in x:
+            value = (value << k) | v
+        return value.to_bytes(8 * k, "big")
+
+    tried = 0
+    for c, p in _some_proofs(alice_plot, a_id):
+        x = xs(p)
+        assert pack(x) == p
+        for size in (1, 2, 4, 8, 16, 32):
+            for start in range(0, 64, 2 * size):
+                y = x[:start] + x[start + size:start + 2 * size] + x[start:start + size] + x[start + 2 * size:]
+                tried += 1
+                assert not chia.verify(a_id, k, c, pack(y))
+    assert tried >= 63

@@ -64,26 +64,45 @@ def _validator(devnet_root, tmp_path, **flags) -> ValidatorEngine:
     return ValidatorEngine(settings, wallet, Devnet.open(devnet_root))
 
 
-def test_scores_are_stored_and_restored_unless_told_not_to(devnet_root, tmp_path):
-    v = _validator(devnet_root, tmp_path)
+async def test_scores_are_stored_and_restored_unless_told_not_to(devnet_root, tmp_path):
     from tensorage.engines.scoring import MinerScore
-    from tensorage.proofs.challenges import CapacityEstimate
 
-    v.scores["hk"] = MinerScore(hotkey="hk", uid=3, estimate=CapacityEstimate(40.0, 50.0), latency_ms=120.0)
-    v._save_scores()
+    v = _validator(devnet_root, tmp_path)
+    v.scores["hk"] = MinerScore(hotkey="hk", uid=3, credit=4e6, windows=2.0, returned=40.0, expected=50.0,
+                                latency_ms=120.0, last_window=17)
+    await v._save_scores()
+    v._db.shutdown()
     v.store.close()
     restored = _validator(devnet_root, tmp_path)
-    assert restored.scores["hk"].estimate.returned == 40.0 and restored.scores["hk"].ratio == pytest.approx(0.8)
+    hk = restored.scores["hk"]
+    assert (hk.credit, hk.windows, hk.last_window, hk.ratio) == (4e6, 2.0, 17, pytest.approx(0.8))
+    assert restored.last_window == 17  # the window it already checked is not checked twice
     restored.store.close()
     fresh = _validator(devnet_root, tmp_path, no_restore_weights=True)
     assert fresh.scores == {}
-    fresh.scores["other"] = MinerScore(hotkey="other", uid=4, estimate=CapacityEstimate(1.0, 1.0))
     fresh.store.close()
     nostore = _validator(devnet_root, tmp_path, no_store_weights=True)
-    nostore.scores["other"] = MinerScore(hotkey="other", uid=4, estimate=CapacityEstimate(1.0, 1.0))
-    nostore._save_scores()
+    nostore.scores["other"] = MinerScore(hotkey="other", uid=4, credit=1.0, windows=1.0)
+    await nostore._save_scores()
     assert "other" not in nostore.store.scores()
     nostore.store.close()
+
+
+def test_a_window_is_credited_once_and_skipped_windows_decay():
+    from tensorage.engines.scoring import MinerScore, decay_for
+
+    decay = decay_for(24)
+    s = MinerScore(hotkey="hk", uid=1)
+    assert s.add_window(5, 100.0, 4, 4.0, decay)
+    assert not s.add_window(5, 100.0, 4, 4.0, decay)   # the same window again: nothing changes
+    assert not s.add_window(4, 100.0, 4, 4.0, decay)   # nor an older one
+    assert (s.credit, s.windows) == (100.0, 1.0)
+    s.add_window(7, 0.0, 0, 4.0, decay)                 # two windows later, an empty one
+    assert s.credit == pytest.approx(100.0 * decay ** 2) and s.windows == pytest.approx(decay ** 2 + 1)
+    steady = MinerScore(hotkey="hk", uid=1)
+    for w in range(2000):
+        steady.add_window(w, 50.0, 1, 1.0, decay)
+    assert steady.score(2.0, decay) == pytest.approx(50.0) and steady.proven_bytes() == pytest.approx(50.0)
 
 
 def test_scoring_rules():

@@ -1,10 +1,13 @@
 """A whole subnet of real processes on the devnet: 3 miners of different sizes, 2 validators.
-Weights converge to proven capacity, consensus follows, and nodes survive kill -9."""
+Weights converge to proven capacity, consensus follows, each miner looks a window up once
+for both validators, and nodes survive kill -9."""
 
 from __future__ import annotations
 
+import re
 import signal
 import time
+from collections import Counter
 
 import pytest
 
@@ -15,7 +18,7 @@ from tensorage.storage.models import MinerIndex
 from .subnet import Subnet, wait_for
 
 SIZES = {"miner-0": 0.03, "miner-1": 0.05, "miner-2": 0.08}
-VALIDATOR_ARGS = ("--seconds_per_round", "2", "--seconds_per_weights", "6")
+VALIDATOR_ARGS = ("--seconds_per_weights", "6")
 MIN_ROUNDS = 20
 
 
@@ -82,6 +85,18 @@ def test_weights_converge_to_proven_capacity_and_incentive_follows(subnet):
     for v in ("validator-0", "validator-1"):
         rounds = [r.result for m in SIZES for r in subnet.rounds(v, subnet.hotkey(m))]
         assert rounds.count("pass") >= 0.95 * len(rounds), rounds
+
+
+def test_a_miner_looks_each_window_up_once_for_every_validator(subnet):
+    """Both validators check every window; the miner's disk does the work once a window."""
+    wait_for(lambda: enough_rounds(subnet, "validator-1", 5), 60, "rounds by validator-1")
+    for name in SIZES:
+        log = subnet.log(name)
+        fresh = Counter(re.findall(r"\(window (\d+), looked up\)", log))
+        shared = Counter(re.findall(r"\(window (\d+), shared answer\)", log))
+        assert fresh and max(fresh.values()) == 1, fresh.most_common(3)
+        both = [w for w in fresh if shared[w] >= 1]
+        assert len(both) >= 0.8 * len(fresh), (name, len(both), len(fresh))
 
 
 def test_killed_miner_is_unreachable_then_recovers(subnet):

@@ -7,11 +7,11 @@ and the ``ServeAxon`` intent. Never called in tests: there is no chain here.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Optional
 
 import bittensor as bt
 
-from ..errors import ChainError, NotRegistered
+from ..errors import BlockNotYet, ChainError, NotRegistered
 from .port import Metagraph, Neuron
 
 
@@ -27,6 +27,8 @@ class BittensorChain:
         self.network = network
         self.netuid = netuid
         self._client = bt.SyncClient(network)
+        self._infos: dict[int, bt.BlockInfo] = {}  # recent blocks: a window's beacon is read by every job
+        self._block_time: Optional[float] = None
 
     def _fail(self, what: str, exc: Exception) -> ChainError:
         return ChainError(f"{what} on {self.network} failed ({exc}); check the network is reachable or pass "
@@ -34,9 +36,40 @@ class BittensorChain:
 
     def block(self) -> int:
         try:
-            return int(self._client.block())
+            return int(self._client.block)  # a property that reads the chain head
         except Exception as exc:
             raise self._fail("reading the block", exc) from None
+
+    def _block_info(self, block: int) -> bt.BlockInfo:
+        info = self._infos.get(block)
+        if info is not None:
+            return info
+        if block > self.block():
+            raise BlockNotYet(f"block {block} is not on {self.network} yet")
+        try:
+            info = self._client.block_info(block)
+        except Exception as exc:
+            raise self._fail(f"reading block {block}", exc) from None
+        if info is None or not info.hash:
+            raise BlockNotYet(f"block {block} is not on {self.network} yet")
+        self._infos[block] = info
+        while len(self._infos) > 64:
+            self._infos.pop(next(iter(self._infos)))
+        return info
+
+    def block_hash(self, block: int) -> bytes:
+        return bytes.fromhex(self._block_info(block).hash.removeprefix("0x"))
+
+    def block_timestamp(self, block: int) -> float:
+        return self._block_info(block).timestamp.timestamp()
+
+    def block_time(self) -> float:
+        if self._block_time is None:
+            try:
+                self._block_time = float(self._client.block_time())
+            except Exception as exc:
+                raise self._fail("reading the block time", exc) from None
+        return self._block_time
 
     def metagraph(self) -> Metagraph:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import math
+import secrets
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import bittensor as bt
 import peewee as pw
 
 from ..config import PROFILES
-from ..errors import ChainError, NotRegistered
+from ..errors import BlockNotYet, ChainError, NotRegistered
 from ..storage.files import atomic_write
 from ..storage.models import open_sqlite
 from .consensus import yuma
@@ -31,6 +32,8 @@ MAX_VALIDATORS = 64
 EMISSION_PER_BLOCK = 1.0
 CHAIN_FILE = "chain.sqlite"
 SUBNET_FILE = "subnet.json"
+BLOCK_HASHES_KEPT = 100_000   # a day of 1 s blocks; older beacons are forgotten
+BLOCK_HASH_PRUNE_EVERY = 1000
 
 
 def _models(db: pw.Database):
@@ -82,7 +85,14 @@ def _models(db: pw.Database):
         class Meta:
             table_name = "epochs"
 
-    return Meta_, NeuronRow, WeightRow, EpochRow
+    class BlockHashRow(Base):
+        block = pw.IntegerField(primary_key=True)
+        hash = pw.BlobField()
+
+        class Meta:
+            table_name = "block_hashes"
+
+    return Meta_, NeuronRow, WeightRow, EpochRow, BlockHashRow
 
 
 @dataclass
@@ -147,10 +157,10 @@ class Devnet:
         if not path.exists():
             raise ChainError(f"no devnet chain at {path}: run `tensorage devnet init` first")
         self.db = open_sqlite(path, "devnet (`tensorage devnet init --force`)")
-        self.Meta, self.NeuronRow, self.WeightRow, self.EpochRow = _models(self.db)
-        self.db.create_tables([self.Meta, self.NeuronRow, self.WeightRow, self.EpochRow], safe=True)
+        self.Meta, self.NeuronRow, self.WeightRow, self.EpochRow, self.BlockHashRow = _models(self.db)
+        self.db.create_tables([self.Meta, self.NeuronRow, self.WeightRow, self.EpochRow, self.BlockHashRow], safe=True)
         self._genesis = float(self._meta("genesis", "0"))
-        self.block_time = float(self._meta("block_time", str(PROFILES["devnet"].block_time_s)))
+        self.seconds_per_block = float(self._meta("block_time", str(PROFILES["devnet"].block_time_s)))
         self.tempo = int(self._meta("tempo", str(PROFILES["devnet"].tempo)))
 
     # lifecycle -------------------------------------------------------------------------
@@ -160,9 +170,9 @@ class Devnet:
         root = Path(root)
         root.mkdir(parents=True, exist_ok=True)
         db = open_sqlite(root / CHAIN_FILE, "devnet")
-        Meta, NeuronRow, WeightRow, EpochRow = _models(db)
+        Meta, NeuronRow, WeightRow, EpochRow, BlockHashRow = _models(db)
         with db.atomic("IMMEDIATE"):
-            db.create_tables([Meta, NeuronRow, WeightRow, EpochRow], safe=True)
+            db.create_tables([Meta, NeuronRow, WeightRow, EpochRow, BlockHashRow], safe=True)
             defaults = {
                 "genesis": repr(time.time()),
                 "block_time": repr(block_time or PROFILES["devnet"].block_time_s),
@@ -187,7 +197,29 @@ class Devnet:
 
     # clock -------------------------------------------------------------------------------
     def block(self) -> int:
-        return int((time.time() - self._genesis) / self.block_time)
+        return int((time.time() - self._genesis) / self.seconds_per_block)
+
+    def block_timestamp(self, block: int) -> float:
+        if block > self.block():
+            raise BlockNotYet(f"devnet block {block} is not made yet (head is {self.block()})")
+        return self._genesis + block * self.seconds_per_block
+
+    def block_time(self) -> float:
+        return self.seconds_per_block
+
+    def block_hash(self, block: int) -> bytes:
+        """A random hash per block, drawn by whoever asks first once the block exists, so no
+        process can know it before the block's time (the beacon of proof windows)."""
+        row = self.BlockHashRow.get_or_none(self.BlockHashRow.block == block)
+        if row is not None:
+            return bytes(row.hash)
+        if block < 0 or block > self.block():
+            raise BlockNotYet(f"devnet block {block} is not made yet (head is {self.block()})")
+        with self.db.atomic("IMMEDIATE"):
+            self.BlockHashRow.insert(block=block, hash=secrets.token_bytes(32)).on_conflict_ignore().execute()
+            if block % BLOCK_HASH_PRUNE_EVERY == 0:
+                self.BlockHashRow.delete().where(self.BlockHashRow.block < block - BLOCK_HASHES_KEPT).execute()
+        return bytes(self.BlockHashRow.get(self.BlockHashRow.block == block).hash)
 
     # reads -------------------------------------------------------------------------------
     def metagraph(self) -> Metagraph:

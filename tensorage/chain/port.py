@@ -11,6 +11,8 @@ from typing import Optional, Protocol
 
 from bittensor.wallet import Wallet
 
+from ..errors import BlockNotYet  # noqa: F401 - part of the port
+
 
 @dataclass(frozen=True)
 class Neuron:
@@ -70,6 +72,19 @@ class ChainPort(Protocol):
     netuid: int
 
     def block(self) -> int: ...
+
+    def block_hash(self, block: int) -> bytes:
+        """The 32-byte hash of a past or current block: the beacon of the window it starts.
+        Raises BlockNotYet for a block that does not exist yet."""
+        ...
+
+    def block_timestamp(self, block: int) -> float:
+        """Unix time at which ``block`` was made (raises BlockNotYet for a future block)."""
+        ...
+
+    def block_time(self) -> float:
+        """Seconds per block."""
+        ...
 
     def metagraph(self) -> Metagraph: ...
 

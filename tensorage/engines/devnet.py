@@ -147,7 +147,7 @@ class DevnetSupervisor:
     async def start(self) -> None:
         spec = self.prepare()
         assert self.chain is not None
-        self.jobs.add("devnet_epoch", self.epoch, self.chain.block_time, first_in=None)
+        self.jobs.add("devnet_epoch", self.epoch, self.chain.block_time(), first_in=None)
         self.jobs.start()
         for node in spec.of_role("miner") + spec.of_role("validator"):
             await self.spawn(self.children[node.name])

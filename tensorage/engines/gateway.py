@@ -65,6 +65,7 @@ MAX_RETRIEVES = 8
 BATCH_BYTES = 1 << 20          # upload bytes handed to a worker thread at once
 EXTRA_FETCHES = 1              # retrieval starts k + this many shard downloads, keeps the fastest k
 IDLE_S = 60.0                  # a client that sends or reads nothing for this long is cut off
+MIN_UPKEEP_S = 10.0            # repair and gc run at most this often by default (devnet windows are 3 s)
 
 
 class PlacementFailed(Exception):
@@ -154,8 +155,9 @@ class Gateway:
             jobs.add("audit", self.run_audits, self.cfg.audit_s or round_s, first_in=None)
         else:
             jobs.add("refill", self.run_refill, self.cfg.audit_s or round_s, first_in=None)
-        jobs.add("repair", self.run_repair, self.cfg.repair_s or round_s, first_in=None)
-        jobs.add("gc", self.run_gc, self.cfg.repair_s or round_s, first_in=None)
+        upkeep = self.cfg.repair_s or max(round_s, MIN_UPKEEP_S)
+        jobs.add("repair", self.run_repair, upkeep, first_in=None)
+        jobs.add("gc", self.run_gc, upkeep, first_in=None)
 
     def close(self) -> None:
         self.db.close()

@@ -1,8 +1,10 @@
 """The miner: serves its plot list and proofs over signed HTTP, keeps its disk allocated.
 
 Proof lookups run in a process pool (chiapos holds the GIL). Reallocation and a
-scrub of the plots are scheduled jobs. Adversarial miners in the tests subclass this
-and override :meth:`listed_plots` or :meth:`prove`.
+scrub of the plots are scheduled jobs. Proof windows are answered once per (window,
+listing) by :class:`WindowAnswerer`. Adversarial miners in the tests subclass this and
+override :meth:`listed_plots`, :meth:`current_listing`, :meth:`prove_sample` or
+:meth:`window_answer`.
 """
 
 from __future__ import annotations
@@ -25,9 +27,12 @@ from ..errors import PlotError, TensorageError
 from ..events import ChallengeServed, ErrorEvent, EventBus, PlotDone, PlotRemoved, PlotVerified
 from ..net.auth import BODY, CALLER, OPERATOR, VALIDATOR, access
 from ..net.errors import parse, reject
-from ..net.messages import ChallengeRequest, ChallengeResponse, PlotEntry, PlotProofs, PlotsResponse, ShareRequest
+from ..net.messages import PlotsResponse, ShareRequest, WindowChallenge
+from ..proofs.listing import Listing
 from ..proofs.plots import plot_filename, plot_id
 from ..proofs.prover_pool import PlotTask, ProverPool
+from ..proofs.windows import MAX_PROOFS_PER_CHALLENGE
+from .window_answers import WindowAnswerer
 from ..storage.models import PlotState
 from .allocator import Allocator
 from .node import Node
@@ -59,6 +64,10 @@ class MinerEngine(Node):
         self.pool = pool if pool is not None else ProverPool(proof_workers or min(2, os.cpu_count() or 1))
         self.plots: dict[str, HeldPlot] = {}
         self.challenges_served = 0
+        self._listing: Optional[tuple[dict, Listing]] = None
+        # looked up per call, so a subclass's prove_sample is the one used
+        self.answerer = WindowAnswerer(self.profile, chain, self.hotkey,
+                                       lambda entries, c, j: self.prove_sample(entries, c, j))
         self._alloc_task: Optional[asyncio.Task] = None
         self.bus.subscribe(self._on_plot_event)
 
@@ -82,26 +91,40 @@ class MinerEngine(Node):
     def plot_count(self) -> int:
         return len(self.plots)
 
-    def listed_plots(self) -> list[PlotEntry]:
-        return [PlotEntry(seed=p.seed, k=p.k) for p in self.plots.values()]
+    def listed_plots(self) -> list[tuple[bytes, int]]:
+        """(seed, k) of every plot this miner stands behind."""
+        return [(bytes.fromhex(p.seed), p.k) for p in self.plots.values()]
 
-    async def prove(self, req: ChallengeRequest) -> ChallengeResponse:
-        held = [self.plots[s] for s in req.plots if s in self.plots]
-        missing = [s for s in req.plots if s not in self.plots]
-        if not held:
-            reject(404, "unknown_plot", f"none of the {len(req.plots)} plots asked for is held here: "
-                                        f"sync the plot list with GET /v1/plots")
-        tasks = [PlotTask(seed=p.seed, path=str(p.path), plot_id=p.plot_id, k=p.k) for p in held]
-        results = await self.pool.prove(tasks, bytes.fromhex(req.challenge), req.per_plot)
-        proofs: list[PlotProofs] = []
-        for seed, j, payload in results:
-            if j is None:  # the plot could not be read: say so, scrub it
-                missing.append(seed)
+    def current_listing(self) -> Listing:
+        """The canonical listing of what this miner holds now (rebuilt only when its plots change)."""
+        if self._listing is None or self._listing[0] is not self.plots:
+            self._listing = (self.plots, Listing.from_plots(self.listed_plots()))
+        return self._listing[1]
+
+    async def prove_sample(self, entries: list[tuple[bytes, int]], challenge: bytes,
+                           per_plot: int) -> list[list[list[bytes]]]:
+        """Proofs for each sampled (seed, k) and j < per_plot; none for a plot not held (or held
+        with another k): the validator then sees fewer proofs than expected, nothing else."""
+        held = {}
+        for seed, k in entries:
+            plot = self.plots.get(seed.hex())
+            if plot is not None and plot.k == k:
+                held[plot.seed] = plot
+        tasks = [PlotTask(seed=p.seed, path=str(p.path), plot_id=p.plot_id, k=p.k) for p in held.values()]
+        found: dict[tuple[str, int], list[bytes]] = {}
+        for seed, j, payload in await self.pool.prove(tasks, challenge, per_plot):
+            if j is None:  # the plot could not be read: say so (the scrub will deal with it)
                 self.bus.publish(ErrorEvent(message=f"plot {seed[:8]} unreadable during a challenge: {payload}",
                                             source=self.source))
                 continue
-            proofs.append(PlotProofs(seed=seed, j=j, proofs=[p.hex() for p in payload]))
-        return ChallengeResponse(proofs=proofs, missing=missing)
+            found[(seed, j)] = list(dict.fromkeys(payload))[:MAX_PROOFS_PER_CHALLENGE]
+        return [[found.get((seed.hex(), j), []) for j in range(per_plot)] for seed, _ in entries]
+
+    async def window_answer(self, req: WindowChallenge) -> tuple[bytes, bool]:
+        """The answer bytes for a window, and whether this request looked them up (adversaries in
+        the tests override this)."""
+        self.answerer.remember(self.current_listing())
+        return await self.answerer.answer(req)
 
     # http ------------------------------------------------------------------------------------
     def add_routes(self, app: web.Application) -> None:
@@ -128,13 +151,20 @@ class MinerEngine(Node):
 
     @access(VALIDATOR)
     async def handle_plots(self, request: web.Request) -> web.Response:
-        body = PlotsResponse(hotkey=self.hotkey, plots=self.listed_plots())
-        return web.json_response(body.model_dump())
+        """The current listing; ``If-None-Match`` with its digest answers 304 (nothing to resend)."""
+        listing = self.current_listing()
+        self.answerer.remember(listing)
+        etag = f'"{listing.hex}"'
+        if request.headers.get("If-None-Match") == etag:
+            return web.Response(status=304, headers={"ETag": etag})
+        body = PlotsResponse(hotkey=self.hotkey, digest=listing.hex, plots=listing.to_b64())
+        return web.Response(body=body.model_dump_json().encode(), content_type="application/json",
+                            headers={"ETag": etag})
 
     @access(VALIDATOR)
     async def handle_challenge(self, request: web.Request) -> web.Response:
         started = time.perf_counter()
-        req = parse(ChallengeRequest, request[BODY])
+        req = parse(WindowChallenge, request[BODY])
         if req.protocol != PROTOCOL_VERSION:
             reject(426, "protocol", f"validator speaks protocol {req.protocol}, this miner {PROTOCOL_VERSION}: "
                                     f"upgrade the older side")
@@ -144,13 +174,13 @@ class MinerEngine(Node):
                                            f"arrived: check the validator's clock (NTP)")
         if req.deadline > now + MAX_DEADLINE_AHEAD_S:
             reject(400, "bad_request", f"deadline more than {MAX_DEADLINE_AHEAD_S:.0f}s ahead: check the clock")
-        response = await self.prove(req)
+        answer, fresh = await self.window_answer(req)
         self.challenges_served += 1
-        n_proofs = sum(len(p.proofs) for p in response.proofs)
-        self.bus.publish(ChallengeServed(validator_hotkey=request[CALLER].hotkey_ss58, plots=len(req.plots),
-                                         proofs=n_proofs, latency_ms=(time.perf_counter() - started) * 1000,
-                                         source=self.source))
-        return web.json_response(response.model_dump())
+        plots, proofs = self.answerer.sizes.get((req.window, req.listing), (0, 0))
+        self.bus.publish(ChallengeServed(validator_hotkey=request[CALLER].hotkey_ss58, plots=plots, proofs=proofs,
+                                         latency_ms=(time.perf_counter() - started) * 1000, window=req.window,
+                                         cached=not fresh, source=self.source))
+        return web.Response(body=answer, content_type="application/json")
 
     # jobs -------------------------------------------------------------------------------------
     async def reallocate(self) -> str:
@@ -215,6 +245,7 @@ class MinerEngine(Node):
         if self._alloc_task is not None and not self._alloc_task.done():
             self._alloc_task.cancel()
             await asyncio.gather(self._alloc_task, return_exceptions=True)
+        self.answerer.close()
         await super().stop()
         if self._owns_pool:
             self.pool.close()

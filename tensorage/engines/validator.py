@@ -1,40 +1,56 @@
-"""The validator: syncs the metagraph and miners' plot lists, runs proof rounds,
-scores miners and sets weights.
+"""The validator: syncs the metagraph and miners' listings, checks proof windows, scores
+miners and sets weights.
 
-A round sends one fresh challenge to every serving miner at once, each over a
-random sample of its plots, with one absolute deadline for all; answers are checked
-with the stateless verifier (plot id recomputed from the miner's hotkey), scored, and
-stored so a restart resumes with the same scores.
+A window's challenge is the hash of its first block. For each serving miner the validator
+takes the newest listing it saw *before* that block (the miner could not have chosen it
+knowing the beacon), derives the same sample every validator derives, fetches the miner's
+one answer for the window with an absolute deadline, and credits the bytes that answer
+proves. Everything a miner sends is size-bounded by what was asked, parsed and verified in
+a process pool, and judged on its own: one miner's answer, listing or failure never
+touches another's result, nor stalls the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
 import json
-import random
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import bittensor as bt
 
 from .. import PROTOCOL_VERSION
 from ..chain.port import ChainPort, Neuron
-from ..config import Settings, plots_to_sample
-from ..errors import ProtocolError
+from ..config import Settings
+from ..errors import BlockNotYet
 from ..events import ChallengeResult, ErrorEvent, EventBus, WeightsSet
-from ..net.client import PeerError, SignedClient
-from ..net.messages import ChallengeRequest, ChallengeResponse, PlotsResponse
-from ..proofs import chia
-from ..proofs.challenges import CapacityEstimate, derive, expected_proofs, new_challenge
-from ..proofs.plots import estimated_plot_bytes, plot_id
+from ..net.client import PeerError, Reply, SignedClient
+from ..net.messages import WindowChallenge
+from ..proofs.answers import AnswerCheck, AnswerSpec
+from ..proofs.listing import Listing, max_listing_chars
+from ..proofs.verify_pool import VerifyPool
+from ..proofs.windows import answer_bound, draw_sample, sample_credit, window_challenge, window_of, window_start
 from ..storage.validator_db import ValidatorStore
 from .gateway import Gateway
 from .node import Node
-from .scoring import DECAY, MinerScore, judge, normalize
+from .scoring import MinerScore, decay_for, judge, normalize
 
 SYNC_CONCURRENCY = 32
-MAX_LISTED_PLOTS = 1_000_000
+SNAPSHOTS_KEPT = 3
+# A round starts this long after its window's first block (the block must be readable) and
+# is skipped when less than this share of the deadline is left.
+ROUND_LAG_S = 0.05
+MIN_TIME_LEFT = 0.25
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    """A listing as this validator saw it, and the block by which it had arrived."""
+
+    listing: Listing
+    seen_block: int
 
 
 @dataclass
@@ -42,16 +58,37 @@ class MinerView:
     """What this validator knows of one miner right now."""
 
     neuron: Neuron
-    plots: list[tuple[str, int]] = field(default_factory=list)  # accepted (seed hex, k)
-    plot_ids: dict[str, bytes] = field(default_factory=dict)
-    listed: int = 0
-    refused: str = ""
-    error: str = ""
-    stored: bool = False  # this listing is in the store (written since this process started)
+    snapshots: list[Snapshot] = field(default_factory=list)  # oldest first, at most SNAPSHOTS_KEPT
+    refused: str = ""        # plots of the latest listing that cannot count (k out of range)
+    listing_error: str = ""  # the latest listing was refused whole: why (it then proves nothing)
+    error: str = ""          # the latest sync failed: why
+    credited_bytes: int = 0
 
     @property
-    def listed_bytes(self) -> int:
-        return sum(estimated_plot_bytes(k) for _, k in self.plots)
+    def latest(self) -> Optional[Snapshot]:
+        return self.snapshots[-1] if self.snapshots else None
+
+    def snapshot_for(self, start_block: int, margin: int) -> Optional[Snapshot]:
+        """The newest listing seen at least ``margin`` blocks before the window's first block."""
+        usable = [s for s in self.snapshots if s.seen_block + margin < start_block]
+        return usable[-1] if usable else None
+
+    def add(self, snap: Snapshot) -> None:
+        self.snapshots = [s for s in self.snapshots if s.listing.digest != snap.listing.digest]
+        self.snapshots.append(snap)
+        del self.snapshots[:-SNAPSHOTS_KEPT]
+
+
+@dataclass
+class WindowTask:
+    """One miner's part of a window: what was asked and what came back."""
+
+    view: MinerView
+    snapshot: Snapshot
+    spec: AnswerSpec
+    reply: Optional[Reply] = None
+    failure: Optional[PeerError] = None
+    check: Optional[AnswerCheck] = None
 
 
 @dataclass
@@ -63,6 +100,7 @@ class RoundOutcome:
     returned: int
     expected: float
     latency_ms: float
+    credit: float = 0.0
     detail: str = ""
 
 
@@ -70,16 +108,24 @@ class ValidatorEngine(Node):
     role = "validator"
 
     def __init__(self, settings: Settings, wallet: bt.Wallet, chain: ChainPort, bus: Optional[EventBus] = None,
-                 source: Optional[str] = None) -> None:
+                 source: Optional[str] = None, verify_pool: Optional[VerifyPool] = None) -> None:
         super().__init__(settings, wallet, chain, bus, source)
         self.layout.ensure()
         self.store = ValidatorStore(self.layout.validator_state_db)
         self.client = SignedClient(wallet)
+        self.verifier = verify_pool or VerifyPool()
+        self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validator-db")  # one writer, off the loop
+        self.decay = decay_for(self.profile.half_life_windows)
         self.miners: dict[str, MinerView] = {}
         self.scores: dict[str, MinerScore] = {}
         self.rounds_run = 0
+        self.last_window = -1
+        self._block_s = self.profile.block_time_s  # the chain's, once started
         self.last_weights: dict[int, float] = {}
         self.last_weights_block: Optional[int] = None
+        if self.store.upgraded_from is not None:
+            self.bus.log(f"validator state from protocol {self.store.upgraded_from} dropped: its rounds and scores "
+                         f"measured an unsound protocol (the weights log is kept)", source=self.source)
         if not settings.no_restore_weights:
             self._restore()
         # The client gateway (DESIGN §5); it ranks miners for placement by this validator's scores.
@@ -89,22 +135,22 @@ class ValidatorEngine(Node):
 
     def _miner_ranks(self) -> dict[str, float]:
         deadline = self.profile.challenge_deadline_s
-        return {h: s.score(deadline) for h, s in self.scores.items()}
+        return {h: s.score(deadline, self.decay) for h, s in self.scores.items()}
 
     def add_routes(self, app) -> None:
         if self.gateway is not None:
             self.gateway.add_routes(app)
 
+    async def _write(self, func: Callable, *args: Any) -> None:
+        await asyncio.get_running_loop().run_in_executor(self._db, func, *args)
+
     # persistence -------------------------------------------------------------------------
     def _restore(self) -> None:
         for row in self.store.scores().values():
             self.scores[row.hotkey] = MinerScore(
-                hotkey=row.hotkey, uid=row.uid, estimate=CapacityEstimate(row.returned, row.expected),
-                latency_ms=row.latency_ms, listed_bytes=0)
-        for m in self.store.miners():
-            plots = self.store.miner_plots(m.hotkey)
-            if m.hotkey in self.scores:
-                self.scores[m.hotkey].listed_bytes = sum(estimated_plot_bytes(k) for _, k in plots)
+                hotkey=row.hotkey, uid=row.uid, credit=row.credit, windows=row.windows, returned=row.returned,
+                expected=row.expected, latency_ms=row.latency_ms, last_window=row.last_window)
+        self.last_window = max((s.last_window for s in self.scores.values()), default=-1)
         last = self.store.last_weights()
         if last is not None:
             self.last_weights = {int(k): v for k, v in json.loads(last.weights).items()}
@@ -112,16 +158,27 @@ class ValidatorEngine(Node):
         if self.scores:
             self.bus.log(f"restored scores of {len(self.scores)} miners", source=self.source)
 
-    def _save_scores(self) -> None:
-        if self.settings.no_store_weights:
-            return
+    def _restore_listings(self, neurons: dict[str, Neuron]) -> None:
+        """Listings seen before a restart still count for the windows after them."""
+        for stored in self.store.listings():
+            neuron = neurons.get(stored.hotkey)
+            if neuron is None:
+                continue
+            try:
+                listing = Listing.parse(stored.blob, self.profile.max_listed_plots)
+            except ValueError:
+                continue
+            view = self.miners.setdefault(stored.hotkey, MinerView(neuron=neuron))
+            view.add(Snapshot(listing=listing, seen_block=stored.seen_block))
+            view.credited_bytes = listing.credited_bytes(self.profile.min_k, self.profile.max_k)
+
+    def _score_rows(self) -> list[dict]:
         deadline = self.profile.challenge_deadline_s
-        self.store.save_scores([
-            {"hotkey": s.hotkey, "uid": s.uid, "returned": s.estimate.returned, "expected": s.estimate.expected,
-             "latency_ms": s.latency_ms, "proven_bytes": s.proven_bytes(), "score": s.score(deadline),
-             "updated_at": time.time()}
-            for s in self.scores.values()
-        ])
+        now = time.time()
+        return [{"hotkey": s.hotkey, "uid": s.uid, "credit": s.credit, "windows": s.windows, "returned": s.returned,
+                 "expected": s.expected, "last_window": s.last_window, "latency_ms": s.latency_ms,
+                 "proven_bytes": s.proven_bytes(), "score": s.score(deadline, self.decay), "updated_at": now}
+                for s in self.scores.values()]
 
     # sync ----------------------------------------------------------------------------------
     def serving_miners(self) -> list[Neuron]:
@@ -135,179 +192,203 @@ class ValidatorEngine(Node):
         present = {n.hotkey for n in mg.neurons}
         for hotkey in [h for h in self.scores if h not in present]:
             del self.scores[hotkey]  # deregistered: a new hotkey on the uid starts from zero
-        self.store.forget_miners(present)
+        await self._write(self.store.forget_miners, present)
         miners = self.serving_miners()
+        if not self.miners and not self.settings.no_restore_weights:
+            self._restore_listings({n.hotkey: n for n in miners})
         sem = asyncio.Semaphore(SYNC_CONCURRENCY)
 
         async def one(n: Neuron) -> None:
             async with sem:
-                await self.sync_miner(n)
+                try:
+                    await self.sync_miner(n)
+                except Exception as exc:  # one miner's listing never stops the others' sync
+                    self.miners[n.hotkey].error = f"sync failed: {type(exc).__name__}: {exc}"[:300]
 
         await asyncio.gather(*(one(n) for n in miners))
         serving = {n.hotkey for n in miners}  # built once, not once per known miner
         for hotkey in [h for h in self.miners if h not in serving]:
             del self.miners[hotkey]
-        accepted = sum(len(m.plots) for m in self.miners.values())
-        return f"block {mg.block}: {len(miners)} miners, {accepted} plots accepted"
+        usable = sum(1 for m in self.miners.values() if m.latest is not None)
+        return f"block {mg.block}: {len(miners)} miners, {usable} with a listing"
 
     async def sync_miner(self, neuron: Neuron) -> MinerView:
+        """Fetch the miner's listing (only when it changed), check it off the loop, and note the
+        block by which it had arrived: it counts for windows that start after that block."""
         view = self.miners.get(neuron.hotkey) or MinerView(neuron=neuron)
         view.neuron = neuron
         self.miners[neuron.hotkey] = view
-        self.store.upsert_miner(neuron.hotkey, neuron.uid, neuron.axon)
+        await self._write(self.store.upsert_miner, neuron.hotkey, neuron.uid, neuron.axon)
         host, port = neuron.endpoint  # type: ignore[misc]
+        headers = {"If-None-Match": f'"{view.latest.listing.hex}"'} if view.latest else {}
         try:
-            reply = await self.client.request("GET", host, port, "/v1/plots", receiver=neuron.hotkey, timeout=10.0)
-            if reply.status != 200:
-                raise ProtocolError(f"GET /v1/plots answered {reply.status} {reply.error_message}")
-            listing = PlotsResponse.model_validate_json(reply.body)
-            before = (view.plots, view.listed, view.refused, view.stored)
-            self.accept_plots(view, listing)
+            reply = await self.client.request("GET", host, port, "/v1/plots", receiver=neuron.hotkey, timeout=10.0,
+                                              max_reply=max_listing_chars(self.profile.max_listed_plots),
+                                              headers=headers)
+        except PeerError as exc:
+            if exc.kind != "too_large":
+                view.error = str(exc)[:300]
+                return view
+            return await self._refuse_listing(view, str(exc))
+        if reply.status == 304 and headers:
             view.error = ""
-        except (PeerError, ProtocolError, ValueError) as exc:
-            view.error = str(exc)[:300]
+            await self._write(self.store.touch_miner, neuron.hotkey)
             return view
-        if (view.plots, view.listed, view.refused, True) == before:
-            self.store.touch_miner(neuron.hotkey)  # unchanged: do not rewrite thousands of rows
-        else:
-            self.store.set_miner_plots(neuron.hotkey, view.plots, view.listed, view.listed_bytes, view.refused,
-                                       listing.protocol)
-            view.stored = True
-        score = self.scores.get(neuron.hotkey)
-        if score is not None:
-            score.listed_bytes = view.listed_bytes
-            score.uid = neuron.uid
+        if reply.status != 200:
+            view.error = f"GET /v1/plots answered {reply.status} {reply.error_message}"[:300]
+            return view
+        seen_block = await asyncio.to_thread(self.chain.block)  # read after the listing arrived
+        check = await self.verifier.listing(reply.body, neuron.hotkey, self.profile.min_k, self.profile.max_k,
+                                            self.profile.max_listed_plots)
+        view.error = ""
+        if check.listing is None:
+            return await self._refuse_listing(view, check.error or "")
+        view.listing_error = ""
+        view.refused, view.credited_bytes = check.refused, check.credited_bytes
+        if view.latest is None or view.latest.listing.digest != check.listing.digest:
+            view.add(Snapshot(listing=check.listing, seen_block=seen_block))
+            await self._write(self.store.add_listing, neuron.hotkey, check.listing.hex, check.listing.blob, seen_block)
+        await self._write(self.store.set_listing_state, neuron.hotkey, check.listing.hex, len(check.listing),
+                          check.credited_bytes, check.refused, PROTOCOL_VERSION)
         return view
 
-    def accept_plots(self, view: MinerView, listing: PlotsResponse) -> None:
-        """Keep plots that can count: right protocol, hotkey and k range, each seed once."""
-        if listing.protocol != PROTOCOL_VERSION:
-            raise ProtocolError(f"miner speaks protocol {listing.protocol}, this validator {PROTOCOL_VERSION}")
-        if listing.hotkey != view.neuron.hotkey:
-            raise ProtocolError(f"miner at {view.neuron.axon} says it is {listing.hotkey}, the chain says "
-                                f"{view.neuron.hotkey}")
-        seen: set[str] = set()
-        accepted: list[tuple[str, int]] = []
-        small = large = dup = 0
-        for entry in listing.plots[:MAX_LISTED_PLOTS]:
-            if entry.seed in seen:
-                dup += 1
-                continue
-            seen.add(entry.seed)
-            if entry.k < self.profile.min_k:
-                small += 1
-                continue
-            if entry.k > self.profile.max_k:
-                large += 1
-                continue
-            accepted.append((entry.seed, entry.k))
-        reasons = [f"{n} {what}" for n, what in ((small, f"below k={self.profile.min_k}"),
-                                                 (large, f"above k={self.profile.max_k}"),
-                                                 (dup, "listed twice")) if n]
-        view.listed = len(listing.plots)
-        view.refused = ", ".join(reasons)
-        view.plots = accepted
-        view.plot_ids = {seed: plot_id(view.neuron.hotkey, bytes.fromhex(seed)) for seed, _ in accepted}
+    async def _refuse_listing(self, view: MinerView, why: str) -> MinerView:
+        """Nothing it listed counts until it lists canonically again."""
+        view.error, view.snapshots = "", []
+        view.listing_error = f"listing refused: {why}"[:300]
+        await self._write(self.store.set_listing_state, view.neuron.hotkey, "", 0, 0, view.listing_error, None)
+        return view
 
-    # rounds ---------------------------------------------------------------------------------
+    # windows ---------------------------------------------------------------------------------
     async def proof_round(self) -> str:
-        targets = [m for m in self.miners.values() if m.plots and m.neuron.endpoint]
-        if not targets:
-            return "no miner with plots yet"
-        challenge = new_challenge()
-        deadline = time.time() + self.profile.challenge_deadline_s
-        outcomes = await asyncio.gather(*(self.challenge_miner(m, challenge, deadline) for m in targets))
+        """Check the current window, once: every miner with a listing from before its beacon."""
+        try:
+            head = await asyncio.to_thread(self.chain.block)
+            window = window_of(head, self.profile)
+            start = window_start(window, self.profile)
+            started = await asyncio.to_thread(self.chain.block_timestamp, start)
+            self._align_rounds(started)
+            if window <= self.last_window:
+                return f"window {window} already checked"
+            beacon = await asyncio.to_thread(self.chain.block_hash, start)
+        except BlockNotYet as exc:
+            return f"waiting for the next window ({exc})"
+        deadline = started + self.profile.challenge_deadline_s
+        if time.time() > deadline - MIN_TIME_LEFT * self.profile.challenge_deadline_s:
+            return f"window {window} is nearly over; waiting for the next one"
+        self.last_window = window
+        challenge = window_challenge(beacon, window)
+        tasks = self._plan_window(window, start, challenge)
+        refused = [RoundOutcome(uid=v.neuron.uid, hotkey=v.neuron.hotkey, result="fail", plots=0, returned=0,
+                                expected=0.0, latency_ms=0.0, detail=v.listing_error)
+                   for v in self.miners.values() if v.listing_error and not v.snapshots]
+        if not tasks and not refused:
+            return f"window {window}: no miner with a listing from before block {start} yet"
+        request = {"window": window, "beacon": beacon.hex(), "deadline": deadline}
+        await asyncio.gather(*(self._fetch(t, request, started) for t in tasks))
+        answered = [t for t in tasks if t.reply is not None and t.reply.status == 200]
+        for t, check in zip(answered, await self.verifier.answers([(t.reply.body, t.spec) for t in answered])):
+            t.check = check
+        outcomes = [(self._judge(t, started), t.snapshot.listing.hex) for t in tasks] + [(o, "") for o in refused]
+        return await self._record(window, started, outcomes)
+
+    def _plan_window(self, window: int, start: int, challenge: bytes) -> list[WindowTask]:
+        tasks = []
+        for view in self.miners.values():
+            snap = view.snapshot_for(start, self.profile.listing_margin_blocks)
+            if snap is None or not view.neuron.endpoint:
+                continue
+            plots = draw_sample(self.profile, challenge, view.neuron.hotkey, snap.listing)
+            spec = AnswerSpec(hotkey=view.neuron.hotkey, window=window, listing_hex=snap.listing.hex,
+                              challenge=challenge, per_plot=self.profile.challenges_per_plot, plots=tuple(plots))
+            tasks.append(WindowTask(view=view, snapshot=snap, spec=spec))
+        return tasks
+
+    async def _fetch(self, task: WindowTask, request: dict, started: float) -> None:
+        """One miner's answer, read up to what its sample allows, timed at arrival. Never raises."""
+        n = task.view.neuron
+        body = WindowChallenge(listing=task.spec.listing_hex, **request).model_dump_json().encode()
+        bound = answer_bound(len(task.spec.plots), task.spec.per_plot, self.profile.max_k)
+        try:
+            host, port = n.endpoint  # type: ignore[misc]
+            task.reply = await self.client.request("POST", host, port, "/v1/challenge", receiver=n.hotkey, body=body,
+                                                   deadline=request["deadline"], max_reply=bound)
+        except PeerError as exc:
+            task.failure = exc
+        except Exception as exc:  # anything else is this miner's failure only
+            task.failure = PeerError("unreachable", f"{type(exc).__name__}: {exc}")
+
+    def _judge(self, t: WindowTask, started: float) -> RoundOutcome:
+        n = t.view.neuron
+        expected = sum(p.expected for p in t.spec.plots)
+        out = RoundOutcome(uid=n.uid, hotkey=n.hotkey, result="fail", plots=len(t.spec.plots), returned=0,
+                           expected=expected, latency_ms=0.0)
+        if t.failure is not None:
+            out.result = {"timeout": "timeout", "unreachable": "unreachable"}.get(t.failure.kind, "fail")
+            out.detail = str(t.failure)[:300]
+            out.latency_ms = max(0.0, (t.failure.at - started) * 1000)
+            return out
+        assert t.reply is not None
+        out.latency_ms = max(0.0, (t.reply.arrived_at - started) * 1000)
+        if t.reply.status != 200:
+            out.detail = f"HTTP {t.reply.status} {t.reply.error_message}"[:300]
+            return out
+        check = t.check or AnswerCheck(valid=[0] * len(t.spec.plots), error="not checked")
+        out.returned = check.returned
+        out.result = judge(check.returned, expected, check.invalid, check.error)
+        if check.error is None:
+            out.credit = sample_credit(len(t.snapshot.listing), t.spec.plots, check.valid)
+        details = [check.error] if check.error else []
+        if check.invalid:
+            details.append(f"{check.invalid} invalid proofs")
+        out.detail = ", ".join(details)[:300]
+        return out
+
+    async def _record(self, window: int, started: float, outcomes: list[tuple[RoundOutcome, str]]) -> str:
         self.rounds_run += 1
+        deadline_s = self.profile.challenge_deadline_s
         rows = []
-        for o in outcomes:
-            self._score(o)
-            rows.append({"started_at": deadline - self.profile.challenge_deadline_s, "uid": o.uid, "hotkey": o.hotkey,
+        for o, listing_hex in outcomes:
+            score = self.scores.get(o.hotkey)
+            if score is None:
+                score = self.scores[o.hotkey] = MinerScore(hotkey=o.hotkey, uid=o.uid)
+            score.uid = o.uid
+            score.add_window(window, o.credit, o.returned, o.expected, self.decay)
+            score.note_latency(o.result, o.latency_ms, deadline_s)
+            rows.append({"window": window, "started_at": started, "uid": o.uid, "hotkey": o.hotkey,
                          "result": o.result, "plots": o.plots, "proofs_returned": o.returned,
-                         "proofs_expected": o.expected, "latency_ms": o.latency_ms, "detail": o.detail[:500]})
+                         "proofs_expected": o.expected, "credit_bytes": o.credit, "latency_ms": o.latency_ms,
+                         "listing": listing_hex, "detail": o.detail})
             self.bus.publish(ChallengeResult(validator=self.hotkey, miner_uid=o.uid, miner_hotkey=o.hotkey,
                                              plots=o.plots, proofs_returned=o.returned, proofs_expected=o.expected,
                                              result=o.result, latency_ms=o.latency_ms, detail=o.detail,
-                                             source=self.source))
-        self.store.record_rounds(rows)
+                                             window=window, credit_bytes=o.credit, source=self.source))
+        await self._write(self.store.record_rounds, rows)
         if self.rounds_run % 20 == 0:
-            self.store.prune_rounds()
-        self._save_scores()
-        passed = sum(o.result == "pass" for o in outcomes)
-        return f"round {self.rounds_run}: {passed}/{len(outcomes)} passed"
+            await self._write(self.store.prune_rounds)
+        await self._save_scores()
+        passed = sum(o.result == "pass" for o, _ in outcomes)
+        return f"window {window}: {passed}/{len(outcomes)} passed"
 
-    async def challenge_miner(self, view: MinerView, challenge: bytes, deadline: float) -> RoundOutcome:
-        n = view.neuron
-        sample = random.sample(view.plots, plots_to_sample(self.profile, len(view.plots)))
-        per_plot = self.profile.challenges_per_plot
-        expected = expected_proofs([k for _, k in sample], per_plot)
-        out = RoundOutcome(uid=n.uid, hotkey=n.hotkey, result="fail", plots=len(sample), returned=0,
-                           expected=expected, latency_ms=0.0)
-        req = ChallengeRequest(challenge=challenge.hex(), plots=[s for s, _ in sample], per_plot=per_plot,
-                               deadline=deadline)
-        host, port = n.endpoint  # type: ignore[misc]
-        try:
-            reply = await self.client.request("POST", host, port, "/v1/challenge", receiver=n.hotkey,
-                                              body=req.model_dump_json().encode(), deadline=deadline)
-        except PeerError as exc:
-            out.result, out.detail = exc.kind, str(exc)
-            out.latency_ms = (time.time() - (deadline - self.profile.challenge_deadline_s)) * 1000
-            return out
-        out.latency_ms = reply.latency_ms
-        if reply.status != 200:
-            out.detail = f"HTTP {reply.status} {reply.error_message}"
-            return out
-        try:
-            response = ChallengeResponse.model_validate_json(reply.body)
-        except ValueError as exc:
-            out.detail = f"malformed answer: {str(exc)[:200]}"
-            return out
-        returned, invalid = self.count_valid(view, dict(sample), challenge, per_plot, response)
-        out.returned = returned
-        out.result = judge(returned, expected, invalid)
-        details = []
-        if invalid:
-            details.append(f"{invalid} invalid proofs")
-        if response.missing:
-            details.append(f"{len(response.missing)} plots missing")
-        out.detail = ", ".join(details)
-        return out
+    async def _save_scores(self) -> None:
+        if not self.settings.no_store_weights:
+            await self._write(self.store.save_scores, self._score_rows())
 
-    def count_valid(self, view: MinerView, sampled: dict[str, int], challenge: bytes, per_plot: int,
-                    response: ChallengeResponse) -> tuple[int, int]:
-        """Valid distinct proofs for (sampled plot, j < per_plot); anything else is ignored or invalid."""
-        valid = invalid = 0
-        seen: set[tuple[str, int]] = set()
-        for item in response.proofs:
-            key = (item.seed, item.j)
-            if item.seed not in sampled or item.j >= per_plot or key in seen:
-                continue  # not asked, or answered twice: counts for nothing
-            seen.add(key)
-            k = sampled[item.seed]
-            c = derive(challenge, view.plot_ids[item.seed], item.j)
-            for proof_hex in set(item.proofs):
-                try:
-                    proof = bytes.fromhex(proof_hex)
-                except ValueError:
-                    invalid += 1
-                    continue
-                if chia.verify(view.plot_ids[item.seed], k, c, proof):
-                    valid += 1
-                else:
-                    invalid += 1
-        return valid, invalid
+    @property
+    def window_s(self) -> float:
+        return self.profile.window_blocks * self._block_s
 
-    def _score(self, o: RoundOutcome) -> None:
-        view = self.miners.get(o.hotkey)
-        score = self.scores.get(o.hotkey)
-        if score is None:
-            score = self.scores[o.hotkey] = MinerScore(hotkey=o.hotkey, uid=o.uid, estimate=CapacityEstimate())
-        score.uid = o.uid
-        score.listed_bytes = view.listed_bytes if view else score.listed_bytes
-        score.estimate.update(o.returned, o.expected, DECAY)
-        if o.result in ("pass", "fail") and o.latency_ms > 0:
-            score.latency_ms = o.latency_ms if score.latency_ms == 0 else 0.8 * score.latency_ms + 0.2 * o.latency_ms
-        elif o.result == "timeout":
-            score.latency_ms = self.profile.challenge_deadline_s * 1000
+    @property
+    def round_every_s(self) -> float:
+        """This validator checks every window, or fewer when ``--seconds_per_round`` says so."""
+        return max(self.window_s, self.settings.round_interval or self.window_s)
+
+    def _align_rounds(self, window_started: float) -> None:
+        """Run the next check just after the next window (or the one ``--seconds_per_round`` asks
+        for) begins, whatever the drift of the chain's block times."""
+        if self.jobs.has("proof_round"):
+            windows_ahead = max(1, round(self.round_every_s / self.window_s))
+            self.jobs.reschedule("proof_round", window_started + windows_ahead * self.window_s + ROUND_LAG_S)
 
     # weights -------------------------------------------------------------------------------
     def weights(self) -> dict[int, float]:
@@ -316,7 +397,8 @@ class ValidatorEngine(Node):
             return {}
         registered = {n.hotkey: n.uid for n in mg.neurons}
         deadline = self.profile.challenge_deadline_s
-        return normalize({registered[h]: s.score(deadline) for h, s in self.scores.items() if h in registered})
+        return normalize({registered[h]: s.score(deadline, self.decay)
+                          for h, s in self.scores.items() if h in registered})
 
     async def set_weights(self) -> str:
         weights = self.weights()
@@ -326,12 +408,13 @@ class ValidatorEngine(Node):
             block = await asyncio.to_thread(self.chain.set_weights, self.wallet, weights)
         except Exception as exc:
             message = str(exc)
-            self.store.log_weights(self.metagraph.block if self.metagraph else 0, weights, False, message)
+            await self._write(self.store.log_weights, self.metagraph.block if self.metagraph else 0, weights, False,
+                              message)
             self.bus.publish(WeightsSet(block=0, weights={}, ok=False, message=message, source=self.source))
             raise
         self.last_weights, self.last_weights_block = weights, block
         if not self.settings.no_store_weights:
-            self.store.log_weights(block, weights, True)
+            await self._write(self.store.log_weights, block, weights, True)
         self.bus.publish(WeightsSet(block=block, weights={str(u): w for u, w in weights.items()}, source=self.source))
         return f"set {len(weights)} weights at block {block}"
 
@@ -342,37 +425,45 @@ class ValidatorEngine(Node):
             self.bus.publish(ErrorEvent(message=f"uid {me.uid} has no validator permit: miners will refuse its "
                                                 f"challenges and the chain its weights until it has stake",
                                         source=self.source))
+        await self.verifier.warm()
         await self.start_server()
+        self._block_s = await asyncio.to_thread(self.chain.block_time)
         await self.sync()
         self.jobs.add("sync", self.sync, self.profile.sync_s, first_in=None)
-        self.jobs.add("proof_round", self.proof_round, self.settings.round_interval, first_in=1.0)
+        self.jobs.add("proof_round", self.proof_round, self.round_every_s, first_in=0.0)
         self.jobs.add("set_weights", self.set_weights, self.settings.weights_interval,
                       first_in=None if not self.scores else 5.0)
         if self.gateway is not None:
-            self.gateway.add_jobs(self.jobs, self.settings.round_interval)
+            self.gateway.add_jobs(self.jobs, self.round_every_s)
         self.jobs.start()
         self.write_state()
 
     async def stop(self) -> None:
         await super().stop()
         await self.client.close()
-        self._save_scores()
-        self.store.close()
-        if self.gateway is not None:
-            self.gateway.close()
+        try:
+            await self._save_scores()
+        finally:
+            self._db.shutdown(wait=True)
+            self.verifier.close()
+            self.store.close()
+            if self.gateway is not None:
+                self.gateway.close()
 
     def snapshot(self) -> dict[str, Any]:
         deadline = self.profile.challenge_deadline_s
         return {
             **super().snapshot(),
             "rounds_run": self.rounds_run,
+            "last_window": self.last_window,
             "last_weights_block": self.last_weights_block,
             "last_weights": {str(uid): w for uid, w in self.last_weights.items()},
             "miners_synced": len(self.miners),
             **(self.gateway.snapshot() if self.gateway is not None else {}),
             "miners": {
                 s.hotkey: {"uid": s.uid, "ratio": round(s.ratio, 4), "proven_bytes": s.proven_bytes(),
-                           "score": s.score(deadline), "latency_ms": round(s.latency_ms, 1)}
+                           "score": s.score(deadline, self.decay), "latency_ms": round(s.latency_ms, 1),
+                           "windows": round(s.windows, 2), "last_window": s.last_window}
                 for s in self.scores.values()
             },
         }

@@ -23,7 +23,8 @@ class PeerError(Exception):
 
     def __init__(self, kind: str, message: str) -> None:
         super().__init__(message)
-        self.kind = kind  # unreachable | timeout
+        self.kind = kind  # unreachable | timeout | too_large
+        self.at = time.time()  # when it failed
 
 
 @dataclass
@@ -31,6 +32,7 @@ class Reply:
     status: int
     body: bytes
     latency_ms: float
+    arrived_at: float = 0.0  # unix time the last byte arrived (before anything parsed it)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -63,14 +65,17 @@ class SignedClient:
 
     async def request(self, method: str, host: str, port: int, path: str, receiver: str, *,
                       body: bytes = b"", deadline: Optional[float] = None, timeout: float = 10.0,
-                      content_type: str = "application/json", max_reply: int = MAX_REPLY) -> Reply:
+                      content_type: str = "application/json", max_reply: int = MAX_REPLY,
+                      headers: Optional[dict[str, str]] = None) -> Reply:
         """Sign and send; ``deadline`` (unix time) bounds the whole exchange, ``max_reply`` the answer
         (a peer cannot make us buffer more than that)."""
         remaining = timeout if deadline is None else deadline - time.time()
         if remaining <= 0:
             raise PeerError("timeout", "deadline passed before sending")
+        extra = headers or {}
         headers = bt.http_auth.sign(self._signer, method=method, path=path, body=body, receiver_ss58=receiver)
         headers["X-Tensorage-Protocol"] = str(PROTOCOL_VERSION)
+        headers.update(extra)
         if body:
             headers["Content-Type"] = content_type
         started = time.perf_counter()
@@ -78,18 +83,23 @@ class SignedClient:
             async with asyncio.timeout(remaining):
                 async with self.session.request(method, f"http://{host}:{port}{path}", data=body or None,
                                                 headers=headers) as resp:
+                    if resp.content_length is not None and resp.content_length > max_reply:
+                        raise PeerError("too_large", f"answer of {resp.content_length} bytes, more than the "
+                                                     f"{max_reply} asked for: refused unread")
                     chunks, size = [], 0
                     async for chunk in resp.content.iter_chunked(1 << 16):
                         size += len(chunk)
                         if size > max_reply:
-                            raise PeerError("unreachable", f"answer larger than {max_reply} bytes: refused")
+                            raise PeerError("too_large", f"answer of over {max_reply} bytes, more than was asked "
+                                                         f"for: refused")
                         chunks.append(chunk)
                     data = b"".join(chunks)
+                    arrived = time.time()
         except TimeoutError:
             raise PeerError("timeout", f"no answer within {remaining:.2f}s") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise PeerError("unreachable", f"{type(exc).__name__}: {exc}") from None
-        return Reply(status=resp.status, body=data, latency_ms=(time.perf_counter() - started) * 1000)
+        return Reply(status=resp.status, body=data, latency_ms=(time.perf_counter() - started) * 1000, arrived_at=arrived)
 
     def _signed_empty(self, method: str, path: str, receiver: str) -> dict[str, str]:
         headers = bt.http_auth.sign(self._signer, method=method, path=path, body=b"", receiver_ss58=receiver)

@@ -8,13 +8,11 @@ from __future__ import annotations
 
 from typing import Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field
 
 from .. import PROTOCOL_VERSION
 
 HEX32 = r"^[0-9a-f]{64}$"
-MAX_CHALLENGE_PLOTS = 1024
-MAX_PER_PLOT = 16
 MAX_CONTROL_BODY = 1 << 20  # 1 MiB: the largest JSON a peer may send
 
 
@@ -24,46 +22,26 @@ class Message(BaseModel):
     protocol: int = PROTOCOL_VERSION
 
 
-class PlotEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    seed: str = Field(pattern=HEX32)
-    k: int = Field(ge=1, le=64)
-
-
 class PlotsResponse(Message):
+    """A miner's current listing (``GET /v1/plots``), in canonical form (proofs/listing.py):
+    base64 of the entries and the digest that names it in challenges."""
+
     hotkey: str
-    plots: list[PlotEntry]
+    digest: str = Field(pattern=HEX32)
+    plots: str
 
 
-class ChallengeRequest(Message):
-    challenge: str = Field(pattern=HEX32)
-    plots: list[str] = Field(min_length=1, max_length=MAX_CHALLENGE_PLOTS)
-    per_plot: int = Field(ge=1, le=MAX_PER_PLOT)
-    deadline: float  # unix time by which the answer must have arrived
+class WindowChallenge(Message):
+    """``POST /v1/challenge``: answer window ``window`` for the listing named ``listing``.
 
-    @field_validator("plots")
-    @classmethod
-    def _seeds(cls, seeds: list[str]) -> list[str]:
-        for s in seeds:
-            if len(s) != 64 or any(c not in "0123456789abcdef" for c in s):
-                raise ValueError("plots must be 64-character lowercase hex seeds")
-        if len(set(seeds)) != len(seeds):
-            raise ValueError("plots must not repeat")
-        return seeds
+    The miner takes the beacon from its own view of the chain (``beacon`` only lets it say
+    so clearly when the two disagree), derives its sample and answers once per
+    (window, listing), whoever asks."""
 
-
-class PlotProofs(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    seed: str = Field(pattern=HEX32)
-    j: int = Field(ge=0, lt=MAX_PER_PLOT)
-    proofs: list[str] = Field(max_length=64)  # hex; several proofs are possible for one challenge
-
-
-class ChallengeResponse(Message):
-    proofs: list[PlotProofs]
-    missing: list[str] = Field(default_factory=list)  # sampled plots the miner no longer has
+    window: int = Field(ge=0, le=2**40)
+    beacon: str = Field(pattern=HEX32)
+    listing: str = Field(pattern=HEX32)
+    deadline: float = Field(allow_inf_nan=False)  # unix time by which the answer must have arrived
 
 
 class HealthResponse(Message):

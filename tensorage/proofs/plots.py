@@ -11,6 +11,7 @@ import hashlib
 import re
 import secrets
 from dataclasses import dataclass
+from functools import lru_cache
 
 from ..errors import ProtocolError
 
@@ -35,6 +36,7 @@ _PROOF_RATE = {18: 0.949, 19: 0.953, 20: 0.991}
 _PROOF_RATE_LARGE_K = 0.99
 
 
+@lru_cache(maxsize=4096)
 def hotkey_public_key(hotkey_ss58: str) -> bytes:
     from bittensor.sp_core import ss58_decode  # bittensor takes 0.35 s to import: not in plotting children
 
@@ -45,9 +47,14 @@ def hotkey_public_key(hotkey_ss58: str) -> bytes:
 
 
 def plot_id(hotkey_ss58: str, seed: bytes) -> bytes:
+    return plot_id_from_key(hotkey_public_key(hotkey_ss58), seed)
+
+
+def plot_id_from_key(public_key: bytes, seed: bytes) -> bytes:
+    """``plot_id`` with the hotkey already decoded (many plots of one miner)."""
     if len(seed) != SEED_BYTES:
         raise ProtocolError(f"plot seed must be {SEED_BYTES} bytes, got {len(seed)}")
-    return hashlib.sha256(PLOT_ID_DOMAIN + hotkey_public_key(hotkey_ss58) + seed).digest()
+    return hashlib.sha256(PLOT_ID_DOMAIN + public_key + seed).digest()
 
 
 def new_seed() -> bytes:

@@ -17,6 +17,8 @@ Rules:
 
 from __future__ import annotations
 
+import math
+
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -123,7 +125,7 @@ def plan_partition(
         raise NotEnoughSpace(
             f"--size_in_gb {size_bytes / GB:g} is too small for one k={profile.min_k} plot"
             f" ({peak_bytes(profile.min_k) / GB:.3f} GB while plotting, plus the client reserve);"
-            f" use --size_in_gb {needed / GB:.3f} or more"
+            f" use --size_in_gb {math.ceil(needed / GB * 1000) / 1000:.3f} or more"
         )
 
     reserve = reserve_bytes(size_bytes, shard_bytes, profile)

@@ -1,14 +1,17 @@
-"""A validator's own state (``index/validator.sqlite``): miners, their listed plots,
-challenge results, scores and weights.
+"""A validator's own state (``index/validator.sqlite``): miners, the listings their windows
+are sampled from, window results, scores and weights.
 
-No hash database: proofs of space are verified from the plot id, k and challenge
-alone, so a validator stores only what it measured.
+No hash database: proofs of space are verified from the plot id, k and challenge alone,
+so a validator stores only what it measured. A listing is one row (its canonical bytes
+as a blob), written only when it changes: a miner that relists thousands of plots costs
+one row, not thousands.
 """
 
 from __future__ import annotations
 
 import json
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -17,8 +20,19 @@ import peewee as pw
 from ..errors import CorruptIndex
 from .models import open_sqlite
 
+SCHEMA_VERSION = 2  # 2: proof windows (protocol 2); protocol-1 miners, rounds and scores are dropped
 KEEP_ROUNDS_PER_MINER = 200
 KEEP_WEIGHTS = 200  # weight-setting log rows kept (the last successful one is always kept)
+KEEP_LISTINGS_PER_MINER = 3
+_V1_TABLES = ("miner_plots", "rounds", "scores", "miners")
+
+
+@dataclass(frozen=True)
+class StoredListing:
+    hotkey: str
+    digest: str
+    blob: bytes
+    seen_block: int
 
 
 def _models(db: pw.Database):
@@ -26,31 +40,40 @@ def _models(db: pw.Database):
         class Meta:
             database = db
 
+    class MetaRow(Base):
+        key = pw.CharField(primary_key=True)
+        value = pw.TextField()
+
+        class Meta:
+            table_name = "meta"
+
     class MinerRow(Base):
         hotkey = pw.CharField(primary_key=True)
         uid = pw.IntegerField(index=True)
         axon = pw.CharField(null=True)
         protocol = pw.IntegerField(null=True)
         plots_synced_at = pw.FloatField(null=True)
+        listing = pw.CharField(max_length=64, default="")  # digest of the latest listing seen
         listed_plots = pw.IntegerField(default=0)
-        accepted_plots = pw.IntegerField(default=0)
-        listed_bytes = pw.BigIntegerField(default=0)  # bytes of accepted plots
-        refused = pw.TextField(default="")  # why plots were refused, for the operator
+        credited_bytes = pw.BigIntegerField(default=0)  # bytes of its plots the network counts
+        refused = pw.TextField(default="")  # why the listing or some plots cannot count, for the operator
 
         class Meta:
             table_name = "miners"
 
-    class MinerPlot(Base):
+    class ListingRow(Base):
         hotkey = pw.CharField(index=True)
-        seed = pw.FixedCharField(max_length=64)
-        k = pw.IntegerField()
+        digest = pw.FixedCharField(max_length=64)
+        blob = pw.BlobField()
+        seen_block = pw.IntegerField()
 
         class Meta:
-            table_name = "miner_plots"
-            primary_key = pw.CompositeKey("hotkey", "seed")
+            table_name = "listings"
+            primary_key = pw.CompositeKey("hotkey", "digest")
 
     class RoundRow(Base):
         id = pw.AutoField()
+        window = pw.IntegerField(index=True)
         started_at = pw.FloatField(index=True)
         uid = pw.IntegerField()
         hotkey = pw.CharField(index=True)
@@ -58,7 +81,9 @@ def _models(db: pw.Database):
         plots = pw.IntegerField()
         proofs_returned = pw.IntegerField()
         proofs_expected = pw.FloatField()
+        credit_bytes = pw.FloatField(default=0.0)
         latency_ms = pw.FloatField()
+        listing = pw.CharField(max_length=64, default="")
         detail = pw.TextField(default="")
 
         class Meta:
@@ -67,10 +92,13 @@ def _models(db: pw.Database):
     class ScoreRow(Base):
         hotkey = pw.CharField(primary_key=True)
         uid = pw.IntegerField()
-        returned = pw.FloatField(default=0.0)   # decayed sum of valid proofs returned
-        expected = pw.FloatField(default=0.0)   # decayed sum of proofs an honest miner returns
+        credit = pw.FloatField(default=0.0)     # decayed sum of bytes proven per window
+        windows = pw.FloatField(default=0.0)    # decayed count of windows judged
+        returned = pw.FloatField(default=0.0)   # decayed sums of proofs (display)
+        expected = pw.FloatField(default=0.0)
+        last_window = pw.IntegerField(default=-1)
         audited_bytes = pw.BigIntegerField(default=0)
-        latency_ms = pw.FloatField(default=0.0)  # EMA of answered rounds
+        latency_ms = pw.FloatField(default=0.0)
         proven_bytes = pw.FloatField(default=0.0)
         score = pw.FloatField(default=0.0)
         updated_at = pw.FloatField(default=time.time)
@@ -89,24 +117,43 @@ def _models(db: pw.Database):
         class Meta:
             table_name = "weights"
 
-    return MinerRow, MinerPlot, RoundRow, ScoreRow, WeightsRow
+    return MetaRow, MinerRow, ListingRow, RoundRow, ScoreRow, WeightsRow
 
 
 class ValidatorStore:
-    def __init__(self, path: Path) -> None:
+    """The validator writes it (one writer); ``readonly`` readers (status, the console, tests)
+    never write, so they never contend with the running validator for its write lock."""
+
+    def __init__(self, path: Path, readonly: bool = False) -> None:
         self.path = path
         self.db = open_sqlite(path, "validator state (scores restart from zero)")
-        (self.Miner, self.MinerPlot, self.Round, self.Score, self.Weights) = _models(self.db)
+        (self.Meta, self.Miner, self.Listing, self.Round, self.Score, self.Weights) = _models(self.db)
+        self.upgraded_from: Optional[int] = None
+        if readonly:
+            return
         try:
-            with self.db.atomic():
-                self.db.create_tables([self.Miner, self.MinerPlot, self.Round, self.Score, self.Weights])
+            with self.db.atomic("IMMEDIATE"):  # take the write lock first: a read-then-write could not wait
+                self._upgrade()
+                self.db.create_tables([self.Meta, self.Miner, self.Listing, self.Round, self.Score, self.Weights])
+                self.Meta.insert(key="schema", value=str(SCHEMA_VERSION)).on_conflict_replace().execute()
         except pw.DatabaseError as exc:
             raise CorruptIndex(f"{path} cannot be used ({exc}): move it aside and start again") from None
+
+    def _upgrade(self) -> None:
+        """A protocol-1 database: its rounds and scores measured an unsound protocol; drop them
+        (the weights log is kept)."""
+        tables = set(self.db.get_tables())
+        if "meta" in tables or "miners" not in tables:
+            return
+        self.upgraded_from = 1
+        for table in _V1_TABLES:
+            if table in tables:
+                self.db.execute_sql(f'DROP TABLE "{table}"')
 
     def close(self) -> None:
         self.db.close()
 
-    # miners and their plots -------------------------------------------------------------
+    # miners and their listings ---------------------------------------------------------
     def upsert_miner(self, hotkey: str, uid: int, axon: Optional[str]) -> None:
         with self.db.atomic():
             self.Miner.insert(hotkey=hotkey, uid=uid, axon=axon).on_conflict(
@@ -119,30 +166,36 @@ class ValidatorStore:
         with self.db.atomic():
             gone = [m.hotkey for m in self.Miner.select(self.Miner.hotkey).where(self.Miner.hotkey.not_in(keep or [""]))]
             if gone:
-                self.MinerPlot.delete().where(self.MinerPlot.hotkey.in_(gone)).execute()
-                self.Round.delete().where(self.Round.hotkey.in_(gone)).execute()
-                self.Score.delete().where(self.Score.hotkey.in_(gone)).execute()
-                self.Miner.delete().where(self.Miner.hotkey.in_(gone)).execute()
+                for model in (self.Listing, self.Round, self.Score, self.Miner):
+                    model.delete().where(model.hotkey.in_(gone)).execute()
         return len(gone)
 
-    def set_miner_plots(self, hotkey: str, plots: list[tuple[str, int]], listed: int, listed_bytes: int,
-                        refused: str, protocol: Optional[int]) -> None:
+    def set_listing_state(self, hotkey: str, listing: str, listed: int, credited_bytes: int, refused: str,
+                          protocol: Optional[int]) -> None:
         with self.db.atomic():
-            self.MinerPlot.delete().where(self.MinerPlot.hotkey == hotkey).execute()
-            rows = [{"hotkey": hotkey, "seed": s, "k": k} for s, k in plots]
-            for i in range(0, len(rows), 500):
-                self.MinerPlot.insert_many(rows[i:i + 500]).execute()
-            self.Miner.update(plots_synced_at=time.time(), listed_plots=listed, accepted_plots=len(plots),
-                              listed_bytes=listed_bytes, refused=refused, protocol=protocol
+            self.Miner.update(plots_synced_at=time.time(), listing=listing, listed_plots=listed,
+                              credited_bytes=credited_bytes, refused=refused, protocol=protocol
                               ).where(self.Miner.hotkey == hotkey).execute()
+
+    def add_listing(self, hotkey: str, digest: str, blob: bytes, seen_block: int,
+                    keep: int = KEEP_LISTINGS_PER_MINER) -> None:
+        """One row per listing a miner published; only the newest ``keep`` are kept."""
+        with self.db.atomic():
+            self.Listing.insert(hotkey=hotkey, digest=digest, blob=blob, seen_block=seen_block
+                                ).on_conflict_ignore().execute()
+            old = [r.digest for r in self.Listing.select(self.Listing.digest).where(self.Listing.hotkey == hotkey)
+                   .order_by(self.Listing.seen_block.desc()).offset(keep)]
+            if old:
+                self.Listing.delete().where((self.Listing.hotkey == hotkey) & self.Listing.digest.in_(old)).execute()
+
+    def listings(self) -> list[StoredListing]:
+        return [StoredListing(r.hotkey, r.digest, bytes(r.blob), r.seen_block)
+                for r in self.Listing.select().order_by(self.Listing.hotkey, self.Listing.seen_block)]
 
     def touch_miner(self, hotkey: str) -> None:
         """The plot list was fetched again and has not changed."""
         with self.db.atomic():
             self.Miner.update(plots_synced_at=time.time()).where(self.Miner.hotkey == hotkey).execute()
-
-    def miner_plots(self, hotkey: str) -> list[tuple[str, int]]:
-        return [(p.seed, p.k) for p in self.MinerPlot.select().where(self.MinerPlot.hotkey == hotkey)]
 
     def miners(self) -> list:
         return list(self.Miner.select().order_by(self.Miner.uid))
@@ -174,8 +227,8 @@ class ValidatorStore:
 
     def save_scores(self, rows: list[dict]) -> None:
         with self.db.atomic():
-            for row in rows:
-                self.Score.insert(**row).on_conflict_replace().execute()
+            for i in range(0, len(rows), 200):
+                self.Score.insert_many(rows[i:i + 200]).on_conflict_replace().execute()
 
     def clear_scores(self) -> None:
         with self.db.atomic():

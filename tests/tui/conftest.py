@@ -260,10 +260,11 @@ def feed_fixed_events(bus: EventBus) -> None:
                 latency = 120.0 + 17 * ((r * 7 + UIDS[m] * 3) % 11)
                 pub(ChallengeResult(validator=HOTKEYS[v], miner_uid=UIDS[m], miner_hotkey=HOTKEYS[m], plots=4,
                                     proofs_returned=ret, proofs_expected=exp, result=result, latency_ms=latency,
-                                    detail=detail, source=v, ts=t))
+                                    detail=detail, window=40 + r, credit_bytes=ret / exp * 15.7e6, source=v, ts=t))
                 pub(ChallengeServed(validator_hotkey=HOTKEYS[v], plots=4, proofs=ret, latency_ms=latency - 10,
-                                    source=m, ts=t))
-            pub(JobRan(job_id="proof_round", ok=True, duration_s=0.3, result=f"round {r}", source=v, ts=t))
+                                    window=40 + r, cached=v == "validator-1", source=m, ts=t))
+            pub(JobRan(job_id="proof_round", ok=True, duration_s=0.3, result=f"window {40 + r}: 3/3 passed",
+                       source=v, ts=t))
         t += 3
     pub(WeightsSet(block=98, weights={"2": 0.148, "3": 0.322, "4": 0.530}, source="validator-0", ts=t))
     pub(WeightsSet(block=0, weights={}, ok=False, message="ChainError: database is locked", source="validator-1",
