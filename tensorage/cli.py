@@ -245,7 +245,7 @@ def build_parser() -> argparse.ArgumentParser:
                        help="also write engine events to stdout as JSON lines (for supervisors)")
         if name == "validator":
             add_gateway_flags(p)
-    add_client_commands(command)
+    add_client_commands(sub)
     p = command("status", cmd_status, "print this node's state")
     p.add_argument("--json", action="store_true", default=False, help="machine-readable output")
     p.add_argument("--offline", action="store_true", default=False, help="do not contact the chain")

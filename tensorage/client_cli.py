@@ -29,8 +29,15 @@ out = Console(soft_wrap=True)
 DEVNET_CLIENT = "client"
 
 
-def add_client_commands(command: Callable[..., argparse.ArgumentParser]) -> None:
-    """Register the client subcommands with ``cli.build_parser``'s ``command`` helper."""
+def add_client_commands(sub: argparse._SubParsersAction) -> None:
+    """Register the client subcommands on ``cli.build_parser``'s subparsers: only the flags a client
+    uses (chain, wallet, gateway, key file), not a node's."""
+
+    def command(name: str, handler: Callable, text: str) -> argparse.ArgumentParser:
+        p = sub.add_parser(name, help=text, description=text)
+        p.set_defaults(func=handler)
+        return p
+
     p = command("store", cmd_store, "encrypt, erasure-code and store files through a validator gateway; prints an "
                                     "object id per file")
     p.add_argument("files", nargs="+", type=Path, metavar="FILE")
@@ -53,6 +60,18 @@ def add_client_commands(command: Callable[..., argparse.ArgumentParser]) -> None
 def _common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--key_file", type=Path, default=None,
                    help="the client key file (default: tensorage-client.key beside the wallet)")
+    c = p.add_argument_group("chain and wallet")
+    c.add_argument("--subtensor.network", "--network", dest="subtensor.network", default=argparse.SUPPRESS,
+                   help="devnet, finney, test, local or ws://host:port (finney)")
+    c.add_argument("--netuid", dest="netuid", type=int, default=argparse.SUPPRESS,
+                   help="subnet uid (7 on finney, 12 on test)")
+    c.add_argument("--wallet.name", dest="wallet.name", default=argparse.SUPPRESS,
+                   help="coldkey name (default; on the devnet: client)")
+    c.add_argument("--wallet.hotkey", dest="wallet.hotkey", default=argparse.SUPPRESS, help="hotkey name (default)")
+    c.add_argument("--wallet.path", dest="wallet.path", default=argparse.SUPPRESS,
+                   help="wallet directory (~/.bittensor/wallets)")
+    c.add_argument("--devnet.root", dest="devnet.root", default=argparse.SUPPRESS,
+                   help="devnet chain and wallets (~/.tensorage/devnet)")
     add_gateway_choice_flags(p)
 
 
