@@ -77,9 +77,9 @@ async def reads_per_lookup(base: Path, k: int, challenges: int) -> tuple[float, 
     return q_reads / challenges, p_reads / max(1, proofs), proofs
 
 
-async def window_reads(root: Path, validators: int) -> tuple[int, int, int]:
-    """(read syscalls of the miner's proof workers, lookups computed, requests answered) for one
-    window asked by ``validators`` validators at once."""
+async def window_reads(root: Path, validators: int) -> tuple[int, int, int, int, int]:
+    """(read syscalls of the miner's proof workers, lookups computed, requests answered, plots
+    sampled, proofs found) for one window asked by ``validators`` validators at once."""
     spec = SubnetSpec.load(root)
     miner_node = spec.of_role("miner")[0]
     engine = await start_miner(root, miner_node.name, root / "nodes" / miner_node.name)
@@ -93,7 +93,8 @@ async def window_reads(root: Path, validators: int) -> tuple[int, int, int]:
             head = chain.block()
             w = window_of(head, engine.profile) + 1
             start = window_start(w, engine.profile)
-            await asyncio.sleep(max(0.0, chain.block_timestamp(start - 1) + chain.block_time() - time.time() + 0.05))
+            begins = chain.block_timestamp(head) + (start - head) * chain.block_time()
+            await asyncio.sleep(max(0.0, begins - time.time() + 0.05))
             if window_of(chain.block(), engine.profile) == w:
                 break
         body = WindowChallenge(window=w, beacon=chain.block_hash(start).hex(), listing=engine.current_listing().hex,
@@ -106,16 +107,19 @@ async def window_reads(root: Path, validators: int) -> tuple[int, int, int]:
                                          for c in clients))
         reads = sum(p.io_counters().read_count for p in workers) - before
         ok = sum(r.status == 200 for r in replies)
+        if ok < len(replies):
+            print("refused:", {r.error_message for r in replies if r.status != 200})
         for c in clients:
             await c.close()
-        return reads, engine.answerer.computed - computed, ok
+        plots, proofs = engine.answerer.sizes[(w, body.listing)]
+        return reads, engine.answerer.computed - computed, ok, plots, proofs
     finally:
         chain.close()
         await stop_miner(engine)
 
 
 async def run(a: argparse.Namespace, base: Path) -> None:
-    per_k = {k: await reads_per_lookup(base / f"k{k}", k, a.challenges) for k in (18, 19, 20)}
+    per_k = {k: await reads_per_lookup(base / f"k{k}", k, a.challenges) for k in (18, 19, 20)[:a.sizes]}
     q_reads = sum(v[0] for v in per_k.values()) / len(per_k)
     p_reads = sum(v[1] for v in per_k.values()) / len(per_k)
     for k, (q, p, n) in per_k.items():
@@ -129,17 +133,18 @@ async def run(a: argparse.Namespace, base: Path) -> None:
         for i in range(64):
             w = create_wallet(root / "wallets", f"v{i}")
             chain.register(w.hotkey.ss58_address, w.coldkeypub.ss58_address)
-            chain.add_stake(w.hotkey.ss58_address, 100.0 + i)
+            chain.add_stake(w.hotkey.ss58_address, 5000.0 + i)  # the 64 permits go to these
     finally:
         chain.close()
     spec = SubnetSpec.load(root)
     miner = spec.of_role("miner")[0]
     await make_plots([(root / "nodes" / miner.name, spec.wallet(root, miner).hotkey.ss58_address, 4)])
-    one = await window_reads(root, 1)
-    many = await window_reads(root, 64)
-    print(f"one window, 4 sampled k=18 plots x J={PROFILES['devnet'].challenges_per_plot}: 1 validator -> "
-          f"{one[0]} reads, {one[1]} lookup, {one[2]} answers; 64 validators -> {many[0]} reads, {many[1]} lookup, "
-          f"{many[2]} answers")
+    j = PROFILES["devnet"].challenges_per_plot
+    runs = {n: await window_reads(root, n) for n in (1, 64)}
+    for n, (reads, lookups, answers, plots, proofs) in runs.items():
+        model = plots * j * q_reads + proofs * p_reads
+        print(f"{n:2d} validator(s) asking one window: {answers} answers from {lookups} lookup of {plots} plots x "
+              f"J={j} ({proofs} proofs): {reads} reads measured, {model:.0f} by reads per lookup")
 
     f = PROFILES["finney"]
     k = f.min_k
@@ -147,7 +152,7 @@ async def run(a: argparse.Namespace, base: Path) -> None:
     s = sample_size(n, f)
     per_challenge = q_reads + expected_per_challenge(k) * p_reads
     windows_per_h = 3600 / f.window_s
-    scale = many[0] / max(1, one[0])  # measured: what 64 validators cost over 1
+    scale = runs[64][1] / runs[1][1]  # measured: lookups a window for 64 validators over 1
     v2_1 = s * f.challenges_per_plot * per_challenge * windows_per_h / 3600
     v2_64 = v2_1 * scale
     v1_1 = n * 1.0 * 4 * (q_reads + proof_rate(k) * p_reads) / 3600  # each plot hourly, J=4, per validator
@@ -166,14 +171,15 @@ async def run(a: argparse.Namespace, base: Path) -> None:
                 f"{v2_64 / v1_64:.3f}", ""),
            ])
     print(f"reads per lookup: {q_reads:.1f} (qualities), {p_reads:.1f} (full proof), measured at k=18..20 and "
-          f"taken as constant in k (64 x-values a proof); 64 validators cost {scale:.2f}x one (measured: one lookup "
-          f"a window whoever asks). Rebuilding a k={k} plot on demand at {f.plot_challenges_per_hour} challenges a "
+          f"taken as constant in k (64 x-values a proof); 64 validators cost {scale:.2f}x the lookups of one "
+          f"(measured). Rebuilding a k={k} plot on demand at {f.plot_challenges_per_hour} challenges a "
           f"plot-hour costs ~20x storing it (tensorage/config.py).")
 
 
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--challenges", type=int, default=300)
+    p.add_argument("--sizes", type=int, default=3, help="plot sizes measured, from k=18")
     a = p.parse_args()
     base = Path(tempfile.mkdtemp(prefix="tensorage-bench-"))
     try:

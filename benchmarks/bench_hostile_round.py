@@ -33,23 +33,19 @@ import time
 from pathlib import Path
 
 import psutil
-from aiohttp import web
 
 import tensorage.chain.devnet as devnet_module
 from tensorage.chain.devnet import Devnet, SubnetSpec
 from tensorage.chain.devnet_init import init_devnet
 from tensorage.config import PROFILES
 from tensorage.net.server import serve
-from tensorage.proofs.answers import encode_answer
-from tensorage.proofs.listing import Listing
 from tensorage.proofs.plots import plot_filename, plot_id
 from tensorage.proofs.prover_pool import PlotTask, ProverPool
-from tensorage.proofs.windows import draw_sample, window_challenge
 from tensorage.storage.layout import Layout
 from tensorage.storage.models import MinerIndex
 
 from .common import pct, report
-from .harness import K, make_plots
+from .harness import SimMiner, make_plots
 
 PROFILE = PROFILES["devnet"]
 HEALTH_POLLER = r"""
@@ -65,45 +61,6 @@ while True:
     out.write(f"{time.time():.4f} {(time.perf_counter() - t0) * 1000:.3f}\n"); out.flush()
     time.sleep(every)
 """
-
-
-class Sim:
-    """One simulated miner: a canonical listing and well-formed answers (or junk, when told)."""
-
-    hostile = False
-
-    def __init__(self, hotkey: str, real: dict[bytes, PlotTask], pool: ProverPool) -> None:
-        self.hotkey, self.real, self.pool = hotkey, real, pool
-        entries = [(seed, K) for seed in real] or [(os.urandom(32), K) for _ in range(4)]
-        self.listing = Listing.from_plots(entries)
-        self.body = json.dumps({"protocol": 2, "hotkey": hotkey, "digest": self.listing.hex,
-                                "plots": self.listing.to_b64()}).encode()
-
-    def app(self) -> web.Application:
-        app = web.Application(client_max_size=1 << 20)
-        app.router.add_get("/v1/plots", self.plots)
-        app.router.add_post("/v1/challenge", self.challenge)
-        return app
-
-    async def plots(self, request: web.Request) -> web.Response:
-        return web.Response(body=self.body, content_type="application/json")
-
-    async def challenge(self, request: web.Request) -> web.Response:
-        if self.hostile:
-            return web.Response(body=b"[" + b"{}," * ((8 << 20) // 3) + b"{}]", content_type="application/json")
-        req = json.loads(await request.read())
-        c = window_challenge(bytes.fromhex(req["beacon"]), req["window"])
-        sample = draw_sample(PROFILE, c, self.hotkey, self.listing)
-        j = PROFILE.challenges_per_plot
-        if self.real:
-            tasks = [self.real[p.seed] for p in sample]
-            found = {(s, jj): proofs for s, jj, proofs in await self.pool.prove(tasks, c, j) if jj is not None}
-            proofs = [[found.get((p.seed.hex(), jj), []) for jj in range(j)] for p in sample]
-        else:
-            junk = os.urandom(8 * K)
-            proofs = [[[junk] for _ in range(j)] for _ in sample]
-        return web.Response(body=encode_answer(req["window"], self.listing.hex, proofs),
-                            content_type="application/json")
 
 
 def cpu_s(proc: psutil.Process) -> float:
@@ -128,7 +85,7 @@ async def run(a: argparse.Namespace, base: Path) -> None:
     plot_s = await make_plots([(base / "sim" / name, hotkeys[name], 2) for name in honest])
     pool = ProverPool(1)
     chain = Devnet.open(root)
-    sims: dict[str, Sim] = {}
+    sims: dict[str, SimMiner] = {}
     served = []
     proc = poller = None
     log = open(base / "validator.log", "wb")
@@ -143,7 +100,7 @@ async def run(a: argparse.Namespace, base: Path) -> None:
                     real[seed] = PlotTask(seed=row.seed, path=str(layout.plots / plot_filename(row.k, seed)),
                                           plot_id=plot_id(hotkey, seed), k=row.k)
                 index.close()
-            sims[name] = Sim(hotkey, real, pool)
+            sims[name] = SimMiner(hotkey, real, pool)
             s = await serve(sims[name].app())
             chain.serve_hotkey(hotkey, "127.0.0.1", s.port)
             served.append(s)

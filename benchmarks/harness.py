@@ -1,5 +1,6 @@
 """What the network benchmarks share: k=18 plots bound to a miner's hotkey, a real MinerEngine
-started in this process with its periodic jobs paused, and the echo baseline server.
+started in this process with its periodic jobs paused, the echo baseline server, a simulated
+protocol-2 miner (:class:`SimMiner`) and a wait for the next proof window.
 
 Plots are made with the same child process the allocator uses (``proofs.plotter.run_plot``)
 and written into the miner's own index as verified rows, so ``MinerEngine.refresh_plots``
@@ -9,6 +10,7 @@ serves them exactly as it serves allocated plots.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import time
 from pathlib import Path
@@ -18,16 +20,22 @@ import bittensor as bt
 from aiohttp import web
 
 from tensorage.chain.devnet import Devnet, SubnetSpec
-from tensorage.config import GB, Settings, settings_from_namespace
+from tensorage.chain.port import ChainPort
+from tensorage.config import GB, PROFILES, NetworkProfile, Settings, settings_from_namespace
 from tensorage.engines.miner import MinerEngine
+from tensorage.net.messages import PlotsResponse
 from tensorage.net.server import Served, serve
+from tensorage.proofs.answers import encode_answer
+from tensorage.proofs.listing import Listing
 from tensorage.proofs.plots import estimated_plot_bytes, new_seed, plot_filename, plot_id
 from tensorage.proofs.plotter import PlotJob, run_plot
-from tensorage.proofs.prover_pool import ProverPool
+from tensorage.proofs.prover_pool import PlotTask, ProverPool
+from tensorage.proofs.windows import MAX_PROOFS_PER_CHALLENGE, draw_sample, window_challenge, window_of, window_start
 from tensorage.storage.layout import Layout
 from tensorage.storage.models import MinerIndex
 
 K = 18
+WINDOW_LAG_S = 0.05  # start a window's work this long after its first block (the validator's ROUND_LAG_S)
 
 
 def wallet_of(root: Path, name: str) -> bt.Wallet:
@@ -116,3 +124,82 @@ async def start_echo() -> Served:
     app = web.Application()
     app.router.add_post("/echo", _echo)
     return await serve(app, "127.0.0.1", 0)
+
+
+def real_plots(db_root: Path, hotkey: str) -> dict[bytes, PlotTask]:
+    """The plots ``make_plots`` made under ``db_root`` for ``hotkey``, as prover tasks by seed."""
+    layout = Layout(db_root)
+    index = MinerIndex(layout.miner_db)
+    try:
+        out = {}
+        for row in index.plots():
+            seed = bytes.fromhex(row.seed)
+            out[seed] = PlotTask(seed=row.seed, path=str(layout.plots / plot_filename(row.k, seed)),
+                                 plot_id=plot_id(hotkey, seed), k=row.k)
+        return out
+    finally:
+        index.close()
+
+
+class SimMiner:
+    """A simulated miner speaking protocol 2, cheap enough to run hundreds in one process: a plain
+    aiohttp app (no signature checks) with a canonical listing (``GET /v1/plots``, 304 on its
+    digest) and a well-formed answer to every window (``POST /v1/challenge``).
+
+    It lists its ``real`` plots plus invented seeds up to ``plots`` entries (4 invented ones when
+    it holds none), all at k=``k``. For each sampled plot and j it answers the real proofs of a
+    real plot (looked up in the shared ``pool``) and one right-length junk proof of an invented
+    one, so a validator parses and verifies about as many proofs as an honest miner sends.
+    ``hostile = True`` makes it answer 8 MiB of ``{}`` instead.
+    """
+
+    hostile = False
+
+    def __init__(self, hotkey: str, real: dict[bytes, PlotTask], pool: ProverPool, plots: Optional[int] = None,
+                 k: int = K, profile: NetworkProfile = PROFILES["devnet"]) -> None:
+        self.hotkey, self.real, self.pool, self.profile = hotkey, real, pool, profile
+        n = plots if plots is not None else (len(real) or 4)
+        entries = [(seed, k) for seed in real] + [(os.urandom(32), k) for _ in range(max(0, n - len(real)))]
+        self.listing = Listing.from_plots(entries)
+        self.etag = f'"{self.listing.hex}"'
+        self.body = PlotsResponse(hotkey=hotkey, digest=self.listing.hex,
+                                  plots=self.listing.to_b64()).model_dump_json().encode()
+
+    def app(self) -> web.Application:
+        app = web.Application(client_max_size=1 << 20)
+        app.router.add_get("/v1/plots", self.plots)
+        app.router.add_post("/v1/challenge", self.challenge)
+        return app
+
+    async def plots(self, request: web.Request) -> web.Response:
+        if request.headers.get("If-None-Match") == self.etag:
+            return web.Response(status=304, headers={"ETag": self.etag})
+        return web.Response(body=self.body, content_type="application/json", headers={"ETag": self.etag})
+
+    async def challenge(self, request: web.Request) -> web.Response:
+        if self.hostile:
+            return web.Response(body=b"[" + b"{}," * ((8 << 20) // 3) + b"{}]", content_type="application/json")
+        req = json.loads(await request.read())
+        c = window_challenge(bytes.fromhex(req["beacon"]), req["window"])
+        sample = draw_sample(self.profile, c, self.hotkey, self.listing)
+        per_plot = self.profile.challenges_per_plot
+        tasks = [self.real[p.seed] for p in sample if p.seed in self.real]
+        found = {}
+        if tasks:
+            found = {(seed, j): list(dict.fromkeys(proofs))[:MAX_PROOFS_PER_CHALLENGE]  # as MinerEngine does
+                     for seed, j, proofs in await self.pool.prove(tasks, c, per_plot) if j is not None}
+        proofs = [[found.get((p.seed.hex(), j), []) if p.seed in self.real else [os.urandom(8 * p.k)]
+                   for j in range(per_plot)] for p in sample]
+        return web.Response(body=encode_answer(req["window"], self.listing.hex, proofs),
+                            content_type="application/json")
+
+
+async def next_window(chain: ChainPort, profile: NetworkProfile, lag_s: float = WINDOW_LAG_S) -> int:
+    """Sleep until a window begins (plus ``lag_s``, so its first block is readable); returns it."""
+    while True:
+        head = chain.block()
+        w = window_of(head, profile) + 1
+        begins = chain.block_timestamp(head) + (window_start(w, profile) - head) * chain.block_time()
+        await asyncio.sleep(max(0.0, begins - time.time() + lag_s))
+        if window_of(chain.block(), profile) == w:
+            return w

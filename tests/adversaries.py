@@ -272,6 +272,23 @@ class InFlight(Adversary):
         return await super().prove_sample(entries, challenge, per_plot)
 
 
+class Retiree(Adversary):
+    """Answers honestly for a few windows, then stops serving (publishes no address) and deletes
+    its plots, hoping to keep the score it built: a score must fade with the window clock."""
+
+    RETIRE_AFTER = 6
+    answered = 0
+
+    async def window_answer(self, req: WindowChallenge):
+        self.answered += 1
+        if self.answered == self.RETIRE_AFTER:
+            await asyncio.to_thread(self.chain.serve, self.wallet, "0.0.0.0", 0)
+            for p in self.real():
+                p.path.unlink(missing_ok=True)
+            self.bus.log("retired: no address published, plots deleted", source=self.source)
+        return await super().window_answer(req)
+
+
 # -- hostile peers: big, slow, malformed -----------------------------------------------------
 
 class Junk8M(Adversary):
@@ -343,7 +360,7 @@ class FreshListing(Adversary):
 STRATEGIES = {"fake_lister": FakeLister, "fraction": Fraction, "borrower": Borrower, "replayer": Replayer,
               "duplicate": Duplicate, "small_k": SmallK, "on_demand": OnDemand, "slow": Slow,
               "multi_spell": MultiSpell, "mixed_k": MixedK, "alternating": Alternating, "timed": Timed,
-              "grinder": Grinder, "in_flight": InFlight, "junk_8m": Junk8M, "slow_junk": SlowJunk,
+              "grinder": Grinder, "in_flight": InFlight, "retiree": Retiree, "junk_8m": Junk8M, "slow_junk": SlowJunk,
               "junk_listing": JunkListing, "huge_listing": HugeListing, "fresh_listing": FreshListing}
 
 

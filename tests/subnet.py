@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import subprocess
@@ -31,6 +32,7 @@ class Subnet:
     root: Path
     procs: dict[str, subprocess.Popen] = field(default_factory=dict)
     first_window: int = 0  # tests that let the subnet settle count windows from here
+    retiree_mid: float = 0.0
 
     @classmethod
     def create(cls, root: Path, miners: int, validators: int, sizes: tuple[float, ...]) -> "Subnet":
@@ -69,6 +71,28 @@ class Subnet:
         for name, proc in procs.items():
             _, err = proc.communicate(timeout=timeout)
             assert proc.returncode == 0, f"allocate {name} failed: {err}"
+
+    def allocate_here(self, sizes: dict[str, float], workers: int = 1) -> None:
+        """Allocate several miners with the real Allocator engine in this process (one event loop,
+        one plotting child per miner at a time): the same plots, files and index rows as
+        ``tensorage allocate``, without paying a node process's start-up per miner."""
+        from tensorage.config import settings_from_namespace
+        from tensorage.engines.allocator import Allocator
+
+        async def all_of() -> None:
+            allocators = []
+            for name, size in sizes.items():
+                settings = settings_from_namespace({"subtensor.network": "devnet", "devnet.root": str(self.root),
+                                                    "wallet.name": name, "db_root_path": str(self.db_root(name)),
+                                                    "size_in_gb": size, "workers": workers, "disable_prompt": True})
+                allocators.append(Allocator(settings, self.hotkey(name)))
+            try:
+                await asyncio.gather(*(a.allocate() for a in allocators))
+            finally:
+                for a in allocators:
+                    a.close()
+
+        asyncio.run(all_of())
 
     def start(self, name: str, argv: list[str], *extra: str) -> subprocess.Popen:
         log = open(self.root / "logs" / f"{name}.log", "ab")

@@ -19,9 +19,10 @@ from tensorage.engines.miner import MinerEngine
 from tensorage.events import ChallengeServed, EventBus
 from tensorage.net.messages import WindowChallenge
 
+from tensorage.proofs.windows import window_start
+
 from .subnet import Subnet
 from .windows import current_window
-from tensorage.proofs.windows import window_start
 
 
 @pytest.fixture(scope="module")
@@ -174,7 +175,7 @@ async def test_health_is_public_and_plots_need_a_validator(miner, allocated):
     status, data = await send(miner, "GET", "/v1/plots", headers=signed(m1, "GET", "/v1/plots", b"", miner.hotkey))
     assert (status, data["error"]) == (403, "forbidden")
     status, data = await send(miner, "GET", "/v1/nothing-here")
-    assert status in (401, 404) and "error" in data
+    assert status == 404 and "error" in data  # no route: refused before any signature work
 
 
 async def test_operator_endpoints_answer_only_the_nodes_own_hotkey(miner, allocated):
@@ -221,3 +222,99 @@ async def test_a_protocol_1_validator_is_told_to_upgrade(miner, allocated):
     status, data = await send(miner, "POST", "/v1/challenge", body, headers)
     assert (status, data["error"]) == (426, "protocol") and "upgrade" in data["message"]
     assert miner.challenges_served == 0
+
+
+async def test_only_the_current_and_previous_listing_are_answered(miner, allocated):
+    """The review's slot attack: a caller naming stale listings first. The miner answers its
+    current listing and the one before (what a validator's snapshot can be), nothing older, in
+    any order: the disk looks a window up at most twice and honest validators are never refused."""
+    from tensorage.engines.window_answers import LISTINGS_ANSWERED
+    from tensorage.proofs.listing import Listing
+
+    v = wallet_of(allocated, "validator-0")
+    real = miner.current_listing()
+    published = []
+    for i in range(4):  # listings it published in turn: its plots minus one, then its real one again
+        entries = [e for j, e in enumerate(real.entries()) if j != i] + [(bytes([i + 1]) * 32, 18)]
+        published.append(Listing.from_plots(entries))
+        miner.answerer.remember(published[-1])
+    miner.answerer.remember(real)
+    window, beacon, deadline = current_window(miner.chain, miner.profile, min_left_s=1.5)
+    computed = miner.answerer.computed
+
+    async def ask(listing: Listing) -> tuple[int, str | None]:
+        body = WindowChallenge(window=window, beacon=beacon.hex(), listing=listing.hex,
+                               deadline=deadline).model_dump_json().encode()
+        status, data = await send(miner, "POST", "/v1/challenge", body,
+                                  signed(v, "POST", "/v1/challenge", body, miner.hotkey))
+        return status, data.get("error")
+
+    stale = [await ask(listing) for listing in published[:3]]  # the attacker goes first
+    assert stale == [(409, "unknown_listing")] * 3
+    assert await ask(published[3]) == (200, None)   # the previous listing
+    assert await ask(real) == (200, None)            # the current one
+    assert await ask(real) == (200, None)            # asked again: the same answer
+    assert miner.answerer.computed - computed == LISTINGS_ANSWERED
+
+
+async def test_strangers_cannot_make_a_node_reload_the_chain_per_request(allocated, tmp_path):
+    """The review's stampede: an unregistered caller's requests each asked for a metagraph reload
+    (seconds on finney), queued one after the other. Now one reload serves everyone who waited."""
+    import asyncio
+
+    from aiohttp import web
+
+    from tensorage.net.auth import PeerDirectory
+    from tensorage.net.server import make_app, serve
+
+    chain = Devnet.open(allocated.root)
+    loads = 0
+
+    async def slow_load():
+        nonlocal loads
+        loads += 1
+        await asyncio.sleep(0.3)  # a real chain read takes this long, or longer
+        return chain.metagraph()
+
+    directory = PeerDirectory(slow_load, min_refresh_s=5.0)
+    await directory.refresh()
+    node = wallet_of(allocated, "miner-1").hotkey.ss58_address
+    app = make_app(node, directory, 7)
+
+    async def hello(request: web.Request) -> web.Response:
+        return web.json_response({"ok": True})
+
+    app.router.add_get("/v1/hello", hello)
+    served = await serve(app)
+    stranger = create_wallet(tmp_path / "w", "stranger")
+    directory._refreshed -= 10  # the copy in hand is old enough to be worth one reload
+    try:
+        async with aiohttp.ClientSession() as s:
+            async def call(i: int) -> int:
+                headers = signed(stranger, "GET", "/v1/hello", b"", node)
+                async with s.get(f"http://127.0.0.1:{served.port}/v1/hello", headers=headers) as r:
+                    return r.status
+
+            statuses = await asyncio.gather(*(call(i) for i in range(40)))
+    finally:
+        await served.close()
+        chain.close()
+    assert set(statuses) == {403}
+    assert loads == 2  # the first refresh above, and one for all forty strangers
+
+
+async def test_old_windows_cost_the_miner_nothing(miner, allocated):
+    """The review's cache growth: naming old windows one after the other left a beacon cached per
+    window (and a row in the devnet chain each). An old window is refused before anything is read."""
+    v = wallet_of(allocated, "validator-0")
+    window, _, _ = current_window(miner.chain, miner.profile)
+    rows = miner.chain.BlockHashRow.select().count()
+    old_windows = range(window - 2, max(-1, window - 42), -1)
+    assert len(old_windows) >= 1
+    for w in old_windows:
+        body = challenge_body(miner, window=w, beacon="00" * 32)
+        status, data = await send(miner, "POST", "/v1/challenge", body, signed(v, "POST", "/v1/challenge", body,
+                                                                                miner.hotkey))
+        assert (status, data["error"]) == (408, "window_over"), (w, data)
+    assert len(miner.answerer._beacons) <= 4
+    assert miner.chain.BlockHashRow.select().count() <= rows + 1

@@ -68,3 +68,32 @@ async def test_nobody_listening_is_unreachable(wallet):
         assert exc.value.kind == "unreachable"
     finally:
         await client.close()
+
+
+async def test_an_error_answer_is_read_only_as_far_as_its_message(wallet):
+    """The review's stall: an error status with megabytes of nested JSON, parsed whole on the event
+    loop for its message. An error answer is read 16 KiB far, and parsed only when small."""
+    from tensorage.net.client import MAX_ERROR_BODY
+
+    junk = b"[" + b"[[1]]," * ((3 << 20) // 6) + b"[[1]]]"
+
+    async def failing(request):
+        return web.Response(status=500, body=junk, content_type="application/json")
+
+    async def explaining(request):
+        return web.json_response({"error": "busy", "message": "try again"}, status=503)
+
+    served, port = await start(failing)
+    client = SignedClient(wallet)
+    try:
+        reply = await client.request("GET", "127.0.0.1", port, "/x", receiver=wallet.hotkey.ss58_address,
+                                     max_reply=8 << 20)
+        assert reply.status == 500 and len(reply.body) == MAX_ERROR_BODY
+        assert reply.error_message.startswith("[[[1]]")  # the first bytes, not a parse of the whole
+        await served.close()
+        served, port = await start(explaining)
+        reply = await client.request("GET", "127.0.0.1", port, "/x", receiver=wallet.hotkey.ss58_address)
+        assert reply.error_message == "busy: try again"
+    finally:
+        await client.close()
+        await served.close()

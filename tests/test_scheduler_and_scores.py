@@ -102,7 +102,29 @@ def test_a_window_is_credited_once_and_skipped_windows_decay():
     steady = MinerScore(hotkey="hk", uid=1)
     for w in range(2000):
         steady.add_window(w, 50.0, 1, 1.0, decay)
-    assert steady.score(2.0, decay) == pytest.approx(50.0) and steady.proven_bytes() == pytest.approx(50.0)
+    assert steady.score(2.0, decay, 1999) == pytest.approx(50.0) and steady.proven_bytes() == pytest.approx(50.0)
+    # no longer judged (it stopped serving, or took a validator permit): it fades with the window clock
+    assert steady.score(2.0, decay, 1999 + 24) == pytest.approx(25.0)
+    assert steady.score(2.0, decay, 1999 + 48) == pytest.approx(12.5)
+
+
+def test_weights_fade_for_a_miner_that_is_no_longer_checked(devnet_root, tmp_path):
+    """The review's retiree: a score built, then the miner unserves and deletes its plots. Its
+    weight must fall as windows pass without it, not stay frozen."""
+    from tensorage.engines.scoring import MinerScore
+
+    v = _validator(devnet_root, tmp_path)
+    v.directory.update(v.chain.metagraph())
+    hotkeys = [n.hotkey for n in v.metagraph.neurons if not n.validator_permit][:2]
+    for w in range(100):
+        v.scores.setdefault(hotkeys[0], MinerScore(hotkey=hotkeys[0], uid=0)).add_window(w, 10.0, 1, 1.0, v.decay)
+        if w < 60:  # the retiree stops being judged at window 60
+            v.scores.setdefault(hotkeys[1], MinerScore(hotkey=hotkeys[1], uid=1)).add_window(w, 10.0, 1, 1.0, v.decay)
+        v.last_window = w
+    weights = v.weights()
+    uids = {n.hotkey: n.uid for n in v.metagraph.neurons}
+    assert weights[uids[hotkeys[1]]] < 0.4 * weights[uids[hotkeys[0]]]  # 40 windows idle: decay^40 = 0.31
+    v.store.close()
 
 
 def test_scoring_rules():
@@ -114,3 +136,23 @@ def test_scoring_rules():
     assert latency_factor(0, 2.0) == 1.0 and latency_factor(2000, 2.0) == pytest.approx(0.8)
     assert normalize({1: 3.0, 2: 1.0, 3: 0.0}) == {1: 0.75, 2: 0.25}
     assert normalize({1: 0.0}) == {}
+
+
+async def test_a_damaged_stored_listing_does_not_stop_the_validator(devnet_root, tmp_path):
+    """A listing row that no longer parses (damaged, or a limit lowered since) is fetched afresh."""
+    spec = SubnetSpec.load(devnet_root)
+    miner = spec.wallet(devnet_root, spec.of_role("miner")[0]).hotkey.ss58_address
+    chain = Devnet.open(devnet_root)
+    chain.serve_hotkey(miner, "127.0.0.1", 9)  # serving (nobody listens there)
+    chain.close()
+    v = _validator(devnet_root, tmp_path)
+    v.store.add_listing(miner, "ab" * 32, b"\x12" * 40, 1)  # not a whole number of entries
+    v.store.close()
+    restarted = _validator(devnet_root, tmp_path)
+    try:
+        result = await restarted.sync()
+        assert "0 with a listing" in result and restarted.miners[miner].error
+    finally:
+        await restarted.client.close()
+        restarted._db.shutdown()
+        restarted.store.close()

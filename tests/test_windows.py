@@ -255,3 +255,21 @@ def test_devnet_beacon_is_unknown_before_its_block_and_the_same_for_everyone(tmp
     finally:
         a.close()
         b.close()
+
+
+def test_a_beacon_written_ahead_of_its_block_is_not_the_beacon(tmp_path):
+    """The review's devnet hole: a process writes the hash of a future block into the shared chain
+    file, then grinds its listing against it. A row dated before its block's time is redrawn."""
+    Devnet.create(tmp_path, block_time=0.2).close()
+    chain = Devnet.open(tmp_path)
+    try:
+        future = chain.block() + 3
+        planted = b"\x42" * 32
+        chain.BlockHashRow.insert(block=future, hash=planted, made_at=time.time()).execute()
+        with pytest.raises(BlockNotYet):
+            chain.block_hash(future)  # not readable before its block, planted or not
+        time.sleep(0.8)
+        assert chain.block_hash(future) != planted
+        assert chain.block_hash(future) == chain.block_hash(future)  # and stable once drawn
+    finally:
+        chain.close()

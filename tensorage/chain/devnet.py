@@ -88,6 +88,7 @@ def _models(db: pw.Database):
     class BlockHashRow(Base):
         block = pw.IntegerField(primary_key=True)
         hash = pw.BlobField()
+        made_at = pw.FloatField()  # a row written before its block's time is ignored and redrawn
 
         class Meta:
             table_name = "block_hashes"
@@ -208,15 +209,20 @@ class Devnet:
         return self.seconds_per_block
 
     def block_hash(self, block: int) -> bytes:
-        """A random hash per block, drawn by whoever asks first once the block exists, so no
-        process can know it before the block's time (the beacon of proof windows)."""
-        row = self.BlockHashRow.get_or_none(self.BlockHashRow.block == block)
-        if row is not None:
-            return bytes(row.hash)
+        """A random hash per block, drawn by whoever asks first once the block's time has come, so
+        no process can know it before then (the beacon of proof windows). A row dated before its
+        block's time (written ahead by someone hoping to choose a beacon) is ignored and redrawn.
+        The devnet still trusts every process that can write its file: it is not a real chain."""
         if block < 0 or block > self.block():
             raise BlockNotYet(f"devnet block {block} is not made yet (head is {self.block()})")
+        due = self._genesis + block * self.seconds_per_block
+        row = self.BlockHashRow.get_or_none(self.BlockHashRow.block == block)
+        if row is not None and row.made_at >= due:
+            return bytes(row.hash)
         with self.db.atomic("IMMEDIATE"):
-            self.BlockHashRow.insert(block=block, hash=secrets.token_bytes(32)).on_conflict_ignore().execute()
+            row = self.BlockHashRow.get_or_none(self.BlockHashRow.block == block)
+            if row is None or row.made_at < due:
+                self.BlockHashRow.replace(block=block, hash=secrets.token_bytes(32), made_at=time.time()).execute()
             if block % BLOCK_HASH_PRUNE_EVERY == 0:
                 self.BlockHashRow.delete().where(self.BlockHashRow.block < block - BLOCK_HASHES_KEPT).execute()
         return bytes(self.BlockHashRow.get(self.BlockHashRow.block == block).hash)

@@ -26,7 +26,9 @@ def devnet_exists(root: Path) -> bool:
 
 
 def init_devnet(root: Path, miners: int = 6, validators: int = 2, force: bool = False,
-                miner_sizes_gb: tuple[float, ...] = MINER_SIZES_GB) -> SubnetSpec:
+                miner_sizes_gb: tuple[float, ...] = MINER_SIZES_GB, block_time: Optional[float] = None) -> SubnetSpec:
+    """``block_time``: seconds a block (default: the devnet profile's); benchmarks shorten it to
+    run more proof windows."""
     if miners < 1 or validators < 1 or miners + validators > 256:
         raise ConfigError("a devnet needs at least 1 miner and 1 validator, and at most 256 neurons")
     root = Path(root).expanduser()
@@ -38,7 +40,7 @@ def init_devnet(root: Path, miners: int = 6, validators: int = 2, force: bool = 
             (root / name).unlink(missing_ok=True)
         for d in ("wallets", "nodes", "logs"):
             shutil.rmtree(root / d, ignore_errors=True)
-    chain = Devnet.create(root)
+    chain = Devnet.create(root, block_time=block_time)
     nodes = [DevnetNode(name=f"validator-{i}", role="validator", size_in_gb=0.0) for i in range(validators)]
     nodes += [DevnetNode(name=f"miner-{i}", role="miner", size_in_gb=miner_sizes_gb[i % len(miner_sizes_gb)])
               for i in range(miners)]

@@ -65,6 +65,7 @@ class MinerEngine(Node):
         self.plots: dict[str, HeldPlot] = {}
         self.challenges_served = 0
         self._listing: Optional[tuple[dict, Listing]] = None
+        self._listed_at = 0.0
         # looked up per call, so a subclass's prove_sample is the one used
         self.answerer = WindowAnswerer(self.profile, chain, self.hotkey,
                                        lambda entries, c, j: self.prove_sample(entries, c, j))
@@ -96,10 +97,13 @@ class MinerEngine(Node):
         return [(bytes.fromhex(p.seed), p.k) for p in self.plots.values()]
 
     def current_listing(self) -> Listing:
-        """The canonical listing of what this miner holds now (rebuilt only when its plots change)."""
-        if self._listing is None or self._listing[0] is not self.plots:
+        """The canonical listing of what this miner holds, changed at most once per sync period:
+        validators then hold either it or the one before, the two the miner answers for."""
+        changed = self._listing is None or self._listing[0] is not self.plots
+        if changed and (self._listing is None or time.monotonic() - self._listed_at >= self.profile.sync_s):
             self._listing = (self.plots, Listing.from_plots(self.listed_plots()))
-        return self._listing[1]
+            self._listed_at = time.monotonic()
+        return self._listing[1]  # type: ignore[index]
 
     async def prove_sample(self, entries: list[tuple[bytes, int]], challenge: bytes,
                            per_plot: int) -> list[list[list[bytes]]]:

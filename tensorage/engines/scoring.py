@@ -56,9 +56,12 @@ class MinerScore:
         """Mean bytes proven per window judged (decayed)."""
         return self.credit / self.windows if self.windows > 0 else 0.0
 
-    def score(self, deadline_s: float, decay: float) -> float:
-        """What weights follow: the decayed sum, scaled to bytes (a newcomer ramps up as it proves)."""
-        return self.credit * (1.0 - decay) * latency_factor(self.latency_ms, deadline_s)
+    def score(self, deadline_s: float, decay: float, now_window: int) -> float:
+        """What weights follow: the decayed sum, scaled to bytes (a newcomer ramps up as it proves),
+        decayed further by every window since this miner was last judged: one that stops being
+        checked (stops serving, takes a validator permit, ...) fades like one that proves nothing."""
+        idle = max(0, now_window - self.last_window) if self.last_window >= 0 else 0
+        return self.credit * decay ** idle * (1.0 - decay) * latency_factor(self.latency_ms, deadline_s)
 
     def note_latency(self, result: str, latency_ms: float, deadline_s: float) -> None:
         if result in ("pass", "fail") and latency_ms > 0:

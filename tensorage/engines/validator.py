@@ -29,7 +29,7 @@ from ..events import ChallengeResult, ErrorEvent, EventBus, WeightsSet
 from ..net.client import PeerError, Reply, SignedClient
 from ..net.messages import WindowChallenge
 from ..proofs.answers import AnswerCheck, AnswerSpec
-from ..proofs.listing import Listing, max_listing_chars
+from ..proofs.listing import Listing, ListingError, max_listing_chars
 from ..proofs.verify_pool import VerifyPool
 from ..proofs.windows import answer_bound, draw_sample, sample_credit, window_challenge, window_of, window_start
 from ..storage.validator_db import ValidatorStore
@@ -166,7 +166,7 @@ class ValidatorEngine(Node):
                 continue
             try:
                 listing = Listing.parse(stored.blob, self.profile.max_listed_plots)
-            except ValueError:
+            except ListingError:  # a damaged row, or a limit lowered since: fetched afresh at this sync
                 continue
             view = self.miners.setdefault(stored.hotkey, MinerView(neuron=neuron))
             view.add(Snapshot(listing=listing, seen_block=stored.seen_block))
@@ -177,7 +177,8 @@ class ValidatorEngine(Node):
         now = time.time()
         return [{"hotkey": s.hotkey, "uid": s.uid, "credit": s.credit, "windows": s.windows, "returned": s.returned,
                  "expected": s.expected, "last_window": s.last_window, "latency_ms": s.latency_ms,
-                 "proven_bytes": s.proven_bytes(), "score": s.score(deadline, self.decay), "updated_at": now}
+                 "proven_bytes": s.proven_bytes(), "score": s.score(deadline, self.decay, self.last_window),
+                 "updated_at": now}
                 for s in self.scores.values()]
 
     # sync ----------------------------------------------------------------------------------
@@ -397,7 +398,7 @@ class ValidatorEngine(Node):
             return {}
         registered = {n.hotkey: n.uid for n in mg.neurons}
         deadline = self.profile.challenge_deadline_s
-        return normalize({registered[h]: s.score(deadline, self.decay)
+        return normalize({registered[h]: s.score(deadline, self.decay, self.last_window)
                           for h, s in self.scores.items() if h in registered})
 
     async def set_weights(self) -> str:
@@ -462,7 +463,8 @@ class ValidatorEngine(Node):
             **(self.gateway.snapshot() if self.gateway is not None else {}),
             "miners": {
                 s.hotkey: {"uid": s.uid, "ratio": round(s.ratio, 4), "proven_bytes": s.proven_bytes(),
-                           "score": s.score(deadline, self.decay), "latency_ms": round(s.latency_ms, 1),
+                           "score": s.score(deadline, self.decay, self.last_window),
+                           "latency_ms": round(s.latency_ms, 1),
                            "windows": round(s.windows, 2), "last_window": s.last_window}
                 for s in self.scores.values()
             },

@@ -23,7 +23,10 @@ from ..proofs.answers import encode_answer
 from ..proofs.listing import Listing
 from ..proofs.windows import draw_sample, window_challenge, window_start
 
-LISTINGS_KEPT = 16       # recent listings a validator may still name (it syncs every few minutes)
+# A miner changes its listing at most once per sync period (MinerEngine.current_listing), so a
+# validator's snapshot is its current listing or the one before: those two are answered, nothing
+# older. The disk looks a window up at most twice, whoever asks and in whatever order.
+LISTINGS_ANSWERED = 2
 WINDOWS_KEPT = 3         # answers kept for the current and the previous windows
 LATE_GRACE_S = 1.0       # clocks differ a little: answer until this long after the deadline
 
@@ -43,28 +46,32 @@ class WindowAnswerer:
         self.sizes: dict[tuple[int, str], tuple[int, int]] = {}  # (window, listing) -> (plots, proofs)
 
     def remember(self, listing: Listing) -> None:
-        """A listing this miner published: validators may name it in the next windows."""
+        """The listing this miner publishes now: validators may name it, or the one before it."""
         self.listings[listing.hex] = listing
         self.listings.move_to_end(listing.hex)
-        while len(self.listings) > LISTINGS_KEPT:
+        while len(self.listings) > LISTINGS_ANSWERED:
             self.listings.popitem(last=False)
 
     async def beacon(self, window: int) -> tuple[bytes, float]:
-        """(block hash, unix time) of the window's first block, from this node's chain."""
+        """(block hash, unix time) of the window's first block, from this node's chain. Only the
+        current window's is read (and kept), so no caller can make it read or keep old ones."""
         cached = self._beacons.get(window)
         if cached is not None:
             return cached
         start = window_start(window, self.profile)
         try:
-            beacon = await asyncio.to_thread(self.chain.block_hash, start)
             started = await asyncio.to_thread(self.chain.block_timestamp, start)
+            if time.time() > started + self.profile.challenge_deadline_s + LATE_GRACE_S:
+                reject(408, "window_over", f"window {window} is over: only the current window is answered")
+            beacon = await asyncio.to_thread(self.chain.block_hash, start)
         except BlockNotYet:
             reject(425, "too_early", f"window {window} starts at block {start}, which this miner's chain has not "
                                      f"reached: check the validator's and this miner's chain connections")
         except ChainError as exc:
             reject(503, "chain_unavailable", f"this miner cannot read block {start} ({exc}); try again")
         self._beacons[window] = (beacon, started)
-        for old in [w for w in self._beacons if w < window - WINDOWS_KEPT]:
+        newest = max(self._beacons)
+        for old in [w for w in self._beacons if w < newest - WINDOWS_KEPT]:
             del self._beacons[old]
         return beacon, started
 
@@ -79,8 +86,8 @@ class WindowAnswerer:
             reject(408, "window_over", f"window {req.window} is over: only the current window is answered")
         listing = self.listings.get(req.listing)
         if listing is None:
-            reject(409, "unknown_listing", f"listing {req.listing[:16]}… is not one this miner published recently: "
-                                           f"sync its plot list with GET /v1/plots")
+            reject(409, "unknown_listing", f"listing {req.listing[:16]}… is neither this miner's current listing nor "
+                                           f"the one before: sync its plot list with GET /v1/plots")
         key = (req.window, req.listing)
         task = self._answers.get(key)
         fresh = task is None

@@ -76,16 +76,23 @@ class PeerDirectory:
         self._metagraph = metagraph
         self._refreshed = time.monotonic()
 
-    async def refresh(self) -> Metagraph:
+    async def refresh(self, if_older_than: Optional[float] = None) -> Metagraph:
+        """Reload the metagraph; with ``if_older_than``, only when the copy in hand is older than
+        that (checked again once the lock is held: callers that queued behind one reload reuse it)."""
         async with self._lock:
-            self.update(await self._load())
+            fresh = self._metagraph is not None and if_older_than is not None and \
+                time.monotonic() - self._refreshed <= if_older_than
+            if not fresh:
+                self.update(await self._load())
             return self._metagraph  # type: ignore[return-value]
 
     async def lookup(self, hotkey: str) -> Optional[Neuron]:
+        """A caller not in the metagraph may have just registered: reload, at most once every
+        ``min_refresh_s`` however many strangers call at once."""
         neuron = self._metagraph.by_hotkey(hotkey) if self._metagraph else None
         if neuron is None and time.monotonic() - self._refreshed > self.min_refresh_s:
             try:
-                neuron = (await self.refresh()).by_hotkey(hotkey)
+                neuron = (await self.refresh(if_older_than=self.min_refresh_s)).by_hotkey(hotkey)
             except Exception as exc:  # the chain is down: judge on what we have
                 log.warning("metagraph refresh failed: %s", exc)
         return neuron
@@ -98,6 +105,8 @@ def auth_middleware(self_hotkey: str, directory: PeerDirectory, netuid: int,
     @web.middleware
     async def middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
         try:
+            if request.match_info.http_exception is not None:
+                raise request.match_info.http_exception  # no such route: 404/405 before any signature work
             target = request.match_info.handler
             level = getattr(target, "__tensorage_access__", REGISTERED)
             if level != PUBLIC:

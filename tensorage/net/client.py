@@ -15,7 +15,8 @@ import bittensor as bt
 from .. import PROTOCOL_VERSION
 
 
-MAX_REPLY = 8 << 20  # control answers; 1,024 plots x 16 challenges of proofs fit with room to spare
+MAX_REPLY = 8 << 20  # control answers (callers pass tighter bounds where they know what they asked)
+MAX_ERROR_BODY = 16 << 10  # an error answer is read this far and no further: it only carries a message
 
 
 class PeerError(Exception):
@@ -39,11 +40,14 @@ class Reply:
 
     @property
     def error_message(self) -> str:
-        try:
-            data = self.json()
-            return f"{data.get('error')}: {data.get('message')}"
-        except (ValueError, AttributeError):
-            return self.body[:200].decode(errors="replace")
+        """The peer's ``{"error", "message"}``, parsed only when small (it runs on the event loop)."""
+        if len(self.body) <= 4096:
+            try:
+                data = self.json()
+                return f"{str(data.get('error'))[:60]}: {str(data.get('message'))[:300]}"
+            except (ValueError, AttributeError, RecursionError):
+                pass
+        return self.body[:200].decode(errors="replace")
 
 
 class SignedClient:
@@ -83,12 +87,16 @@ class SignedClient:
             async with asyncio.timeout(remaining):
                 async with self.session.request(method, f"http://{host}:{port}{path}", data=body or None,
                                                 headers=headers) as resp:
-                    if resp.content_length is not None and resp.content_length > max_reply:
+                    failed = resp.status >= 400
+                    if not failed and resp.content_length is not None and resp.content_length > max_reply:
                         raise PeerError("too_large", f"answer of {resp.content_length} bytes, more than the "
                                                      f"{max_reply} asked for: refused unread")
                     chunks, size = [], 0
                     async for chunk in resp.content.iter_chunked(1 << 16):
                         size += len(chunk)
+                        if failed and size >= MAX_ERROR_BODY:  # keep the start of the message, drop the rest
+                            chunks.append(chunk[:len(chunk) - (size - MAX_ERROR_BODY)])
+                            break
                         if size > max_reply:
                             raise PeerError("too_large", f"answer of over {max_reply} bytes, more than was asked "
                                                          f"for: refused")

@@ -69,6 +69,14 @@ def check_answers(batch: list[tuple[bytes, AnswerSpec]]) -> list[AnswerCheck]:
     return out
 
 
+def _warm() -> int:
+    from . import chia  # noqa: F401
+    from .plots import hotkey_public_key
+
+    hotkey_public_key("5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY")
+    return os.getpid()
+
+
 class VerifyPool:
     def __init__(self, workers: Optional[int] = None) -> None:
         self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
@@ -90,8 +98,9 @@ class VerifyPool:
             raise
 
     async def warm(self) -> None:
+        """Start the workers and pay their imports (chiapos, the ss58 decoder) before a round does."""
         loop = asyncio.get_running_loop()
-        await asyncio.gather(*(loop.run_in_executor(self.pool, os.getpid) for _ in range(self.workers)))
+        await asyncio.gather(*(loop.run_in_executor(self.pool, _warm) for _ in range(self.workers)))
 
     async def listing(self, raw: bytes, hotkey: str, min_k: int, max_k: int, max_plots: int) -> ListingCheck:
         try:
