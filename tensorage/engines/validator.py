@@ -135,7 +135,7 @@ class ValidatorEngine(Node):
 
     def _miner_ranks(self) -> dict[str, float]:
         deadline = self.profile.challenge_deadline_s
-        return {h: s.score(deadline, self.decay) for h, s in self.scores.items()}
+        return {h: s.score(deadline, self.decay, self.last_window) for h, s in self.scores.items()}
 
     def add_routes(self, app) -> None:
         if self.gateway is not None:
