@@ -14,11 +14,14 @@ from typing import Callable, Optional
 
 from rich.console import Console
 
+from .client_cli import add_client_commands
 from .config import DEVNET_INSECURE_NOTICE, GB, ArgumentParser, Settings, add_flags, settings_from_namespace
 from .errors import ConfigError, TensorageError
+from .gateway_config import add_gateway_flags
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
+DEVNET_MINERS = 6
 
 
 def apply_devnet_defaults(settings: Settings) -> Settings:
@@ -161,11 +164,12 @@ def _hotkey_or_none(settings: Settings) -> Optional[str]:
 # -- devnet --------------------------------------------------------------------------------
 
 def cmd_devnet_init(settings: Settings, args: argparse.Namespace) -> int:
-    from .chain.devnet_init import init_devnet
+    from .chain.devnet_init import CLIENT_WALLET, init_devnet
 
     spec = init_devnet(settings.devnet_root, miners=args.miners, validators=args.validators, force=args.force)
     out.print(f"devnet ready at {settings.devnet_root}: "
-              f"{len(spec.of_role('validator'))} validators, {len(spec.of_role('miner'))} miners")
+              f"{len(spec.of_role('validator'))} validators, {len(spec.of_role('miner'))} miners, and a registered "
+              f"client wallet '{CLIENT_WALLET}' (`tensorage store FILE --network devnet`)")
     err.print(f"[yellow]{DEVNET_INSECURE_NOTICE}[/]")
     return cmd_devnet_show(settings, args)
 
@@ -180,10 +184,13 @@ def cmd_devnet_show(settings: Settings, args: argparse.Namespace) -> int:
         last_epoch = chain.last_epoch_block()
     finally:
         chain.close()
+    from .chain.devnet_init import client_names
+
     try:
         roles = SubnetSpec.load(settings.devnet_root).hotkey_names(settings.devnet_root)
     except TensorageError:
         roles = {}
+    roles.update(client_names(settings.devnet_root))
     out.print(metagraph_table(mg, roles, last_epoch, width=out.width))
     return 0
 
@@ -310,6 +317,9 @@ def build_parser() -> argparse.ArgumentParser:
         p = command(name, handler, text)
         p.add_argument("--events", choices=["jsonl"], default=None,
                        help="also write engine events to stdout as JSON lines (for supervisors)")
+        if name == "validator":
+            add_gateway_flags(p)
+    add_client_commands(sub)
     p = command("status", cmd_status, "print this node's state")
     p.add_argument("--json", action="store_true", default=False, help="machine-readable output")
     p.add_argument("--offline", action="store_true", default=False, help="do not contact the chain")
@@ -317,7 +327,8 @@ def build_parser() -> argparse.ArgumentParser:
     devnet = sub.add_parser("devnet", help="a whole subnet on this machine", description="a whole subnet on this machine")
     dsub = devnet.add_subparsers(dest="devnet_command", metavar="DEVNET_COMMAND", parser_class=ArgumentParser)
     d = command("devnet init", cmd_devnet_init, "create the devnet chain, wallets and registrations", dsub)
-    d.add_argument("--miners", type=int, default=3)
+    d.add_argument("--miners", type=int, default=DEVNET_MINERS, help=f"miners to create ({DEVNET_MINERS}: one per "
+                   f"shard of the default 4-of-6 erasure code)")
     d.add_argument("--validators", type=int, default=2)
     d.add_argument("--force", action="store_true", default=False, help="replace an existing devnet")
     d = command("devnet up", cmd_devnet_up, "run the whole local subnet (chain clock, miners, validators) until "
@@ -326,7 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="parallel plots per miner (CPU count)")
     d.add_argument("--disable_verify", dest="disable_verify", action="store_true", default=argparse.SUPPRESS,
                    help="miners skip the sample-challenge check of each new plot")
-    d.add_argument("--miners", type=int, default=3, help="miners to create if the devnet does not exist yet")
+    d.add_argument("--miners", type=int, default=DEVNET_MINERS, help="miners to create if the devnet does not exist yet")
     d.add_argument("--validators", type=int, default=2, help="validators to create if the devnet does not exist yet")
     command("devnet show", cmd_devnet_show, "print the devnet metagraph", dsub)
     command("devnet epoch", cmd_devnet_epoch, "run consensus now", dsub)

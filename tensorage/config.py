@@ -16,6 +16,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from . import checks
 from .errors import ConfigError
+from .gateway_config import GatewaySettings
 
 GB = 10**9  # --size_in_gb counts decimal gigabytes, like disk vendors and `df -H`.
 GiB = 1024**3
@@ -230,6 +231,7 @@ class Settings(BaseModel):
     logging: LoggingSettings = LoggingSettings()
     axon: AxonSettings = AxonSettings()
     devnet: DevnetSettings = DevnetSettings()
+    gateway: GatewaySettings = GatewaySettings()
 
     @property
     def profile(self) -> NetworkProfile:

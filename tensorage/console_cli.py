@@ -42,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
                         "wallet; its endpoint is read from --db_root_path unless given")
     p.add_argument("--no-tui", dest="no_tui", action="store_true", default=False,
                    help="no console: log events with rich (for pm2, systemd or a pipe)")
-    p.add_argument("--miners", type=int, default=3, help="devnet: miners to create on first run (3)")
+    p.add_argument("--miners", type=int, default=6, help="devnet: miners to create on first run (6)")
     p.add_argument("--validators", type=int, default=2, help="devnet: validators to create on first run (2)")
     add_common_flags(p)
     add_axon_flags(p)

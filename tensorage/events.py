@@ -231,6 +231,96 @@ class NodeState(Event):
         return f"{self.node}: {self.state}{' (pid %d)' % self.pid if self.pid else ''} {self.detail}".rstrip()
 
 
+# --- client data (DESIGN §5) ------------------------------------------------------------------
+
+
+@dataclass(kw_only=True)
+class ObjectEvent(Event):
+    """A gateway stored, served, deleted or failed a client's object."""
+
+    action: str  # stored | retrieved | deleted | failed | damaged
+    object_id: str
+    client: str
+    bytes: int = 0
+    seconds: float = 0.0
+    detail: str = ""
+
+    @property
+    def level(self) -> str:  # type: ignore[override]
+        return "warning" if self.action in ("failed", "damaged") else "info"
+
+    def summary(self) -> str:
+        rate = f" ({self.bytes / self.seconds / 1e6:.1f} MB/s)" if self.seconds > 0 and self.bytes else ""
+        return (f"object {self.object_id[:12]} {self.action} for {self.client[:8]}: {self.bytes / 1e6:.2f} MB"
+                f"{rate}{' — ' + self.detail if self.detail else ''}")
+
+
+@dataclass(kw_only=True)
+class AuditResult(Event):
+    """One miner's answers to one batch of shard audits."""
+
+    miner_uid: int
+    miner_hotkey: str
+    asked: int
+    passed: int
+    failed: int
+    missed: int
+    result: str  # pass | fail | timeout | unreachable
+    latency_ms: float
+    detail: str = ""
+
+    @property
+    def level(self) -> str:  # type: ignore[override]
+        return "info" if self.result == "pass" else "warning"
+
+    def summary(self) -> str:
+        return (f"uid {self.miner_uid} audits {self.result}: {self.passed}/{self.asked} passed, {self.failed} failed, "
+                f"{self.missed} missed in {self.latency_ms:.0f} ms{' — ' + self.detail if self.detail else ''}")
+
+
+@dataclass(kw_only=True)
+class ShardLost(Event):
+    object_id: str
+    segment: int
+    index: int
+    miner_hotkey: str
+    reason: str
+    level: ClassVar[str] = "warning"
+
+    def summary(self) -> str:
+        return (f"shard {self.index} of object {self.object_id[:12]} segment {self.segment} lost on "
+                f"{self.miner_hotkey[:8]}: {self.reason}")
+
+
+@dataclass(kw_only=True)
+class ShardRepaired(Event):
+    object_id: str
+    segment: int
+    indices: list[int]
+    miners: list[str]
+    seconds: float
+
+    def summary(self) -> str:
+        return (f"repaired shards {self.indices} of object {self.object_id[:12]} segment {self.segment} onto "
+                f"{', '.join(m[:8] for m in self.miners)} in {self.seconds:.2f}s")
+
+
+@dataclass(kw_only=True)
+class ShardEvent(Event):
+    """A miner stored, deleted, refused or scrubbed a shard."""
+
+    action: str  # stored | deleted | refused | scrubbed
+    validator_hotkey: str
+    shard: str
+    bytes: int = 0
+    detail: str = ""
+    level: ClassVar[str] = "debug"
+
+    def summary(self) -> str:
+        return (f"shard {self.shard[:12]} {self.action} for {self.validator_hotkey[:8]} ({self.bytes} bytes)"
+                f"{' — ' + self.detail if self.detail else ''}")
+
+
 Subscriber = Callable[[Event], None]
 
 

@@ -196,6 +196,30 @@ class Allocator:
         self.index.remove([seed])
         (self.layout.plots / plot_filename(k, bytes.fromhex(seed))).unlink(missing_ok=True)
 
+    def plots_on_disk_bytes(self) -> int:
+        index = self._existing_index()
+        return index.bytes_in(*ON_DISK) if index is not None else 0
+
+    def free_for_shards(self, needed: int) -> int:
+        """Client shards need ``needed`` more bytes of the share now: drop finished plots, smallest
+        first, until they fit (DESIGN §5: audited shard bytes earn like plot bytes, so trading a
+        plot for a shard costs the miner nothing). Plots being made are left alone. Returns the
+        bytes freed; the next reallocation plans around the larger reserve."""
+        index = self._existing_index()
+        if index is None or needed <= 0:
+            return 0
+        freed = 0
+        for row in sorted(index.plots(PlotState.DONE, PlotState.VERIFIED), key=lambda r: (r.bytes, r.seed)):
+            if freed >= needed:
+                break
+            self.forget_plot(row.seed, row.k)
+            freed += row.bytes
+            self.bus.publish(PlotRemoved(seed=row.seed, k=row.k, reason="client shards need the room",
+                                         source=self.source))
+        if freed:
+            self.refresh_counts()
+        return freed
+
     def integrity_problems(self) -> list[tuple[str, str]]:
         """(seed, what is wrong) for plots the index lists but the disk cannot prove. Read-only."""
         index = self._existing_index()
@@ -252,6 +276,7 @@ class Allocator:
             return plan
 
     def _apply(self, plan: PartitionPlan) -> None:
+        self._planned_shard_bytes = plan.shard_bytes
         index = self.index
         for p in plan.remove:
             self.forget_plot(p.seed, p.k)
@@ -312,6 +337,13 @@ class Allocator:
                     threads = max(1, self.cpus // (len(running) + fits))
                     running[asyncio.create_task(self._make_one(row, threads=threads))] = row
                 del pending[:fits]
+                if not running and self.shard_bytes() > getattr(self, "_planned_shard_bytes", 0):
+                    # client shards took the room since the plan: the next reallocation plans around them
+                    index.remove([r.seed for r in pending])
+                    self.bus.log(f"client shards took the room of {len(pending)} planned plots; the next "
+                                 f"reallocation plans around them", source=self.source)
+                    pending.clear()
+                    break
                 if not running:
                     need = peak_bytes(pending[0].k)
                     raise NotEnoughSpace(

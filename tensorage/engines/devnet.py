@@ -127,7 +127,7 @@ class Child:
 
 
 class DevnetSupervisor:
-    def __init__(self, settings: Settings, bus: Optional[EventBus] = None, miners: int = 3, validators: int = 2,
+    def __init__(self, settings: Settings, bus: Optional[EventBus] = None, miners: int = 6, validators: int = 2,
                  node_args: tuple[str, ...] = ()) -> None:
         self.settings = settings
         self.root = settings.devnet_root

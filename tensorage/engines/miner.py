@@ -39,6 +39,7 @@ from ..storage.models import PlotState
 from ..storage.partition import PartitionPlan
 from .allocator import Allocator
 from .node import Node
+from .shard_routes import ShardService
 
 SCRUB_SAMPLE = 8
 MAX_DEADLINE_AHEAD_S = 300.0
@@ -63,6 +64,7 @@ class MinerEngine(Node):
         self.share_flags = stored_share.flags_of(settings)
         self.settings, self.share, self._share_is_new = stored_share.resolve(settings, self.layout)
         self.allocator = Allocator(self.settings, self.hotkey, self.bus, self.source)
+        self.shards = ShardService(self.layout, self.allocator, lambda: self.settings.size_bytes, self.bus, self.source)
         # ``pool``: a ProverPool shared by several miners in one process (benchmarks); its owner closes it.
         self._owns_pool = pool is None
         self.pool = pool if pool is not None else ProverPool(proof_workers or min(2, os.cpu_count() or 1))
@@ -139,6 +141,7 @@ class MinerEngine(Node):
         app.router.add_get("/v1/plots", self.handle_plots)
         app.router.add_post("/v1/challenge", self.handle_challenge)
         app.router.add_post(op.SHARE_PATH, self.handle_share)
+        self.shards.add_routes(app)
 
     @access(OPERATOR)
     async def handle_share(self, request: web.Request) -> web.Response:
@@ -263,6 +266,7 @@ class MinerEngine(Node):
         self.jobs.add("sync", self.sync, self.profile.sync_s, first_in=None)
         self.jobs.add("reallocate", self.reallocate, self.settings.reallocate_interval, first_in=0)
         self.jobs.add("scrub", self.scrub, self.profile.scrub_s, first_in=None)
+        self.jobs.add("shard_scrub", self.shards.scrub, self.profile.scrub_s, first_in=None)
         self.jobs.start()
         self.write_state()
 
@@ -275,9 +279,10 @@ class MinerEngine(Node):
         if self._owns_pool:
             self.pool.close()
         self.allocator.close()
+        self.shards.close()
 
     def snapshot(self) -> dict[str, Any]:
         st = self.allocator.status
         return {**super().snapshot(), "plots_held": len(self.plots), "challenges_served": self.challenges_served,
                 "allocating": st.busy, "eta_s": st.eta_s, "allocator": st.as_dict(),
-                "share": self.share.model_dump()}
+                "share": self.share.model_dump(), **self.shards.snapshot()}

@@ -34,6 +34,7 @@ from ..proofs.listing import Listing, ListingError, max_listing_chars
 from ..proofs.verify_pool import VerifyPool
 from ..proofs.windows import answer_bound, draw_sample, sample_credit, window_challenge, window_of, window_start
 from ..storage.validator_db import ValidatorStore
+from .gateway import Gateway
 from .node import Node
 from .scoring import MinerScore, decay_for, judge, normalize
 
@@ -133,6 +134,18 @@ class ValidatorEngine(Node):
                          f"measured an unsound protocol (the weights log is kept)", source=self.source)
         if not settings.no_restore_weights:
             self._restore()
+        # The client gateway (DESIGN §5); it ranks miners for placement by this validator's scores.
+        self.gateway: Optional[Gateway] = None if settings.gateway.disable else Gateway(
+            settings, self.layout, self.hotkey, self.client, lambda: self.metagraph, self._miner_ranks, self.bus,
+            self.source)
+
+    def _miner_ranks(self) -> dict[str, float]:
+        deadline = self.profile.challenge_deadline_s
+        return {h: s.score(deadline, self.decay, self.last_window) for h, s in self.scores.items()}
+
+    def add_routes(self, app) -> None:
+        if self.gateway is not None:
+            self.gateway.add_routes(app)
 
     async def _write(self, func: Callable, *args: Any) -> None:
         await asyncio.get_running_loop().run_in_executor(self._db, func, *args)
@@ -433,6 +446,8 @@ class ValidatorEngine(Node):
         self.jobs.add("proof_round", self.proof_round, self.round_every_s, first_in=0.0)
         self.jobs.add("set_weights", self.set_weights, self.settings.weights_interval,
                       first_in=None if not self.scores else 5.0)
+        if self.gateway is not None:
+            self.gateway.add_jobs(self.jobs, self.round_every_s)
         self.jobs.start()
         self.write_state()
 
@@ -446,6 +461,8 @@ class ValidatorEngine(Node):
             self._db.shutdown(wait=True)
             self.verifier.close()
             self.store.close()
+            if self.gateway is not None:
+                self.gateway.close()
 
     def snapshot(self) -> dict[str, Any]:
         deadline = self.profile.challenge_deadline_s
@@ -456,6 +473,7 @@ class ValidatorEngine(Node):
             "last_weights_block": self.last_weights_block,
             "last_weights": {str(uid): w for uid, w in self.last_weights.items()},
             "miners_synced": len(self.miners),
+            **(self.gateway.snapshot() if self.gateway is not None else {}),
             "miners": {
                 s.hotkey: {"uid": s.uid, "ratio": round(s.ratio, 4), "proven_bytes": s.proven_bytes(),
                            "score": s.score(deadline, self.decay, self.last_window),

@@ -22,6 +22,8 @@ from .errors import RequestRejected, error_response
 log = logging.getLogger(__name__)
 
 PUBLIC, REGISTERED, VALIDATOR, OPERATOR = "public", "registered", "validator", "operator"
+CLIENT = "client"  # registered, or listed in the app's ALLOWED_CLIENTS (a gateway's --gateway.allow)
+ALLOWED_CLIENTS = web.AppKey("allowed_clients", frozenset)
 CALLER = web.RequestKey("caller", bt.http_auth.Caller)
 NEURON = web.RequestKey("neuron", Neuron)
 BODY = web.RequestKey("body", bytes)
@@ -40,12 +42,17 @@ _STATUS = {
 }
 
 
-def access(level: str) -> Callable:
-    """Mark a handler: ``public``, ``registered`` (default), ``validator``, or ``operator`` (only this
-    node's own hotkey: the operator's console attached to a running node)."""
+def access(level: str, streamed: bool = False) -> Callable:
+    """Mark a handler: ``public``, ``registered`` (default), ``validator``, ``client``, or ``operator``
+    (only this node's own hotkey: the operator's console attached to a running node).
+
+    ``streamed``: the body is not read before the handler runs. The request is signed over an
+    empty body, its signed path binds what the stream must be (e.g. an id that is the stream's
+    hash and a size), and the handler counts and checks the bytes as they arrive."""
 
     def mark(handler: Callable) -> Callable:
         handler.__tensorage_access__ = level  # type: ignore[attr-defined]
+        handler.__tensorage_streamed__ = streamed  # type: ignore[attr-defined]
         return handler
 
     return mark
@@ -103,7 +110,7 @@ def auth_middleware(self_hotkey: str, directory: PeerDirectory, netuid: int,
             target = request.match_info.handler
             level = getattr(target, "__tensorage_access__", REGISTERED)
             if level != PUBLIC:
-                await _authenticate(request, level)
+                await _authenticate(request, level, getattr(target, "__tensorage_streamed__", False))
             return await handler(request)
         except RequestRejected as exc:
             return error_response(exc.status, exc.code, exc.message)
@@ -121,8 +128,8 @@ def auth_middleware(self_hotkey: str, directory: PeerDirectory, netuid: int,
             return error_response(500, "internal", "the node failed to handle this request; its operator can "
                                   "see why in its log")
 
-    async def _authenticate(request: web.Request, level: str) -> None:
-        body = await request.read()
+    async def _authenticate(request: web.Request, level: str, streamed: bool = False) -> None:
+        body = b"" if streamed else await request.read()
         try:
             caller = bt.http_auth.verify(
                 request.headers, body, method=request.method, path=request.raw_path,
@@ -144,9 +151,12 @@ def auth_middleware(self_hotkey: str, directory: PeerDirectory, netuid: int,
                                       f"attach with the node's wallet (--wallet.name/--wallet.hotkey)")
             return
         neuron = await directory.lookup(caller.hotkey_ss58)
+        if neuron is None and level == CLIENT and caller.hotkey_ss58 in request.app.get(ALLOWED_CLIENTS, ()):
+            return
         if neuron is None:
+            allow = " or ask this validator's operator to allow it (--gateway.allow)" if level == CLIENT else ""
             raise RequestRejected(403, "unregistered", f"hotkey {caller.hotkey_ss58} is not registered on netuid "
-                                  f"{netuid}: register it before calling this node")
+                                  f"{netuid}: register it{allow} before calling this node")
         if level == VALIDATOR and not neuron.validator_permit:
             raise RequestRejected(403, "forbidden", f"uid {neuron.uid} has no validator permit: only validators "
                                   f"may call {request.path}")

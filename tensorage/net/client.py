@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, AsyncIterator, Optional
 
@@ -107,6 +108,49 @@ class SignedClient:
         except (aiohttp.ClientError, OSError) as exc:
             raise PeerError("unreachable", f"{type(exc).__name__}: {exc}") from None
         return Reply(status=resp.status, body=data, latency_ms=(time.perf_counter() - started) * 1000, arrived_at=arrived)
+
+    def _signed_empty(self, method: str, path: str, receiver: str) -> dict[str, str]:
+        headers = bt.http_auth.sign(self._signer, method=method, path=path, body=b"", receiver_ss58=receiver)
+        headers["X-Tensorage-Protocol"] = str(PROTOCOL_VERSION)
+        return headers
+
+    async def put_stream(self, host: str, port: int, path: str, receiver: str, body: Any, size: int, *,
+                         idle_timeout: float = 60.0, max_reply: int = MAX_REPLY) -> Reply:
+        """PUT a streamed body of exactly ``size`` bytes (an async iterator of bytes, or a file object
+        aiohttp reads in its executor). Signed over an empty body: ``path`` must bind the stream
+        (see ``net.auth.access(streamed=True)``). The peer may answer before the body is sent."""
+        headers = self._signed_empty("PUT", path, receiver)
+        headers["Content-Length"] = str(size)
+        headers["Content-Type"] = "application/octet-stream"
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=idle_timeout)
+        started = time.perf_counter()
+        try:
+            async with self.session.put(f"http://{host}:{port}{path}", data=body, headers=headers,
+                                        timeout=timeout) as resp:
+                data = await resp.content.read(max_reply + 1)
+                if len(data) > max_reply:
+                    raise PeerError("unreachable", f"answer larger than {max_reply} bytes: refused")
+        except TimeoutError:
+            raise PeerError("timeout", f"no progress from {host}:{port} for {idle_timeout:.0f}s") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise PeerError("unreachable", f"{type(exc).__name__}: {exc}") from None
+        return Reply(status=resp.status, body=data, latency_ms=(time.perf_counter() - started) * 1000)
+
+    @asynccontextmanager
+    async def get_stream(self, host: str, port: int, path: str, receiver: str, *, method: str = "GET",
+                         idle_timeout: float = 60.0) -> AsyncIterator[aiohttp.ClientResponse]:
+        """A signed request whose (large) answer the caller reads from ``response.content``, bounding
+        it by what it asked for. Connection failures and silences become PeerError."""
+        headers = self._signed_empty(method, path, receiver)
+        timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=idle_timeout)
+        try:
+            async with self.session.request(method, f"http://{host}:{port}{path}", headers=headers,
+                                            timeout=timeout) as resp:
+                yield resp
+        except TimeoutError:
+            raise PeerError("timeout", f"no data from {host}:{port} for {idle_timeout:.0f}s") from None
+        except (aiohttp.ClientError, OSError) as exc:
+            raise PeerError("unreachable", f"{type(exc).__name__}: {exc}") from None
 
     async def lines(self, method: str, host: str, port: int, path: str, receiver: str,
                     idle_timeout: float = 60.0) -> AsyncIterator[bytes]:

@@ -1,0 +1,278 @@
+"""Store, retrieve, list and remove objects through a validator gateway.
+
+Only ciphertext leaves this process: files are sealed (``sealing``) and coded (``erasure``) in a
+worker thread a batch at a time while the previous batch is on the wire, so memory stays
+bounded whatever the file size. Retrieval checks every tag and the content hash before the
+output appears under its name (``pipeline.Restorer``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import AsyncIterator, Callable, Optional
+
+import bittensor as bt
+
+from ..chain.port import Neuron
+from ..net.client import PeerError, Reply, SignedClient
+from ..net.objects import (DEFAULT_K, DEFAULT_N, FRAME_END, FRAME_ERROR, FRAME_SEGMENT, OBJECT_HEADER,
+                           SEGMENT_HEADER_BYTES, ObjectDeclare, ObjectDeclared, ObjectEntry, ObjectLayout, ObjectList,
+                           ObjectStored, is_object_id, parse_length, parse_segment_header)
+from .errors import ClientError, GatewayError, IntegrityError, from_reply
+from .pipeline import Restorer, StoreSource
+from .sealing import open_meta, seal_meta
+
+Progress = Callable[[int], None]
+READ_BATCH = 1 << 20
+MAX_NAME = 255
+
+
+@dataclass(frozen=True)
+class Stored:
+    id: str
+    path: Path
+    plain_size: int
+    sha256: str
+    size: int       # ciphertext bytes on the gateway
+    segments: int
+    shards: int
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Retrieved:
+    id: str
+    path: Path
+    plain_size: int
+    sha256: str
+    seconds: float
+
+
+@dataclass(frozen=True)
+class Listed:
+    id: str
+    name: Optional[str]        # None: sealed under another key file
+    plain_size: Optional[int]
+    size: int
+    k: int
+    n: int
+    state: str
+    healthy: int
+    segments: int
+    created_at: float
+
+
+def _noop(_: int) -> None:
+    pass
+
+
+class ObjectClient:
+    def __init__(self, wallet: bt.Wallet, key: bytes, gateway: Neuron, client: Optional[SignedClient] = None,
+                 own_client: Optional[bool] = None) -> None:
+        self.key = key
+        self.gateway = gateway
+        self.client = client or SignedClient(wallet, connections=16)
+        self._owns_client = client is None if own_client is None else own_client
+        host, port = gateway.endpoint  # type: ignore[misc]
+        self.host, self.port = host, port
+
+    async def close(self) -> None:
+        if self._owns_client:
+            await self.client.close()
+
+    async def __aenter__(self) -> "ObjectClient":
+        return self
+
+    async def __aexit__(self, *exc) -> None:
+        await self.close()
+
+    async def _request(self, what: str, method: str, path: str, body: bytes = b"", timeout: float = 30.0) -> Reply:
+        try:
+            return await self.client.request(method, self.host, self.port, path, self.gateway.hotkey, body=body,
+                                             timeout=timeout)
+        except PeerError as exc:
+            raise GatewayError(f"{what}: the gateway (uid {self.gateway.uid}) did not answer: {exc}",
+                               code=exc.kind) from None
+
+    @staticmethod
+    def _error(what: str, reply: Reply) -> GatewayError:
+        try:
+            data = reply.json()
+            return from_reply(what, reply.status, data.get("error"), data.get("message", ""))
+        except (ValueError, AttributeError):
+            return from_reply(what, reply.status, None, reply.body[:200].decode(errors="replace"))
+
+    # store ------------------------------------------------------------------------------------
+    async def store(self, path: Path, k: int = DEFAULT_K, n: int = DEFAULT_N, progress: Progress = _noop,
+                    salt: Optional[bytes] = None) -> Stored:
+        """Seal, code and upload one file; returns its object id. ``salt`` is for tests only."""
+        path = Path(path)
+        if not 1 <= k <= n:
+            raise ClientError(f"need 1 <= k <= n (got k={k}, n={n}): any k of the n shards rebuild the file")
+        started = time.perf_counter()
+        source = await asyncio.to_thread(StoreSource, path, self.key, k, n, salt=salt)
+        try:
+            layout = source.layout
+            meta = seal_meta(self.key, {"name": path.name[:MAX_NAME], "size": source.plain_size})
+            declare = ObjectDeclare(size=layout.size, k=k, n=n, block=layout.block, meta=meta)
+            reply = await self._request(f"store {path}", "POST", "/v1/objects", declare.model_dump_json().encode())
+            if reply.status != 201:
+                raise self._error(f"store {path}", reply)
+            declared = ObjectDeclared.model_validate_json(reply.body)
+            if declared.body_bytes != layout.body_bytes:
+                raise GatewayError(f"store {path}: the gateway expects {declared.body_bytes} bytes where the client "
+                                   f"codes {layout.body_bytes}: client and gateway disagree; upgrade the older one")
+            failure: list[BaseException] = []
+            body = self._body(source, progress, failure)
+            try:
+                reply = await self.client.put_stream(self.host, self.port, declared.upload_path, self.gateway.hotkey,
+                                                     body, declared.body_bytes)
+            except PeerError as exc:
+                if failure:
+                    raise failure[0] from None
+                raise GatewayError(f"store {path}: the upload to the gateway failed: {exc}; nothing was kept, store "
+                                   f"it again", code=exc.kind) from None
+            if failure:
+                raise failure[0]
+            if reply.status != 200:
+                raise self._error(f"store {path}", reply)
+            stored = ObjectStored.model_validate_json(reply.body)
+        finally:
+            source.close()
+        progress(source.plain_size)
+        return Stored(id=stored.id, path=path, plain_size=source.plain_size, sha256=source.sha256, size=layout.size,
+                      segments=stored.segments, shards=stored.shards, seconds=time.perf_counter() - started)
+
+    @staticmethod
+    async def _body(source: StoreSource, progress: Progress, failure: list) -> AsyncIterator[bytes]:
+        """Batches made in a worker thread, the next one while this one is sent."""
+        batches = source.batches()
+
+        def produce() -> Optional[bytes]:
+            return next(batches, None)
+
+        pending = asyncio.ensure_future(asyncio.to_thread(produce))
+        try:
+            while True:
+                try:
+                    chunk = await pending
+                except BaseException as exc:
+                    failure.append(exc)
+                    raise
+                if chunk is None:
+                    return
+                pending = asyncio.ensure_future(asyncio.to_thread(produce))
+                yield chunk
+                progress(source.sent)
+        finally:
+            if not pending.done():
+                pending.cancel()
+
+    # retrieve ----------------------------------------------------------------------------------
+    async def retrieve(self, object_id: str, out: Optional[Path] = None, force: bool = False,
+                       progress: Progress = _noop, on_start: Callable[[ObjectEntry, Path], None] = lambda e, p: None
+                       ) -> Retrieved:
+        """Fetch, decode and check an object into ``out`` (default: its stored name, here)."""
+        if not is_object_id(object_id):
+            raise ClientError(f"{object_id!r} is not an object id (32 hex characters, as `tensorage store` and "
+                              f"`tensorage ls` print them)")
+        started = time.perf_counter()
+        what = f"retrieve {object_id}"
+        try:
+            async with self.client.get_stream(self.host, self.port, f"/v1/objects/{object_id}",
+                                              self.gateway.hotkey) as resp:
+                if resp.status != 200:
+                    raise self._error(what, Reply(resp.status, await resp.content.read(1 << 16), 0.0))
+                try:
+                    entry = ObjectEntry.model_validate_json(resp.headers.get(OBJECT_HEADER, ""))
+                except ValueError:
+                    raise GatewayError(f"{what}: the gateway sent no object description: is it a tensorage "
+                                       f"gateway of this protocol version?") from None
+                layout = ObjectLayout(entry.size, entry.k, entry.n, entry.block)
+                target = Path(out) if out is not None else self._default_name(entry)
+                restorer = await asyncio.to_thread(Restorer, self.key, layout, target, force)
+                try:
+                    on_start(entry, target)
+                    await self._read_frames(resp.content, restorer, layout, progress)
+                    opened = await asyncio.to_thread(restorer.commit)
+                except BaseException:
+                    restorer.abort()
+                    raise
+        except PeerError as exc:
+            raise GatewayError(f"{what}: the connection to the gateway failed: {exc}; nothing was written",
+                               code=exc.kind) from None
+        return Retrieved(id=object_id, path=target, plain_size=opened.size, sha256=opened.sha256,
+                         seconds=time.perf_counter() - started)
+
+    def _default_name(self, entry: ObjectEntry) -> Path:
+        meta = open_meta(self.key, entry.meta) or {}
+        name = os.path.basename(str(meta.get("name") or ""))
+        if not name or name in (".", ".."):
+            name = entry.id
+        return Path(name)
+
+    async def _read_frames(self, content, restorer: Restorer, layout: ObjectLayout, progress: Progress) -> None:
+        try:
+            await self._frames(content, restorer, layout, progress)
+        except asyncio.IncompleteReadError:
+            raise GatewayError("the gateway stopped in the middle of the object: nothing was written; try "
+                               "again") from None
+
+    async def _frames(self, content, restorer: Restorer, layout: ObjectLayout, progress: Progress) -> None:
+        expected_segment = 0
+        stripes_seen = 0
+        while True:
+            magic = await content.readexactly(4)
+            if magic == FRAME_END:
+                if stripes_seen != layout.stripes:
+                    raise IntegrityError(f"the gateway sent {stripes_seen} of {layout.stripes} stripes")
+                return
+            if magic == FRAME_ERROR:
+                length = parse_length(await content.readexactly(4))
+                message = (await content.readexactly(min(length, 4096))).decode(errors="replace")
+                raise GatewayError(f"the gateway could not finish the object: {message}; nothing was written",
+                                   code="damaged")
+            if magic != FRAME_SEGMENT:
+                raise IntegrityError("the gateway sent a malformed stream: nothing was written")
+            segment, stripes, block, k = parse_segment_header(await content.readexactly(SEGMENT_HEADER_BYTES))
+            indices = list(await content.readexactly(k))
+            if segment != expected_segment or k != layout.k or stripes < 1 or stripes_seen + stripes > layout.stripes:
+                raise IntegrityError(f"the gateway sent segment {segment} ({stripes} stripes, k={k}) out of order: "
+                                     f"nothing was written")
+            stripe_bytes = k * block
+            per_batch = max(1, READ_BATCH // stripe_bytes)
+            left = stripes
+            while left:
+                m = min(per_batch, left)
+                data = await content.readexactly(m * stripe_bytes)
+                await asyncio.to_thread(restorer.consume, data, indices, block)
+                progress(restorer.written)
+                left -= m
+            stripes_seen += stripes
+            expected_segment += 1
+
+    # list / remove --------------------------------------------------------------------------------
+    async def list(self) -> tuple[list[Listed], int, int]:
+        """(objects, bytes used, quota) of this client on this gateway."""
+        reply = await self._request("list", "GET", "/v1/objects")
+        if reply.status != 200:
+            raise self._error("list", reply)
+        listing = ObjectList.model_validate_json(reply.body)
+        out = []
+        for e in listing.objects:
+            meta = open_meta(self.key, e.meta) if self.key else None
+            out.append(Listed(id=e.id, name=meta.get("name") if meta else None,
+                              plain_size=meta.get("size") if meta else None, size=e.size, k=e.k, n=e.n,
+                              state=e.state, healthy=e.healthy, segments=e.segments, created_at=e.created_at))
+        return out, listing.used_bytes, listing.quota_bytes
+
+    async def remove(self, object_id: str) -> None:
+        if not is_object_id(object_id):
+            raise ClientError(f"{object_id!r} is not an object id (32 hex characters)")
+        reply = await self._request(f"rm {object_id}", "DELETE", f"/v1/objects/{object_id}")
+        if reply.status != 200:
+            raise self._error(f"rm {object_id}", reply)

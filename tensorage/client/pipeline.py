@@ -1,0 +1,163 @@
+"""The client's byte pipelines, synchronous and bounded (callers run them in a thread):
+
+* :class:`StoreSource`: file -> sealed segments -> coded stripes, a batch at a time;
+* :class:`Restorer`: coded stripes -> ciphertext -> authenticated plaintext -> a temp file
+  beside the output, renamed onto it only after the last tag and the content hash check out.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import BinaryIO, Iterator, Optional
+
+from ..net.objects import DEFAULT_BLOCK, ObjectLayout, choose_block
+from ..storage.files import fsync_dir
+from .erasure import StripeDecoder, StripeEncoder
+from .errors import ClientError, IntegrityError, OutputError
+from .sealing import SEGMENT, Opened, Opener, Sealer, sealed_size
+
+BATCH_BYTES = 1 << 20  # ciphertext per batch of stripes (a batch is ~n/k of this on the wire)
+
+
+@dataclass(frozen=True)
+class Planned:
+    plain_size: int
+    layout: ObjectLayout
+
+
+class StoreSource:
+    """Seal and code one file. ``batches()`` yields the upload body in whole stripes."""
+
+    def __init__(self, path: Path, master: bytes, k: int, n: int, max_block: int = DEFAULT_BLOCK,
+                 salt: Optional[bytes] = None) -> None:
+        self.path = Path(path)
+        try:
+            self._file: BinaryIO = open(self.path, "rb")
+        except OSError as exc:
+            raise ClientError(f"cannot read {self.path} ({exc.strerror or exc})") from None
+        st = os.fstat(self._file.fileno())
+        if not os.path.isfile(self.path):
+            self._file.close()
+            raise ClientError(f"{self.path} is not a regular file: store files, not directories or devices")
+        self.plain_size = st.st_size
+        self._sealer = Sealer(master, salt=salt)
+        size = sealed_size(self.plain_size)
+        self.layout = ObjectLayout(size=size, k=k, n=n, block=choose_block(size, k, max_block))
+        self._encoder = StripeEncoder(k, n, self.layout.block)
+        self.sent = 0  # plaintext bytes read so far
+
+    def batches(self) -> Iterator[bytes]:
+        stripe = self.layout.stripe_data
+        per_batch = max(stripe, (BATCH_BYTES // stripe) * stripe)
+        buf = bytearray(self._sealer.header)
+        emitted = 0
+        try:
+            while True:
+                chunk = self._file.read(SEGMENT)
+                if not chunk:
+                    break
+                self.sent += len(chunk)
+                if self.sent > self.plain_size:
+                    raise ClientError(f"{self.path} grew while it was being stored: store it again when it "
+                                      f"is not being written")
+                buf += self._sealer.seal(chunk)
+                if len(buf) >= per_batch:
+                    take = (len(buf) // stripe) * stripe
+                    out = self._encoder.encode(memoryview(buf)[:take])
+                    del buf[:take]
+                    emitted += take
+                    yield out
+            if self.sent != self.plain_size:
+                raise ClientError(f"{self.path} shrank while it was being stored: store it again when it is not "
+                                  f"being written")
+            buf += self._sealer.finish()
+            emitted += len(buf)
+            if emitted != self.layout.size:
+                raise ClientError(f"sealed {emitted} bytes where {self.layout.size} were declared: report this bug")
+            pad = (-len(buf)) % stripe
+            buf += bytes(pad)
+            yield self._encoder.encode(buf)
+        finally:
+            self._file.close()
+
+    @property
+    def sha256(self) -> str:
+        return self._sealer.sha256
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class Restorer:
+    """Decode and open an object into ``out`` atomically: a temp file in the same directory,
+    fsync, rename. Until :meth:`commit` nothing exists under the output name; :meth:`abort`
+    (or any failure) removes the temp file."""
+
+    def __init__(self, master: bytes, layout: ObjectLayout, out: Path, overwrite: bool = False) -> None:
+        self.layout = layout
+        self.out = Path(out)
+        if self.out.exists() and not overwrite:
+            raise OutputError(f"{self.out} already exists: choose another -o, or pass --force to replace it")
+        if self.out.is_dir():
+            raise OutputError(f"{self.out} is a directory: pass a file name with -o")
+        parent = self.out.parent if str(self.out.parent) else Path(".")
+        if not parent.is_dir():
+            raise OutputError(f"{parent} does not exist: create it or choose another -o")
+        self._tmp = parent / f".{self.out.name}.{secrets.token_hex(4)}.tensorage-part"
+        try:
+            fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except OSError as exc:
+            raise OutputError(f"cannot write in {parent} ({exc.strerror or exc}): choose another -o") from None
+        self._file: BinaryIO = os.fdopen(fd, "wb")
+        self._opener = Opener(master, layout.size)
+        self._decoder = StripeDecoder(layout.k, layout.n)
+        self._fed = 0
+        self.written = 0
+        self._done = False
+
+    def consume(self, data: bytes | memoryview, indices: list[int], block: int) -> int:
+        """Whole stripes of k blocks; returns plaintext bytes written."""
+        if block != self.layout.block:
+            raise IntegrityError(f"the gateway sent blocks of {block} bytes for an object coded in "
+                                 f"{self.layout.block}: it is misbehaving; try another gateway")
+        ciphertext = self._decoder.decode(data, indices, block)
+        keep = min(len(ciphertext), self.layout.size - self._fed)
+        if keep < len(ciphertext) and any(ciphertext[keep:]):
+            raise IntegrityError("the padding after the object is not zero: the stripes were damaged")
+        self._fed += keep
+        plain = self._opener.feed(memoryview(ciphertext)[:keep].tobytes() if keep < len(ciphertext) else ciphertext)
+        if plain:
+            try:
+                self._file.write(plain)
+            except OSError as exc:
+                raise OutputError(f"cannot write {self.out} ({exc.strerror or exc}): free some space or choose "
+                                  f"another -o; nothing was written") from None
+            self.written += len(plain)
+        return len(plain)
+
+    def commit(self) -> Opened:
+        """Check the final segment and the content hash, then make the file appear under its name."""
+        try:
+            opened = self._opener.finish()
+            self._file.flush()
+            os.fsync(self._file.fileno())
+            self._file.close()
+            os.replace(self._tmp, self.out)
+            fsync_dir(self.out.parent if str(self.out.parent) else Path("."))
+        except BaseException:
+            self.abort()
+            raise
+        self._done = True
+        return opened
+
+    def abort(self) -> None:
+        if self._done:
+            return
+        self._done = True
+        try:
+            self._file.close()
+        finally:
+            self._tmp.unlink(missing_ok=True)

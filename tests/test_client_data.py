@@ -1,0 +1,450 @@
+"""Client data end to end on a real devnet (DESIGN §5): 8 miner processes (one of them a miner that
+is also a client), one validator gateway, client wallets; bytes compared, manifests and shard
+directories inspected. Audits, repair and GC are run as the validator's own jobs, on demand.
+
+The tests share the subnet and run in order: the kill test leaves two miners dead for the rest.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import os
+import secrets
+from pathlib import Path
+
+import aiohttp
+import pytest
+
+from tensorage.client.errors import ClientError, GatewayError, WrongKey
+from tensorage.client.keyfile import load_key
+from tensorage.net.objects import ObjectDeclare, ObjectDeclared
+from tensorage.storage.wrap import keystream, load_or_create_secret
+
+from .client_adversary import REGEN_FILE, regenerate_shard, seeded_bytes
+from .conftest import tensorage
+from .objectnet import VALIDATOR, ObjectNet, cli_ids
+from .subnet import wait_for
+
+MINERS = 8
+ADVERSARY = "miner-7"
+SHARD_MB = 0.25  # 1 MiB of ciphertext per segment at k=4: small files already span segments
+VALIDATOR_ARGS = ("--seconds_per_round", "30", "--seconds_per_weights", "600", "--gateway.shard_mb", str(SHARD_MB),
+                  "--gateway.audits_per_shard", "3", "--gateway.audits_per_round", "64", "--gateway.audit_s", "3600",
+                  "--gateway.repair_s", "3600", "--gateway.quota_gb", "0.2")
+
+
+@pytest.fixture(scope="module")
+def net(tmp_path_factory):
+    net = ObjectNet(tmp_path_factory.mktemp("objects") / "devnet", MINERS, 0.017, VALIDATOR_ARGS,
+                    adversary=ADVERSARY, guests=("guest", "adv-client"))
+    try:
+        net.start()
+        yield net
+    finally:
+        net.close()
+
+
+@pytest.fixture(scope="module")
+def stored(net, tmp_path_factory):
+    """Four files stored with `tensorage store` (the devnet's `client` wallet): {name: (path, id)}."""
+    d = tmp_path_factory.mktemp("files")
+    files = {"empty": b"", "one": b"\x42", "mib": os.urandom(1 << 20), "odd": os.urandom(2_500_001)}
+    for name, data in files.items():
+        (d / name).write_bytes(data)
+    key = net.root / "keys" / "client.key"
+    result = tensorage("store", *(str(d / n) for n in files), "--key_file", str(key), *net.flags)
+    assert result.returncode == 0, result.stderr
+    ids = cli_ids(result.stdout)
+    return {name: (d / name, ids[str(d / name)]) for name in files}
+
+
+def same(a: Path, b: Path) -> bool:
+    return a.read_bytes() == b.read_bytes()
+
+
+# --- storing and retrieving ---------------------------------------------------------------------
+
+
+def test_files_come_back_identical(net, stored, tmp_path):
+    assert len({oid for _, oid in stored.values()}) == 4
+    path, oid = stored["odd"]
+    result = tensorage("retrieve", oid, "-o", str(tmp_path / "odd"), "--key_file",
+                       str(net.root / "keys" / "client.key"), *net.flags)
+    assert result.returncode == 0, result.stderr
+    assert same(path, tmp_path / "odd")
+    with net.client() as client:
+        for name in ("empty", "one", "mib"):
+            path, oid = stored[name]
+            got = client.retrieve(oid, tmp_path / name)
+            assert same(path, tmp_path / name)
+            assert got.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_each_segment_is_on_n_distinct_miners_that_hold_exactly_those_bytes(net, stored):
+    for name, (path, oid) in stored.items():
+        rows = net.shards_of(oid)
+        segments = {}
+        for r in rows:
+            segments.setdefault(r.segment, []).append(r)
+        expected_segments = 3 if name == "odd" else 2 if name == "mib" else 1
+        assert len(segments) == expected_segments, name
+        for seg, shards in segments.items():
+            assert sorted(r.idx for r in shards) == list(range(6)) and all(r.state == "healthy" for r in shards)
+            assert len({r.miner for r in shards}) == 6, f"{name} segment {seg} shares a miner"
+            for r in shards:
+                f = net.shard_path(r)
+                assert f.stat().st_size == r.size and hashlib.sha256(f.read_bytes()).hexdigest() == r.hash
+
+
+def test_listing_shows_only_your_objects_and_rm_deletes_their_shards(net, stored, tmp_path):
+    result = tensorage("ls", "--json", "--key_file", str(net.root / "keys" / "client.key"), *net.flags)
+    assert result.returncode == 0, result.stderr
+    import json
+
+    listed = {o["id"]: o for o in json.loads(result.stdout)["objects"]}
+    for name, (path, oid) in stored.items():
+        assert listed[oid]["name"] == name and listed[oid]["plain_size"] == path.stat().st_size
+        assert listed[oid]["healthy"] == 6 and listed[oid]["state"] == "stored"
+    with net.client("guest") as guest:
+        objects, _, _ = guest.list()
+        assert not {o.id for o in objects} & set(listed)
+    doomed = tmp_path / "doomed"
+    doomed.write_bytes(os.urandom(300_000))
+    with net.client() as client:
+        oid = client.store(doomed).id
+        rows = net.shards_of(oid)
+        holders = {(net.name_of(r.miner), r.hash) for r in rows}
+        assert all(h in net.shard_files(m) for m, h in holders)
+        result = tensorage("rm", oid, *net.flags)
+        assert result.returncode == 0, result.stderr
+        with pytest.raises(GatewayError, match="no object"):
+            client.retrieve(oid, tmp_path / "gone")
+    net.run_job("gc")
+    assert not any(h in net.shard_files(m) for m, h in holders)
+    assert net.shards_of(oid) == []
+
+
+# --- refusals: a clear error, nothing stored or lost --------------------------------------------
+
+
+def test_wrong_key_file_is_named_and_writes_nothing(net, stored, tmp_path):
+    path, oid = stored["mib"]
+    other = tmp_path / "other.key"
+    result = tensorage("retrieve", oid, "-o", str(tmp_path / "out"), "--key_file", str(other), *net.flags)
+    assert result.returncode != 0 and "no key file" in result.stderr
+    with net.client(key_file=other) as wrong:  # made on first use: a different key
+        with pytest.raises(WrongKey, match="another key file"):
+            wrong.retrieve(oid, tmp_path / "out")
+    assert list(tmp_path.iterdir()) == [other]  # no output, no temp file
+    with net.client() as client:
+        client.retrieve(oid, tmp_path / "out")
+    assert same(path, tmp_path / "out")
+
+
+def test_unknown_and_other_clients_ids_are_refused(net, stored, tmp_path):
+    _, oid = stored["one"]
+    with net.client("guest") as guest:
+        for target in (oid, secrets.token_hex(16)):
+            with pytest.raises(GatewayError, match="no object") as exc:
+                guest.retrieve(target, tmp_path / "x")
+            assert exc.value.status == 404
+            with pytest.raises(GatewayError, match="no object"):
+                guest.remove(target)
+    with pytest.raises(ClientError, match="not an object id"):
+        with net.client() as client:
+            client.retrieve("../../etc/passwd", tmp_path / "x")
+    assert not list(tmp_path.iterdir())
+    with net.client() as client:
+        client.retrieve(oid, tmp_path / "one")
+    assert same(stored["one"][0], tmp_path / "one")
+
+
+def test_quota_is_checked_before_a_byte_is_sent(net, tmp_path):
+    big = tmp_path / "big"
+    with open(big, "wb") as f:
+        f.truncate(300_000_000)  # sparse: more than the 0.2 GB quota
+    with net.manifest() as m:
+        before = m.Object.select().count()
+    with net.client("guest") as guest:
+        with pytest.raises(GatewayError, match="quota") as exc:
+            guest.store(big)
+    assert exc.value.status == 413 and "tensorage rm" in str(exc.value)
+    with net.manifest() as m:
+        assert m.Object.select().count() == before
+
+
+async def _raw(net: ObjectNet, method: str, node: str, path: str, body: bytes = b"") -> tuple[int, dict]:
+    host, port = net.neuron(node).endpoint
+    async with aiohttp.ClientSession() as s:
+        async with s.request(method, f"http://{host}:{port}{path}", data=body) as r:
+            return r.status, await r.json()
+
+
+def test_unsigned_and_unregistered_clients_are_refused(net, stored, tmp_path):
+    _, oid = stored["one"]
+    for method, path in (("GET", "/v1/objects"), ("POST", "/v1/objects"), ("GET", f"/v1/objects/{oid}"),
+                         ("PUT", f"/v1/objects/{oid}?size=10"), ("DELETE", f"/v1/objects/{oid}")):
+        status, body = asyncio.run(_raw(net, method, VALIDATOR, path, b"x" * 10 if method in ("POST", "PUT") else b""))
+        assert status == 401 and "sign" in body["message"], (method, path, body)
+    from tensorage.chain.wallets import create_wallet
+
+    stranger = create_wallet(tmp_path / "w", "stranger")
+    net.guests["stranger"] = stranger
+    declare = ObjectDeclare(size=100, k=4, n=6, block=25).model_dump_json().encode()
+    for method, path, body in (("GET", "/v1/objects", b""), ("POST", "/v1/objects", declare),
+                               ("DELETE", f"/v1/objects/{oid}", b"")):
+        reply = net.call(VALIDATOR, method, path, body, as_="stranger")
+        assert reply.status == 403 and "--gateway.allow" in reply.json()["message"]
+    with net.client() as client:
+        assert oid in {o.id for o in client.list()[0]}
+
+
+def test_shards_only_from_validators_and_only_under_their_hash(net, stored):
+    miner = "miner-0"
+    before = net.shard_files(miner)
+    data = os.urandom(5000)
+    good = hashlib.sha256(data).hexdigest()
+
+    async def put(as_: str, shard_id: str, body: bytes, declared: int = 0):
+        from tensorage.net.client import SignedClient
+
+        neuron = net.neuron(miner)
+        host, port = neuron.endpoint
+        client = SignedClient(net.wallet(as_))
+        try:
+            return await client.put_stream(host, port, f"/v1/shards/{shard_id}?size={declared or len(body)}",
+                                           neuron.hotkey, body, len(body))
+        finally:
+            await client.close()
+
+    reply = asyncio.run(put("client", good, data))  # registered, but not a validator
+    assert reply.status == 403 and "only validators" in reply.json()["message"]
+    reply = asyncio.run(put(VALIDATOR, hashlib.sha256(b"other bytes").hexdigest(), data))
+    assert reply.status == 422 and "sha256 of its bytes" in reply.json()["message"]
+    for bad in ("ABCDEF", "..%2F..%2Findex%2Fminer.sqlite", "0" * 63 + "g"):
+        reply = asyncio.run(put(VALIDATOR, bad, data))
+        assert reply.status in (400, 404), (bad, reply.status)
+    reply = asyncio.run(put(VALIDATOR, good, data[:-1], declared=len(data)))  # fewer bytes than signed
+    assert reply.status == 400 and "signed size" in reply.json()["message"]
+    assert net.shard_files(miner) == before  # nothing stored, no temp file left
+    reply = net.call(miner, "GET", f"/v1/shards/{good}", as_=VALIDATOR)
+    assert reply.status == 404
+
+
+# --- failures: dead miners, damaged shards, a cheating miner --------------------------------------
+
+
+def test_retrieval_survives_n_minus_k_dead_miners_and_repair_moves_their_shards(net, tmp_path):
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(1_500_000))
+    with net.client() as client:
+        oid = client.store(src).id
+        holders = sorted({net.name_of(r.miner) for r in net.shards_of(oid) if r.segment == 0} - {ADVERSARY})
+        victims = holders[:2]
+        for name in victims:
+            net.kill(name)
+        client.retrieve(oid, tmp_path / "with-two-dead")
+        assert same(src, tmp_path / "with-two-dead")
+        for _ in range(2):  # --gateway.miss_limit defaults to 2
+            net.run_job("audit")
+        dead = {net.hotkey(v) for v in victims}
+        assert all(r.state == "lost" for r in net.shards_of(oid) if r.miner in dead)
+        net.run_job("repair")
+        healthy = net.shards_of(oid, "healthy")
+        for seg in {r.segment for r in healthy}:
+            in_seg = [r for r in healthy if r.segment == seg]
+            assert sorted(r.idx for r in in_seg) == list(range(6)) and len({r.miner for r in in_seg}) == 6
+        assert not {r.miner for r in healthy} & dead
+        client.retrieve(oid, tmp_path / "after-repair")
+        assert same(src, tmp_path / "after-repair")
+    stale = {(v, r.hash) for v in victims for r in net.shards_of(oid, "doomed") if r.miner == net.hotkey(v)}
+    assert stale and all(h in net.shard_files(v) for v, h in stale)
+    for name in victims:  # they come back: what was moved away is deleted from them
+        net.revive(name)
+    net.run_job("gc")
+    assert not any(h in net.shard_files(v) for v, h in stale)
+
+
+def _damage(path: Path, how: str) -> None:
+    if how == "drop":
+        path.unlink()
+    elif how == "truncate":
+        os.truncate(path, path.stat().st_size // 2)
+    else:  # flip one bit in the middle
+        with open(path, "r+b") as f:
+            f.seek(path.stat().st_size // 2)
+            byte = f.read(1)[0]
+            f.seek(-1, os.SEEK_CUR)
+            f.write(bytes([byte ^ 0x10]))
+
+
+def test_audits_catch_dropped_truncated_and_flipped_shards(net, tmp_path):
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(2_500_000))  # three segments
+    with net.client() as client:
+        oid = client.store(src).id
+        net.run_job("audit")  # every shard passes once: it counts for its miner
+        rows = net.shards_of(oid, "healthy")
+        picked = {}
+        for how, seg in (("drop", 0), ("truncate", 1), ("flip", 2)):
+            picked[how] = next(r for r in rows if r.segment == seg and net.name_of(r.miner) != ADVERSARY
+                               and r.miner not in {p.miner for p in picked.values()})
+        with net.manifest() as m:
+            credit = {r.miner: m.audited_bytes(r.miner) for r in picked.values()}
+            assert all(m.shard(r.id).last_audit_ok for r in picked.values())
+        for how, row in picked.items():
+            _damage(net.shard_path(row), how)
+        # --gateway.audits_per_shard 3: one was spent above, so by the second run every damaged shard has
+        # failed a spot audit or been downloaded for new audits and failed its hash
+        for rounds in (1, 2):
+            net.run_job("audit")
+            with net.manifest() as m:
+                states = {how: (m.shard(r.id).state, m.shard(r.id).reason) for how, r in picked.items()}
+            if all(s == "lost" for s, _ in states.values()):
+                break
+        assert all(s == "lost" for s, _ in states.values()), states
+        with net.manifest() as m:
+            for how, row in picked.items():
+                assert m.audited_bytes(row.miner) <= credit[row.miner] - row.size, how
+        net.run_job("repair")
+        healthy = net.shards_of(oid, "healthy")
+        assert sorted((r.segment, r.idx) for r in healthy) == [(s, i) for s in range(3) for i in range(6)]
+        client.retrieve(oid, tmp_path / "repaired")
+        assert same(src, tmp_path / "repaired")
+
+
+def test_corrupt_shards_are_never_served_as_good(net, tmp_path):
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(300_000))  # one segment
+    with net.client() as client:
+        oid = client.store(src).id
+        rows = net.shards_of(oid, "healthy")
+        for row in rows[:2]:  # n - k of them: the object is still whole
+            _damage(net.shard_path(row), "flip")
+        client.retrieve(oid, tmp_path / "out")
+        assert same(src, tmp_path / "out")
+        _damage(net.shard_path(rows[2]), "flip")
+        with pytest.raises(GatewayError, match="came back intact"):  # three of six intact: fewer than k
+            client.retrieve(oid, tmp_path / "never")
+        assert sorted(p.name for p in tmp_path.iterdir()) == ["out", "src"]  # no output, no temp file
+        with net.manifest() as m:
+            lost = [m.shard(r.id) for r in rows if m.shard(r.id).state == "lost"]
+        assert lost and all(r.reason.startswith("corrupt on download") for r in lost)
+        assert {r.id for r in lost} <= {r.id for r in rows[:3]}  # only the damaged ones
+
+
+def test_a_miner_that_is_its_own_client_cannot_regenerate_its_shards(net, tmp_path):
+    seed, size, salt = b"adversary seed", 1_200_000, secrets.token_bytes(16)
+    src = tmp_path / "regenerable"
+    src.write_bytes(seeded_bytes(seed, size))
+    adv = net.hotkey(ADVERSARY)
+    key_file = net.root / "keys" / "adv-client.key"
+    with net.client("adv-client", key_file=key_file) as client:
+        oid = client.store(src, n=MINERS, salt=salt).id  # every miner, the adversary too
+        mine = [r for r in net.shards_of(oid, "healthy") if r.miner == adv]
+        assert mine, "the adversary holds none of its own object's shards"
+        key = load_key(key_file).key.hex().encode()
+        with net.manifest() as m:
+            obj = m.get(oid)
+        secret = load_or_create_secret(net.subnet.db_root(VALIDATOR) / "index" / "gateway.secret")
+        regen = {}
+        for r in mine:
+            spec = {"seed": seed.hex(), "size": size, "key": key.decode(), "salt": salt.hex(), "k": obj.k,
+                    "n": obj.n, "per_segment": obj.per_segment, "segment": r.segment, "idx": r.idx}
+            rebuilt = regenerate_shard(seed, size, bytes.fromhex(spec["key"]), salt, obj.k, obj.n, obj.per_segment,
+                                       r.segment, r.idx)
+            stored_bytes = net.shard_path(r).read_bytes()
+            assert rebuilt == keystream(secret, r.wrap)(stored_bytes)  # it regenerates the unwrapped shard exactly
+            assert rebuilt != stored_bytes                             # but holds, and is audited on, the wrapped one
+            regen[r.hash] = spec
+        import json
+
+        net.run_job("audit")  # honest so far: its shards pass and count for it
+        with net.manifest() as m:
+            credit = m.audited_bytes(adv)
+        (net.subnet.db_root(ADVERSARY) / REGEN_FILE).write_text(json.dumps(regen))
+        for r in mine:
+            net.shard_path(r).unlink()  # it keeps nothing
+        net.run_job("audit")
+        with net.manifest() as m:
+            for r in mine:
+                row = m.shard(r.id)
+                assert row.state == "lost" and "wrong digest" in row.reason, row.reason
+            assert m.audited_bytes(adv) <= credit - sum(r.size for r in mine)
+        client.retrieve(oid, tmp_path / "back")  # k of the other seven suffice
+        assert same(src, tmp_path / "back")
+
+
+# --- restarts and interruptions -------------------------------------------------------------------
+
+
+def test_validator_restart_keeps_manifests_and_audits(net, stored, tmp_path):
+    with net.manifest() as m:
+        shards = sorted((r.object_id, r.segment, r.idx, r.hash, r.miner, r.state) for r in m.Shard.select())
+        objects = sorted((o.id, o.state, o.meta) for o in m.Object.select())
+        audits = sorted((a.shard, a.offset, bytes(a.nonce)) for a in m.Audit.select())
+    net.stop_validator()
+    net.start_validator()
+    with net.manifest() as m:
+        assert sorted((r.object_id, r.segment, r.idx, r.hash, r.miner, r.state) for r in m.Shard.select()) == shards
+        assert sorted((o.id, o.state, o.meta) for o in m.Object.select()) == objects
+        assert sorted((a.shard, a.offset, bytes(a.nonce)) for a in m.Audit.select()) == audits
+    path, oid = stored["odd"]
+    with net.client() as client:
+        assert {oid for _, oid in stored.values()} <= {o.id for o in client.list()[0]}
+        client.retrieve(oid, tmp_path / "odd")
+    assert same(path, tmp_path / "odd")
+    result = net.run_job("audit")
+    assert "0 shards lost" in result
+
+
+def test_an_interrupted_store_leaves_no_orphan_shards_after_gc(net, tmp_path):
+    from tensorage.client.pipeline import StoreSource
+    from tensorage.net.client import SignedClient
+
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(3_000_000))  # three segments
+    source = StoreSource(src, load_key(net.root / "keys" / "client.key").key, 4, 6)
+    layout = source.layout
+    gw = net.neuron(VALIDATOR)
+    host, port = gw.endpoint
+
+    async def interrupted() -> str:
+        client = SignedClient(net.wallet("client"))
+        try:
+            declare = ObjectDeclare(size=layout.size, k=4, n=6, block=layout.block)
+            reply = await client.request("POST", host, port, "/v1/objects", gw.hotkey,
+                                         body=declare.model_dump_json().encode())
+            declared = ObjectDeclared.model_validate_json(reply.body)
+
+            async def body():
+                sent = 0
+                for batch in source.batches():
+                    yield batch
+                    sent += len(batch)
+                    if sent >= 2 * layout.stripes_per_segment(int(SHARD_MB * 2**20)) * layout.stripe_wire:
+                        break  # two segments out: wait until the first is placed, then die
+                await asyncio.to_thread(wait_for, lambda: net.shards_of(declared.id), 60, "a placed segment", 0.2)
+                raise ConnectionAbortedError("the client was killed")
+
+            try:
+                await client.put_stream(host, port, declared.upload_path, gw.hotkey, body(), declared.body_bytes)
+            except Exception:
+                pass
+            return declared.id
+        finally:
+            await client.close()
+
+    oid = asyncio.run(interrupted())
+    with net.manifest() as m:
+        wait_for(lambda: m.get(oid).state == "failed", 60, "the gateway to give up the upload")
+    placed = net.shards_of(oid)
+    assert placed, "no shard was placed before the interruption"
+    net.run_job("gc")
+    assert net.shards_of(oid) == []
+    for r in placed:
+        assert r.hash not in net.shard_files(net.name_of(r.miner))
+    assert net.orphans() == {}
+    with net.manifest() as m:
+        assert m.get(oid) is None
