@@ -166,6 +166,9 @@ class ChallengeResult(Event):
     detail: str = ""
     window: int = -1
     credit_bytes: float = 0.0  # bytes this window proved (an estimate of the listed bytes held)
+    audits_asked: int = 0      # client-shard audits spent on this miner in the same window
+    audits_passed: int = 0
+    client_bytes: float = 0.0  # of credit_bytes, what client shards added (weighted, see scoring)
 
     @property
     def level(self) -> str:  # type: ignore[override]
@@ -268,6 +271,7 @@ class AuditResult(Event):
     result: str  # pass | fail | timeout | unreachable
     latency_ms: float
     detail: str = ""
+    window: int = -1  # the proof window the audits were spent in (-1: the stand-alone audit job)
 
     @property
     def level(self) -> str:  # type: ignore[override]

@@ -135,8 +135,11 @@ class ValidatorEngine(Node):
         if not settings.no_restore_weights:
             self._restore()
         # The client gateway (DESIGN §5); it ranks miners for placement by this validator's scores.
+        # It talks to miners from the node's own loop (streams to and from clients), so it has a
+        # client of its own: self.client lives on the peer loop.
+        self.gateway_client = SignedClient(wallet)
         self.gateway: Optional[Gateway] = None if settings.gateway.disable else Gateway(
-            settings, self.layout, self.hotkey, self.client, lambda: self.metagraph, self._miner_ranks, self.bus,
+            settings, self.layout, self.hotkey, self.gateway_client, lambda: self.metagraph, self._miner_ranks, self.bus,
             self.source)
 
     def _miner_ranks(self) -> dict[str, float]:
@@ -455,6 +458,7 @@ class ValidatorEngine(Node):
         await super().stop()
         await self.peers.call(self.client.close())
         self.peers.close()
+        await self.gateway_client.close()
         try:
             await self._save_scores()
         finally:
