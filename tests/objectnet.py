@@ -142,6 +142,17 @@ class ObjectNet:
         assert done["last_ok"], done["last_result"]
         return done["last_result"]
 
+    def audit(self, timeout: float = 120) -> str:
+        """One proof round that spends audits (the next fresh window), then the gateway's refill, as
+        the validator's schedule would run them; returns the round's result line."""
+        def fresh_round():
+            line = self.run_job("proof_round")
+            return line if line.startswith("window") and "passed" in line else None
+
+        line = wait_for(fresh_round, timeout, "a proof round on a fresh window", every=0.5)
+        self.run_job("refill")
+        return line
+
     @contextmanager
     def client(self, wallet: str = "client", key_file: Optional[Path] = None) -> Iterator["SyncClient"]:
         key = load_or_create_key(key_file or (self.root / "keys" / f"{wallet}.key"))

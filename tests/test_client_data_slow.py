@@ -49,7 +49,7 @@ def test_64_mib_round_trip_and_miners_make_room(net, tmp_path):
     result = tensorage("retrieve", oid, "-o", str(tmp_path / "back"), "--key_file", key, *net.flags, timeout=900)
     assert result.returncode == 0, result.stderr
     assert (tmp_path / "back").read_bytes() == src.read_bytes()
-    assert "audits on 6 miners, 0 shards lost" in net.run_job("audit")
+    assert "audits on 6 miners, 0 shards lost" in net.audit()
     for name in net.miners:  # every miner holds a 16 MiB shard in a 30 MB share: a plot gave way
         assert max(net.shard_files(name).values()) == 16 << 20  # 256 stripes of 64 KiB
         assert "client shards need the room" in net.subnet.log(name) and plotted(net, name) == 3

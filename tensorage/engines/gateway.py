@@ -169,7 +169,7 @@ class Gateway:
         return self.db.take_audits(miner_hotkey, limit)
 
     def record_audits(self, miner: Neuron, tasks: list[AuditTask], answers: Optional[list],
-                      failure: str = "", latency_ms: float = 0.0) -> AuditVerdict:
+                      failure: str = "", latency_ms: float = 0.0, window: int = -1) -> AuditVerdict:
         """Judge a miner's answers (``AuditAnswer`` list, in the order asked) or its failure to answer
         (``answers=None``, ``failure`` = timeout | unreachable | a reason). A wrong answer loses the
         shard at once; ``--gateway.miss_limit`` unanswered audits in a row lose it too. Only this
@@ -203,10 +203,11 @@ class Gateway:
         v.detail = failure if answers is None else ""
         self.bus.publish(AuditResult(miner_uid=v.uid, miner_hotkey=v.miner, asked=v.asked, passed=v.passed,
                                      failed=v.failed, missed=v.missed, result=v.result, latency_ms=v.latency_ms,
-                                     detail=v.detail, source=self.source))
+                                     detail=v.detail, window=window, source=self.source))
         return v
 
-    async def audit_miner(self, miner: Neuron, limit: int, deadline: float) -> Optional[AuditVerdict]:
+    async def audit_miner(self, miner: Neuron, limit: int, deadline: float,
+                          window: int = -1) -> Optional[AuditVerdict]:
         """Take, send and judge up to ``limit`` audits of one miner by ``deadline`` (unix time);
         None when it holds nothing to audit. Safe to run next to a proof round's challenge."""
         tasks = self.due_audits(miner.hotkey, limit)
@@ -216,17 +217,18 @@ class Gateway:
         try:
             reply = await self.peers.audit(miner, audit_request(tasks), deadline)
         except PeerError as exc:
-            return self.record_audits(miner, tasks, None, exc.kind, (time.perf_counter() - started) * 1000)
+            return self.record_audits(miner, tasks, None, exc.kind, (time.perf_counter() - started) * 1000,
+                                      window)
         latency = reply.latency_ms
         if reply.status >= 500:
-            return self.record_audits(miner, tasks, None, f"HTTP {reply.status}", latency)
+            return self.record_audits(miner, tasks, None, f"HTTP {reply.status}", latency, window)
         if reply.status != 200:  # refused every audit: each one fails
-            return self.record_audits(miner, tasks, [_refusal(t, reply.status) for t in tasks], "", latency)
+            return self.record_audits(miner, tasks, [_refusal(t, reply.status) for t in tasks], "", latency, window)
         try:
             answers = AuditResponse.model_validate_json(reply.body).answers
         except ValueError:
-            return self.record_audits(miner, tasks, [_refusal(t, 0) for t in tasks], "", latency)
-        return self.record_audits(miner, tasks, answers, "", latency)
+            return self.record_audits(miner, tasks, [_refusal(t, 0) for t in tasks], "", latency, window)
+        return self.record_audits(miner, tasks, answers, "", latency, window)
 
     def audited_bytes(self, miner_hotkey: str) -> int:
         """Bytes of the miner's healthy shards whose latest audit passed: what client data adds to

@@ -15,6 +15,9 @@ from typing import Optional
 
 LATENCY_PENALTY = 0.2  # at most 20 % off for answering right at the deadline
 IMPLAUSIBLE_P = 1e-3   # a window this unlikely for an honest miner is a "fail"
+# A byte of client data whose audit passed counts this many plot bytes: it is storage somebody
+# uses, and the allocator gives up plots to hold it, so holding it must never cost a miner score.
+CLIENT_WEIGHT = 2.0
 
 
 def decay_for(half_life_windows: int) -> float:

@@ -36,7 +36,8 @@ from ..proofs.windows import answer_bound, draw_sample, sample_credit, window_ch
 from ..storage.validator_db import ValidatorStore
 from .gateway import Gateway
 from .node import Node
-from .scoring import MinerScore, decay_for, judge, normalize
+from .gateway import AuditVerdict
+from .scoring import CLIENT_WEIGHT, MinerScore, decay_for, judge, normalize
 
 SYNC_CONCURRENCY = 32
 SNAPSHOTS_KEPT = 3
@@ -106,6 +107,9 @@ class RoundOutcome:
     latency_ms: float
     credit: float = 0.0
     detail: str = ""
+    audits_asked: int = 0
+    audits_passed: int = 0
+    client_bytes: float = 0.0
 
 
 class ValidatorEngine(Node):
@@ -294,15 +298,70 @@ class ValidatorEngine(Node):
         refused = [RoundOutcome(uid=v.neuron.uid, hotkey=v.neuron.hotkey, result="fail", plots=0, returned=0,
                                 expected=0.0, latency_ms=0.0, detail=v.listing_error)
                    for v in self.miners.values() if v.listing_error and not v.snapshots]
-        if not tasks and not refused:
+        if not tasks and not refused and (self.gateway is None or not self.gateway.db.miners_with_live_shards()):
             return f"window {window}: no miner with a listing from before block {start} yet"
         request = {"window": window, "beacon": beacon.hex(), "deadline": deadline}
-        await self.peers.call(self._fetch_all(tasks, request))
+        # Client-shard audits go out with the window, under the same deadline, from the node's loop.
+        _, audits = await asyncio.gather(self.peers.call(self._fetch_all(tasks, request)),
+                                         self._audit_all(window, deadline))
         answered = [t for t in tasks if t.reply is not None and t.reply.status == 200]
         for t, check in zip(answered, await self.verifier.answers([(t.reply.body, t.spec) for t in answered])):
             t.check = check
         outcomes = [(self._judge(t, started), t.snapshot.listing.hex) for t in tasks] + [(o, "") for o in refused]
-        return await self._record(window, started, outcomes)
+        judged = {o.hotkey for o, _ in outcomes}
+        for hotkey, verdict in audits.items():  # holds client shards but had no listing to sample
+            if hotkey not in judged and verdict is not None:
+                outcomes.append((RoundOutcome(uid=verdict.uid, hotkey=hotkey, result="pass", plots=0, returned=0,
+                                              expected=0.0, latency_ms=verdict.latency_ms), ""))
+        if self.gateway is not None:
+            for out, _ in outcomes:
+                self._add_client_credit(out, audits.get(out.hotkey))
+        summary = await self._record(window, started, outcomes)
+        done = [v for v in audits.values() if v is not None]
+        if done:
+            summary += (f"; {sum(v.asked for v in done)} audits on {len(done)} miners, "
+                        f"{sum(len(v.lost) for v in done)} shards lost")
+        return summary
+
+    async def _audit_all(self, window: int, deadline: float) -> dict[str, Optional[AuditVerdict]]:
+        """Spend this window's audits on every miner holding this gateway's shards. Never raises:
+        one miner's failure is its own verdict."""
+        if self.gateway is None:
+            return {}
+        gateway = self.gateway
+        targets = [n for h in gateway.db.miners_with_live_shards() if (n := gateway.peers.neuron(h)) is not None]
+
+        async def one(n: Neuron) -> Optional[AuditVerdict]:
+            try:
+                return await gateway.audit_miner(n, gateway.cfg.audits_per_round, deadline, window)
+            except Exception as exc:  # a bug here must not stop the window for anyone else
+                self.bus.log(f"audits of uid {n.uid} failed: {type(exc).__name__}: {exc}", severity="warning",
+                             source=self.source)
+                return None
+
+        verdicts = await asyncio.gather(*(one(n) for n in targets))
+        return {n.hotkey: v for n, v in zip(targets, verdicts)}
+
+    def _add_client_credit(self, out: RoundOutcome, verdict: Optional[AuditVerdict]) -> None:
+        """Audited shard bytes count like proven plot bytes (weighted). A lost or corrupted shard
+        fails the window and the window proves nothing; an unanswered audit adds nothing this window."""
+        assert self.gateway is not None
+        if verdict is not None:
+            out.audits_asked, out.audits_passed = verdict.asked, verdict.passed
+            if verdict.result == "fail":
+                out.result, out.credit = "fail", 0.0
+                why = f"{verdict.failed} of {verdict.asked} shard audits failed" if verdict.failed else \
+                    f"shard audits: {verdict.detail or 'no valid answer'}"
+                out.detail = f"{why}; {out.detail}"[:300] if out.detail else why
+                return
+            if verdict.result != "pass":
+                out.detail = (f"shard audits {verdict.result}; {out.detail}" if out.detail
+                              else f"shard audits {verdict.result}")[:300]
+                if out.result == "pass":
+                    out.result = verdict.result
+                return
+        out.client_bytes = CLIENT_WEIGHT * self.gateway.audited_bytes(out.hotkey)
+        out.credit += out.client_bytes
 
     def _plan_window(self, window: int, start: int, challenge: bytes) -> list[WindowTask]:
         tasks = []
@@ -378,7 +437,9 @@ class ValidatorEngine(Node):
             self.bus.publish(ChallengeResult(validator=self.hotkey, miner_uid=o.uid, miner_hotkey=o.hotkey,
                                              plots=o.plots, proofs_returned=o.returned, proofs_expected=o.expected,
                                              result=o.result, latency_ms=o.latency_ms, detail=o.detail,
-                                             window=window, credit_bytes=o.credit, source=self.source))
+                                             window=window, credit_bytes=o.credit, audits_asked=o.audits_asked,
+                                             audits_passed=o.audits_passed, client_bytes=o.client_bytes,
+                                             source=self.source))
         await self._write(self.store.record_rounds, rows)
         if self.rounds_run % 20 == 0:
             await self._write(self.store.prune_rounds)
@@ -449,8 +510,8 @@ class ValidatorEngine(Node):
         self.jobs.add("proof_round", self.proof_round, self.round_every_s, first_in=0.0)
         self.jobs.add("set_weights", self.set_weights, self.settings.weights_interval,
                       first_in=None if not self.scores else 5.0)
-        if self.gateway is not None:
-            self.gateway.add_jobs(self.jobs, self.round_every_s)
+        if self.gateway is not None:  # proof rounds spend the audits; the gateway refills them
+            self.gateway.add_jobs(self.jobs, self.round_every_s, audit_job=False)
         self.jobs.start()
         self.write_state()
 
