@@ -234,7 +234,7 @@ class NodeState(Event):
         return f"{self.node}: {self.state}{' (pid %d)' % self.pid if self.pid else ''} {self.detail}".rstrip()
 
 
-# --- client data (DESIGN §5) ------------------------------------------------------------------
+# --- client data (docs/design.md#client-data) ------------------------------------------------------------------
 
 
 @dataclass(kw_only=True)

@@ -1,4 +1,4 @@
-"""A miner that is also a client (DESIGN §5), run as a real process:
+"""A miner that is also a client (docs/design.md#client-data), run as a real process:
 
     python -m tests.client_adversary <tensorage miner flags>
 

@@ -1,4 +1,4 @@
-"""Client data end to end on a real devnet (DESIGN §5): 8 miner processes (one of them a miner that
+"""Client data end to end on a real devnet (docs/design.md#client-data): 8 miner processes (one of them a miner that
 is also a client), one validator gateway, client wallets; bytes compared, manifests and shard
 directories inspected. Proof rounds (which spend audits), refill, repair and GC are run as the
 validator's own jobs, on demand: its schedule runs a round only every hour here.

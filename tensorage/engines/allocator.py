@@ -202,7 +202,7 @@ class Allocator:
 
     def free_for_shards(self, needed: int) -> int:
         """Client shards need ``needed`` more bytes of the share now: drop finished plots, smallest
-        first, until they fit (DESIGN §5: audited shard bytes earn like plot bytes, so trading a
+        first, until they fit (docs/design.md#client-data: audited shard bytes earn like plot bytes, so trading a
         plot for a shard costs the miner nothing). Plots being made are left alone. Returns the
         bytes freed; the next reallocation plans around the larger reserve."""
         index = self._existing_index()

@@ -1,5 +1,5 @@
-"""The validator's client gateway (DESIGN §5): clients store, list, retrieve and delete their
-encrypted, erasure-coded objects; the gateway wraps every shard with a keystream only it knows,
+"""The validator's client gateway (docs/design.md#client-data): clients store, list, retrieve and
+delete their encrypted, erasure-coded objects; the gateway wraps every shard with a keystream only it knows,
 places the n shards of each segment on n distinct miners, keeps the manifest and one-use audits
 in SQLite, audits, repairs and collects garbage.
 
@@ -11,21 +11,13 @@ Endpoints (signed; clients are registered hotkeys or on ``--gateway.allow``):
   GET    /v1/objects/{id}       the object: k shards per segment, fastest first, checked and unwrapped
   DELETE /v1/objects/{id}       remove it (its shards are deleted from miners by the ``gc`` job)
 
-Seam for proof rounds and scores. Until rounds spend audits themselves, the ``audit`` job here
-runs them on its own schedule (every ``--gateway.audit_s``, default the round period). To move
-them into rounds:
-
-* per miner in a round, next to its challenge and with the same deadline:
-  ``verdict = await gateway.audit_miner(neuron, cfg.audits_per_round, deadline)`` (None: it holds
-  nothing to audit); or, to carry audits inside the challenge exchange,
-  ``tasks = gateway.due_audits(hotkey, limit)``, send ``audit_request(tasks)``, then
-  ``gateway.record_audits(neuron, tasks, answers_or_None, failure, latency_ms)``;
-* ``verdict.result != "pass"`` (a wrong answer, i.e. a lost or corrupted shard) fails the round;
-  ``verdict.lost`` lists the shard rows marked lost (repair moves them);
-* score: ``gateway.audited_bytes(hotkey)`` is the miner's healthy shard bytes whose latest audit
-  passed; add it to proven plot bytes (DESIGN §2 weights it higher);
-* then ``add_jobs(jobs, round_s, audit_job=False)``: a ``refill`` job replaces ``audit`` (spent
-  audits are refilled from one checked download per shard).
+Proof rounds spend the audits (``ValidatorEngine.proof_round``): per miner, next to its window
+challenge and under the same deadline, ``audit_miner(neuron, cfg.audits_per_round, deadline, window)``;
+a verdict other than ``pass`` fails the miner's window (``fail``: the window proves nothing), and
+``audited_bytes(hotkey)`` (healthy shards whose latest audit passed) is added to what the window
+proved, weighted (``scoring.CLIENT_WEIGHT``). The validator then adds ``refill``, ``repair`` and
+``gc`` with ``add_jobs(jobs, round_s, audit_job=False)``; the stand-alone ``audit`` job
+(``audit_job=True``) is for a gateway run without proof rounds.
 """
 
 from __future__ import annotations
@@ -130,7 +122,7 @@ class Gateway:
         layout.ensure()
         self.db = GatewayStore(layout.index / "gateway.sqlite")
         self.secret = load_or_create_secret(layout.index / SECRET_FILE)
-        self.spool = Spool(layout.root / "spool")
+        self.spool = Spool(layout.spool)
         self.peers = ShardPeers(client, metagraph, rank, hotkey)
         self.active: set[str] = set()  # objects being uploaded by this process
         self._uploads: dict[str, int] = {}  # client -> uploads in flight

@@ -5,7 +5,7 @@
   missing shards re-encoded, wrapped under new keys and placed on miners that hold nothing of
   that segment. A segment with fewer than k healthy shards marks its object damaged.
 * **refill** (run after each audit run): a healthy shard whose audits are spent is downloaded once, its hash checked, and
-  given a new set (DESIGN §5); a shard that comes back wrong is lost, and repaired.
+  given a new set (docs/design.md#client-data); a shard that comes back wrong is lost, and repaired.
 * **gc**: declarations never uploaded expire; interrupted stores and removed objects have their
   shards deleted from miners; the manifest forgets them once the miners confirm.
 """

@@ -1,4 +1,4 @@
-"""The miner's shard endpoints (DESIGN §4-§6), composed into :class:`MinerEngine`:
+"""The miner's shard endpoints (docs/design.md#client-data), composed into :class:`MinerEngine`:
 
 * ``PUT /v1/shards/{id}?size=N`` (streamed, validators only): stored only if exactly N bytes
   hashing to ``id`` arrive and the share has room (plots are dropped to make it; 507 otherwise);

@@ -138,7 +138,7 @@ class ValidatorEngine(Node):
                          f"measured an unsound protocol (the weights log is kept)", source=self.source)
         if not settings.no_restore_weights:
             self._restore()
-        # The client gateway (DESIGN §5); it ranks miners for placement by this validator's scores.
+        # The client gateway (docs/design.md#client-data); it ranks miners for placement by this validator's scores.
         # It talks to miners from the node's own loop (streams to and from clients), so it has a
         # client of its own: self.client lives on the peer loop.
         self.gateway_client = SignedClient(wallet)

@@ -4,7 +4,7 @@
 The gateway makes a few dozen when it holds the bytes (at placement, after a repair, or after
 downloading the shard once more when they run out); each is spent once, so an answer cannot be
 replayed or precomputed. Answering needs the wrapped bytes themselves: nobody but the miner
-holding them has those (DESIGN §5).
+holding them has those (docs/design.md#client-data).
 """
 
 from __future__ import annotations

@@ -30,6 +30,11 @@ class Layout:
         return self.root / "shards"
 
     @property
+    def spool(self) -> Path:
+        """A validator gateway's working files (one segment's shards at a time)."""
+        return self.root / "spool"
+
+    @property
     def index(self) -> Path:
         return self.root / "index"
 
@@ -90,7 +95,7 @@ class Footprint:
 
     @classmethod
     def of(cls, layout: Layout) -> "Footprint":
-        dirs = [layout.root, layout.plots, layout.plots_tmp, layout.shards, layout.index]
+        dirs = [layout.root, layout.plots, layout.plots_tmp, layout.shards, layout.spool, layout.index]
         files = {p.name for p in layout.index.iterdir()} if layout.index.is_dir() else set()
         return cls(layout, frozenset(d for d in dirs if d.is_dir()), frozenset(files))
 
@@ -104,7 +109,7 @@ class Footprint:
                     path.unlink(missing_ok=True)
                     removed.append(path)
         l = self.layout
-        for d in (l.plots_tmp, l.plots, l.shards, l.index, l.root):  # deepest first
+        for d in (l.plots_tmp, l.plots, l.shards, l.spool, l.index, l.root):  # deepest first
             if d not in self.dirs and d.is_dir():
                 try:
                     d.rmdir()  # only when empty: never data

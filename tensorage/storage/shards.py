@@ -1,4 +1,4 @@
-"""The miner's shard store (DESIGN §6): content-addressed files under ``shards/`` and one
+"""The miner's shard store (docs/design.md#client-data): content-addressed files under ``shards/`` and one
 index per placing validator in ``index/validator-<hotkey>.sqlite``.
 
 A shard's name is the sha256 of its bytes, checked as they arrive, so a name can never be a

@@ -1,4 +1,4 @@
-"""The gateway's shard wrap (DESIGN §5): AES-256-CTR with a key only this validator can derive.
+"""The gateway's shard wrap (docs/design.md#client-data): AES-256-CTR with a key only this validator can derive.
 
 A miner can be its own client and so know a shard's unwrapped bytes; if it could regenerate
 what it stores it could drop it and rebuild it when audited. Each shard is therefore XORed
