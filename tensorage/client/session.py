@@ -78,6 +78,8 @@ def output_file(text: str, name: str) -> Path:
     name = os.path.basename(name) or "object"
     text = text.strip()
     path = _absolute(text) if text else Path.cwd() / name
+    if text.endswith(("/", os.sep)) and not path.is_dir():
+        raise OutputError(f"{path} is not a directory: create it, or type a file name")
     if path.is_dir():
         path = path / name
     if path.exists() or path.is_symlink():

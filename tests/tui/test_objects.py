@@ -167,3 +167,24 @@ async def test_store_list_retrieve_remove_round_trip_through_the_console(objectn
         await pilot.press("y")
         await until(pilot, lambda: app.objects is not None and not app.objects.objects, "the object removed")
         assert "0 objects" in screen_text(app)
+
+
+def test_path_checks_say_what_is_wrong(tmp_path, monkeypatch):
+    from tensorage.client.errors import ClientError, OutputError
+    from tensorage.client.session import input_file, output_file
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "a.bin").write_bytes(b"a")
+    (tmp_path / "out").mkdir()
+    assert input_file(" a.bin ") == tmp_path / "a.bin"
+    for text, reason in (("", "no file given"), ("nope", "does not exist"), ("out", "not a regular file")):
+        with pytest.raises(ClientError, match=reason):
+            input_file(text)
+    assert output_file("", "photo.raw") == tmp_path / "photo.raw"  # its name, here
+    assert output_file("out", "photo.raw") == tmp_path / "out" / "photo.raw"  # a directory keeps the name
+    assert output_file("out/other.raw", "photo.raw") == tmp_path / "out" / "other.raw"
+    assert output_file("", "../../etc/passwd") == tmp_path / "passwd"  # a stored name is a name, not a path
+    for text, reason in (("a.bin", "already exists"), ("missing/", "is not a directory"),
+                         ("missing/x.raw", "does not exist")):
+        with pytest.raises(OutputError, match=reason):
+            output_file(text, "photo.raw")

@@ -154,13 +154,16 @@ class ObjectsScreen(ConsoleScreen):
             text.append("asking the gateway for this client's objects…", style="dim")
             return text
         if listing is not None:
-            text.append(f"{len(listing.objects)} objects", style="bold")
+            n = len(listing.objects)
+            text.append(f"{n} object{'' if n == 1 else 's'}", style="bold")
             text.append(f" · {size(listing.used_bytes)} of {size(listing.quota_bytes)} quota")
             gw = listing.gateway
             name = app.state.names.get(gw.hotkey) if gw is not None else None
             if gw is not None:
                 text.append(f" · gateway {name} (uid {gw.uid})" if name else f" · gateway uid {gw.uid}")
-            text.append(f" · wallet {self.session.wallet_name}", style="dim")
+            wallet = f" · wallet {self.session.wallet_name}"
+            if text.cell_len + len(wallet) <= (self.size.width or 80) - 2:  # on one line, or not at all
+                text.append(wallet, style="dim")
             if listing.sealed:
                 text.append(f"\nno key file yet ({self.session.key_file}): the first store makes it; back it up",
                             style="yellow")

@@ -81,7 +81,9 @@ class DevnetSource(Source):
         if spec is None:
             return {}
         self.names_dirty = False
-        return spec.hotkey_names(self.root)
+        from ...chain.devnet_init import client_names
+
+        return {**client_names(self.root), **spec.hotkey_names(self.root)}  # the client wallet is a neuron too
 
     def jobs(self, snapshots: dict[str, AnySnapshot]) -> list[JobRow]:
         rows = [JobRow("devnet", j) for j in self.supervisor.jobs.state()]

@@ -181,11 +181,13 @@ class DiskPanel(Static):
             lines.append(_row("proven", bar(frac, w, "magenta") + Text(note)))
         if v.snap is not None:
             s = v.snap
-            note = Text(f" {s.shards} shards · {size(s.shard_bytes)}")
-            if s.shards:
-                validators = sum(1 for c in s.shards_by_validator.values() if c.shards)
-                note.append(f" for {validators} validator{'s' if validators != 1 else ''}")
+            note = Text(f" {s.shards} shard{'' if s.shards == 1 else 's'} · {size(s.shard_bytes)}", no_wrap=True,
+                        overflow="ellipsis")
+            validators = sum(1 for c in s.shards_by_validator.values() if c.shards)
+            if validators > 1:
+                note.append(f" for {validators} validators")
             note.append(f" · {s.audits_answered} audits answered", style="dim")
+            note.truncate(max(10, width - LABEL - w - 2), overflow="ellipsis")
             lines.append(_row("shards", bar(s.shard_bytes / v.share if v.share else None, w, "yellow") + note))
         plan = v.live.plan if v.live else None
         if plan is not None:
