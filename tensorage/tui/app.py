@@ -100,6 +100,7 @@ class ConsoleApp(App[int]):
         self.objects_error = ""  # why the last listing failed ("" when it worked)
         self._objects_loading = False
         self._objects_dirty = False
+        self._transfers_started: set[str] = set()  # ids of the stores and retrieves started from this console
         self.exit_message = ""
         self.redraws = 0  # screen refreshes driven by events (tests, benchmark)
 
@@ -328,10 +329,10 @@ class ConsoleApp(App[int]):
             return
         try:
             if message.action == "store":
-                client.start_store(message.path)
+                self._transfers_started.add(client.start_store(message.path))
                 self.notify(f"storing {message.path.name}…", timeout=3)
             elif message.action == "retrieve":
-                client.start_retrieve(message.object_id, message.path)
+                self._transfers_started.add(client.start_retrieve(message.object_id, message.path))
                 self.notify(f"retrieving into {message.path}…", timeout=3)
             elif message.action == "remove":
                 await client.remove(message.object_id)
@@ -341,11 +342,11 @@ class ConsoleApp(App[int]):
             self.notify(str(exc), title=f"{message.action} failed", severity="error", timeout=10)
 
     def _transfers_ended(self, events) -> None:
-        """Say when one of this console's stores or retrieves ends (the Objects screen shows it too)."""
-        client = self.backend.client
+        """Say when a store or retrieve started here ends (the Objects screen shows it too)."""
         for e in events:
-            if not isinstance(e, ClientTransfer) or e.state == "running" or client is None or e.source != client.source:
+            if not isinstance(e, ClientTransfer) or e.state == "running" or e.transfer not in self._transfers_started:
                 continue
+            self._transfers_started.discard(e.transfer)
             if e.state == "done":
                 what = f"stored {e.name} as {e.object_id}" if e.op == "store" else f"retrieved {e.name}"
                 self.notify(what, title=f"{e.op} done", timeout=6)
