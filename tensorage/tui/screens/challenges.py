@@ -17,7 +17,7 @@ from .base import ConsoleScreen
 
 PEER_COLUMNS = (("peer", "peer"), ("n", "n"), ("pass", "pass"), ("proven", "proven"), ("audits", "audit"),
                 ("latency", "ms"), ("last", "last"))
-SPARK_WIDTH = 32
+SPARK_WIDTH = 26  # the trends give the peers table room for its columns at 80 columns
 # "audits": client-shard audits passed/asked, in the round or (rows marked "audit") by the audit job
 ROW_COLUMNS = (Column("time", 8), Column("by", 11), Column("peer", 9), Column("plots", 5, "right"),
                Column("proofs", 9, "right"), Column("audits", 6, "right"), Column("result", 11),
