@@ -123,10 +123,6 @@ class ClientSession:
     def gateway(self) -> Optional[Neuron]:
         return self._client.gateway if self._client is not None else None
 
-    @property
-    def busy(self) -> int:
-        return sum(1 for t in self._tasks.values() if not t.done())
-
     # the connection ---------------------------------------------------------------------------
     async def _connection(self):
         if self._closed:

@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 from textual.widgets import Input
 
+from tensorage.cli import node_passthrough
 from tensorage.client.session import ClientSession
 from tensorage.engines.devnet import DevnetSupervisor
-from tensorage.cli import node_passthrough
-from tensorage.events import ClientTransfer, EventBus
+from tensorage.events import EventBus
 from tensorage.tui.app import ConsoleApp
 from tensorage.tui.screens.confirm import ConfirmScreen
 from tensorage.tui.screens.objects import ObjectsScreen
@@ -26,7 +26,7 @@ from tensorage.tui.sources import DevnetSource
 from tensorage.tui.widgets.keyed_table import KeyedTable
 
 from ..objectnet import ObjectNet
-from .conftest import devnet_settings, screen_text, settle, until, until_text
+from .conftest import devnet_settings, screen_text, until, until_text
 
 SIZE = (80, 24)
 
@@ -41,10 +41,12 @@ def devnet_console(root: Path, **session) -> ConsoleApp:
 
 
 async def type_path(pilot, text: str) -> None:
+    """Clear the dialog's box, type ``text`` (a long temp path is pasted) and press enter."""
     box = pilot.app.screen.query_one(Input)
     box.value = ""
-    await pilot.press(*text) if len(text) < 40 else None
-    if len(text) >= 40:  # long temp paths: set them, as a paste would
+    if len(text) < 40:
+        await pilot.press(*text)
+    else:
         box.value = text
     await pilot.press("enter")
 
@@ -69,7 +71,7 @@ async def test_store_from_the_keyboard_refuses_bad_paths_and_says_there_is_no_ga
         for typed, reason in (("missing.bin", "does not exist"), ("adir", "not a regular file"),
                               ("", "no file given")):
             await type_path(pilot, typed)
-            await until(pilot, lambda: len(prompt.refusals) and reason in prompt.refusals[-1], f"refusal: {reason}")
+            await until(pilot, lambda r=reason: prompt.refusals and r in prompt.refusals[-1], f"refusal: {reason}")
             assert app.screen is prompt  # the dialog stays, with what was typed
             assert prompt.query_one(Input).value == typed
             assert reason in screen_text(app)
@@ -142,8 +144,8 @@ async def test_store_list_retrieve_remove_round_trip_through_the_console(objectn
         table = app.screen.query_one("#obj-table", KeyedTable)
         await until(pilot, lambda: table.selected_key() == stored.object_id, "the object listed")
         text = await until_text(pilot, "photo.raw", "stored", "2/2 k1")
-        assert "1 objects" in text and "1.5 MB" in text
-        assert f"✓ store photo.raw 1.5 MB" in text
+        assert "1 object ·" in text and "1.5 MB" in text
+        assert "✓ store photo.raw 1.5 MB" in text
 
         await pilot.press("r")
         await until(pilot, lambda: isinstance(app.screen, PathPrompt), "the retrieve dialog")

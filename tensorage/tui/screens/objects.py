@@ -51,7 +51,7 @@ def plain_size(o) -> int:
     return o.plain_size if o.plain_size is not None else o.size
 
 
-def transfer_line(t: ClientTransfer, width: int) -> Text:
+def transfer_line(t: ClientTransfer) -> Text:
     arrow = "↑" if t.op == "store" else "↓"
     line = Text(no_wrap=True, overflow="ellipsis")
     if t.state == "failed":
@@ -202,7 +202,7 @@ class ObjectsScreen(ConsoleScreen):
         running = [t for t in transfers if t.state == "running"]
         finished = [t for t in transfers if t.state != "running"][-max(1, 4 - len(running)):]
         for t in running[:4] + finished:
-            line = transfer_line(t, width)
+            line = transfer_line(t)
             line.truncate(width, overflow="ellipsis")
             lines.append("\n")
             lines.append_text(line)
@@ -232,12 +232,12 @@ class ObjectsScreen(ConsoleScreen):
         if o is None:
             return
         body = Text()
+        plain = f" ({o.plain_size} bytes)" if o.plain_size is not None else " (ciphertext)"
+        health = f"{o.healthy} of {o.n} shards healthy in its weakest segment; any {o.k} rebuild a segment"
         for label, value in (("id", o.id), ("name", o.name or "(sealed with another key file)"),
-                             ("size", f"{size(plain_size(o))}" + (f" ({o.plain_size} bytes)" if o.plain_size is not None
-                                                                   else " (ciphertext)")),
+                             ("size", size(plain_size(o)) + plain),
                              ("stored", f"{size(o.size)} of ciphertext in {o.segments} segment(s)"),
-                             ("state", o.state), ("health", f"{o.healthy} of {o.n} shards healthy in its weakest "
-                                                            f"segment; any {o.k} rebuild a segment"),
+                             ("state", o.state), ("health", health),
                              ("created", time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(o.created_at)))):
             body.append(f"{label:8}", style="bold")
             body.append(f"{value}\n")
