@@ -29,7 +29,7 @@ from .errors import ClientError, GatewayError, KeyFileError, OutputError
 log = logging.getLogger(__name__)
 
 SOURCE = "client"
-PROGRESS_EVERY_S = 0.25  # at most this often a running transfer reports its bytes
+PROGRESS_EVERY_S = 0.5  # at most this often a running transfer reports its bytes
 RECONNECT_ON = ("unreachable", "timeout")  # the gateway did not answer: look for it again next time
 
 T = TypeVar("T")
@@ -109,6 +109,8 @@ class ClientSession:
         self.k, self.n = k, n
         self.source = source
         self._client = None  # api.ObjectClient, bound to the gateway found last
+        self._users: dict[int, int] = {}  # id(client) -> operations using it now
+        self._retired: list = []  # clients replaced while operations still used them
         self._key = b""
         self._lock: Optional[asyncio.Lock] = None
         self._tasks: dict[str, asyncio.Task] = {}
@@ -146,19 +148,35 @@ class ClientSession:
         except KeyFileError:
             return b""
 
-    async def _reset(self) -> None:
-        client, self._client = self._client, None
-        if client is not None:
+    async def _retire(self, client) -> None:
+        """Stop using ``client`` for new operations; close it once no operation uses it (a listing
+        that timed out must not cut off an upload on the same connection)."""
+        if self._client is client:
+            self._client = None
+        if self._users.get(id(client)):
+            if client not in self._retired:
+                self._retired.append(client)
+        else:
             await client.close()
 
     async def _call(self, op: Callable[[object], Awaitable[T]]) -> T:
         client = await self._connection()
+        self._users[id(client)] = self._users.get(id(client), 0) + 1
         try:
             return await op(client)
         except GatewayError as exc:
-            if exc.status == 0 and exc.code in RECONNECT_ON and self._client is client:
-                await self._reset()  # the gateway moved or stopped: find one again next time
+            if exc.status == 0 and exc.code in RECONNECT_ON:
+                await self._retire(client)  # the gateway moved or stopped: find one again next time
             raise
+        finally:
+            left = self._users[id(client)] - 1
+            if left:
+                self._users[id(client)] = left
+            else:
+                del self._users[id(client)]
+                if client in self._retired:
+                    self._retired.remove(client)
+                    await client.close()
 
     # reading ---------------------------------------------------------------------------------
     async def list(self) -> Objects:
@@ -246,7 +264,11 @@ class ClientSession:
         for task in tasks:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        await self._reset()
+        for client in [self._client, *self._retired]:
+            if client is not None:
+                await client.close()
+        self._client = None
+        self._retired.clear()
 
 
 class _Reporter:

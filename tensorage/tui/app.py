@@ -161,6 +161,12 @@ class ConsoleApp(App[int]):
             os._exit(0)
         asyncio.get_event_loop().call_soon_threadsafe(self._signalled)
 
+    async def on_unmount(self) -> None:
+        """However the app ends (tests leave without q): the client's connection is closed
+        (closing twice is harmless; q closes it with the engines)."""
+        if self.backend.client is not None:
+            await self.backend.client.close()
+
     async def action_quit(self) -> None:
         if self.engine_state in ("stopping", "stopped"):
             return

@@ -8,6 +8,7 @@ health, retrieves it and compares the bytes.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -169,6 +170,15 @@ async def test_store_list_retrieve_remove_round_trip_through_the_console(objectn
         await pilot.press("y")
         await until(pilot, lambda: app.objects is not None and not app.objects.objects, "the object removed")
         assert "0 objects" in screen_text(app)
+
+        # the gateway restarts on another port: the next listing says so, the one after finds it again
+        await asyncio.to_thread(objectnet.stop_validator)  # blocking helpers: off the app's loop
+        await asyncio.to_thread(objectnet.start_validator)
+        await pilot.press("f5")
+        await until(pilot, lambda: "did not answer" in app.objects_error, "the old address to fail")
+        await pilot.press("f5")
+        await until(pilot, lambda: not app.objects_error, "the gateway found again")
+        assert app.backend.client.gateway.endpoint == objectnet.neuron("validator-0").endpoint
 
 
 def test_path_checks_say_what_is_wrong(tmp_path, monkeypatch):
