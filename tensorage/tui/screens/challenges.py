@@ -136,7 +136,7 @@ class ChallengesScreen(ConsoleScreen):
             if failed or missed:
                 text.append(f" ({failed} failed, {missed} missed)", style="red")
         if row.client_bytes:
-            text.append(f" · client shards {size(row.client_bytes)} of the proven bytes")
+            text.append(f" · client shards {size(row.client_bytes)}")
         if row.detail:
             text.append(f" — {row.detail}")
         self.query_one("#chal-detail", Static).update(text, layout=False)  # one fixed line: no relayout
