@@ -20,13 +20,13 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, Time
                            TransferSpeedColumn)
 from rich.table import Table
 
+from .client.connect import client_settings, connect_client, key_path
 from .config import Settings
 from .gateway_config import add_gateway_choice_flags
 from .net.objects import DEFAULT_K, DEFAULT_N
 
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
-DEVNET_CLIENT = "client"
 
 
 def add_client_commands(sub: argparse._SubParsersAction) -> None:
@@ -75,43 +75,6 @@ def _common(p: argparse.ArgumentParser) -> None:
     add_gateway_choice_flags(p)
 
 
-def client_settings(settings: Settings) -> Settings:
-    """On the devnet, the wallet named ``client`` unless told otherwise."""
-    if settings.network == "devnet" and "name" not in settings.wallet.model_fields_set:
-        return settings.model_copy(update={"wallet": settings.wallet.model_copy(update={"name": DEVNET_CLIENT})})
-    return settings
-
-
-def _key_path(settings: Settings, args: argparse.Namespace) -> Path:
-    from .chain.wallets import wallet_dir
-    from .client.keyfile import default_key_path
-
-    return args.key_file or default_key_path(wallet_dir(settings), settings.wallet.name)
-
-
-async def _connect(settings: Settings, key: bytes):
-    """The wallet, the chosen gateway and an ObjectClient bound to it."""
-    from .chain import connect
-    from .chain.wallets import load_wallet
-    from .client.api import ObjectClient
-    from .client.gateways import pick_gateway
-    from .net.client import SignedClient
-
-    wallet = load_wallet(settings)
-    chain = connect(settings)
-    try:
-        mg = await asyncio.to_thread(chain.metagraph)
-    finally:
-        chain.close()
-    signed = SignedClient(wallet, connections=16)
-    try:
-        neuron, _ = await pick_gateway(signed, mg, settings.gateway.uid, settings.gateway.hotkey)
-    except BaseException:
-        await signed.close()
-        raise
-    return ObjectClient(wallet, key, neuron, signed, own_client=True)
-
-
 @contextmanager
 def _progress() -> Iterator[Progress]:
     bar = Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
@@ -125,14 +88,14 @@ def cmd_store(settings: Settings, args: argparse.Namespace) -> int:
     from .errors import TensorageError
 
     settings = client_settings(settings)
-    key = load_or_create_key(_key_path(settings, args))
+    key = load_or_create_key(key_path(settings, args.key_file))
     if key.created:
         err.print(f"[yellow]created the key file {key.path}: back it up — without it your objects cannot be "
                   f"decrypted by anyone[/]")
 
     async def run() -> int:
         failed = 0
-        client = await _connect(settings, key.key)
+        client = await connect_client(settings, key.key)
         try:
             with _progress() as bar:
                 for path in args.files:
@@ -159,10 +122,10 @@ def cmd_retrieve(settings: Settings, args: argparse.Namespace) -> int:
     from .client.keyfile import load_key
 
     settings = client_settings(settings)
-    key = load_key(_key_path(settings, args))
+    key = load_key(key_path(settings, args.key_file))
 
     async def run() -> int:
-        client = await _connect(settings, key.key)
+        client = await connect_client(settings, key.key)
         try:
             with _progress() as bar:
                 task = bar.add_task(f"retrieve {args.object_id[:12]}", total=None)
@@ -192,12 +155,12 @@ def cmd_ls(settings: Settings, args: argparse.Namespace) -> int:
 
     settings = client_settings(settings)
     try:
-        key = load_key(_key_path(settings, args)).key
+        key = load_key(key_path(settings, args.key_file)).key
     except KeyFileError:
         key = b""  # names stay sealed, ids and sizes still list
 
     async def run() -> int:
-        client = await _connect(settings, key)
+        client = await connect_client(settings, key)
         try:
             objects, used, quota = await client.list()
         finally:
@@ -230,7 +193,7 @@ def cmd_rm(settings: Settings, args: argparse.Namespace) -> int:
 
     async def run() -> int:
         failed = 0
-        client = await _connect(settings, b"")
+        client = await connect_client(settings, b"")
         try:
             for object_id in args.object_ids:
                 try:

@@ -325,6 +325,37 @@ class ShardEvent(Event):
                 f"{' — ' + self.detail if self.detail else ''}")
 
 
+@dataclass(kw_only=True)
+class ClientTransfer(Event):
+    """A client's store or retrieve through a gateway, as it goes (``client.session``): one event
+    when it starts, a few while bytes move (throttled), one when it ends."""
+
+    transfer: str          # this operation's id, unique in the publishing process
+    op: str                # store | retrieve
+    name: str              # the file's name (store) or the output path (retrieve)
+    state: str = "running"  # running | done | failed
+    done: int = 0          # plaintext bytes read (store) or written (retrieve)
+    total: Optional[int] = None
+    object_id: str = ""
+    path: str = ""         # the local file
+    seconds: float = 0.0
+    detail: str = ""       # what went wrong, or what was checked
+
+    @property
+    def level(self) -> str:  # type: ignore[override]
+        return {"running": "debug", "done": "info"}.get(self.state, "error")
+
+    def summary(self) -> str:
+        what = f"{self.op} {self.name}"
+        if self.state == "failed":
+            return f"{what} failed: {self.detail}"
+        size = f"{self.done / 1e6:.2f}" + (f" of {self.total / 1e6:.2f}" if self.total is not None else "") + " MB"
+        if self.state == "done":
+            oid = f" as {self.object_id}" if self.object_id else ""
+            return f"{what} done{oid}: {size} in {self.seconds:.1f}s{' — ' + self.detail if self.detail else ''}"
+        return f"{what}: {size}"
+
+
 Subscriber = Callable[[Event], None]
 
 

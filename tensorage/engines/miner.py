@@ -24,7 +24,7 @@ from .. import PROTOCOL_VERSION
 from ..chain.port import ChainPort
 from ..config import Settings
 from ..errors import PlotError, TensorageError
-from ..events import ChallengeServed, ErrorEvent, EventBus, PlotDone, PlotRemoved, PlotVerified
+from ..events import ChallengeServed, ErrorEvent, EventBus, PlotDone, PlotRemoved, PlotVerified, ShardEvent
 from ..net.auth import BODY, CALLER, OPERATOR, VALIDATOR, access
 from ..net.errors import parse, reject
 from ..net import operator as op
@@ -94,6 +94,8 @@ class MinerEngine(Node):
         made = PlotDone if self.settings.disable_verify else PlotVerified
         if isinstance(event, (made, PlotRemoved)) and event.source == self.source:
             self.refresh_plots()
+        elif isinstance(event, ShardEvent) and event.source == self.source and event.action != "refused":
+            self.write_state()  # the shard counts in node.json follow the shard store (off the loop, coalesced)
 
     def plot_count(self) -> int:
         return len(self.plots)

@@ -79,6 +79,11 @@ class NodeSnapshot(_Lenient):
         return f"{self.role} {self.state}"
 
 
+class ShardCount(_Lenient):
+    shards: int = 0
+    bytes: int = 0
+
+
 class MinerSnapshot(NodeSnapshot):
     role: Literal["miner"] = "miner"
     plots_held: int = 0
@@ -87,10 +92,17 @@ class MinerSnapshot(NodeSnapshot):
     eta_s: Optional[float] = None
     allocator: AllocatorState = AllocatorState()
     share: Optional[ShareState] = None
+    # client shards (storage/shards.py): they count against the share together with the plots
+    shards: int = 0
+    shard_bytes: int = 0
+    shard_free_bytes: int = 0  # room for new shards without removing plots
+    shards_by_validator: dict[str, ShardCount] = {}  # placing validator's hotkey -> its shards here
+    audits_answered: int = 0
 
     def summary(self) -> str:
         busy = " · allocating" if self.allocating else ""
-        return f"{self.plots_held} plots held · {self.challenges_served} challenges answered{busy}"
+        shards = f" · {self.shards} client shards ({self.shard_bytes / 1e6:.1f} MB)" if self.shards else ""
+        return f"{self.plots_held} plots held{shards} · {self.challenges_served} challenges answered{busy}"
 
 
 class ScoredMiner(BaseModel):

@@ -24,9 +24,10 @@ from textual.worker import Worker, WorkerState
 
 from ..engines.snapshot import AnySnapshot
 from ..errors import TensorageError
+from ..events import ClientTransfer
 from .commands import ConsoleCommands
 from .messages import (ChainLoaded, DisksLoaded, EngineEvents, EnginesFailed, EnginesStarted, JobCommand, NeedData,
-                       NodeFilesLoaded)
+                       NodeFilesLoaded, ObjectCommand, ObjectsLoaded)
 from .pump import EventPump
 from .screens.base import ConsoleScreen
 from .screens.challenges import ChallengesScreen
@@ -34,6 +35,7 @@ from .screens.disk import DiskScreen
 from .screens.help import HelpScreen
 from .screens.jobs import JobsScreen
 from .screens.logs import LogsScreen
+from .screens.objects import ObjectsScreen
 from .screens.overview import OverviewScreen
 from .screens.weights import WeightsScreen
 from .screens.wizard import WizardScreen
@@ -42,7 +44,8 @@ from .state import ConsoleState
 
 log = logging.getLogger(__name__)
 
-ALL_TOPICS = frozenset({"logs", "challenges", "weights", "disk", "disk_files", "jobs", "chain", "nodes", "errors"})
+ALL_TOPICS = frozenset({"logs", "challenges", "weights", "disk", "disk_files", "jobs", "chain", "nodes", "errors",
+                        "objects", "transfers", "shards", "audits"})
 
 
 class ConsoleApp(App[int]):
@@ -55,6 +58,7 @@ class ConsoleApp(App[int]):
         "weights": WeightsScreen,
         "jobs": JobsScreen,
         "logs": LogsScreen,
+        "objects": ObjectsScreen,
     }
     DEFAULT_MODE = "overview"
     COMMANDS = App.COMMANDS | {ConsoleCommands}
@@ -65,6 +69,7 @@ class ConsoleApp(App[int]):
         Binding("4", "app.switch_mode('weights')", "Weights", show=False),
         Binding("5", "app.switch_mode('jobs')", "Jobs", show=False),
         Binding("6", "app.switch_mode('logs')", "Logs", show=False),
+        Binding("7", "app.switch_mode('objects')", "Objects", show=False),
         Binding("a", "allocate", "Allocate"),
         Binding("question_mark", "help", "Help", key_display="?"),
         Binding("f1", "help", "Help", show=False),  # also while typing in a box, where ? is a character
@@ -91,6 +96,11 @@ class ConsoleApp(App[int]):
         self.chain_error = ""
         self.snapshots: dict[str, AnySnapshot] = {}  # node name -> its state file (sources with node_files)
         self.disk_infos: dict[str, DiskInfo] = {}
+        self.objects: Any = None  # client.session.Objects: the client's objects as the gateway last listed them
+        self.objects_error = ""  # why the last listing failed ("" when it worked)
+        self._objects_loading = False
+        self._objects_dirty = False
+        self._transfers_started: set[str] = set()  # ids of the stores and retrieves started from this console
         self.exit_message = ""
         self.redraws = 0  # screen refreshes driven by events (tests, benchmark)
 
@@ -151,6 +161,12 @@ class ConsoleApp(App[int]):
             os._exit(0)
         asyncio.get_event_loop().call_soon_threadsafe(self._signalled)
 
+    async def on_unmount(self) -> None:
+        """However the app ends (tests leave without q): the client's connection is closed
+        (closing twice is harmless; q closes it with the engines)."""
+        if self.backend.client is not None:
+            await self.backend.client.close()
+
     async def action_quit(self) -> None:
         if self.engine_state in ("stopping", "stopped"):
             return
@@ -166,6 +182,8 @@ class ConsoleApp(App[int]):
 
     async def _stop_engines(self, code: int) -> None:
         try:
+            if self.backend.client is not None:
+                await self.backend.client.close()  # stops transfers in flight (nothing half-written stays)
             if self.start_engines:
                 await self.backend.stop()
         except Exception as exc:  # still exit: the children die with us (PDEATHSIG)
@@ -184,6 +202,8 @@ class ConsoleApp(App[int]):
     def on_engine_events(self, message: EngineEvents) -> None:
         events = self.pump.take(message)
         topics = self.state.ingest(events)
+        if "transfers" in topics:
+            self._transfers_ended(events)
         if "chain" in topics:
             self.load_chain()  # the header's block follows the chain on every screen
         if topics:
@@ -196,6 +216,8 @@ class ConsoleApp(App[int]):
             self.load_node_files()
         if "disks" in message.what:
             self.load_disks()
+        if "objects" in message.what:
+            self.load_objects()
 
     def refresh_screen(self, topics) -> None:
         screen = self.screen
@@ -246,6 +268,38 @@ class ConsoleApp(App[int]):
         self.disk_infos = message.disks
         self.refresh_screen({"disk_loaded"})
 
+    def load_objects(self) -> None:
+        """List the client's objects on its gateway (an async worker: the client is aiohttp on this
+        loop). One listing at a time; asks during one make one more after it."""
+        if self.backend.client is None or not self.backend.caps.client_data:
+            return
+        if self._objects_loading:
+            self._objects_dirty = True
+            return
+        self._objects_loading = True
+        self.run_worker(self._load_objects(), name="list objects", group="objects", exit_on_error=False)
+
+    async def _load_objects(self) -> None:
+        client = self.backend.client
+        try:
+            while True:
+                self._objects_dirty = False
+                try:
+                    listing, error = await client.list(), ""
+                except TensorageError as exc:
+                    listing, error = None, str(exc)
+                self.post_message(ObjectsLoaded(listing, error))
+                if not self._objects_dirty:
+                    return
+        finally:
+            self._objects_loading = False
+
+    def on_objects_loaded(self, message: ObjectsLoaded) -> None:
+        if message.listing is not None:
+            self.objects = message.listing
+        self.objects_error = message.error
+        self.refresh_screen({"objects_loaded"})
+
     def on_worker_state_changed(self, event: Worker.StateChanged) -> None:
         """One place for worker errors (Harlequin): say it, keep running."""
         if event.state == WorkerState.ERROR and event.worker.error is not None:
@@ -270,6 +324,40 @@ class ConsoleApp(App[int]):
         if self.backend.caps.node_files:
             self.load_node_files()  # the node rewrites its state file after a command
         self.refresh_screen({"jobs"})
+
+    def on_object_command(self, message: ObjectCommand) -> None:
+        self.run_worker(self._object_command(message), group="object-commands", exit_on_error=False)
+
+    async def _object_command(self, message: ObjectCommand) -> None:
+        client = self.backend.client
+        if client is None:
+            self.notify("this console has no client wallet: use `tensorage store`", severity="warning")
+            return
+        try:
+            if message.action == "store":
+                self._transfers_started.add(client.start_store(message.path))
+                self.notify(f"storing {message.path.name}…", timeout=3)
+            elif message.action == "retrieve":
+                self._transfers_started.add(client.start_retrieve(message.object_id, message.path))
+                self.notify(f"retrieving into {message.path}…", timeout=3)
+            elif message.action == "remove":
+                await client.remove(message.object_id)
+                self.notify(f"removed {message.object_id[:12]}…", timeout=4)
+                self.load_objects()
+        except TensorageError as exc:
+            self.notify(str(exc), title=f"{message.action} failed", severity="error", timeout=10)
+
+    def _transfers_ended(self, events) -> None:
+        """Say when a store or retrieve started here ends (the Objects screen shows it too)."""
+        for e in events:
+            if not isinstance(e, ClientTransfer) or e.state == "running" or e.transfer not in self._transfers_started:
+                continue
+            self._transfers_started.discard(e.transfer)
+            if e.state == "done":
+                what = f"stored {e.name} as {e.object_id}" if e.op == "store" else f"retrieved {e.name}"
+                self.notify(what, title=f"{e.op} done", timeout=6)
+            else:
+                self.notify(e.detail, title=f"{e.op} {e.name} failed", severity="error", timeout=12)
 
     def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
         if action == "allocate":

@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING, Callable
 
 from textual.command import DiscoveryHit, Hit, Hits, Provider
 
-from .messages import JobCommand
+from .messages import JobCommand, NeedData
 from .widgets.chrome import SCREENS
 
 if TYPE_CHECKING:
@@ -23,6 +23,9 @@ class ConsoleCommands(Provider):
         caps = app.backend.caps
         if caps.allocate:
             out.append((caps.allocate_label, app.action_allocate, "open the allocation wizard"))
+        if caps.client_data:
+            out.append(("Store a file", self._store, "Objects screen: type a path; encrypted, coded, stored"))
+            out.append(("List objects again", self._list, "ask the gateway for this client's objects"))
         for key, mode, label in SCREENS:
             out.append((f"Show {label}", partial(app.switch_mode, mode), f"screen {key}"))
         for row in app.job_rows():  # every job, in this process or in a node process
@@ -32,6 +35,18 @@ class ConsoleCommands(Provider):
             else:
                 out.append((f"Pause job: {row.key}", partial(self._command, row, "pause"), "skip its runs"))
         return out
+
+    def _store(self) -> None:
+        app: "ConsoleApp" = self.app  # type: ignore[assignment]
+
+        def open_dialog() -> None:
+            app.screen.action_store()  # type: ignore[attr-defined]
+
+        app.switch_mode("objects")
+        app.call_after_refresh(open_dialog)
+
+    def _list(self) -> None:
+        self.app.post_message(NeedData(frozenset({"objects"})))
 
     def _command(self, row, action: str) -> None:
         self.app.post_message(JobCommand(row, action))

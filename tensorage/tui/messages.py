@@ -94,7 +94,7 @@ class AllocationFailed(Message):
 
 @dataclass
 class NeedData(Message):
-    """A screen needs fresh reads: any of "chain", "nodefiles", "disks" (done in thread workers)."""
+    """A screen needs fresh reads: any of "chain", "nodefiles", "disks", "objects" (done in workers)."""
 
     what: frozenset[str]
 
@@ -105,3 +105,22 @@ class JobCommand(Message):
 
     row: Any  # sources.JobRow
     action: str
+
+
+@dataclass
+class ObjectsLoaded(Message):
+    """The client's objects as its gateway listed them (``listing``: a ``client.session.Objects``),
+    or why they could not be listed."""
+
+    listing: Any = None
+    error: str = ""
+
+
+@dataclass
+class ObjectCommand(Message):
+    """Store a file, retrieve an object to a file, or remove an object (the Objects screen's keys,
+    the command palette). Paths were checked in the screen's dialog."""
+
+    action: str  # store | retrieve | remove
+    path: Any = None  # Path: the file to store, or where a retrieved object goes
+    object_id: str = ""

@@ -13,8 +13,11 @@ import pytest
 from tensorage.chain.devnet import DevnetNode, SubnetSpec
 from tensorage.chain.port import Metagraph, Neuron
 from tensorage.config import GB, PROFILES, settings_from_namespace
-from tensorage.events import (AllocationDone, ChallengeResult, ChallengeServed, ErrorEvent, EventBus, JobRan, LogEvent,
-                              NodeState, PlanReady, PlotDone, PlotProgress, PlotVerified, WeightsSet)
+from tensorage.client.api import Listed
+from tensorage.client.session import ClientSession, Objects
+from tensorage.events import (AllocationDone, AuditResult, ChallengeResult, ChallengeServed, ClientTransfer, ErrorEvent,
+                              EventBus, JobRan, LogEvent, NodeState, PlanReady, PlotDone, PlotProgress, PlotVerified,
+                              WeightsSet)
 from tensorage.scheduler import JobInfo
 from tensorage.storage.layout import DeviceSpace
 from tensorage.storage.partition import plan_partition
@@ -112,6 +115,41 @@ def job(id_: str, seconds: float, runs: int, ok, result: str, paused: bool = Fal
                    last_run_at=NOW - 2 if ok is not None else None, running=running)
 
 
+FIXED_OBJECTS = [
+    Listed(id="3f2a9c" + "0" * 26, name="holiday-2026.mov", plain_size=48_200_000, size=48_201_000, k=4, n=6,
+           state="stored", healthy=6, segments=3, created_at=NOW - 3600),
+    Listed(id="b71e04" + "1" * 26, name="a very long file name that the table has to cut somewhere.tar.gz",
+           plain_size=1_200_000, size=1_200_300, k=4, n=6, state="stored", healthy=5, segments=1,
+           created_at=NOW - 600),
+    Listed(id="c0ffee" + "2" * 26, name=None, plain_size=None, size=7_000_000, k=4, n=6, state="damaged",
+           healthy=3, segments=1, created_at=NOW - 86400),
+]
+
+
+class FixedClient(ClientSession):
+    """The devnet's client session with a fixed listing (snapshots); commands are recorded."""
+
+    def __init__(self, settings, bus) -> None:
+        super().__init__(settings, bus)
+        self.commands: list[tuple] = []
+
+    async def list(self) -> Objects:
+        gateway = next(n for n in fixed_metagraph().neurons if n.uid == 0)
+        return Objects(objects=list(FIXED_OBJECTS), used_bytes=56_401_300, quota_bytes=1_000_000_000,
+                       gateway=gateway, sealed=False)
+
+    def start_store(self, path) -> str:
+        self.commands.append(("store", path))
+        return "store-0"
+
+    def start_retrieve(self, object_id, out) -> str:
+        self.commands.append(("retrieve", object_id, out))
+        return "retrieve-0"
+
+    async def remove(self, object_id) -> None:
+        self.commands.append(("remove", object_id))
+
+
 class StaticBackend(DevnetSource):
     """A devnet console whose every read returns fixed data (deterministic snapshots)."""
 
@@ -124,6 +162,7 @@ class StaticBackend(DevnetSource):
                                      db_root=lambda node: settings.devnet_root / "nodes" / node.name)
         super().__init__(supervisor, clock=lambda: NOW, cpus=2)
         self.commands: list[tuple[str, str]] = []  # job commands sent (tests read them)
+        self.client = FixedClient(settings, supervisor.bus)
 
     async def start(self) -> str:
         return "fixed"
@@ -161,10 +200,15 @@ class StaticBackend(DevnetSource):
                     "started_at": NOW - 300, "updated_at": NOW, **extra}
 
         snaps = {}
-        for name in ("miner-0", "miner-1", "miner-2"):
+        for i, name in enumerate(("miner-0", "miner-1", "miner-2")):
+            shards = (2, 3, 0)[i]
             snaps[name] = node(name, "miner", jobs=[vars(job("reallocate", 30, 3, True, "4 plots planned (0 made)")),
                                                     vars(job("scrub", 120, 0, None, "")),
-                                                    vars(job("sync", 10, 9, True, "block 99, 2 validators"))])
+                                                    vars(job("sync", 10, 9, True, "block 99, 2 validators"))],
+                               shards=shards, shard_bytes=shards * 3_015_000, shard_free_bytes=2_000_000,
+                               shards_by_validator={HOTKEYS["validator-0"]: {"shards": shards,
+                                                                             "bytes": shards * 3_015_000}},
+                               audits_answered=4 * shards)
         for i, name in enumerate(("validator-0", "validator-1")):
             snaps[name] = {
                 **node(name, "validator"),
@@ -242,14 +286,26 @@ def feed_fixed_events(bus: EventBus) -> None:
                 if m == "miner-0" and r == 9 and v == "validator-0":
                     result, ret, detail = "fail", 2, "1 invalid proofs"
                 latency = 120.0 + 17 * ((r * 7 + UIDS[m] * 3) % 11)
+                asked = 2 if v == "validator-0" and m != "miner-2" and r >= 10 else 0  # the last rounds audit shards
+                passed = asked - (1 if m == "miner-0" and r == 11 else 0)
                 pub(ChallengeResult(validator=HOTKEYS[v], miner_uid=UIDS[m], miner_hotkey=HOTKEYS[m], plots=4,
                                     proofs_returned=ret, proofs_expected=exp, result=result, latency_ms=latency,
-                                    detail=detail, window=40 + r, credit_bytes=ret / exp * 15.7e6, source=v, ts=t))
+                                    detail=detail, window=40 + r, credit_bytes=ret / exp * 15.7e6, source=v, ts=t,
+                                    audits_asked=asked, audits_passed=passed, client_bytes=passed * 3_015_000))
                 pub(ChallengeServed(validator_hotkey=HOTKEYS[v], plots=4, proofs=ret, latency_ms=latency - 10,
                                     window=40 + r, cached=v == "validator-1", source=m, ts=t))
             pub(JobRan(job_id="proof_round", ok=True, duration_s=0.3, result=f"window {40 + r}: 3/3 passed",
                        source=v, ts=t))
         t += 3
+    for m, passed in (("miner-0", 2), ("miner-1", 3)):  # the stand-alone audit job
+        pub(AuditResult(miner_uid=UIDS[m], miner_hotkey=HOTKEYS[m], asked=3, passed=passed, failed=3 - passed,
+                        missed=0, result="pass" if passed == 3 else "fail", latency_ms=41.0,
+                        detail="" if passed == 3 else "1 audit failed: shard lost", source="validator-0", ts=t))
+    # this console's client: one store done, one running
+    pub(ClientTransfer(transfer="store-1", op="store", name="holiday-2026.mov", state="done", done=48_200_000,
+                       total=48_200_000, object_id=FIXED_OBJECTS[0].id, seconds=12.4, source="client", ts=t - 3000))
+    pub(ClientTransfer(transfer="store-2", op="store", name="backup.tar", state="running", done=31_000_000,
+                       total=80_000_000, source="client", ts=t))
     pub(WeightsSet(block=98, weights={"2": 0.148, "3": 0.322, "4": 0.530}, source="validator-0", ts=t))
     pub(WeightsSet(block=0, weights={}, ok=False, message="ChainError: database is locked", source="validator-1",
                    ts=t + 1))

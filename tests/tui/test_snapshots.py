@@ -11,7 +11,8 @@ from tensorage.tui.app import ConsoleApp
 from .conftest import StaticBackend, feed_fixed_events, settle
 
 SIZES = [(80, 24), (120, 40)]
-SCREENS = [("overview", "1"), ("disk", "2"), ("challenges", "3"), ("weights", "4"), ("jobs", "5"), ("logs", "6")]
+SCREENS = [("overview", "1"), ("disk", "2"), ("challenges", "3"), ("weights", "4"), ("jobs", "5"), ("logs", "6"),
+           ("objects", "7")]
 
 
 def fixed_app() -> ConsoleApp:

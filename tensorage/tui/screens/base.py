@@ -13,7 +13,7 @@ from ..messages import NeedData
 from ..widgets.chrome import NavBar
 
 # Topics that answer a read (never start one, so reads cannot loop).
-LOADED = frozenset({"resume", "names", "chain_loaded", "nodefiles", "disk_loaded"})
+LOADED = frozenset({"resume", "names", "chain_loaded", "nodefiles", "disk_loaded", "objects_loaded"})
 
 if TYPE_CHECKING:
     from ..app import ConsoleApp

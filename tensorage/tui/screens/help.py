@@ -12,9 +12,9 @@ from textual.screen import ModalScreen, Screen
 from textual.widgets import Static
 
 GLOBAL_KEYS = (
-    ("1 … 6", "Overview, Disk, Challenges, Weights, Jobs, Logs"),
+    ("1 … 7", "Overview, Disk, Challenges, Weights, Jobs, Logs, Objects"),
     ("a", "allocation wizard (devnet: add a miner)"),
-    ("ctrl+p", "command palette: run / pause / resume a job, switch screen, allocate"),
+    ("ctrl+p", "command palette: run / pause / resume a job, switch screen, allocate, store a file"),
     ("? or F1", "this help (F1 also while typing in a box)"),
     ("q", "quit: stop the engines cleanly (nothing is left half written)"),
 )

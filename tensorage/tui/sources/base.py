@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 import time
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import TYPE_CHECKING, Any, Callable, Optional
 
 from ... import checks
 from ...config import GB, NetworkProfile, Settings
@@ -22,9 +22,13 @@ from ...storage.partition import PartitionPlan, max_share_bytes, min_share_bytes
 from ..format import size as fmt_size
 from .views import Capabilities, DiskInfo, Identity, JobRow, MinerRef, NodeRow, PathCheck, WeightRow, read_disk
 
+if TYPE_CHECKING:
+    from ...client.session import ClientSession
+
 
 class Source:
     caps = Capabilities()
+    client: Optional["ClientSession"] = None  # the client's objects, when caps.client_data
 
     def __init__(self, settings: Settings, bus: EventBus, clock: Callable[[], float] = time.time,
                  cpus: Optional[int] = None) -> None:

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Callable, Optional
 
+from ...client.session import ClientSession
 from ...engines import devnet as rules
 from ...engines.snapshot import AnySnapshot, ValidatorSnapshot
 from ...errors import ConfigError
@@ -16,7 +17,8 @@ from .views import Capabilities, Identity, JobRow, MinerRef, NodeRow, WeightRow,
 
 class DevnetSource(Source):
     caps = Capabilities(allocate=True, adds_miners=True, allocate_label="Add a miner to the devnet",
-                        node_processes=True, node_files=True, judges=True, many_validators=True, secure=False)
+                        node_processes=True, node_files=True, judges=True, many_validators=True, secure=False,
+                        client_data=True)
 
     def __init__(self, supervisor, clock: Callable[[], float] = time.time, cpus: Optional[int] = None) -> None:
         super().__init__(supervisor.settings, supervisor.bus, clock, cpus)
@@ -24,6 +26,8 @@ class DevnetSource(Source):
         self.root: Path = supervisor.root
         self._reader = None  # our own chain connection before the supervisor has one
         self.names_dirty = True
+        # the devnet's `client` wallet and key file, as `tensorage store --network devnet` uses them
+        self.client = ClientSession(supervisor.settings, supervisor.bus)
 
     async def start(self) -> str:
         await self.supervisor.start()
@@ -34,6 +38,8 @@ class DevnetSource(Source):
         return f"devnet at {self.root}: {n_v} validators, {n_m} miners"
 
     async def stop(self) -> None:
+        if self.client is not None:
+            await self.client.close()
         await self.supervisor.stop()
         if self._reader is not None:
             self._reader.close()
@@ -75,7 +81,9 @@ class DevnetSource(Source):
         if spec is None:
             return {}
         self.names_dirty = False
-        return spec.hotkey_names(self.root)
+        from ...chain.devnet_init import client_names
+
+        return {**client_names(self.root), **spec.hotkey_names(self.root)}  # the client wallet is a neuron too
 
     def jobs(self, snapshots: dict[str, AnySnapshot]) -> list[JobRow]:
         rows = [JobRow("devnet", j) for j in self.supervisor.jobs.state()]

@@ -25,6 +25,7 @@ class Capabilities:
     judges: bool = False  # validators' scores and weights are here
     many_validators: bool = False  # one weight column per validator (the devnet)
     secure: bool = True  # a network where proofs mean something (not the devnet)
+    client_data: bool = False  # a client wallet and a gateway: store, list, retrieve and remove objects
 
 
 @dataclass
@@ -116,7 +117,8 @@ def disk_live_of(source: str, snap: Optional[AnySnapshot]) -> dict[str, Any]:
     """A miner's allocator status, from its snapshot, as the Disk screen reads it."""
     if not isinstance(snap, MinerSnapshot):
         return {}
-    return {source: {**snap.allocator.model_dump(), "served": snap.challenges_served, "plots_held": snap.plots_held}}
+    return {source: {**snap.allocator.model_dump(), "served": snap.challenges_served, "plots_held": snap.plots_held,
+                     "snapshot": snap}}
 
 
 def weight_rows_of(snap: Optional[AnySnapshot], source: str, metagraph) -> list[WeightRow]:

@@ -11,7 +11,7 @@ from textual.widgets import Static
 from ...config import DEVNET_INSECURE_NOTICE
 
 SCREENS = (("1", "overview", "Overview"), ("2", "disk", "Disk"), ("3", "challenges", "Challenges"),
-           ("4", "weights", "Weights"), ("5", "jobs", "Jobs"), ("6", "logs", "Logs"))
+           ("4", "weights", "Weights"), ("5", "jobs", "Jobs"), ("6", "logs", "Logs"), ("7", "objects", "Objects"))
 
 
 class NavBar(Static):

@@ -9,6 +9,7 @@ from rich.console import Group
 from rich.text import Text
 from textual.widgets import Static
 
+from ...engines.snapshot import MinerSnapshot
 from ..format import bar, duration, pct, size, stacked_bar
 from ..sources import DiskInfo
 from ..state import ConsoleState, DiskLive, PeerStats
@@ -27,6 +28,15 @@ class DiskView:
     peer: Optional[PeerStats] = None  # validators' verdicts on this miner
     served: Optional[int] = None  # challenges answered (miner role)
     uid: Optional[int] = None
+    snap: Optional[MinerSnapshot] = None  # the miner's own snapshot (its shard store's counts)
+
+    @property
+    def shards(self) -> Optional[int]:
+        return self.snap.shards if self.snap is not None else None
+
+    @property
+    def shard_bytes(self) -> int:
+        return self.snap.shard_bytes if self.snap is not None else 0
 
     @property
     def share(self) -> int:
@@ -104,9 +114,11 @@ class DiskView:
         return bool(self.live and self.live.running)
 
 
-def disk_views(state: ConsoleState, source, metagraph, disk_infos: dict[str, DiskInfo]) -> list[DiskView]:
-    """Every miner the console knows, merged from its plot index, its events, its engine and the
-    validators' verdicts: one view for the Disk screen and the wizard's progress alike."""
+def disk_views(state: ConsoleState, source, metagraph, disk_infos: dict[str, DiskInfo],
+               snapshots: Optional[dict[str, Any]] = None) -> list[DiskView]:
+    """Every miner the console knows, merged from its plot index, its events, its engine, its
+    snapshot (node processes' state files: ``snapshots``) and the validators' verdicts: one view
+    for the Disk screen and the wizard's progress alike."""
     engine = source.disk_live()
     names = set(disk_infos) | set(engine) | {m.name for m in source.miners()}
     names |= {s for s in state.disks if s.startswith("miner")}
@@ -114,6 +126,8 @@ def disk_views(state: ConsoleState, source, metagraph, disk_infos: dict[str, Dis
     views = []
     for name in sorted(names):
         v = DiskView(name=name, info=disk_infos.get(name), live=state.disks.get(name), engine=engine.get(name))
+        snap = (v.engine or {}).get("snapshot") or (snapshots or {}).get(name)
+        v.snap = snap if isinstance(snap, MinerSnapshot) else None
         hotkey = by_name.get(name)
         if source.caps.answers_challenges:  # this console's own miner: what it answered
             hotkey = source.identity().hotkey
@@ -165,6 +179,16 @@ class DiskPanel(Static):
             note = (f" {pct(ratio)} of expected proofs ({len(v.peer.recent)} challenges)"
                     if ratio is not None and v.peer else " no challenge judged yet")
             lines.append(_row("proven", bar(frac, w, "magenta") + Text(note)))
+        if v.snap is not None:
+            s = v.snap
+            note = Text(f" {s.shards} shard{'' if s.shards == 1 else 's'} · {size(s.shard_bytes)}", no_wrap=True,
+                        overflow="ellipsis")
+            validators = sum(1 for c in s.shards_by_validator.values() if c.shards)
+            if validators > 1:
+                note.append(f" for {validators} validators")
+            note.append(f" · {s.audits_answered} audits answered", style="dim")
+            note.truncate(max(10, width - LABEL - w - 2), overflow="ellipsis")
+            lines.append(_row("shards", bar(s.shard_bytes / v.share if v.share else None, w, "yellow") + note))
         plan = v.live.plan if v.live else None
         if plan is not None:
             temp = plan.temp_bytes if v.busy else 0
