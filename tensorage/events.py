@@ -175,8 +175,9 @@ class ChallengeResult(Event):
         return "info" if self.result == "pass" else "warning"
 
     def summary(self) -> str:
+        audits = (f", {self.audits_passed}/{self.audits_asked} shard audits passed" if self.audits_asked else "")
         return (f"uid {self.miner_uid} {self.result}: {self.proofs_returned}/{self.proofs_expected:.1f} proofs over "
-                f"{self.plots} plots in {self.latency_ms:.0f} ms, {self.credit_bytes / 1e6:.1f} MB proven "
+                f"{self.plots} plots in {self.latency_ms:.0f} ms, {self.credit_bytes / 1e6:.1f} MB proven{audits} "
                 f"(window {self.window}){' — ' + self.detail if self.detail else ''}")
 
 

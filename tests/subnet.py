@@ -88,8 +88,14 @@ class Subnet:
                                                     "wallet.name": name, "db_root_path": str(self.db_root(name)),
                                                     "size_in_gb": size, "workers": workers, "disable_prompt": True})
                 allocators.append(Allocator(settings, self.hotkey(name)))
+            cores = asyncio.Semaphore(os.cpu_count() or 2)  # one plotting child per core, not one per miner
+
+            async def one(a: Allocator) -> None:
+                async with cores:
+                    await a.allocate()
+
             try:
-                await asyncio.gather(*(a.allocate() for a in allocators))
+                await asyncio.gather(*(one(a) for a in allocators))
             finally:
                 for a in allocators:
                     a.close()

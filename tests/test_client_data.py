@@ -315,6 +315,31 @@ def test_audits_catch_dropped_truncated_and_flipped_shards(net, tmp_path):
         assert same(src, tmp_path / "repaired")
 
 
+def test_with_a_shard_on_every_miner_repair_gives_a_lost_one_back_to_its_miner(net, tmp_path):
+    """No miner is free of the segment, so the miner whose shard was lost is the only place left:
+    repair puts a new shard there rather than leaving the segment one short for good."""
+    src = tmp_path / "src"
+    src.write_bytes(os.urandom(200_000))
+    alive = [m for m in net.miners if m not in net.dead]
+    with net.client() as client:
+        oid = client.store(src, n=len(alive)).id
+        row = next(r for r in net.shards_of(oid, "healthy") if net.name_of(r.miner) != ADVERSARY)
+        _damage(net.shard_path(row), "drop")
+        for _ in range(3):  # a spot audit, or the refill's checked download, finds it gone
+            net.audit()
+            with net.manifest() as m:
+                if m.shard(row.id).state == "lost":
+                    break
+        with net.manifest() as m:
+            assert m.shard(row.id).state == "lost"
+        assert "1 shards repaired" in net.run_job("repair")
+        healthy = net.shards_of(oid, "healthy")
+        assert sorted(r.idx for r in healthy) == list(range(len(alive)))
+        assert len({r.miner for r in healthy}) == len(alive) and row.miner in {r.miner for r in healthy}
+        client.retrieve(oid, tmp_path / "back")
+        assert same(src, tmp_path / "back")
+
+
 def test_corrupt_shards_are_never_served_as_good(net, tmp_path):
     src = tmp_path / "src"
     src.write_bytes(os.urandom(300_000))  # one segment

@@ -439,12 +439,12 @@ class Gateway:
             Spool.remove(f.path for f in files)
 
     async def _place_segment(self, obj, seg: int, shards: list[ShardFile], exclude: frozenset = frozenset(),
-                             state: str = "placed") -> list[tuple[str, int]]:
+                             state: str = "placed", last: frozenset = frozenset()) -> list[tuple[str, int]]:
         """Each shard on its own miner (best ranked first, the next candidate on failure); the row is
         written before the PUT so a shard that may have landed is never forgotten. Returns (miner,
         shard row) in the order of ``shards``; rows are left in ``state``."""
         size = max(s.size for s in shards)
-        candidates = self.peers.candidates(size, exclude=set(exclude))
+        candidates = self.peers.candidates(size, exclude=set(exclude), last=set(last))
         if len(candidates) < len(shards):
             raise PlacementFailed(f"segment {seg} needs {len(shards)} miners with room and {len(candidates)} are "
                                   f"available")

@@ -77,9 +77,10 @@ class ShardPeers:
         mg = self.metagraph()
         return mg.by_hotkey(hotkey) if mg else None
 
-    def candidates(self, size: int, exclude: set[str] = frozenset()) -> list[Neuron]:
+    def candidates(self, size: int, exclude: set[str] = frozenset(), last: set[str] = frozenset()) -> list[Neuron]:
         """Miners to place a shard of ``size`` bytes on, best first: well scored, with room (or room
-        unknown), not failed in the last minute. Ties are shuffled so load spreads."""
+        unknown), not failed in the last minute; those in ``last`` only after every other one. Ties
+        are shuffled so load spreads."""
         scores = self.rank()
         now = time.monotonic()
         out = []
@@ -93,7 +94,7 @@ class ShardPeers:
                 continue
             out.append(n)
         random.shuffle(out)
-        return sorted(out, key=lambda n: -scores.get(n.hotkey, 0.0))
+        return sorted(out, key=lambda n: (n.hotkey in last, -scores.get(n.hotkey, 0.0)))
 
     def by_speed(self, hotkeys: list[str]) -> list[str]:
         """Fastest first; unknown speeds go first so they get measured."""

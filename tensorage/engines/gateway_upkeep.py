@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING
 from ..client.erasure import StripeDecoder, StripeEncoder
 from ..events import ObjectEvent, ShardRepaired
 from ..storage.audits import make_audits
+from ..storage.gateway_db import LIVE_SHARDS
 from .gateway_peers import FetchError
 from .gateway_spool import Spool, finish_sync, rebuild_sync
 
@@ -71,11 +72,15 @@ async def repair_segment(gw: "Gateway", obj, seg: int) -> int:
     have = {r.idx for r in healthy}
     missing = [i for i in range(obj.n) if i not in have]
     stale = [r.id for r in rows if r.state != "healthy" and r.state != "doomed"]
-    holders = frozenset(r.miner for r in rows if r.state != "doomed")
-    room = gw.peers.candidates(max(r.size for r in rows), exclude=set(holders))
+    # Never two live shards of a segment on one miner. A miner whose shard here was lost (it was
+    # down, or failed an audit) may take a new one, but only when no other miner can: with exactly
+    # n miners it is the only way back to n healthy shards.
+    holders = frozenset(r.miner for r in rows if r.state in LIVE_SHARDS)
+    lost_on = frozenset(r.miner for r in rows if r.state not in LIVE_SHARDS) - holders
+    room = gw.peers.candidates(max(r.size for r in rows), exclude=set(holders), last=set(lost_on))
     if len(room) < len(missing):
-        raise PlacementUnavailable(f"{len(missing)} shards to place and {len(room)} miners without a shard of this "
-                                   f"segment can take them")
+        raise PlacementUnavailable(f"{len(missing)} shards to place and {len(room)} miners without a live shard of "
+                                   f"this segment can take them")
     started = time.perf_counter()
     try:
         got = await gw.fetch_segment(obj, seg)
@@ -92,7 +97,7 @@ async def repair_segment(gw: "Gateway", obj, seg: int) -> int:
                                     writers)
             done += m
         shards = await asyncio.to_thread(finish_sync, writers)
-        placed = await gw._place_segment(obj, seg, shards, exclude=holders, state="placed")
+        placed = await gw._place_segment(obj, seg, shards, exclude=holders, state="placed", last=lost_on)
     finally:
         for _, f in writers:
             f.close()
