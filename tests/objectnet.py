@@ -49,9 +49,10 @@ class ObjectNet:
     def _start_miner(self, name: str) -> None:
         # --disable_verify: these miners' plots only keep proof rounds quiet; client data needs none
         if name == self.adversary:
-            self.subnet.start(name, ["tests.client_adversary"], "--size_in_gb", str(self.size), "--disable_verify")
+            self.subnet.start(name, ["tests.client_adversary"], "--size_in_gb", str(self.size), "--disable_verify",
+                              "--workers", "1")
         else:
-            self.subnet.start_miner(name, self.size, "--disable_verify")
+            self.subnet.start_miner(name, self.size, "--disable_verify", "--workers", "1")
 
     def start_validator(self) -> None:
         before = self.endpoint_of(VALIDATOR)

@@ -25,7 +25,7 @@ pytestmark = pytest.mark.timeout(900)
 
 SIZE = 0.03  # four k=18 plots
 SMALL = 0.02  # two
-WINDOWS = 22
+WINDOWS = 18
 HONEST = ["honest", "honest_2"]
 CHEATERS = ["fake_lister", "fraction", "borrower", "replayer", "duplicate", "small_k", "on_demand", "slow",
             "multi_spell", "mixed_k", "alternating", "timed", "grinder", "in_flight", "retiree"]

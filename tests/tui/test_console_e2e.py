@@ -21,7 +21,7 @@ import pytest
 
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
-CHALLENGE_PASS = re.compile(r"validator-\d\s+miner-\d\s+\d+\s+\d+/[\d.]+\s+pass")
+CHALLENGE_PASS = re.compile(r"validator-\d\s+miner-\d\s+\d+\s+\d+/[\d.]+\s+(?:[-\d/]+\s+)?pass")  # audits: - or 3/3
 PLOTTING = re.compile(r"(plotting\s+k\d\d [0-9a-f]{8} \d+%|plotting \d+/\d+)")
 
 
