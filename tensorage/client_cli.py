@@ -169,9 +169,11 @@ def cmd_ls(settings: Settings, args: argparse.Namespace) -> int:
             print(json.dumps({"objects": [o.__dict__ for o in objects], "used_bytes": used, "quota_bytes": quota},
                              indent=2))
             return 0
-        table = Table(title=f"{len(objects)} objects, {used / 1e6:.2f} of {quota / 1e6:.0f} MB used")
+        noun = "object" if len(objects) == 1 else "objects"
+        table = Table(title=f"{len(objects)} {noun}, {used / 1e6:.2f} of {quota / 1e6:.0f} MB used",
+                      box=None, padding=(0, 1, 0, 0), pad_edge=False)  # fits 80 columns
         table.add_column("id", no_wrap=True, min_width=32)
-        table.add_column("name", overflow="fold")
+        table.add_column("name", overflow="fold", min_width=10)
         table.add_column("size", justify="right", no_wrap=True)
         table.add_column("shards", justify="right", no_wrap=True)  # healthy of n (k rebuild)
         table.add_column("state", no_wrap=True)
@@ -180,7 +182,7 @@ def cmd_ls(settings: Settings, args: argparse.Namespace) -> int:
             table.add_row(o.id, o.name if o.name is not None else "(sealed with another key)",
                           _size(o.plain_size if o.plain_size is not None else o.size), f"{o.healthy}/{o.n}",
                           o.state, dt.datetime.fromtimestamp(o.created_at).strftime("%m-%d %H:%M"))
-        out.print(table)
+        out.print(table, soft_wrap=False)  # fit the terminal; the id column never wraps
         return 0
 
     return asyncio.run(run())
