@@ -5,9 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+from typing import TYPE_CHECKING
 
 PARENT_ENV = "TENSORAGE_PARENT_PID"
 PR_SET_PDEATHSIG = 1
+
+if TYPE_CHECKING:
+    from concurrent.futures import ProcessPoolExecutor
 
 
 def die_with_parent(parent_pid: int | None = None) -> None:
@@ -31,6 +35,16 @@ def die_with_parent(parent_pid: int | None = None) -> None:
         libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
     if os.getppid() != expected:  # the parent died before prctl took effect
         os._exit(1)
+
+
+def child_pool(workers: int) -> ProcessPoolExecutor:
+    """A process pool whose workers die with this process: spawned, not forked (the event loop
+    has threads) nor forkserver (its server would outlive a killed node)."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
+                               initializer=die_with_parent, initargs=(os.getpid(),))
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -7,7 +7,6 @@ deleted plot is never answered from a stale file handle.
 from __future__ import annotations
 
 import asyncio
-import multiprocessing
 import os
 from collections import OrderedDict
 from concurrent.futures import ProcessPoolExecutor
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..errors import PlotError
-from ..procutil import die_with_parent
+from ..procutil import child_pool
 from .challenges import derive
 
 MAX_OPEN_PROVERS = 4096  # each holds a file descriptor; plots beyond this are reopened on use
@@ -78,10 +77,7 @@ class ProverPool:
     @property
     def pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            # spawn, not fork (the event loop has threads) nor forkserver (its server outlives a
-            # killed miner); each worker dies with the miner.
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=die_with_parent, initargs=(os.getpid(),))
+            self._pool = child_pool(self.workers)
         return self._pool
 
     async def warm(self) -> None:

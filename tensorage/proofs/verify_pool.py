@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import multiprocessing
 import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from typing import Optional
 
 from .. import PROTOCOL_VERSION
-from ..procutil import die_with_parent
+from ..procutil import child_pool
 from .answers import AnswerCheck, AnswerSpec, check_answer
 from .listing import Listing, ListingError
 
@@ -85,8 +84,7 @@ class VerifyPool:
     @property
     def pool(self) -> ProcessPoolExecutor:
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=multiprocessing.get_context("spawn"),
-                                             initializer=die_with_parent, initargs=(os.getpid(),))
+            self._pool = child_pool(self.workers)
         return self._pool
 
     async def _run(self, func, *args):
