@@ -256,12 +256,18 @@ class ObjectsScreen(ConsoleScreen):
                                                         f"it is encrypted with {self.session.key_file.name} "
                                                         f"before it leaves this machine.", "", input_file), done)
 
-    def action_retrieve(self) -> None:
-        o = self.selected()
+    def _target(self):
+        """The selected object, when there is a session to act on it with (else a warning, None)."""
         if self.session is None:
-            return
+            return None
+        o = self.selected()
         if o is None:
             self.notify("no object selected", severity="warning")
+        return o
+
+    def action_retrieve(self) -> None:
+        o = self._target()
+        if o is None:
             return
         name = default_name(o)
 
@@ -274,11 +280,8 @@ class ObjectsScreen(ConsoleScreen):
                                         str(Path.cwd() / name), lambda text: output_file(text, name)), done)
 
     def action_remove(self) -> None:
-        o = self.selected()
-        if self.session is None:
-            return
+        o = self._target()
         if o is None:
-            self.notify("no object selected", severity="warning")
             return
 
         def done(yes: Optional[bool]) -> None:
