@@ -1,8 +1,9 @@
 """Validator memory and database size with many miners, at the rounds table's pruning steady state.
 
 * measured: a real validator process (``python -m tensorage validator --seconds_per_weights 5``:
-  it checks every proof window) on a devnet with ``--miners`` registered miner hotkeys (255 by
-  default: the devnet holds 256 uids and the validator takes one), for ``--windows`` windows.
+  it checks every proof window) on a devnet with ``--miners`` registered miner hotkeys (254 by
+  default: the devnet holds 256 uids; the validator and the client wallet take two), for
+  ``--windows`` windows.
   Its RSS is sampled with psutil; its SQLite state (validator.sqlite + -wal) is measured while
   it runs. Targets: RSS <= 300 MB, SQLite <= 50 MB.
 * baselines for RSS, side by side: the same validator process right after start (initial sync
@@ -23,7 +24,7 @@ rows per miner, pruned every 20 windows, so it is at steady state from window 22
 trajectory every 20 windows is printed. Windows are 3 blocks of ``--block_time`` seconds (the
 devnet's 1 s by default; shorter gets through the windows sooner if the validator keeps up).
 
-Run: python -m benchmarks.bench_validator_scale [--miners 255] [--plots 100] [--windows 260] [--block_time 1]
+Run: python -m benchmarks.bench_validator_scale [--miners 254] [--plots 100] [--windows 260] [--block_time 1]
 """
 
 from __future__ import annotations
@@ -199,7 +200,8 @@ async def run(a: argparse.Namespace, base: Path) -> None:
 
 def main() -> None:
     p = argparse.ArgumentParser()
-    p.add_argument("--miners", type=int, default=255, help="at most 255: the devnet has 256 uids, one is the validator")
+    p.add_argument("--miners", type=int, default=254,
+                   help="at most 254: the devnet has 256 uids, the validator and the client wallet take two")
     p.add_argument("--plots", type=int, default=100, help="plots each simulated miner lists")
     p.add_argument("--real_plots", type=int, default=1, help="real k=18 plots among each miner's listed plots")
     p.add_argument("--windows", type=int, default=260, help="windows the validator checks before it is stopped")

@@ -222,6 +222,9 @@ class Gateway:
             return self.record_audits(miner, tasks, [_refusal(t, 0) for t in tasks], "", latency, window)
         return self.record_audits(miner, tasks, answers, "", latency, window)
 
+    def audited_bytes_by_miner(self) -> dict[str, int]:
+        return self.db.audited_bytes_by_miner()
+
     def audited_bytes(self, miner_hotkey: str) -> int:
         """Bytes of the miner's healthy shards whose latest audit passed: what client data adds to
         its score (a lost shard stops counting at once)."""

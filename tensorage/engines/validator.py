@@ -314,8 +314,9 @@ class ValidatorEngine(Node):
                 outcomes.append((RoundOutcome(uid=verdict.uid, hotkey=hotkey, result="pass", plots=0, returned=0,
                                               expected=0.0, latency_ms=verdict.latency_ms), ""))
         if self.gateway is not None:
+            held = self.gateway.audited_bytes_by_miner() if audits else {}  # no shards placed: nothing to add
             for out, _ in outcomes:
-                self._add_client_credit(out, audits.get(out.hotkey))
+                self._add_client_credit(out, audits.get(out.hotkey), held.get(out.hotkey, 0))
         summary = await self._record(window, started, outcomes)
         done = [v for v in audits.values() if v is not None]
         if done:
@@ -342,10 +343,9 @@ class ValidatorEngine(Node):
         verdicts = await asyncio.gather(*(one(n) for n in targets))
         return {n.hotkey: v for n, v in zip(targets, verdicts)}
 
-    def _add_client_credit(self, out: RoundOutcome, verdict: Optional[AuditVerdict]) -> None:
+    def _add_client_credit(self, out: RoundOutcome, verdict: Optional[AuditVerdict], audited_bytes: int) -> None:
         """Audited shard bytes count like proven plot bytes (weighted). A lost or corrupted shard
         fails the window and the window proves nothing; an unanswered audit adds nothing this window."""
-        assert self.gateway is not None
         if verdict is not None:
             out.audits_asked, out.audits_passed = verdict.asked, verdict.passed
             if verdict.result == "fail":
@@ -360,7 +360,7 @@ class ValidatorEngine(Node):
                 if out.result == "pass":
                     out.result = verdict.result
                 return
-        out.client_bytes = CLIENT_WEIGHT * self.gateway.audited_bytes(out.hotkey)
+        out.client_bytes = CLIENT_WEIGHT * audited_bytes
         out.credit += out.client_bytes
 
     def _plan_window(self, window: int, start: int, challenge: bytes) -> list[WindowTask]:

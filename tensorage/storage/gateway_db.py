@@ -318,6 +318,13 @@ class GatewayStore:
             row = self.shard(row_id)
             return row.misses if row else 0
 
+    def audited_bytes_by_miner(self) -> dict[str, int]:
+        """audited_bytes() of every miner at once: one query a proof window, not one per miner."""
+        q = (self.Shard.select(self.Shard.miner, pw.fn.SUM(self.Shard.size).alias("b"))
+             .where((self.Shard.state == "healthy") & (self.Shard.last_audit_ok == True))  # noqa: E712 - peewee
+             .group_by(self.Shard.miner))
+        return {r.miner: int(r.b or 0) for r in q}
+
     def audited_bytes(self, miner: str) -> int:
         return int(self.Shard.select(pw.fn.COALESCE(pw.fn.SUM(self.Shard.size), 0))
                    .where((self.Shard.miner == miner) & (self.Shard.state == "healthy")
