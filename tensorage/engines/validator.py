@@ -294,7 +294,8 @@ class ValidatorEngine(Node):
             return f"window {window} is nearly over; waiting for the next one"
         self.last_window = window
         challenge = window_challenge(beacon, window)
-        tasks = self._plan_window(window, start, challenge)
+        # Drawing a thousand samples is tens of ms of Python: in a thread, the loop keeps its turns.
+        tasks = await asyncio.to_thread(self._plan_window, list(self.miners.values()), window, start, challenge)
         refused = [RoundOutcome(uid=v.neuron.uid, hotkey=v.neuron.hotkey, result="fail", plots=0, returned=0,
                                 expected=0.0, latency_ms=0.0, detail=v.listing_error)
                    for v in self.miners.values() if v.listing_error and not v.snapshots]
@@ -363,9 +364,9 @@ class ValidatorEngine(Node):
         out.client_bytes = CLIENT_WEIGHT * audited_bytes
         out.credit += out.client_bytes
 
-    def _plan_window(self, window: int, start: int, challenge: bytes) -> list[WindowTask]:
+    def _plan_window(self, views: list[MinerView], window: int, start: int, challenge: bytes) -> list[WindowTask]:
         tasks = []
-        for view in self.miners.values():
+        for view in views:
             snap = view.snapshot_for(start, self.profile.listing_margin_blocks)
             if snap is None or not view.neuron.endpoint:
                 continue
