@@ -19,6 +19,10 @@ from tensorage.storage.models import MinerIndex
 
 from .subnet import Subnet, wait_for
 
+# Two minutes of windows on two cores: run with `pytest -m slow`. The default suite keeps kill -9 and
+# restarts in test_devnet_up, test_allocator and test_client_data, and sharing in test_auth.
+pytestmark = pytest.mark.slow
+
 SIZES = {"miner-0": 0.02, "miner-1": 0.03, "miner-2": 0.05}  # 2, 4 and 7 k=18 plots
 VALIDATOR_ARGS = ("--seconds_per_weights", "6")
 MIN_ROUNDS = 20
@@ -73,7 +77,6 @@ def enough_rounds(subnet: Subnet, validator: str, n: int) -> bool:
     return all(len(subnet.rounds(validator, subnet.hotkey(m))) >= n for m in SIZES)
 
 
-@pytest.mark.slow  # a minute of windows on top of the others; `pytest -m slow`
 def test_weights_converge_to_proven_capacity_and_incentive_follows(subnet):
     for v in ("validator-0", "validator-1"):
         wait_for(lambda v=v: enough_rounds(subnet, v, MIN_ROUNDS), 150, f"{MIN_ROUNDS} rounds by {v}")
