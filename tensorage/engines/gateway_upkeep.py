@@ -2,10 +2,12 @@
 
 * **repair**: shards on miners that left the subnet are lost; every segment with fewer than n
   healthy shards is rebuilt from k of them (fetched, checked, unwrapped, zfec-decoded), its
-  missing shards re-encoded, wrapped under new keys and placed on miners that hold nothing of
-  that segment. A segment with fewer than k healthy shards marks its object damaged.
-* **refill** (run after each audit run): a healthy shard whose audits are spent is downloaded once, its hash checked, and
-  given a new set (docs/design.md#client-data); a shard that comes back wrong is lost, and repaired.
+  missing shards re-encoded, wrapped under new keys and placed on miners that hold no live shard
+  of that segment (one whose shard here was lost only when no other miner can take it). A segment
+  with fewer than k healthy shards marks its object damaged.
+* **refill** (on its own schedule, as proof windows spend audits): a healthy shard whose audits are
+  spent is downloaded once, its hash checked, and given a new set (docs/design.md#client-data); a
+  shard that comes back wrong is lost, and repaired.
 * **gc**: declarations never uploaded expire; interrupted stores and removed objects have their
   shards deleted from miners; the manifest forgets them once the miners confirm.
 """

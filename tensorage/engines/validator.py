@@ -34,9 +34,8 @@ from ..proofs.listing import Listing, ListingError, max_listing_chars
 from ..proofs.verify_pool import VerifyPool
 from ..proofs.windows import answer_bound, draw_sample, sample_credit, window_challenge, window_of, window_start
 from ..storage.validator_db import ValidatorStore
-from .gateway import Gateway
+from .gateway import AuditVerdict, Gateway
 from .node import Node
-from .gateway import AuditVerdict
 from .scoring import CLIENT_WEIGHT, MinerScore, decay_for, judge, normalize
 
 SYNC_CONCURRENCY = 32
@@ -138,13 +137,13 @@ class ValidatorEngine(Node):
                          f"measured an unsound protocol (the weights log is kept)", source=self.source)
         if not settings.no_restore_weights:
             self._restore()
-        # The client gateway (docs/design.md#client-data); it ranks miners for placement by this validator's scores.
-        # It talks to miners from the node's own loop (streams to and from clients), so it has a
-        # client of its own: self.client lives on the peer loop.
+        # The client gateway (docs/design.md#client-data); it ranks miners for placement by this
+        # validator's scores. It talks to miners from the node's own loop (streams to and from
+        # clients), so it has a client of its own: self.client lives on the peer loop.
         self.gateway_client = SignedClient(wallet)
         self.gateway: Optional[Gateway] = None if settings.gateway.disable else Gateway(
-            settings, self.layout, self.hotkey, self.gateway_client, lambda: self.metagraph, self._miner_ranks, self.bus,
-            self.source)
+            settings, self.layout, self.hotkey, self.gateway_client, lambda: self.metagraph, self._miner_ranks,
+            self.bus, self.source)
 
     def _miner_ranks(self) -> dict[str, float]:
         deadline = self.profile.challenge_deadline_s
