@@ -22,9 +22,9 @@ class GatewaySettings(BaseModel):
     allow: str = ""            # comma-separated hotkeys accepted without registration
     shard_mb: float = Field(default=16.0, gt=0, le=1024)   # target shard size of a segment (MiB)
     audits_per_shard: int = Field(default=32, ge=1, le=1000)
-    audits_per_round: int = Field(default=8, ge=1, le=256)  # per miner, per audit job run
+    audits_per_round: int = Field(default=8, ge=1, le=256)  # per miner, per proof window
     miss_limit: int = Field(default=2, ge=1, le=100)        # unanswered audits in a row before a shard is lost
-    audit_s: Optional[float] = Field(default=None, ge=1)    # default: the proof-round period
+    audit_s: Optional[float] = Field(default=None, ge=1)    # refill period; default: the proof-round period
     repair_s: Optional[float] = Field(default=None, ge=1)   # default: the proof-round period, at least 10 s
     # client side
     uid: Optional[int] = Field(default=None, ge=0)
@@ -62,11 +62,11 @@ def add_gateway_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--gateway.audits_per_shard", dest="gateway.audits_per_shard", type=int,
                    default=argparse.SUPPRESS, help="one-use audits made per shard before it is downloaded again (32)")
     g.add_argument("--gateway.audits_per_round", dest="gateway.audits_per_round", type=int,
-                   default=argparse.SUPPRESS, help="shards audited per miner per audit run (8)")
+                   default=argparse.SUPPRESS, help="shards audited per miner per proof window (8)")
     g.add_argument("--gateway.miss_limit", dest="gateway.miss_limit", type=int, default=argparse.SUPPRESS,
                    help="unanswered audits in a row before a shard counts as lost (2)")
     g.add_argument("--gateway.audit_s", dest="gateway.audit_s", type=float, default=argparse.SUPPRESS,
-                   help="audit period in seconds (the proof-round period)")
+                   help="how often spent audits are refilled, in seconds (the proof-round period)")
     g.add_argument("--gateway.repair_s", dest="gateway.repair_s", type=float, default=argparse.SUPPRESS,
                    help="repair and garbage-collection period in seconds (the proof-round period, at least 10)")
 

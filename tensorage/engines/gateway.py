@@ -14,10 +14,9 @@ Endpoints (signed; clients are registered hotkeys or on ``--gateway.allow``):
 Proof rounds spend the audits (``ValidatorEngine.proof_round``): per miner, next to its window
 challenge and under the same deadline, ``audit_miner(neuron, cfg.audits_per_round, deadline, window)``;
 a verdict other than ``pass`` fails the miner's window (``fail``: the window proves nothing), and
-``audited_bytes(hotkey)`` (healthy shards whose latest audit passed) is added to what the window
-proved, weighted (``scoring.CLIENT_WEIGHT``). The validator then adds ``refill``, ``repair`` and
-``gc`` with ``add_jobs(jobs, round_s, audit_job=False)``; the stand-alone ``audit`` job
-(``audit_job=True``) is for a gateway run without proof rounds.
+``audited_bytes_by_miner()`` (healthy shards whose latest audit passed) is added to what the
+window proved, weighted (``scoring.CLIENT_WEIGHT``). The validator then adds ``refill``, ``repair``
+and ``gc`` with ``add_jobs(jobs, round_s)``.
 """
 
 from __future__ import annotations
@@ -141,12 +140,9 @@ class Gateway:
         app.router.add_get("/v1/objects/{id}", self.handle_retrieve)
         app.router.add_delete("/v1/objects/{id}", self.handle_delete)
 
-    def add_jobs(self, jobs: Jobs, round_s: float, audit_job: bool = True) -> None:
-        """``audit`` (or only ``refill`` once proof rounds spend audits), ``repair`` and ``gc``."""
-        if audit_job:
-            jobs.add("audit", self.run_audits, self.cfg.audit_s or round_s, first_in=None)
-        else:
-            jobs.add("refill", self.run_refill, self.cfg.audit_s or round_s, first_in=None)
+    def add_jobs(self, jobs: Jobs, round_s: float) -> None:
+        """``refill`` (proof windows spend the audits), ``repair`` and ``gc``."""
+        jobs.add("refill", self.run_refill, self.cfg.audit_s or round_s, first_in=None)
         upkeep = self.cfg.repair_s or max(round_s, MIN_UPKEEP_S)
         jobs.add("repair", self.run_repair, upkeep, first_in=None)
         jobs.add("gc", self.run_gc, upkeep, first_in=None)
@@ -226,31 +222,17 @@ class Gateway:
         return self.db.audited_bytes_by_miner()
 
     def audited_bytes(self, miner_hotkey: str) -> int:
-        """Bytes of the miner's healthy shards whose latest audit passed: what client data adds to
-        its score (a lost shard stops counting at once)."""
+        """Bytes of the miner's healthy shards whose latest audit passed (a lost shard stops
+        counting at once)."""
         return self.db.audited_bytes(miner_hotkey)
 
     # -- jobs ---------------------------------------------------------------------------------
-    async def run_audits(self) -> str:
-        """Stand-in for audits inside proof rounds: every miner holding shards, at once, one deadline."""
-        deadline = time.time() + self.profile.challenge_deadline_s
-        targets = []
-        for hotkey in self.db.miners_with_live_shards():
-            neuron = self.peers.neuron(hotkey)
-            if neuron is not None:
-                targets.append(neuron)
-        verdicts = await asyncio.gather(*(self.audit_miner(n, self.cfg.audits_per_round, deadline) for n in targets))
-        done = [v for v in verdicts if v is not None]
-        lost = sum(len(v.lost) for v in done)
-        refilled = await self.refill_audits(len(targets))
-        return f"{sum(v.asked for v in done)} audits on {len(done)} miners, {lost} shards lost, {refilled} refilled"
-
     async def run_refill(self) -> str:
         return f"{await self.refill_audits(len(self.db.miners_with_live_shards()))} shards given new audits"
 
     async def refill_audits(self, miners: int) -> int:
         """New audits for shards that spent theirs (one checked download each), twice as fast as
-        audits are spent; the lead's rounds call this too once they spend audits."""
+        proof windows spend them."""
         from .gateway_upkeep import refill
 
         per_run = max(16, 2 * miners * self.cfg.audits_per_round // self.cfg.audits_per_shard)

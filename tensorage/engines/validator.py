@@ -511,7 +511,7 @@ class ValidatorEngine(Node):
         self.jobs.add("set_weights", self.set_weights, self.settings.weights_interval,
                       first_in=None if not self.scores else 5.0)
         if self.gateway is not None:  # proof rounds spend the audits; the gateway refills them
-            self.gateway.add_jobs(self.jobs, self.round_every_s, audit_job=False)
+            self.gateway.add_jobs(self.jobs, self.round_every_s)
         self.jobs.start()
         self.write_state()
 
