@@ -143,16 +143,45 @@ class ObjectNet:
         assert done["last_ok"], done["last_result"]
         return done["last_result"]
 
-    def audit(self, timeout: float = 120) -> str:
-        """One proof round that spends audits (the next fresh window), then the gateway's refill, as
-        the validator's schedule would run them; returns the round's result line."""
+    def window(self, timeout: float = 120) -> str:
+        """One proof round on the next fresh window, as the validator's schedule would run it;
+        returns the round's result line."""
         def fresh_round():
             line = self.run_job("proof_round")
             return line if line.startswith("window") and "passed" in line else None
 
-        line = wait_for(fresh_round, timeout, "a proof round on a fresh window", every=0.5)
-        self.run_job("refill")
-        return line
+        return wait_for(fresh_round, timeout, "a proof round on a fresh window", every=0.5)
+
+    def listed_by_validator(self) -> dict[str, set[str]]:
+        """Shard ids each miner's newest listing certifies, as the validator stored it."""
+        from tensorage.config import PROFILES
+        from tensorage.proofs.listing import Listing
+
+        profile = PROFILES["devnet"]
+        out: dict[str, set[str]] = {}
+        store = self.subnet.store(VALIDATOR)
+        try:
+            for row in store.listings():  # oldest first per miner: the newest wins
+                listing = Listing.from_stored(row.blob, profile.max_listed_plots, profile.max_listed_shards)
+                out[row.hotkey] = {c.shard_hex for c in listing.certificates()}
+        finally:
+            store.close()
+        return out
+
+    def until_listed(self, object_ids, timeout: float = 90) -> None:
+        """Sync until the validator holds listings that certify every live shard of these objects
+        (a miner changes its listing at most once per sync period), then let a window pass so those
+        listings are older than the next beacon."""
+        ids = [object_ids] if isinstance(object_ids, str) else list(object_ids)
+
+        def all_listed() -> bool:
+            self.run_job("sync")
+            listed = self.listed_by_validator()
+            rows = [r for oid in ids for r in self.shards_of(oid, "healthy", "suspect")]
+            return all(r.hash in listed.get(r.miner, set()) for r in rows if self.name_of(r.miner) not in self.dead)
+
+        wait_for(all_listed, timeout, "the miners' listings to certify the shards", every=1.0)
+        self.window()
 
     @contextmanager
     def client(self, wallet: str = "client", key_file: Optional[Path] = None) -> Iterator["SyncClient"]:

@@ -1,10 +1,10 @@
 """The gateway's working files: one segment's shards at a time, on disk, never whole objects.
 
-A shard's id is the hash of its wrapped bytes, known only once the last block of its segment
-has arrived, and a download is checked against that hash before any of it is used; so each
+A shard's id is the Merkle id of its wrapped bytes, known only once the last block of its
+segment has arrived, and a download is checked against that id before any of it is used; so each
 segment's shards pass through files under ``<db_root>/spool`` (page cache, in practice),
 bounded by the segment size, and are removed as soon as they are placed or served.
-Functions named ``*_sync`` run in worker threads (AES-CTR, sha256 and zfec release the GIL).
+Functions named ``*_sync`` run in worker threads (AES-CTR, blake3 and zfec release the GIL).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class SpoolError(Exception):
 
 @dataclass
 class ShardFile:
-    """A wrapped shard ready to place: its erasure index, wrap id, file, hash and size."""
+    """A wrapped shard ready to place: its erasure index, wrap id, file, Merkle id and size."""
 
     idx: int
     wrap: str
