@@ -203,7 +203,7 @@ class ObjectNet:
 
     def shard_files(self, name: str) -> dict[str, int]:
         d = self.subnet.db_root(name) / "shards"
-        return {p.name: p.stat().st_size for p in d.iterdir()} if d.exists() else {}
+        return {p.name: p.stat().st_size for p in d.iterdir() if not p.name.endswith(".tree")} if d.exists() else {}
 
     def shard_path(self, row) -> Path:
         return self.subnet.db_root(self.name_of(row.miner)) / "shards" / row.hash
@@ -214,7 +214,7 @@ class ObjectNet:
     def orphans(self) -> dict[str, set[str]]:
         """Shard files on live miners that the manifest does not count as live, per miner."""
         with self.manifest() as m:
-            live = {(r.miner, r.hash) for r in m.Shard.select().where(m.Shard.state.in_(["placed", "healthy", "lost"]))}
+            live = {(r.miner, r.hash) for r in m.Shard.select().where(m.Shard.state.in_(["placed", "healthy", "suspect", "lost"]))}
         out = {}
         for name in self.alive_miners():
             extra = {h for h in self.shard_files(name) if (self.hotkey(name), h) not in live}

@@ -73,8 +73,10 @@ class MinerEngine(Node):
         self.pool = pool if pool is not None else ProverPool(proof_workers or min(2, os.cpu_count() or 1))
         self.plots: dict[str, HeldPlot] = {}
         self.challenges_served = 0
-        self._listing: Optional[tuple[tuple, Listing]] = None
+        self._listing: Optional[Listing] = None
+        self._listed_state: tuple = ({}, -1)  # (plots, shard generation) the listing was last built from
         self._listed_at = 0.0
+        self._purged: Optional[Listing] = None
         # looked up per call, so a subclass's prove_sample / prove_chunks is the one used
         self.answerer = WindowAnswerer(self.profile, chain, self.hotkey,
                                        lambda entries, c, j: self.prove_sample(entries, c, j),
@@ -128,13 +130,30 @@ class MinerEngine(Node):
         the miner answers for. The bytes of shards that left it are removed once no listing it
         answers for names them."""
         state = (self.plots, self.shards.store.generation)
-        changed = self._listing is None or self._listing[0][0] is not self.plots or self._listing[0][1] != state[1]
-        if changed and (self._listing is None or time.monotonic() - self._listed_at >= self.profile.sync_s):
-            self._listing = (state, Listing.from_plots(self.listed_plots(), self.listed_certificates()))
-            self._listed_at = time.monotonic()
-            self.answerer.remember(self._listing[1])
+        now = time.monotonic()
+        changed = self._listing is None or self._listed_state[0] is not self.plots or \
+            self._listed_state[1] != state[1]
+        if changed and (self._listing is None or now - self._listed_at >= self.profile.sync_s):
+            self._listed_state = state
+            listing = Listing.from_plots(self.listed_plots(), self.listed_certificates())
+            if self._listing is None or listing.digest != self._listing.digest:  # the same plots re-read: no change
+                self._listing, self._listed_at = listing, now
+                self.answerer.remember(listing)
+                self.shards.store.purge(self.answerer.shards_answered())
+        elif self._purged is not self._listing and now - self._listed_at >= self.purge_after_s:
+            # every validator has synced the current listing since: the one before is no longer
+            # answered, and the bytes of shards only it named can go
+            self._purged = self._listing
+            self.answerer.keep_only(self._listing)  # type: ignore[arg-type]
             self.shards.store.purge(self.answerer.shards_answered())
-        return self._listing[1]  # type: ignore[index]
+        return self._listing  # type: ignore[return-value]
+
+    @property
+    def purge_after_s(self) -> float:
+        """How long a listing is current before the one it replaced stops being answered: two sync
+        periods and two windows (a validator syncs every sync period and needs a listing a window
+        old)."""
+        return 2 * self.profile.sync_s + 2 * self.profile.window_s
 
     async def prove_sample(self, entries: list[tuple[bytes, int]], challenge: bytes,
                            per_plot: int) -> list[list[list[bytes]]]:

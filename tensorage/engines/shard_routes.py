@@ -221,17 +221,17 @@ class ShardService:
             self.store.path(shard_id)
         except ShardRefused as exc:
             self._refused(exc)
-        proofs = await self.prove(validator, shard_id, req.chunks)  # None: not held for this validator
+        found = await self.prove(validator, shard_id, req.chunks, req.leaves)  # None: not held for this validator
         self.checks_answered += 1
-        body = ShardChecked(held=proofs is not None,
-                            chunks=[base64.b64encode(p).decode() if p else "" for p in (proofs or [])]
-                            ).model_dump_json().encode()
+        proofs, leaves = found if found is not None else ([], None)
+        body = ShardChecked(held=found is not None, chunks=[base64.b64encode(p).decode() if p else "" for p in proofs],
+                            leaves=base64.b64encode(leaves).decode() if leaves else "").model_dump_json().encode()
         headers = sign_reply(self.signer, request.path, str(request[CALLER].nonce_ns), body, validator)
         return web.Response(body=body, content_type="application/json", headers=headers)
 
-    async def prove(self, validator: str, shard_id: str, indices: list[int]) -> Optional[list[Optional[bytes]]]:
+    async def prove(self, validator: str, shard_id: str, indices: list[int], leaves: bool = False):
         """Read the chunks off the event loop. (Adversaries in the tests override this.)"""
-        return await asyncio.to_thread(self.store.prove, validator, shard_id, indices)
+        return await asyncio.to_thread(self.store.prove, validator, shard_id, indices, leaves)
 
     # jobs ---------------------------------------------------------------------------------------
     async def scrub(self) -> str:

@@ -110,6 +110,11 @@ class WindowAnswerer:
                 del self._answers[key]
             raise
 
+    def keep_only(self, listing: Listing) -> None:
+        """Answer only this listing from now on (the ones before it are past every validator's sync)."""
+        for key in [k for k in self.listings if k != listing.digest_hex]:
+            del self.listings[key]
+
     def shards_answered(self) -> set[str]:
         """Shard ids of the listings this miner still answers for: their bytes must stay."""
         return {c.shard_hex for listing in self.listings.values() for c in listing.certificates()}

@@ -22,7 +22,7 @@ from ..net.objects import (CERTIFICATE_HEADER, CertificateBatch, CertificatesTak
                            ShardDeleted, ShardStored, ShardSummary)
 from ..net.replies import reply_signed_by
 from ..proofs.certificates import Certificate
-from ..proofs.merkle import check_proof
+from ..proofs.merkle import HASH_BYTES, check_proof, leaf_count, levels_of, shard_id
 from ..storage.streams import HashingFile
 from ..storage.wrap import Keystream
 from .spool import SpoolError
@@ -30,6 +30,7 @@ from .spool import SpoolError
 COOLDOWN_S = 60.0       # a miner that failed a placement is skipped this long
 IDLE_TIMEOUT_S = 30.0   # a shard transfer that makes no progress this long is abandoned
 ROOM_STALE_S = 30.0     # a miner's room is asked again when the gateway's idea of it is older
+UNSERVING_AFTER = 3     # downloads in a row that failed before a miner counts as not serving
 
 
 class PlacementError(Exception):
@@ -40,9 +41,10 @@ class PlacementError(Exception):
 
 
 class FetchError(Exception):
-    def __init__(self, kind: str, message: str) -> None:
+    def __init__(self, kind: str, message: str, leaves: Optional[list[bytes]] = None) -> None:
         super().__init__(message)
         self.kind = kind        # corrupt | missing | refused | unreachable | timeout
+        self.leaves = leaves    # corrupt: the leaf hashes of what arrived (to find the chunks that differ)
 
 
 @dataclass
@@ -53,6 +55,8 @@ class CheckVerdict:
 
     outcome: str  # right | wrong | inconclusive
     detail: str = ""
+    chunk: Optional[int] = None            # wrong: the chunk that was
+    leaves: Optional[list[bytes]] = None   # right, when asked: the shard's leaf hashes
 
 
 @dataclass
@@ -64,6 +68,7 @@ class MinerStanding:
     bytes_per_s: float = 0.0           # download speed, EMA (0: unknown)
     answered_at: float = 0.0           # last window answered (any status)
     silent_since: float = 0.0          # first window it did not answer since it last did (0: answering)
+    fetch_failures: int = 0            # downloads in a row that failed (refused, stalled, wrong)
 
 
 class ShardPeers:
@@ -96,6 +101,11 @@ class ShardPeers:
         """Seconds since it stopped answering windows (0 when it answers, or nothing is known)."""
         st = self.standing.get(hotkey)
         return time.time() - st.silent_since if st is not None and st.silent_since else 0.0
+
+    def unserving(self, hotkey: str) -> bool:
+        """Its last downloads all failed: its shards are no use to a retrieval (moved by repair)."""
+        st = self.standing.get(hotkey)
+        return st is not None and st.fetch_failures >= UNSERVING_AFTER
 
     # who ------------------------------------------------------------------------------------
     def miners(self) -> list[Neuron]:
@@ -202,14 +212,21 @@ class ShardPeers:
             digest = await out.finish(sync=False)
         except PeerError as exc:
             out.discard()
+            st.fetch_failures += 1
             raise FetchError(exc.kind, f"{miner.hotkey[:8]}: {exc}") from None
+        except FetchError:
+            out.discard()
+            st.fetch_failures += 1
+            raise
         except BaseException:
             out.discard()
             raise
         if out.size != size or digest != shard:
             dest.unlink(missing_ok=True)
+            st.fetch_failures += 1
             raise FetchError("corrupt", f"{miner.hotkey[:8]} sent {out.size} bytes whose id is {digest[:12]}…, not "
-                                        f"the shard ({size} bytes, {shard[:12]}…)")
+                                        f"the shard ({size} bytes, {shard[:12]}…)", leaves=list(out.hasher.leaves))
+        st.fetch_failures = 0
         seconds = max(1e-6, time.perf_counter() - started)
         rate = size / seconds
         st.bytes_per_s = rate if st.bytes_per_s == 0 else 0.7 * st.bytes_per_s + 0.3 * rate
@@ -233,15 +250,17 @@ class ShardPeers:
             return "ok"
         return "refused" if reply.status < 500 else "unreachable"
 
-    async def check(self, miner: Neuron, shard: str, size: int, indices: list[int]) -> CheckVerdict:
-        """Ask for chunks of a suspect shard; judge only on a reply the miner signed."""
+    async def check(self, miner: Neuron, shard: str, size: int, indices: list[int],
+                    leaves: bool = False) -> CheckVerdict:
+        """Ask for chunks of a suspect shard (and its leaf hashes); judge only on a reply the miner
+        signed. A ``right`` verdict with ``leaves`` carries them, checked against the shard's id."""
         if not miner.endpoint:
             return CheckVerdict("inconclusive", "serves no endpoint")
         host, port = miner.endpoint
         path = f"/v1/shards/{shard}/check"
         try:
-            reply = await self.client.request("POST", host, port, path, miner.hotkey, timeout=15.0, max_reply=1 << 20,
-                                              body=ShardCheck(chunks=indices).model_dump_json().encode())
+            reply = await self.client.request("POST", host, port, path, miner.hotkey, timeout=15.0, max_reply=2 << 20,
+                                              body=ShardCheck(chunks=indices, leaves=leaves).model_dump_json().encode())
         except PeerError as exc:
             return CheckVerdict("inconclusive", str(exc))
         if reply.status != 200:  # a refusal about the request (clock, version, rate) or a failure: no evidence
@@ -254,6 +273,15 @@ class ShardPeers:
             return CheckVerdict("inconclusive", "the signed reply is malformed")
         if not answer.held:
             return CheckVerdict("wrong", "the miner says it does not hold the shard")
+        got: Optional[list[bytes]] = None
+        if leaves:
+            try:
+                raw = base64.b64decode(answer.leaves, validate=True)
+            except (binascii.Error, ValueError):
+                raw = b""
+            got = [raw[o:o + HASH_BYTES] for o in range(0, len(raw), HASH_BYTES)]
+            if len(got) != leaf_count(size) or shard_id(levels_of(got)[-1][0], size) != bytes.fromhex(shard):
+                return CheckVerdict("wrong", "its leaf hashes do not build the certified root")
         if len(answer.chunks) != len(indices):
             return CheckVerdict("wrong", f"the miner answered {len(answer.chunks)} of {len(indices)} chunks")
         for index, text in zip(indices, answer.chunks):
@@ -262,8 +290,8 @@ class ShardPeers:
             except (binascii.Error, ValueError):
                 return CheckVerdict("wrong", f"chunk {index} is not base64")
             if not check_proof(proof, bytes.fromhex(shard), size, index):
-                return CheckVerdict("wrong", f"chunk {index} is missing or does not match the certified root")
-        return CheckVerdict("right")
+                return CheckVerdict("wrong", f"chunk {index} is missing or does not match the certified root", index)
+        return CheckVerdict("right", leaves=got)
 
     @property
     def client_hotkey(self) -> str:

@@ -37,7 +37,6 @@ MAX_DELETE_ATTEMPTS = 20
 REPAIR_BATCH_BYTES = 1 << 20
 LOST_AFTER = 3          # signed failures in a row before a suspect shard is lost
 CHECK_CHUNKS = 4        # random chunks a re-check asks besides the one found bad
-RECHECK_S = 10.0        # a suspect shard is re-checked at most this often
 
 
 class PlacementUnavailable(Exception):
@@ -46,7 +45,7 @@ class PlacementUnavailable(Exception):
 
 async def recheck(gw: "Gateway") -> str:
     now = time.time()
-    due = [r for r in gw.db.suspects() if r.checked_at is None or now - r.checked_at >= RECHECK_S]
+    due = [r for r in gw.db.suspects() if r.checked_at is None or now - r.checked_at >= gw.recheck_s]
 
     async def one(row) -> str:
         miner = gw.peers.neuron(row.miner)
@@ -59,6 +58,8 @@ async def recheck(gw: "Gateway") -> str:
         if verdict.outcome == "right":
             gw.db.checked(row.id, True)
         elif verdict.outcome == "wrong":
+            if verdict.chunk is not None:
+                gw.db.update_shard(row.id, bad_chunk=verdict.chunk)
             if gw.db.checked(row.id, False, f"re-check: {verdict.detail}") >= LOST_AFTER:
                 gw.lose(row, f"{LOST_AFTER} signed re-checks in a row failed ({verdict.detail})")
         return verdict.outcome
@@ -99,6 +100,13 @@ async def repair(gw: "Gateway") -> str:
     return f"{repaired} shards repaired, {failed} segments failed, {gone} lost with their miners; re-checks: {checked}"
 
 
+def gone(gw: "Gateway", miner: str) -> bool:
+    """A miner whose shards count as unavailable for repair: silent in windows for
+    ``replace_after_s``, or its last downloads all failed. Its shards are not given up: they stay
+    sources until their replacements are placed."""
+    return gw.peers.silent_for(miner) >= gw.replace_after_s or gw.peers.unserving(miner)
+
+
 def to_replace(gw: "Gateway", obj, rows: list) -> tuple[list[int], list]:
     """(erasure indices to place anew, rows they replace) for one segment."""
     good: dict[int, object] = {}
@@ -106,8 +114,7 @@ def to_replace(gw: "Gateway", obj, rows: list) -> tuple[list[int], list]:
     for r in rows:
         if r.state in LIVE_SHARDS:
             live.setdefault(r.idx, []).append(r)
-            if r.state == "healthy" and gw.peers.neuron(r.miner) is not None and \
-                    gw.peers.silent_for(r.miner) < gw.replace_after_s:
+            if r.state == "healthy" and gw.peers.neuron(r.miner) is not None and not gone(gw, r.miner):
                 good[r.idx] = r
     urgent = len(good) <= obj.k + 1
     missing, replaced = [], []
@@ -115,9 +122,8 @@ def to_replace(gw: "Gateway", obj, rows: list) -> tuple[list[int], list]:
         if idx in good:
             continue
         holders = live.get(idx, [])
-        if holders and not urgent and all(h.state != "healthy" or gw.peers.silent_for(h.miner) < gw.replace_after_s
-                                          for h in holders):
-            continue  # suspect (being re-checked) or its miner is only briefly silent: wait
+        if holders and not urgent and all(h.state != "healthy" or not gone(gw, h.miner) for h in holders):
+            continue  # suspect (being re-checked): wait
         missing.append(idx)
         replaced += [r for r in rows if r.idx == idx and r.state not in ("doomed",)]
     return missing, replaced

@@ -92,6 +92,8 @@ async def fetch_segment(gw: "Gateway", obj, seg: int, unwrap: bool = True, servi
                 problems.append(f"shard {row.idx}: {exc}")
                 if isinstance(exc, FetchError) and exc.kind in ("corrupt", "missing"):
                     gw.suspect(row, f"{exc.kind} on download: {exc}")
+                    if exc.leaves is not None:
+                        gw.locate_later(row, exc.leaves)
                 if pending and len(got) + len(running) < obj.k + EXTRA_FETCHES:
                     launch()
             while pending and not running and len(got) < obj.k:

@@ -13,6 +13,7 @@ not answer is silent) and adds the jobs with :meth:`Gateway.add_jobs`.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Callable, Iterable, Optional
 
 import bittensor as bt
@@ -27,6 +28,7 @@ from ..storage.layout import Layout
 from ..storage.wrap import SECRET_FILE, load_or_create_secret
 from .http import ObjectRoutes
 from .peers import ShardPeers
+from .repair import LOST_AFTER
 from .spool import Spool
 
 MIN_UPKEEP_S = 10.0  # repair, certify and gc run at most this often by default (devnet windows are 3 s)
@@ -46,6 +48,7 @@ class Gateway(ObjectRoutes):
         self.rank = rank
         self.head_block = head_block
         self.replace_after_s = self.cfg.replace_after_s or max(120.0, 12 * self.profile.window_s)
+        self.recheck_s = self.profile.window_s  # a suspect shard is re-checked at most once a window
         self.signer = client.signer
         if self.signer.crypto_type != bt.sp_core.CRYPTO_SR25519:
             from ..errors import ConfigError
@@ -59,6 +62,7 @@ class Gateway(ObjectRoutes):
         self.spool = Spool(layout.spool)
         self.peers = ShardPeers(client, metagraph, hotkey)
         self.active: set[str] = set()  # objects being uploaded by this process
+        self._tasks: set[asyncio.Task] = set()
         self._uploads: dict[str, int] = {}  # client -> uploads in flight
         self._retrieves = 0
         if self.db.upgraded_from is not None:
@@ -77,6 +81,8 @@ class Gateway(ObjectRoutes):
         jobs.add("gc", self.run_gc, upkeep, first_in=None)
 
     def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
         self.db.close()
 
     async def run_repair(self) -> str:
@@ -114,6 +120,27 @@ class Gateway(ObjectRoutes):
                          f"suspect: {reason}", severity="warning", source=self.source)
             return True
         return False
+
+    def locate_later(self, row, received: list[bytes]) -> None:
+        """A download came back wrong: find which chunk differs (the miner's signed leaf hashes against
+        those of what arrived), so the re-checks ask for that very chunk."""
+        task = asyncio.ensure_future(self._locate(row, received))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _locate(self, row, received: list[bytes]) -> None:
+        miner = self.peers.neuron(row.miner)
+        if miner is None:
+            return
+        verdict = await self.peers.check(miner, row.hash, row.size, [], leaves=True)
+        if verdict.outcome == "wrong":
+            if self.db.checked(row.id, False, f"re-check: {verdict.detail}") >= LOST_AFTER:
+                self.lose(row, f"{LOST_AFTER} signed re-checks in a row failed ({verdict.detail})")
+        elif verdict.outcome == "right" and verdict.leaves is not None:
+            differ = next((i for i, leaf in enumerate(verdict.leaves) if i >= len(received) or received[i] != leaf),
+                          None)
+            if differ is not None:
+                self.db.update_shard(row.id, bad_chunk=differ)
 
     def lose(self, row, reason: str) -> None:
         if self.db.mark_lost(row.id, reason):

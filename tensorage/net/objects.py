@@ -198,17 +198,22 @@ class CertificatesTaken(Message):
 
 
 class ShardCheck(Message):
-    """``POST /v1/shards/{id}/check``: the placing gateway re-checks a suspect shard."""
+    """``POST /v1/shards/{id}/check``: the placing gateway re-checks a suspect shard: chunks with
+    their paths, and (``leaves``) every chunk's leaf hash, so a download that came back wrong can be
+    pinned to the chunks that differ."""
 
-    chunks: list[int] = Field(min_length=1, max_length=MAX_CHECK_CHUNKS)
+    chunks: list[int] = Field(default_factory=list, max_length=MAX_CHECK_CHUNKS)
+    leaves: bool = False
 
 
 class ShardChecked(Message):
     """The miner's signed reply (``net/replies.py``): whether it holds the shard for the caller,
-    and each asked chunk with its Merkle path in base64 ("" for one it cannot produce)."""
+    each asked chunk with its Merkle path in base64 ("" for one it cannot produce), and the leaf
+    hashes in base64 when asked ("" when it cannot produce them)."""
 
     held: bool
     chunks: list[str] = Field(default_factory=list, max_length=MAX_CHECK_CHUNKS)
+    leaves: str = ""
 
 
 # --- the retrieval stream -------------------------------------------------------------------

@@ -15,7 +15,10 @@ from typing import Mapping
 import bittensor as bt
 
 REPLY_METHOD = "REPLY"
-MAX_AGE_S = 60.0
+MAX_AGE_S = 30.0
+# A reply answers one request (its nonce is in what was signed), so replaying one elsewhere fails
+# its signature; http_auth still wants a store that outlives its freshness window.
+_SEEN = bt.http_auth.InMemoryNonceStore(retention=2 * MAX_AGE_S)
 
 
 def _target(path: str, request_nonce: str) -> str:
@@ -32,7 +35,8 @@ def reply_signed_by(headers: Mapping[str, str], body: bytes, path: str, request_
     """Did ``signer_hotkey`` sign this reply to our request (nonce ``request_nonce``) on ``path``?"""
     try:
         caller = bt.http_auth.verify(headers, body, method=REPLY_METHOD, path=_target(path, request_nonce),
-                                     self_hotkey_ss58=self_hotkey, max_age=MAX_AGE_S, allowed_skew=MAX_AGE_S)
+                                     self_hotkey_ss58=self_hotkey, max_age=MAX_AGE_S, allowed_skew=MAX_AGE_S,
+                                     nonce_store=_SEEN)
     except bt.http_auth.AuthError:
         return False
     return caller.hotkey_ss58 == signer_hotkey

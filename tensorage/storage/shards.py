@@ -228,13 +228,13 @@ class ShardStore:
         index = self.index(validator)
         return index.stats()[1] if index else 0
 
-    def certificates(self, block: int) -> list[Certificate]:
+    def certificates(self, block: int, require_file: bool = True) -> list[Certificate]:
         """What this miner lists: the certificate of every shard it holds that counts at ``block``
         (one per shard: a shard placed by two validators keeps the later-expiring one)."""
         best: dict[str, Certificate] = {}
         for index in self._indexes.values():
             for row in index.live():
-                if row.cert is None or row.expiry < block or not self.path(row.id).exists():
+                if row.cert is None or row.expiry < block or (require_file and not self.path(row.id).exists()):
                     continue
                 cert = Certificate.from_entry(bytes(row.cert))
                 if row.id not in best or best[row.id].expiry < cert.expiry:
@@ -340,16 +340,18 @@ class ShardStore:
             out.append(self._proof(c.shard.hex(), tree, c.index) if tree is not None else None)
         return out
 
-    def prove(self, validator: str, shard_id: str, indices: list[int]) -> Optional[list[Optional[bytes]]]:
-        """A re-check from the placing validator: the chunks with their paths, or None when the
-        shard is not held for it (blocking)."""
+    def prove(self, validator: str, shard_id: str, indices: list[int],
+              leaves: bool = False) -> Optional[tuple[list[Optional[bytes]], Optional[bytes]]]:
+        """A re-check from the placing validator: the chunks with their paths (and every leaf hash,
+        when asked), or None when the shard is not held for it (blocking)."""
         index = self.index(validator)
         row = index.row(shard_id) if index is not None and is_shard_id(shard_id) else None
         if row is None:
             return None
         tree = self._tree(shard_id, row.size)
-        return [self._proof(shard_id, tree, i) if tree is not None and 0 <= i < leaf_count(row.size) else None
-                for i in indices]
+        proofs = [self._proof(shard_id, tree, i) if tree is not None and 0 <= i < leaf_count(row.size) else None
+                  for i in indices]
+        return proofs, (b"".join(tree.levels[0]) if leaves and tree is not None else None)
 
     def _tree(self, shard_id: str, size: int) -> Optional[ShardTree]:
         try:
