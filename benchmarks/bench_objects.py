@@ -218,7 +218,7 @@ def main() -> None:
         for i in range(args.miners):
             procs.append(start(root, ["benchmarks.shard_miner", "--size_in_gb", f"{share_gb:.3f}"], f"miner-{i}"))
         validator = start(root, ["tensorage", "validator", "--seconds_per_round", "600", "--seconds_per_weights",
-                                 "600", "--gateway.quota_gb", "100", "--gateway.audit_s", "3600",
+                                 "600", "--gateway.quota_gb", "100",
                                  "--gateway.repair_s", "3600"], "validator-0")
         procs.append(validator)
         (tmp / "base").mkdir()

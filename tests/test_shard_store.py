@@ -87,7 +87,7 @@ def test_chunks_are_proven_from_disk_and_only_for_the_placing_validator(store, s
     samples = [SampledChunk(shard=bytes.fromhex(sid), size=len(data), index=i, gateway=b"g" * 32) for i in range(4)]
     proofs = store.read_proofs(samples)
     assert all(merkle.check_proof(p, bytes.fromhex(sid), len(data), i) for i, p in enumerate(proofs))
-    assert store.prove(BOB, sid, [0, 3])[1] == proofs[3]
+    assert store.prove(BOB, sid, [0, 3])[0][1] == proofs[3]
     assert store.prove(ALICE, sid, [0]) is None  # not held for that validator
     with pytest.raises(ShardRefused) as exc:
         store.held_by(ALICE, sid)
