@@ -31,6 +31,7 @@ COOLDOWN_S = 60.0       # a miner that failed a placement is skipped this long
 IDLE_TIMEOUT_S = 30.0   # a shard transfer that makes no progress this long is abandoned
 ROOM_STALE_S = 30.0     # a miner's room is asked again when the gateway's idea of it is older
 UNSERVING_AFTER = 3     # downloads in a row that failed before a miner counts as not serving
+CHECK_TIMEOUT_S = 15.0  # a re-check's answer (a few chunks, or the leaf hashes) is due within this
 
 
 class PlacementError(Exception):
@@ -259,7 +260,8 @@ class ShardPeers:
         host, port = miner.endpoint
         path = f"/v1/shards/{shard}/check"
         try:
-            reply = await self.client.request("POST", host, port, path, miner.hotkey, timeout=15.0, max_reply=2 << 20,
+            reply = await self.client.request("POST", host, port, path, miner.hotkey, timeout=CHECK_TIMEOUT_S,
+                                              max_reply=2 << 20,
                                               body=ShardCheck(chunks=indices, leaves=leaves).model_dump_json().encode())
         except PeerError as exc:
             return CheckVerdict("inconclusive", str(exc))
