@@ -244,6 +244,7 @@ class Settings(BaseModel):
     restart: bool = False
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
     seconds_per_reallocate: Optional[int] = None
+    max_shard_fraction: float = Field(default=1.0, ge=0.0, le=1.0)  # of the share client shards may take
     seconds_per_weights: Optional[int] = None
     seconds_per_round: Optional[float] = None
     no_store_weights: bool = False
@@ -382,6 +383,8 @@ def _allocate(g) -> None:
 
 def _reallocate(g) -> None:
     _flag(g, "seconds_per_reallocate", "reallocation period (600; devnet 30)", type=int)
+    _flag(g, "max_shard_fraction", "share of the disk share client shards may take, plots giving way to them "
+                                   "(1: all of it; 0: plots only)", type=float)
 
 
 def _rounds(g) -> None:

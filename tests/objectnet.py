@@ -25,11 +25,24 @@ VALIDATOR = "validator-0"
 
 class ObjectNet:
     def __init__(self, root: Path, miners: int, size: float, validator_args: tuple[str, ...],
-                 adversary: Optional[str] = None, guests: tuple[str, ...] = ()) -> None:
+                 adversary: Optional[str] = None, guests: tuple[str, ...] = (), names: Optional[list[str]] = None,
+                 strategies: Optional[dict[str, str]] = None) -> None:
+        """``names``: the miners' names (default miner-0...); ``strategies``: miners that run as
+        tests.shard_adversaries STRATEGY; ``adversary``: the miner that runs as tests.client_adversary."""
         self.subnet = Subnet.create(root, miners=miners, validators=1, sizes=(size,))
         self.root = root
         self.size = size
         self.miners = [f"miner-{i}" for i in range(miners)]
+        if names is not None:
+            spec = self.subnet.spec
+            mapping = dict(zip(self.miners, names))
+            for node in spec.nodes:
+                if node.name in mapping:
+                    (root / "wallets" / node.name).rename(root / "wallets" / mapping[node.name])
+                    node.name = mapping[node.name]
+            spec.save(root)
+            self.miners = list(names)
+        self.strategies = strategies or {}
         self.adversary = adversary
         self.guests = {g: create_wallet(root / "wallets", g) for g in guests}
         allow = ",".join(w.hotkey.ss58_address for w in self.guests.values())
@@ -51,6 +64,9 @@ class ObjectNet:
         if name == self.adversary:
             self.subnet.start(name, ["tests.client_adversary"], "--size_in_gb", str(self.size), "--disable_verify",
                               "--workers", "1")
+        elif name in self.strategies:
+            self.subnet.start(name, ["tests.shard_adversaries", self.strategies[name]], "--size_in_gb", str(self.size),
+                              "--disable_verify", "--workers", "1")
         else:
             self.subnet.start_miner(name, self.size, "--disable_verify", "--workers", "1")
 

@@ -67,7 +67,8 @@ class MinerEngine(Node):
         self.allocator = Allocator(self.settings, self.hotkey, self.bus, self.source)
         self.shards = ShardService(self.layout, self.allocator, lambda: self.settings.size_bytes, self.hotkey,
                                    bt.resolve_signer(wallet, role="hotkey"), self.stake_share,
-                                   self.profile.max_listed_shards, self.bus, self.source)
+                                   self.profile.max_listed_shards, self.bus, self.source,
+                                   lambda: self.settings.max_shard_fraction)
         # ``pool``: a ProverPool shared by several miners in one process (benchmarks); its owner closes it.
         self._owns_pool = pool is None
         self.pool = pool if pool is not None else ProverPool(proof_workers or min(2, os.cpu_count() or 1))

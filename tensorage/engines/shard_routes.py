@@ -46,10 +46,12 @@ GATEWAY_SHARE_FACTOR = 3.0
 class ShardService:
     def __init__(self, layout: Layout, allocator: Allocator, share_bytes: Callable[[], int], hotkey: str,
                  signer, stake_share: Callable[[str], float], max_shards: int,
-                 bus: Optional[EventBus] = None, source: str = "miner") -> None:
+                 bus: Optional[EventBus] = None, source: str = "miner",
+                 max_fraction: Callable[[], float] = lambda: 1.0) -> None:
         self.layout = layout
         self.allocator = allocator
         self.share_bytes = share_bytes
+        self.max_fraction = max_fraction
         self.hotkey = hotkey
         self.key = hotkey_public_key(hotkey)
         self.signer = signer
@@ -61,11 +63,15 @@ class ShardService:
         self.checks_answered = 0
 
     # room -----------------------------------------------------------------------------------
+    def shard_cap(self) -> int:
+        """What client shards may take of the share (``--max_shard_fraction``), left now."""
+        return int(self.share_bytes() * self.max_fraction()) - self.store.used_bytes - self.store.reserved
+
     def free_bytes(self) -> int:
         """Share left for new shards without dropping plots, and never beyond the device's free space."""
         share = self.share_bytes() - self.allocator.plots_on_disk_bytes() - self.store.used_bytes - self.store.reserved
         dev = device_space(self.layout.root)
-        return max(0, min(share, dev.free - safety_margin(dev.total) - self.store.reserved))
+        return max(0, min(share, self.shard_cap(), dev.free - safety_margin(dev.total) - self.store.reserved))
 
     def gateway_cap(self, validator: str) -> int:
         """What one gateway may occupy of this miner's share, by its stake."""
@@ -78,7 +84,7 @@ class ShardService:
         dev = device_space(self.layout.root)
         free_dev = dev.free - safety_margin(dev.total) - self.store.reserved + self.allocator.plots_on_disk_bytes()
         own = self.gateway_cap(validator) - self.store.bytes_of(validator)
-        return max(0, min(share, free_dev, own))
+        return max(0, min(share, free_dev, own, self.shard_cap()))
 
     def room_for(self, validator: str, size: int) -> int:
         """Make room for ``size`` bytes of ``validator`` (dropping plots if need be) or refuse with 507."""
@@ -87,6 +93,9 @@ class ShardService:
             reject(507, "gateway_cap", f"this miner gives each gateway at most {GATEWAY_SHARE_FACTOR:g}x its stake "
                                        f"share of its disk share ({self.gateway_cap(validator)} bytes for you, "
                                        f"{max(0, own)} left): place the shard on another miner")
+        if self.shard_cap() < size:
+            reject(507, "no_room", f"this miner keeps client shards under {self.max_fraction():g} of its share "
+                                   f"(--max_shard_fraction): place the shard on another miner")
         if self.store.counts().certified >= self.max_shards:
             reject(507, "listing_full", f"this miner lists {self.max_shards} shards, the most one listing may carry: "
                                         f"place the shard on another miner")
