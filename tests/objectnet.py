@@ -170,16 +170,20 @@ class ObjectNet:
 
     def listed_by_validator(self) -> dict[str, set[str]]:
         """Shard ids each miner's newest listing certifies, as the validator stored it."""
+        return {h: {c.shard_hex for c in certs} for h, certs in self.certificates_listed().items()}
+
+    def certificates_listed(self) -> dict[str, list]:
+        """The certificates each miner's newest listing carries, as the validator stored it."""
         from tensorage.config import PROFILES
         from tensorage.proofs.listing import Listing
 
         profile = PROFILES["devnet"]
-        out: dict[str, set[str]] = {}
+        out: dict[str, list] = {}
         store = self.subnet.store(VALIDATOR)
         try:
             for row in store.listings():  # oldest first per miner: the newest wins
                 listing = Listing.from_stored(row.blob, profile.max_listed_plots, profile.max_listed_shards)
-                out[row.hotkey] = {c.shard_hex for c in listing.certificates()}
+                out[row.hotkey] = listing.certificates()
         finally:
             store.close()
         return out

@@ -215,6 +215,33 @@ def test_an_answer_proves_its_chunks_or_fails_them(gateway_signer):
     assert len(text) == 4 * -(-chunks[0].proof_bytes // 3)
 
 
+def test_holding_ninety_percent_of_each_shard_keeps_fewer_windows_than_that(gateway_signer):
+    """Over 300 windows of the real sample and checker: a miner that dropped 2 of every 16 of each shard's
+    chunks keeps ~0.875^4 = 59 % of its windows, and a failed window credits nothing at all, so it
+    earns well under the 87.5 % it holds."""
+    sizes = [16 * merkle.CHUNK_BYTES] * 5
+    datas = [os.urandom(s) for s in sizes]
+    trees = [tree_of(d) for d in datas]
+    listing = Listing.from_plots([], [issue(gateway_signer, hotkey_public_key(ALICE), t.id, len(d), 10**6)
+                                      for t, d in zip(trees, datas)])
+    by_id = {t.id: (t, d) for t, d in zip(trees, datas)}
+    kept = 0
+    for w in range(300):
+        challenge = window_challenge(os.urandom(32), w)
+        chunks = draw_chunks(DEV, challenge, ALICE, listing, 0)
+        proofs = [None if c.index % 10 == 3 else  # a tenth of every shard's chunks is gone
+                  by_id[c.shard][1][c.index * merkle.CHUNK_BYTES:(c.index + 1) * merkle.CHUNK_BYTES]
+                  + b"".join(by_id[c.shard][0].path(c.index)) for c in chunks]
+        spec = AnswerSpec(hotkey=ALICE, window=w, listing_hex=listing.digest_hex, challenge=challenge, per_plot=4,
+                          plots=(), chunks=tuple(chunks))
+        kept += check_answer(encode_answer(w, listing.digest_hex, [], proofs), spec).chunks_ok
+    held = sum(1 for s in sizes for i in range(merkle.leaf_count(s)) if i % 10 != 3) / sum(
+        merkle.leaf_count(s) for s in sizes)
+    assert held == pytest.approx(14 / 16)
+    assert abs(kept / 300 - held ** DEV.chunks_per_gateway) < 0.09  # 3 standard errors of 300 windows
+    assert kept / 300 < held - 0.1
+
+
 # --- the stake bound ---------------------------------------------------------------------------------
 
 
