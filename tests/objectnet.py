@@ -49,6 +49,14 @@ class ObjectNet:
         self.validator_args = validator_args + (("--gateway.allow", allow) if allow else ())
         self.dead: set[str] = set()
 
+    @classmethod
+    def wrap(cls, subnet: Subnet, miners: list[str]) -> "ObjectNet":
+        """The test's eyes and hands on a subnet some other fixture made and started."""
+        net = cls.__new__(cls)
+        net.subnet, net.root, net.size, net.miners = subnet, subnet.root, 0.0, list(miners)
+        net.strategies, net.adversary, net.guests, net.validator_args, net.dead = {}, None, {}, (), set()
+        return net
+
     # processes ---------------------------------------------------------------------------------
     def start(self) -> None:
         """Everything at once (2 cores: the imports overlap), then one metagraph sync so the gateway
@@ -73,7 +81,7 @@ class ObjectNet:
     def start_validator(self) -> None:
         before = self.endpoint_of(VALIDATOR)
         self.subnet.start_validator(VALIDATOR, *self.validator_args)
-        wait_for(lambda: self.endpoint_of(VALIDATOR) not in (None, before) and self._gateway_up(), 120,
+        wait_for(lambda: self.endpoint_of(VALIDATOR) not in (None, before) and self.gateway_up(), 120,
                  "the validator's gateway")
 
     def stop_validator(self) -> None:
@@ -120,9 +128,9 @@ class ObjectNet:
         n = self.neuron(name)
         return n.axon if n else None
 
-    def _gateway_up(self) -> bool:
+    def gateway_up(self, node: str = VALIDATOR) -> bool:
         try:
-            return asyncio.run(self._call(VALIDATOR, "GET", "/v1/gateway")).status == 200
+            return asyncio.run(self._call(node, "GET", "/v1/gateway")).status == 200
         except Exception:
             return False
 
@@ -144,17 +152,17 @@ class ObjectNet:
     def call(self, node: str, method: str, path: str, body: bytes = b"", as_: Optional[str] = None):
         return asyncio.run(self._call(node, method, path, body, as_))
 
-    def state(self) -> dict:
-        reply = self.call(VALIDATOR, "GET", "/v1/state")
+    def state(self, node: str = VALIDATOR) -> dict:
+        reply = self.call(node, "GET", "/v1/state")
         assert reply.status == 200, reply.error_message
         return reply.json()
 
-    def run_job(self, job: str, timeout: float = 120) -> str:
-        """Run a validator job now and wait for that run to finish; returns its result line."""
-        runs = next(j["runs"] for j in self.state()["jobs"] if j["id"] == job)
-        reply = self.call(VALIDATOR, "POST", f"/v1/jobs/{job}/run")
+    def run_job(self, job: str, timeout: float = 120, node: str = VALIDATOR) -> str:
+        """Run a node's job now and wait for that run to finish; returns its result line."""
+        runs = next(j["runs"] for j in self.state(node)["jobs"] if j["id"] == job)
+        reply = self.call(node, "POST", f"/v1/jobs/{job}/run")
         assert reply.status == 200, reply.error_message
-        done = wait_for(lambda: next((j for j in self.state()["jobs"] if j["id"] == job and j["runs"] > runs
+        done = wait_for(lambda: next((j for j in self.state(node)["jobs"] if j["id"] == job and j["runs"] > runs
                                       and not j["running"]), None), timeout, f"job {job} to run", every=0.2)
         assert done["last_ok"], done["last_result"]
         return done["last_result"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import functools
 import sys
 
 from aiohttp import web
@@ -26,19 +27,26 @@ from tensorage.proofs.plots import hotkey_public_key
 
 CHEAT_FILE = "cheat"
 EXTRA_FILE = "extra-certs"
-JUNK_SHARDS = 20          # the junk certificates a miner signs for itself (or a permitless "gateway" signs)
+JUNK_SHARDS = 20          # junk certificates the arena's extra listers carry
+MAX_JUNK = 400            # junk a colluding gateway may certify (tests/test_client_yuma.py)
 JUNK_BYTES = 1 << 20
 
 
 def junk(i: int) -> bytes:
     """Bytes anyone can regenerate: what a colluding gateway certifies for a miner that stores nothing."""
-    return bytes([i % 251]) * JUNK_BYTES
+    return i.to_bytes(4, "big") * (JUNK_BYTES // 4)
 
 
+@functools.lru_cache(maxsize=MAX_JUNK)
 def junk_tree(i: int):
     b = MerkleBuilder()
     b.update(junk(i))
     return b.finish()
+
+
+@functools.lru_cache(maxsize=1)
+def junk_ids() -> dict[bytes, int]:
+    return {junk_tree(i).id: i for i in range(MAX_JUNK)}
 
 
 class ShardCheater(MinerEngine):
@@ -147,13 +155,13 @@ class ExtraLister(ShardCheater):
         return super().listed_certificates() + self.extra()
 
     async def prove_chunks(self, chunks):
-        trees = {junk_tree(i).id: (i, junk_tree(i)) for i in range(JUNK_SHARDS)} if self.cheating() else {}
-        honest = iter(await super().prove_chunks([c for c in chunks if c.shard not in trees]))
+        ids = await asyncio.to_thread(junk_ids) if self.cheating() else {}
+        honest = iter(await super().prove_chunks([c for c in chunks if c.shard not in ids]))
         out = []
         for c in chunks:
-            if c.shard in trees:
-                i, tree = trees[c.shard]
-                out.append(junk(i)[c.index * CHUNK_BYTES:(c.index + 1) * CHUNK_BYTES] + b"".join(tree.path(c.index)))
+            if c.shard in ids:
+                i = ids[c.shard]
+                out.append(junk(i)[c.index * CHUNK_BYTES:(c.index + 1) * CHUNK_BYTES] + b"".join(junk_tree(i).path(c.index)))
             else:
                 out.append(next(honest))
         return out
@@ -164,7 +172,8 @@ def junk_certificate(signer, miner_hotkey: str, i: int, expiry: int) -> Certific
 
 
 STRATEGIES = {"deleter": Deleter, "ninety": Ninety, "wrong_shard": WrongShard, "chunk_replayer": ChunkReplayer,
-              "refuser": Refuser, "expired": ExtraLister, "forged": ExtraLister, "no_permit": ExtraLister}
+              "refuser": Refuser, "expired": ExtraLister, "forged": ExtraLister, "no_permit": ExtraLister,
+              "colluder": ExtraLister}
 
 
 def main(argv: list[str]) -> int:
