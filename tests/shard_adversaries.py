@@ -26,6 +26,7 @@ from tensorage.proofs.merkle import CHUNK_BYTES, MerkleBuilder
 from tensorage.proofs.plots import hotkey_public_key
 
 CHEAT_FILE = "cheat"
+MOOD_FILE = "mood"
 EXTRA_FILE = "extra-certs"
 JUNK_SHARDS = 20          # junk certificates the arena's extra listers carry
 MAX_JUNK = 400            # junk a colluding gateway may certify (tests/test_client_yuma.py)
@@ -171,9 +172,28 @@ def junk_certificate(signer, miner_hotkey: str, i: int, expiry: int) -> Certific
     return issue(signer, hotkey_public_key(miner_hotkey), junk_tree(i).id, JUNK_BYTES, expiry)
 
 
+class Moody(ShardCheater):
+    """Honest, except while ``mood`` in its db root says how to refuse every window and re-check
+    the way a version rollout (426) or a validator's clock skew (401 stale) would."""
+
+    MOODS = {"426": (426, "protocol", "validator speaks another protocol: upgrade the older side"),
+             "stale": (401, "stale", "the request is too old or from the future: check the clock (NTP)")}
+
+    def mood(self):
+        path = self.layout.root / MOOD_FILE
+        return self.MOODS.get(path.read_text().strip()) if path.exists() else None
+
+    async def moody(self, request: web.Request, honest) -> web.StreamResponse:
+        mood = self.mood()
+        if mood is None:
+            return await honest(request)
+        status, code, message = mood
+        return web.json_response({"error": code, "message": message}, status=status)
+
+
 STRATEGIES = {"deleter": Deleter, "ninety": Ninety, "wrong_shard": WrongShard, "chunk_replayer": ChunkReplayer,
               "refuser": Refuser, "expired": ExtraLister, "forged": ExtraLister, "no_permit": ExtraLister,
-              "colluder": ExtraLister}
+              "colluder": ExtraLister, "moody": Moody}
 
 
 def main(argv: list[str]) -> int:
@@ -194,6 +214,16 @@ def main(argv: list[str]) -> int:
             refuse.__func__.__tensorage_access__ = VALIDATOR  # type: ignore[attr-defined]
             refuse.__func__.__tensorage_streamed__ = False  # type: ignore[attr-defined]
             node.shards.handle_get = refuse
+        if cls is Moody:  # windows and re-checks answered in its mood
+            for owner, name in ((node, "handle_challenge"), (node.shards, "handle_check")):
+                honest = getattr(owner, name)
+
+                async def handler(request, honest=honest):
+                    return await node.moody(request, honest)
+
+                handler.__tensorage_access__ = VALIDATOR  # type: ignore[attr-defined]
+                handler.__tensorage_streamed__ = False  # type: ignore[attr-defined]
+                setattr(owner, name, handler)
         return node
 
     return run_main("miner", settings, events_jsonl=False, node_factory=factory)

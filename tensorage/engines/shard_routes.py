@@ -63,13 +63,17 @@ class ShardService:
         self.checks_answered = 0
 
     # room -----------------------------------------------------------------------------------
+    def shard_bytes(self) -> int:
+        """Shards counted against the share: held ones and ones arriving (not the ones leaving)."""
+        return self.store.used_bytes - self.store.leaving_bytes() + self.store.reserved
+
     def shard_cap(self) -> int:
         """What client shards may take of the share (``--max_shard_fraction``), left now."""
-        return int(self.share_bytes() * self.max_fraction()) - self.store.used_bytes - self.store.reserved
+        return int(self.share_bytes() * self.max_fraction()) - self.shard_bytes()
 
     def free_bytes(self) -> int:
         """Share left for new shards without dropping plots, and never beyond the device's free space."""
-        share = self.share_bytes() - self.allocator.plots_on_disk_bytes() - self.store.used_bytes - self.store.reserved
+        share = self.share_bytes() - self.allocator.plots_on_disk_bytes() - self.shard_bytes()
         dev = device_space(self.layout.root)
         return max(0, min(share, self.shard_cap(), dev.free - safety_margin(dev.total) - self.store.reserved))
 
@@ -80,7 +84,7 @@ class ShardService:
     def room(self, validator: str) -> int:
         """What ``validator`` may still place here: its cap, and the share minus shards (plots give
         way to shards), within the device's free space."""
-        share = self.share_bytes() - self.store.used_bytes - self.store.reserved
+        share = self.share_bytes() - self.shard_bytes()
         dev = device_space(self.layout.root)
         free_dev = dev.free - safety_margin(dev.total) - self.store.reserved + self.allocator.plots_on_disk_bytes()
         own = self.gateway_cap(validator) - self.store.bytes_of(validator)

@@ -128,6 +128,10 @@ class ShardIndex:
     def live(self) -> list:
         return list(self.Shard.select().where(self.Shard.deleted_at.is_null()))
 
+    def deleted_bytes(self) -> int:
+        return int(self.Shard.select(pw.fn.COALESCE(pw.fn.SUM(self.Shard.size), 0)).where(
+            self.Shard.deleted_at.is_null(False)).scalar() or 0)
+
     def deleted(self) -> list[str]:
         return [r.id for r in self.Shard.select(self.Shard.id).where(self.Shard.deleted_at.is_null(False))]
 
@@ -223,6 +227,11 @@ class ShardStore:
         certified = sum(1 for i in self._indexes.values() for r in i.live() if r.cert is not None)
         return ShardCounts(files=sum(c for c, _ in per.values()), bytes=self.used_bytes, validators=per,
                            certified=certified)
+
+    def leaving_bytes(self) -> int:
+        """Bytes of shards that left the listing and are kept only until no answered listing names
+        them: they do not count against the share (a store after a removal must not wait for them)."""
+        return sum(index.deleted_bytes() for index in self._indexes.values())
 
     def bytes_of(self, validator: str) -> int:
         index = self.index(validator)
