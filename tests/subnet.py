@@ -74,7 +74,7 @@ class Subnet:
             _, err = proc.communicate(timeout=timeout)
             assert proc.returncode == 0, f"allocate {name} failed: {err}"
 
-    def allocate_here(self, sizes: dict[str, float], workers: int = 1) -> None:
+    def allocate_here(self, sizes: dict[str, float], workers: int = 1, verify: bool = True) -> None:
         """Allocate several miners with the real Allocator engine in this process (one event loop,
         one plotting child per miner at a time): the same plots, files and index rows as
         ``tensorage allocate``, without paying a node process's start-up per miner."""
@@ -86,7 +86,8 @@ class Subnet:
             for name, size in sizes.items():
                 settings = settings_from_namespace({"subtensor.network": "devnet", "devnet.root": str(self.root),
                                                     "wallet.name": name, "db_root_path": str(self.db_root(name)),
-                                                    "size_in_gb": size, "workers": workers, "disable_prompt": True})
+                                                    "size_in_gb": size, "workers": workers, "disable_prompt": True,
+                                                    "disable_verify": not verify})
                 allocators.append(Allocator(settings, self.hotkey(name)))
             cores = asyncio.Semaphore(os.cpu_count() or 2)  # one plotting child per core, not one per miner
 

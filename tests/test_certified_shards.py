@@ -9,7 +9,6 @@ import base64
 import json
 import os
 import random
-from pathlib import Path
 
 import pytest
 

@@ -81,7 +81,7 @@ def test_files_come_back_identical(net, stored, tmp_path):
     with net.client() as client:
         for name in ("empty", "one", "mib"):
             path, oid = stored[name]
-            got = client.retrieve(oid, tmp_path / name)
+            client.retrieve(oid, tmp_path / name)
             assert same(path, tmp_path / name)
 
 

@@ -26,17 +26,20 @@ import pytest
 
 from tensorage.chain.devnet import Devnet
 from tensorage.chain.wallets import create_wallet
+from tensorage.config import PROFILES
 from tensorage.proofs.certificates import Certificate
+from tensorage.proofs.listing import Listing
+from tensorage.proofs.windows import CLIENT_WEIGHT, SERVE_WEIGHT, client_credit, live_certificates
 
 from .objectnet import VALIDATOR, ObjectNet
-from .shard_adversaries import CHEAT_FILE, EXTRA_FILE, JUNK_BYTES, JUNK_SHARDS, junk_certificate
-from .subnet import wait_for
+from .shard_adversaries import CHEAT_FILE, EXTRA_FILE, JUNK_SHARDS, junk_certificate, junk_tree
 
 pytestmark = pytest.mark.timeout(600)
 
+PROFILE = PROFILES["devnet"]
 HONEST = ["honest-0", "honest-1", "honest-2"]
 CHEATERS = ["deleter", "ninety", "wrong_shard", "chunk_replayer", "refuser", "expired", "forged", "no_permit"]
-WINDOWS = 10
+WINDOWS = 6
 VALIDATOR_ARGS = ("--seconds_per_round", "3600", "--seconds_per_weights", "3600", "--gateway.shard_mb", "0.25",
                   "--gateway.repair_s", "3600", "--gateway.quota_gb", "1")
 
@@ -141,44 +144,46 @@ def test_ninety_percent_of_the_chunks_is_a_losing_bet(arena):
     # test_certified_shards counts it over 300 windows) are worth less than what it holds
 
 
-def test_a_miner_that_refuses_retrievals_ends_below_one_that_serves(arena):
+def judged_listings(arena: ObjectNet, name: str) -> list[tuple[object, Listing]]:
+    """(round, the listing its window was drawn from) of the windows since cheating began whose
+    listing the validator still keeps (its last three)."""
+    store = arena.subnet.store(VALIDATOR)
+    try:
+        seen = {s.digest: Listing.from_stored(s.blob, PROFILE.max_listed_plots, PROFILE.max_listed_shards)
+                for s in store.listings() if s.hotkey == arena.hotkey(name)}
+    finally:
+        store.close()
+    return [(r, seen[r.listing]) for r in cheating_rounds(arena, name) if r.listing in seen]
+
+
+def test_serving_pays_a_refuser_nothing_and_a_retrieval_loop_at_most_its_bound(arena):
     """Serving pays through the certificates: the gateway certifies the bytes a miner delivered to
-    retrievals (at most the shard's size a period), and every validator credits them."""
-    from tensorage.proofs.windows import CLIENT_WEIGHT
-
-    listed = arena.certificates_listed()
-
-    def bonus(name: str) -> float:  # client credit above what storing its certified shards earns
-        stored = sum(c.size for c in listed[arena.hotkey(name)] if c.gateway_hotkey == arena.hotkey(VALIDATOR))
-        return cheating_rounds(arena, name)[0].client_bytes - CLIENT_WEIGHT * stored
+    retrievals (at most the shard's size a period), and every validator credits them at SERVE_WEIGHT.
+    The arena's client retrieved its own objects over and over: a self-dealing loop, bounded."""
+    def stored_and_bonus(name: str) -> tuple[float, float]:  # client credit above what storing earns
+        r, listing = judged_listings(arena, name)[0]
+        live = live_certificates(listing, r.window * PROFILE.window_blocks)
+        stored = sum(c.size for c in live)
+        return stored, r.client_bytes - CLIENT_WEIGHT * stored
 
     refuser = cheating_rounds(arena, "refuser")[0]
     assert refuser.result == "pass" and refuser.client_bytes > 0  # it does hold its shards: that part it earns
-    assert bonus("refuser") == 0  # nothing for serving: it served nothing
-    assert max(bonus(n) for n in HONEST) > 0  # honest miners served retrievals and are paid for it
-    assert all(c.served == 0 for c in listed[arena.hotkey("refuser")])
+    assert stored_and_bonus("refuser")[1] == 0  # nothing for serving
+    assert all(c.served == 0 for c in arena.certificates_listed()[arena.hotkey("refuser")])
+    bonuses = [stored_and_bonus(n) for n in HONEST]
+    assert max(b for _, b in bonuses) > 0  # honest miners served retrievals and are paid for it ...
+    assert all(b <= SERVE_WEIGHT * stored for stored, b in bonuses)  # ... at most half their stored bytes
 
 
 def test_expired_forged_and_permitless_certificates_count_for_nothing(arena):
-    from tensorage.proofs.windows import CLIENT_WEIGHT, SERVE_WEIGHT
-    from .shard_adversaries import junk_tree
-
     junk = {junk_tree(i).id for i in range(JUNK_SHARDS)}
-    listed = arena.certificates_listed()[arena.hotkey("expired")]
-    assert junk <= {c.shard for c in listed}  # it does list them ...
-    real = [c for c in listed if c.shard not in junk]
-    earned = sum(CLIENT_WEIGHT * c.size + SERVE_WEIGHT * c.served for c in real)
-    expired = cheating_rounds(arena, "expired")
-    assert expired and all(r.result == "pass" for r in expired)  # ... never sampled ...
-    assert all(r.client_bytes < CLIENT_WEIGHT * JUNK_BYTES for r in expired)  # ... never credited (one would be 2 MiB)
-    last = expired[0]
-    store = arena.subnet.store(VALIDATOR)
-    try:
-        newest = [s for s in store.listings() if s.hotkey == arena.hotkey("expired")][-1].digest
-    finally:
-        store.close()
-    if last.listing == newest:  # the last window was drawn from the listing read above: exactly what it holds
-        assert last.client_bytes <= earned
+    judged = judged_listings(arena, "expired")
+    assert cheating_rounds(arena, "expired") and all(r.result == "pass" for r in cheating_rounds(arena, "expired"))
+    assert judged  # the junk is never sampled ...
+    for r, listing in judged:
+        assert junk <= {c.shard for c in listing.certificates()}  # ... though it is listed ...
+        real = [c for c in live_certificates(listing, r.window * PROFILE.window_blocks) if c.shard not in junk]
+        assert r.client_bytes == pytest.approx(sum(client_credit(real).values()))  # ... and credits nothing
     forged = cheating_rounds(arena, "forged")
     assert forged and all(r.result == "fail" and r.credit_bytes == 0 for r in forged)
     assert any("not signed by its gateway" in r.detail for r in forged)

@@ -20,7 +20,6 @@ its replacement is placed; only then is it doomed.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 

@@ -29,7 +29,7 @@ import peewee as pw
 from ..errors import CorruptIndex
 from ..net.objects import is_shard_id
 from ..proofs.certificates import Certificate, CertificateError
-from ..proofs.merkle import MerkleBuilder, MerkleError, ShardTree, leaf_count, read_proof, tree_of_file
+from ..proofs.merkle import MerkleError, ShardTree, leaf_count, read_proof, tree_of_file
 from ..proofs.windows import SampledChunk
 from .files import fsync_dir
 from .layout import Layout

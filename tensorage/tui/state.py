@@ -278,5 +278,3 @@ class ConsoleState:
             return hotkey[:8] + "…"
         return f"uid {uid}" if uid is not None else "-"
 
-    def peer_for_uid(self, uid: int) -> Optional[PeerStats]:
-        return next((p for p in self.peers.values() if p.uid == uid), None)

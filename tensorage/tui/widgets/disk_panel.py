@@ -80,10 +80,6 @@ class DiskView:
         return self.plot_bytes
 
     @property
-    def verified_bytes(self) -> int:
-        return int(self.plot_bytes * self.verified / self.done) if self.done else 0
-
-    @property
     def proven_ratio(self) -> Optional[float]:
         return self.peer.proven_ratio if self.peer else None
 
