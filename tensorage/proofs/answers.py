@@ -73,6 +73,22 @@ def encode_answer(window: int, listing_hex: str, proofs: list[list[list[bytes]]]
     return json.dumps(body, separators=(",", ":")).encode()
 
 
+def canonical_b64(text: str) -> Optional[bytes]:
+    """The bytes of ``text`` if it is base64 in its one spelling (padded, no stray characters, zero
+    padding bits), else None. (C decoding: ``base64.b64decode(validate=True)`` runs a regex first and
+    costs a third more.)"""
+    try:
+        raw = binascii.a2b_base64(text, strict_mode=True)
+    except (binascii.Error, ValueError):
+        return None
+    if len(text) != 4 * -(-len(raw) // 3):
+        return None
+    tail = len(raw) % 3 or 3  # the last quantum carries the padding bits: it must re-encode to itself
+    if raw and binascii.b2a_base64(raw[-tail:], newline=False).decode() != text[-4:]:
+        return None
+    return raw
+
+
 def _refuse(spec: AnswerSpec, why: str) -> AnswerCheck:
     return AnswerCheck(valid=[0] * len(spec.plots), error=why, chunks=[False] * len(spec.chunks))
 
@@ -120,12 +136,9 @@ def check_answer(raw: bytes, spec: AnswerSpec) -> AnswerCheck:
         if not isinstance(text, str) or len(text) != (4 * -(-want.proof_bytes // 3) if text else 0):
             return _refuse(spec, f"chunk {i} must be the chunk and its path in base64 ({want.proof_bytes} bytes), "
                                  f"or empty")
-        try:
-            raw = base64.b64decode(text, validate=True) if text else None
-        except (binascii.Error, ValueError):
-            return _refuse(spec, f"chunk {i} is not base64")
-        if raw is not None and base64.b64encode(raw).decode() != text:
-            return _refuse(spec, f"chunk {i} is not in canonical base64")
+        raw = canonical_b64(text) if text else None
+        if text and raw is None:
+            return _refuse(spec, f"chunk {i} is not canonical base64")
         proofs_of_chunks.append(raw)
     out = _verify(spec, checked)
     out.chunks = [None if raw is None else check_proof(raw, want.shard, want.size, want.index)

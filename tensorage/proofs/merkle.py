@@ -85,6 +85,16 @@ def path_length(size: int, index: int) -> int:
     return count
 
 
+def tree_bytes(size: int) -> int:
+    """Length of the sidecar of a shard of ``size`` bytes."""
+    n, nodes = leaf_count(size), 0
+    while True:
+        nodes += n
+        if n == 1:
+            return _HEADER.size + HASH_BYTES * nodes
+        n = (n + 1) // 2
+
+
 def max_path_length(size: int) -> int:
     return max((path_length(size, i) for i in (0, leaf_count(size) - 1)), default=0)
 

@@ -29,7 +29,7 @@ import peewee as pw
 from ..errors import CorruptIndex
 from ..net.objects import is_shard_id
 from ..proofs.certificates import Certificate, CertificateError
-from ..proofs.merkle import MerkleError, ShardTree, leaf_count, read_proof, tree_of_file
+from ..proofs.merkle import MerkleError, ShardTree, leaf_count, read_proof, tree_bytes, tree_of_file
 from ..proofs.windows import SampledChunk
 from .files import fsync_dir
 from .layout import Layout
@@ -363,8 +363,14 @@ class ShardStore:
         return proofs, (b"".join(tree.levels[0]) if leaves and tree is not None else None)
 
     def _tree(self, shard_id: str, size: int) -> Optional[ShardTree]:
+        """The sidecar in one read (its length is known from the size): one seek on a hard disk."""
         try:
-            tree = ShardTree.decode(self.tree_path(shard_id).read_bytes(), bytes.fromhex(shard_id))
+            fd = os.open(self.tree_path(shard_id), os.O_RDONLY)
+            try:
+                data = os.pread(fd, tree_bytes(size), 0)
+            finally:
+                os.close(fd)
+            tree = ShardTree.decode(data, bytes.fromhex(shard_id))
         except (OSError, MerkleError):
             return None
         return tree if tree.size == size else None
