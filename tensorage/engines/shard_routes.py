@@ -119,6 +119,7 @@ class ShardService:
         app.router.add_get("/v1/shards/{id}", self.handle_get)
         app.router.add_delete("/v1/shards/{id}", self.handle_delete)
         app.router.add_post("/v1/shards/{id}/check", self.handle_check)
+        app.router.add_get("/v1/shards/legacy/{sha}", self.handle_legacy)
         app.router.add_post("/v1/certificates", self.handle_certificates)
 
     @staticmethod
@@ -225,6 +226,15 @@ class ShardService:
             self._refused(exc)
         self.bus.publish(ShardEvent(action="deleted", validator_hotkey=validator, shard=shard_id, source=self.source))
         return web.json_response(ShardDeleted(id=shard_id, free_bytes=self.room(validator)).model_dump())
+
+    @access(VALIDATOR)
+    async def handle_legacy(self, request: web.Request) -> web.Response:
+        """Where a protocol-2 shard of the caller's went: its Merkle id (the gateway downloads it by that
+        id, checks both hashes, and certifies it)."""
+        found = self.store.migrated(request[CALLER].hotkey_ss58, request.match_info["sha"])
+        if found is None:
+            reject(404, "unknown_shard", "no protocol-2 shard by that name is held here for you")
+        return web.json_response(ShardStored(id=found[0], size=found[1], free_bytes=0).model_dump())
 
     @access(VALIDATOR)
     async def handle_check(self, request: web.Request) -> web.Response:

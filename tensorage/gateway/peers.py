@@ -295,6 +295,23 @@ class ShardPeers:
                 return CheckVerdict("wrong", f"chunk {index} is missing or does not match the certified root", index)
         return CheckVerdict("right", leaves=got)
 
+    async def legacy(self, miner: Neuron, sha: str) -> Optional[tuple[str, int]]:
+        """Where a miner moved a protocol-2 shard: (Merkle id, size); None when it says it has none.
+        Raises PeerError when it does not answer."""
+        if not miner.endpoint:
+            raise PeerError("unreachable", f"{miner.hotkey[:8]} serves no endpoint")
+        host, port = miner.endpoint
+        reply = await self.client.request("GET", host, port, f"/v1/shards/legacy/{sha}", miner.hotkey, timeout=10.0)
+        if reply.status == 404:
+            return None
+        if reply.status != 200:
+            raise PeerError("unreachable", f"HTTP {reply.status} {reply.error_message}")
+        try:
+            found = ShardStored.model_validate_json(reply.body)
+        except ValueError:
+            raise PeerError("unreachable", "a malformed answer") from None
+        return found.id, found.size
+
     @property
     def client_hotkey(self) -> str:
         return self.client.signer.ss58_address

@@ -27,7 +27,9 @@ from typing import TYPE_CHECKING
 from ..client.erasure import StripeDecoder, StripeEncoder
 from ..events import ShardRepaired
 from ..proofs.merkle import leaf_count
+from ..net.client import PeerError
 from ..storage.gateway_db import LIVE_SHARDS
+from .peers import FetchError
 from .spool import Spool, finish_sync, rebuild_sync
 
 if TYPE_CHECKING:
@@ -84,7 +86,52 @@ def lose_departed(gw: "Gateway") -> int:
     return gone
 
 
+async def migrate_legacy(gw: "Gateway") -> int:
+    """Protocol-2 shards (named by sha256, no certificate): their miners moved them under their Merkle
+    id at start; each is downloaded once by that id, checked against both names, and certified. One
+    that does not come back right is suspect (re-checked like any other): never lost on this alone."""
+    moved = 0
+    for old in gw.db.legacy():
+        miner = gw.peers.neuron(old["miner"])
+        if miner is None:
+            continue  # the miner left: the shard goes with it once the objects' other shards are migrated
+        try:
+            found = await gw.peers.legacy(miner, old["hash"])
+        except PeerError:
+            continue  # not upgraded yet, or down: next run
+        if old["state"] == "doomed":
+            if found is None or await gw.peers.delete(miner, found[0]) == "ok":
+                gw.db.drop_legacy(old)
+            continue
+        if found is None or found[1] != old["size"]:
+            row = gw.db.adopt_legacy({**old, "state": "suspect"}, old["hash"])
+            gw.db.update_shard(row, reason="protocol 2 shard the miner does not hold under a Merkle id")
+            continue
+        path = gw.spool.path(f"migrate-{old['id']}")
+        try:
+            await gw.peers.fetch(miner, found[0], old["size"], path, unwrap=None)  # checks the Merkle id
+            same = await asyncio.to_thread(_sha256_of, path) == old["hash"]  # and the old name
+        except FetchError:
+            continue
+        finally:
+            path.unlink(missing_ok=True)
+        gw.db.adopt_legacy(old if same else {**old, "state": "suspect"}, found[0])
+        moved += same
+    return moved
+
+
+def _sha256_of(path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
 async def repair(gw: "Gateway") -> str:
+    migrated = await migrate_legacy(gw)
     gone = lose_departed(gw)
     checked = await recheck(gw)
     repaired = failed = 0
@@ -97,7 +144,8 @@ async def repair(gw: "Gateway") -> str:
         except Exception as exc:  # one segment's trouble never stops the others
             failed += 1
             gw.bus.log(f"repair of {obj.id[:12]} segment {seg} failed: {exc}", severity="warning", source=gw.source)
-    return f"{repaired} shards repaired, {failed} segments failed, {gone} lost with their miners; re-checks: {checked}"
+    return (f"{repaired} shards repaired, {failed} segments failed, {gone} lost with their miners; re-checks: {checked}"
+            + (f"; {migrated} protocol-2 shards migrated" if migrated else ""))
 
 
 def gone(gw: "Gateway", miner: str) -> bool:

@@ -112,6 +112,9 @@ class GatewayStore:
         if "shards" in tables and version < SCHEMA_VERSION:
             self.upgraded_from = 2
             self.db.execute_sql('ALTER TABLE "shards" RENAME TO "shards_v2"')
+            for (name,) in self.db.execute_sql("SELECT name FROM sqlite_master WHERE type = 'index' AND "
+                                               "tbl_name = 'shards_v2' AND sql IS NOT NULL").fetchall():
+                self.db.execute_sql(f'DROP INDEX "{name}"')  # the new table's indexes take these names
             if "audits" in tables:
                 self.db.execute_sql('DROP TABLE "audits"')
 
@@ -291,6 +294,31 @@ class GatewayStore:
         """(object, segment) of every stored object."""
         return [(o.id, seg) for o in self.Object.select().where(self.Object.state.in_(list(LIVE_OBJECTS)))
                 for seg in range(o.segments)]
+
+    # protocol 2 shards, until migrated ----------------------------------------------------------
+    def legacy(self, limit: int = 200) -> list[dict]:
+        """Shard rows a protocol-2 gateway wrote (named by sha256), still to be migrated."""
+        if "shards_v2" not in self.db.get_tables():
+            return []
+        cur = self.db.execute_sql('SELECT id, object_id, segment, idx, hash, wrap, miner, size, state FROM "shards_v2" '
+                                  'ORDER BY id LIMIT ?', (limit,))
+        cols = ("id", "object_id", "segment", "idx", "hash", "wrap", "miner", "size", "state")
+        return [dict(zip(cols, row)) for row in cur.fetchall()]
+
+    def adopt_legacy(self, old: dict, shard_id: str) -> int:
+        """A protocol-2 shard found on its miner under its Merkle id: a row of its own (its certificate
+        is due at once), and the old row goes."""
+        state = old["state"] if old["state"] in ("healthy", "doomed") else "suspect"
+        with self.db.atomic():
+            row = self.Shard.create(object_id=old["object_id"], segment=old["segment"], idx=old["idx"], hash=shard_id,
+                                    wrap=old["wrap"], miner=old["miner"], size=old["size"], state=state,
+                                    placed_at=time.time(), reason="migrated from protocol 2")
+            self.db.execute_sql('DELETE FROM "shards_v2" WHERE id = ?', (old["id"],))
+        return row.id
+
+    def drop_legacy(self, old: dict) -> None:
+        with self.db.atomic():
+            self.db.execute_sql('DELETE FROM "shards_v2" WHERE id = ?', (old["id"],))
 
     # certificates and serving ------------------------------------------------------------------
     def certify_due(self, before_block: int, limit: int = 2048) -> list:

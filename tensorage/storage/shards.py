@@ -84,6 +84,7 @@ class ShardIndex:
                     # places them again (the store removes files no index names)
                     self.db.execute_sql('ALTER TABLE "shards" RENAME TO "shards_v2"')
                 self.db.create_tables([self.Shard])
+                self.db.execute_sql('CREATE TABLE IF NOT EXISTS "legacy" (sha256 TEXT PRIMARY KEY, id TEXT NOT NULL)')
                 self.db.execute_sql(f"PRAGMA user_version = {INDEX_VERSION}")
         except pw.DatabaseError as exc:
             raise CorruptIndex(f"{path} cannot be used ({exc}): move it aside and restart") from None
@@ -139,10 +140,26 @@ class ShardIndex:
         return [r.id for r in self.Shard.select(self.Shard.id)]
 
     def legacy(self) -> list[tuple[str, int]]:
-        """(sha256 name, size) of shards a protocol-2 gateway placed (kept until migrated)."""
+        """(sha256 name, size) of shards a protocol-2 gateway placed, not migrated yet."""
         if "shards_v2" not in self.db.get_tables():
             return []
         return [(str(i), int(s)) for i, s in self.db.execute_sql('SELECT id, size FROM "shards_v2"').fetchall()]
+
+    def adopt_legacy(self, sha: str, size: int, shard_id: str) -> None:
+        """A protocol-2 shard now under its Merkle id (no certificate until its gateway gives one)."""
+        with self.db.atomic():
+            self.Shard.insert(id=shard_id, size=size, stored_at=time.time(), cert=None, expiry=0,
+                              deleted_at=None).on_conflict_ignore().execute()
+            self.db.execute_sql('INSERT OR REPLACE INTO "legacy" (sha256, id) VALUES (?, ?)', (sha, shard_id))
+
+    def drop_legacy(self, sha: str) -> None:
+        with self.db.atomic():
+            self.db.execute_sql('DELETE FROM "shards_v2" WHERE id = ?', (sha,))
+
+    def migrated(self, sha: str) -> Optional[str]:
+        """The Merkle id a protocol-2 shard was migrated to."""
+        row = self.db.execute_sql('SELECT id FROM "legacy" WHERE sha256 = ?', (sha,)).fetchone()
+        return str(row[0]) if row else None
 
     def stats(self) -> tuple[int, int]:
         row = self.Shard.select(pw.fn.COUNT(self.Shard.id), pw.fn.COALESCE(pw.fn.SUM(self.Shard.size), 0)).where(
@@ -173,6 +190,7 @@ class ShardStore:
                 self._indexes[hotkey] = ShardIndex(path)
         self.reserved = 0
         self.inflight: set[str] = set()
+        self.migrate_legacy()
         self.used_bytes = self._recover()
         self.generation = 0  # bumped whenever what the listing would carry changes
 
@@ -191,6 +209,43 @@ class ShardStore:
             elif is_shard_id(name):
                 used += entry.stat().st_size
         return used
+
+    def migrate_legacy(self) -> int:
+        """Protocol 2 named shards by sha256 and kept no tree: each one still here is hashed once more,
+        given its tree and renamed to its Merkle id (blocking, once, at start). Its gateway finds it
+        again by the old name (``GET /v1/shards/legacy/{sha256}``) and certifies it. Order makes a kill
+        safe: tree, then the index rows, then the rename, then the old row goes."""
+        moved = 0
+        for index in self._indexes.values():
+            for sha, size in index.legacy():
+                old = self.dir / sha
+                done = index.migrated(sha)
+                if done is not None and not old.exists():
+                    index.drop_legacy(sha)
+                    continue
+                try:
+                    tree = tree_of_file(old)
+                except (OSError, MerkleError):
+                    continue  # gone or unreadable: its gateway finds that out and repairs
+                if tree.size != size:
+                    continue
+                tmp = self.dir / f"{TMP_PREFIX}{sha[:16]}.tree"
+                tmp.unlink(missing_ok=True)
+                _write_synced(tmp, tree.encode())
+                os.replace(tmp, self.tree_path(tree.id_hex))
+                index.adopt_legacy(sha, size, tree.id_hex)
+                os.replace(old, self.path(tree.id_hex))
+                fsync_dir(self.dir)
+                index.drop_legacy(sha)
+                moved += 1
+        return moved
+
+    def migrated(self, validator: str, sha: str) -> Optional[tuple[str, int]]:
+        """(Merkle id, size) a protocol-2 shard of this validator's was migrated to, if it is held."""
+        index = self.index(validator)
+        shard_id = index.migrated(sha) if index is not None and is_shard_id(sha) else None
+        row = index.row(shard_id) if shard_id else None
+        return (shard_id, int(row.size)) if row is not None else None
 
     # lookups -----------------------------------------------------------------------------
     def index(self, validator: str, create: bool = False) -> Optional[ShardIndex]:
