@@ -263,14 +263,13 @@ class ValidatorEngine(Node):
         for t, check in zip(answered, await self.verifier.answers([(t.reply.body, t.spec) for t in answered])):
             t.check = check
         judged = [judge_task(t, started) for t in tasks]
-        if self.gateway is not None:
-            suspect = self.gateway.window_verdicts(judged)
+        suspect = self.gateway.window_verdicts(judged) if self.gateway is not None else 0
         outcomes = [(o, t.seen.listing.digest_hex) for o, t in zip(judged, tasks)] + [(o, "") for o in refused]
         summary = await self._record(window, started, outcomes)
         chunks = sum(o.chunks_asked for o in judged)
         if chunks:
             summary += f"; {sum(o.chunks_right for o in judged)}/{chunks} shard chunks right"
-            if self.gateway is not None and suspect:
+            if suspect:
                 summary += f", {suspect} of this gateway's shards suspect"
         return summary
 

@@ -20,6 +20,7 @@ import bittensor as bt
 
 from ..chain.port import Metagraph
 from ..config import Settings
+from ..errors import ConfigError
 from ..events import EventBus, ShardLost
 from ..net.client import SignedClient
 from ..scheduler import Jobs
@@ -51,8 +52,6 @@ class Gateway(ObjectRoutes):
         self.recheck_s = self.profile.window_s  # a suspect shard is re-checked at most once a window
         self.signer = client.signer
         if self.signer.crypto_type != bt.sp_core.CRYPTO_SR25519:
-            from ..errors import ConfigError
-
             raise ConfigError(f"hotkey {hotkey} is not sr25519: a gateway signs shard certificates that every "
                               f"validator checks as sr25519 (make the hotkey with btcli's defaults), or run with "
                               f"--gateway.disable")
