@@ -29,19 +29,10 @@ class ObjectNet:
                  strategies: Optional[dict[str, str]] = None) -> None:
         """``names``: the miners' names (default miner-0...); ``strategies``: miners that run as
         tests.shard_adversaries STRATEGY; ``adversary``: the miner that runs as tests.client_adversary."""
-        self.subnet = Subnet.create(root, miners=miners, validators=1, sizes=(size,))
+        self.subnet = Subnet.create(root, miners=miners, validators=1, sizes=(size,), names=names)
         self.root = root
         self.size = size
-        self.miners = [f"miner-{i}" for i in range(miners)]
-        if names is not None:
-            spec = self.subnet.spec
-            mapping = dict(zip(self.miners, names))
-            for node in spec.nodes:
-                if node.name in mapping:
-                    (root / "wallets" / node.name).rename(root / "wallets" / mapping[node.name])
-                    node.name = mapping[node.name]
-            spec.save(root)
-            self.miners = list(names)
+        self.miners = list(names) if names is not None else [f"miner-{i}" for i in range(miners)]
         self.strategies = strategies or {}
         self.adversary = adversary
         self.guests = {g: create_wallet(root / "wallets", g) for g in guests}

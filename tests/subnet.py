@@ -37,10 +37,21 @@ class Subnet:
     retiree_mid: float = 0.0
 
     @classmethod
-    def create(cls, root: Path, miners: int, validators: int, sizes: tuple[float, ...]) -> "Subnet":
+    def create(cls, root: Path, miners: int, validators: int, sizes: tuple[float, ...],
+               names: Optional[list[str]] = None) -> "Subnet":
+        """``names``: the miners' names (and their wallets'), instead of miner-0, miner-1, ..."""
         init_devnet(root, miners=miners, validators=validators, miner_sizes_gb=sizes)
         (root / "logs").mkdir(exist_ok=True)
-        return cls(root)
+        subnet = cls(root)
+        if names is not None:
+            spec = subnet.spec
+            mapping = {f"miner-{i}": name for i, name in enumerate(names)}
+            for node in spec.nodes:
+                if node.name in mapping:
+                    (root / "wallets" / node.name).rename(root / "wallets" / mapping[node.name])
+                    node.name = mapping[node.name]
+            spec.save(root)
+        return subnet
 
     @property
     def spec(self) -> SubnetSpec:

@@ -90,14 +90,8 @@ def head(subnet: Subnet) -> int:
 def yuma(tmp_path_factory):
     root = tmp_path_factory.mktemp("yuma") / "devnet"
     names = list(MINERS)
-    subnet = Subnet.create(root, miners=len(names), validators=3, sizes=(SAME_DISK,))
+    subnet = Subnet.create(root, miners=len(names), validators=3, sizes=(SAME_DISK,), names=names)
     spec = subnet.spec
-    mapping = {f"miner-{i}": name for i, name in enumerate(names)}
-    for node in spec.nodes:
-        if node.name in mapping:
-            (root / "wallets" / node.name).rename(root / "wallets" / mapping[node.name])
-            node.name = mapping[node.name]
-    spec.save(root)
     chain = Devnet.open(root)
     try:
         for v, stake in STAKES.items():

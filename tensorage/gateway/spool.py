@@ -76,8 +76,8 @@ def finish_sync(writers: list[tuple[ShardFile, HashingFile]]) -> list[ShardFile]
     return out
 
 
-def interleave_sync(paths: list[Path], first_stripe: int, stripes: int, block: int) -> bytes:
-    """Stripes ``first_stripe..`` of k shard files -> stripe by stripe, k blocks each."""
+def _columns(paths: list[Path], first_stripe: int, stripes: int, block: int) -> list[memoryview]:
+    """Stripes ``first_stripe..`` of each spooled shard file (one read each)."""
     fds = [os.open(p, os.O_RDONLY) for p in paths]
     try:
         columns = [os.pread(fd, stripes * block, first_stripe * block) for fd in fds]
@@ -86,24 +86,21 @@ def interleave_sync(paths: list[Path], first_stripe: int, stripes: int, block: i
             os.close(fd)
     if any(len(c) != stripes * block for c in columns):
         raise SpoolError("a spooled shard is shorter than its segment")
-    views = [memoryview(c) for c in columns]
+    return [memoryview(c) for c in columns]
+
+
+def interleave_sync(paths: list[Path], first_stripe: int, stripes: int, block: int) -> bytes:
+    """Stripes ``first_stripe..`` of k shard files -> stripe by stripe, k blocks each."""
+    views = _columns(paths, first_stripe, stripes, block)
     return b"".join(v[j * block:(j + 1) * block] for j in range(stripes) for v in views)
 
 
 def rebuild_sync(paths: list[Path], indices: list[int], first_stripe: int, stripes: int, block: int,
                  decoder: StripeDecoder, encoder: StripeEncoder, writers: list[tuple[ShardFile, HashingFile]]) -> None:
     """Repair: from k unwrapped shards, the missing shards' blocks of these stripes (wrapped on write)."""
-    fds = [os.open(p, os.O_RDONLY) for p in paths]
-    try:
-        columns = [os.pread(fd, stripes * block, first_stripe * block) for fd in fds]
-    finally:
-        for fd in fds:
-            os.close(fd)
-    if any(len(c) != stripes * block for c in columns):
-        raise SpoolError("a spooled shard is shorter than its segment")
+    views = _columns(paths, first_stripe, stripes, block)
     wanted = [s.idx for s, _ in writers]
     out: list[list[bytes]] = [[] for _ in wanted]
-    views = [memoryview(c) for c in columns]
     for j in range(stripes):
         primary = decoder.primary([v[j * block:(j + 1) * block] for v in views], indices)
         for slot, coded in enumerate(encoder.encode_some(primary, wanted)):
