@@ -68,7 +68,7 @@ class MinerEngine(Node):
         self.shards = ShardService(self.layout, self.allocator, lambda: self.settings.size_bytes, self.hotkey,
                                    bt.resolve_signer(wallet, role="hotkey"), self.stake_share,
                                    self.profile.max_listed_shards, self.bus, self.source,
-                                   lambda: self.settings.max_shard_fraction)
+                                   lambda: self.settings.max_shard_fraction, self.max_certificate_expiry)
         # ``pool``: a ProverPool shared by several miners in one process (benchmarks); its owner closes it.
         self._owns_pool = pool is None
         self.pool = pool if pool is not None else ProverPool(proof_workers or min(2, os.cpu_count() or 1))
@@ -115,6 +115,12 @@ class MinerEngine(Node):
         """The certificates of the client shards this miner holds that still count."""
         mg = self.metagraph
         return self.shards.store.certificates(mg.block if mg is not None else 0)
+
+    def max_certificate_expiry(self) -> Optional[int]:
+        """The latest expiry block this miner takes in a certificate: two certificate lives from the
+        chain's head (slack for renewals and a lagging node); None before the first sync."""
+        mg = self.metagraph
+        return mg.block + 2 * self.profile.cert_lifetime_blocks if mg is not None else None
 
     def stake_share(self, hotkey: str) -> float:
         """A validator's share of the stake of every validator with a permit (the metagraph's)."""

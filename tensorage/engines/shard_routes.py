@@ -41,17 +41,22 @@ from .allocator import Allocator
 
 SCRUB_SHARDS = 8
 GATEWAY_SHARE_FACTOR = 3.0
+CHURN_FACTOR = 2  # with the shards it deleted and this miner still keeps, a gateway holds at most this times its
+                  # cap: a removal frees room at once (a store right after a delete needs no wait), yet churning
+                  # PUT/DELETE leaves at most one more cap's worth of its bytes on the disk, not without bound
 
 
 class ShardService:
     def __init__(self, layout: Layout, allocator: Allocator, share_bytes: Callable[[], int], hotkey: str,
                  signer, stake_share: Callable[[str], float], max_shards: int,
                  bus: Optional[EventBus] = None, source: str = "miner",
-                 max_fraction: Callable[[], float] = lambda: 1.0) -> None:
+                 max_fraction: Callable[[], float] = lambda: 1.0,
+                 max_expiry: Callable[[], Optional[int]] = lambda: None) -> None:
         self.layout = layout
         self.allocator = allocator
         self.share_bytes = share_bytes
         self.max_fraction = max_fraction
+        self.max_expiry = max_expiry  # the latest expiry block a certificate may carry (None: no chain yet)
         self.hotkey = hotkey
         self.key = hotkey_public_key(hotkey)
         self.signer = signer
@@ -77,9 +82,11 @@ class ShardService:
         dev = device_space(self.layout.root)
         return max(0, min(share, self.shard_cap(), dev.free - safety_margin(dev.total) - self.store.reserved))
 
-    def gateway_cap(self, validator: str) -> int:
-        """What one gateway may occupy of this miner's share, by its stake."""
-        return int(self.share_bytes() * min(1.0, GATEWAY_SHARE_FACTOR * self.stake_share(validator)))
+    def gateway_cap(self, validator: str) -> tuple[int, int]:
+        """(shards, bytes) one gateway may occupy here, by its stake: its share of the listing's slots and
+        of this miner's disk share (so neither a few large nor many tiny shards let it crowd others out)."""
+        part = min(1.0, GATEWAY_SHARE_FACTOR * self.stake_share(validator))
+        return int(self.max_shards * part), int(self.share_bytes() * part)
 
     def room(self, validator: str) -> int:
         """What ``validator`` may still place here: its cap, and the share minus shards (plots give
@@ -87,20 +94,30 @@ class ShardService:
         share = self.share_bytes() - self.shard_bytes()
         dev = device_space(self.layout.root)
         free_dev = dev.free - safety_margin(dev.total) - self.store.reserved + self.allocator.plots_on_disk_bytes()
-        own = self.gateway_cap(validator) - self.store.bytes_of(validator)
+        count_cap, byte_cap = self.gateway_cap(validator)
+        occ = self.store.occupied_by(validator)
+        fits = occ.shards < count_cap and occ.all_shards < CHURN_FACTOR * count_cap
+        own = min(byte_cap - occ.bytes, CHURN_FACTOR * byte_cap - occ.all_bytes) if fits else 0
         return max(0, min(share, free_dev, own, self.shard_cap()))
 
     def room_for(self, validator: str, size: int) -> int:
         """Make room for ``size`` bytes of ``validator`` (dropping plots if need be) or refuse with 507."""
-        own = self.gateway_cap(validator) - self.store.bytes_of(validator)
-        if own < size:
+        count_cap, byte_cap = self.gateway_cap(validator)
+        occ = self.store.occupied_by(validator)
+        if occ.bytes + size > byte_cap or occ.shards + 1 > count_cap:
             reject(507, "gateway_cap", f"this miner gives each gateway at most {GATEWAY_SHARE_FACTOR:g}x its stake "
-                                       f"share of its disk share ({self.gateway_cap(validator)} bytes for you, "
-                                       f"{max(0, own)} left): place the shard on another miner")
+                                       f"share of its disk share and of its listing ({byte_cap} bytes and {count_cap} "
+                                       f"shards for you; you hold {occ.bytes} bytes in {occ.shards}): place the "
+                                       f"shard on another miner")
+        if occ.all_bytes + size > CHURN_FACTOR * byte_cap or occ.all_shards + 1 > CHURN_FACTOR * count_cap:
+            reject(507, "gateway_cap", f"your deleted shards are still kept here ({occ.all_bytes - occ.bytes} bytes, "
+                                       f"until no listing a validator answered names them), and with them you may "
+                                       f"hold at most {CHURN_FACTOR}x your cap: place the shard on another miner or "
+                                       f"retry after the next listing")
         if self.shard_cap() < size:
             reject(507, "no_room", f"this miner keeps client shards under {self.max_fraction():g} of its share "
                                    f"(--max_shard_fraction): place the shard on another miner")
-        if self.store.counts().certified >= self.max_shards:
+        if self.store.certified() >= self.max_shards:
             reject(507, "listing_full", f"this miner lists {self.max_shards} shards, the most one listing may carry: "
                                         f"place the shard on another miner")
         free = self.free_bytes()
@@ -154,12 +171,15 @@ class ShardService:
             reject(400, "bad_certificate", f"send the shard's certificate in {CERTIFICATE_HEADER}: a shard without "
                                            f"one can never be proven")
         try:
-            cert = parse_certificate(text, self.key, hotkey_public_key(validator), shard_id, size)
+            cert = parse_certificate(text, self.key, hotkey_public_key(validator), shard_id, size, self.max_expiry())
         except ShardRefused as exc:
             self._refused(exc)
         index = self.store.index(validator)
-        if index is not None and index.has(shard_id) and path.exists():
-            self.store.set_certificate(validator, cert)
+        if index is not None and index.has(shard_id) and path.exists():  # sent again: its certificate, checked
+            try:
+                self.store.set_certificate(validator, cert, self.max_expiry())
+            except ShardRefused as exc:
+                self._refused(exc)
             return web.json_response(ShardStored(id=shard_id, size=size, free_bytes=self.room(validator)).model_dump())
         if shard_id in self.store.inflight:
             reject(409, "in_flight", "this shard is being stored right now: wait for that upload")
@@ -202,9 +222,11 @@ class ShardService:
         taken, unknown = 0, []
         for cert in certs:
             try:
-                taken += self.store.set_certificate(validator, cert)
-            except ShardRefused:
-                unknown.append(cert.shard_hex)
+                taken += self.store.set_certificate(validator, cert, self.max_expiry())
+            except ShardRefused as exc:
+                if exc.status != 404:
+                    reject(exc.status, exc.code, f"certificate of shard {cert.shard_hex[:16]}…: {exc.message}")
+                unknown.append(cert.shard_hex)  # not held (any more) for the caller: it should know
         return web.json_response(CertificatesTaken(taken=taken, unknown=unknown).model_dump())
 
     @access(VALIDATOR)

@@ -219,6 +219,8 @@ class ValidatorEngine(Node):
             view.add(SeenListing(listing=check.listing, seen_block=seen_block))
             await self._write(self.store.add_listing, neuron.hotkey, check.listing.digest_hex, check.listing.stored(),
                               seen_block)
+            if self.gateway is not None:  # its shards the miner stopped listing are suspect
+                self.gateway.listing_seen(neuron.hotkey, check.listing)
         await self._write(self.store.set_listing_state, neuron.hotkey, check.listing.digest_hex, len(check.listing),
                           check.credited_bytes, check.refused, PROTOCOL_VERSION)
         return view

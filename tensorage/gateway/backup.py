@@ -81,8 +81,7 @@ def backup(layout: Layout, dest: Path) -> BackupSummary:
             info.size, info.mtime = len(data), int(time.time())
             tar.addfile(info, io.BytesIO(data))
     blob = buf.getvalue()
-    atomic_write(dest, blob)
-    os.chmod(dest, 0o600)
+    atomic_write(dest, blob, mode=0o600)
     return BackupSummary(path=dest, objects=objects, shards=shards, bytes=len(blob))
 
 
@@ -120,9 +119,8 @@ def restore(layout: Layout, src: Path) -> BackupSummary:
             old = layout.index / name
             if old.exists():
                 old.rename(old.with_name(f"{name}.pre-restore-{stamp}"))
-        atomic_write(layout.index / MANIFEST_FILE, manifest)
-        atomic_write(layout.index / SECRET_FILE, secret)
-        os.chmod(layout.index / SECRET_FILE, stat.S_IRUSR | stat.S_IWUSR)
+        atomic_write(layout.index / MANIFEST_FILE, manifest, mode=0o600)
+        atomic_write(layout.index / SECRET_FILE, secret, mode=stat.S_IRUSR | stat.S_IWUSR)
         fsync_dir(layout.index)
     finally:
         lock.release()

@@ -29,6 +29,7 @@ from ..net.auth import ALLOWED_CLIENTS, BODY, CALLER, CLIENT, PUBLIC, access
 from ..net.errors import parse, reject
 from ..net.objects import (DEFAULT_K, DEFAULT_N, MAX_N, GatewayInfo, ObjectDeclare, ObjectDeclared, ObjectDeleted,
                            ObjectEntry, ObjectLayout, ObjectList, ObjectStored, is_object_id)
+from ..storage.gateway_db import MIN_SHARD_CHARGE, charged_bytes
 from .placement import PlacementFailed, candidates, place_segment
 from .spool import ShardFile, Spool, SpoolError, demux_sync, finish_sync
 
@@ -90,25 +91,28 @@ class ObjectRoutes:
             reject(400, "too_much_expansion", f"k={req.k}, n={req.n} puts {req.n / req.k:.1f}x the file on miners; this "
                                               f"gateway takes at most {self.cfg.max_expansion:g}x: use --k {k_min} or "
                                               f"more for --n {req.n}")
-        if self.db.count_of(client) >= MAX_OBJECTS_PER_CLIENT:
-            reject(413, "too_many_objects", f"you have {MAX_OBJECTS_PER_CLIENT} objects here: remove some with "
-                                            f"`tensorage rm ID` first")
-        used, quota = self.db.used_bytes(client), self.cfg.quota_bytes
-        stored = math.ceil(req.size * req.n / req.k)
-        if used + stored > quota:
-            reject(413, "quota_exceeded", f"storing {req.size} bytes at k={req.k}, n={req.n} puts {stored} bytes on "
-                                          f"miners and would bring you to {used + stored} of your {quota}-byte quota "
-                                          f"on this validator ({used} used): remove objects with `tensorage rm ID`, "
-                                          f"or ask its operator for a larger --gateway.quota_gb")
         layout = req.layout()
         per_segment = layout.stripes_per_segment(self.cfg.shard_bytes)
         shard = min(per_segment, layout.stripes) * req.block
+        # the only await comes first: from the quota check to the row there is none, so two declares
+        # in flight cannot both pass a check that only one of them fits
         miners = len(await candidates(self, shard, set()))
         if req.n > miners:
             k = max(1, min(req.k, miners - 1))
             hint = f"store with --n {miners} --k {k}, or try later" if miners else "try later"
             reject(503, "not_enough_miners", f"this gateway can place {shard}-byte shards on {miners} miners now and "
                                              f"the object needs {req.n} distinct ones: {hint}")
+        if self.db.count_of(client) >= MAX_OBJECTS_PER_CLIENT:
+            reject(413, "too_many_objects", f"you have {MAX_OBJECTS_PER_CLIENT} objects here: remove some with "
+                                            f"`tensorage rm ID` first")
+        used, quota = self.db.used_bytes(client), self.cfg.quota_bytes
+        stored = charged_bytes(req.size, req.k, req.n)
+        if used + stored > quota:
+            reject(413, "quota_exceeded", f"storing {req.size} bytes at k={req.k}, n={req.n} costs {stored} bytes of "
+                                          f"quota (its bytes on miners, at least {MIN_SHARD_CHARGE} per shard) and "
+                                          f"would bring you to {used + stored} of your {quota}-byte quota on this "
+                                          f"validator ({used} used): remove objects with `tensorage rm ID`, or ask "
+                                          f"its operator for a larger --gateway.quota_gb")
         object_id = secrets.token_hex(16)
         expires = time.time() + DECLARE_TTL_S
         self.db.declare(id=object_id, client=client, size=req.size, k=req.k, n=req.n, block=req.block,

@@ -14,6 +14,7 @@ not answer is silent) and adds the jobs with :meth:`Gateway.add_jobs`.
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Callable, Iterable, Optional
 
 import bittensor as bt
@@ -50,6 +51,9 @@ class Gateway(ObjectRoutes):
         self.head_block = head_block
         self.replace_after_s = self.cfg.replace_after_s or max(120.0, 12 * self.profile.window_s)
         self.recheck_s = self.profile.window_s  # a suspect shard is re-checked at most once a window
+        # a miner changes its listing at most once per sync period, and a validator reads it once per
+        # sync period: a shard placed longer ago than this is in the listing of an honest miner
+        self.listing_grace_s = 2 * self.profile.sync_s + 2 * self.profile.window_s
         self.signer = client.signer
         if self.signer.crypto_type != bt.sp_core.CRYPTO_SR25519:
             raise ConfigError(f"hotkey {hotkey} is not sr25519: a gateway signs shard certificates that every "
@@ -112,6 +116,15 @@ class Gateway(ObjectRoutes):
                 chunk, why = mine[row.hash]
                 made += self.suspect(row, f"window: {why}", chunk)
         return made
+
+    def listing_seen(self, hotkey: str, listing) -> int:
+        """A miner's new listing: this gateway's healthy shards on it that it should list by now (placed
+        more than two sync periods and two windows ago, certificate live) and does not are suspect. A
+        miner that quietly drops a shard from its listing stops being checked on it in windows; the
+        gateway would otherwise only learn of it from a download. Returns shards made suspect."""
+        mine = {c.shard_hex for c in listing.certificates() if c.gateway_hotkey == self.hotkey}
+        due = self.db.listed_due(hotkey, time.time() - self.listing_grace_s, self.head_block())
+        return sum(self.suspect(r, "its miner's listing no longer carries it") for r in due if r.hash not in mine)
 
     def suspect(self, row, reason: str, chunk: Optional[int] = None) -> bool:
         if self.db.suspect(row.id, reason, chunk):

@@ -33,6 +33,8 @@ HEX32 = r"^[0-9a-f]{64}$"
 DEFAULT_K, DEFAULT_N = 4, 6  # any 4 of 6 shards rebuild a segment: 1.5x the bytes, 2 miners may fail
 MAX_N = 32                    # shards per segment (zfec allows 256; a placement needs n distinct miners)
 MAX_BLOCK = 1 << 20           # bytes per erasure block
+MIN_BLOCK = 4 << 10           # ... and at least this, unless the whole object fits one smaller stripe: a gateway
+                              # moves stripes block by block, so 1-byte blocks would cost it 1,000x the CPU
 DEFAULT_BLOCK = 64 << 10      # the client's block for large objects
 MAX_OBJECT_BYTES = 1 << 44    # 16 TiB: anything larger is a typo
 MAX_META_CHARS = 1024         # the client's opaque (encrypted) metadata, base64url
@@ -110,6 +112,15 @@ class ObjectDeclare(Message):
         if k is not None and n < k:
             raise ValueError(f"n ({n}) must be at least k ({k})")
         return n
+
+    @field_validator("block")
+    @classmethod
+    def _block_not_tiny(cls, block: int, info) -> int:
+        size, k = info.data.get("size"), info.data.get("k")
+        if size is not None and k is not None and block < min(MIN_BLOCK, math.ceil(size / k)):
+            raise ValueError(f"blocks of {block} bytes are too small: use at least {MIN_BLOCK} (or one stripe for the "
+                             f"whole object)")
+        return block
 
     def layout(self) -> ObjectLayout:
         return ObjectLayout(self.size, self.k, self.n, self.block)

@@ -144,8 +144,14 @@ class Listing:
     def cert_count(self) -> int:
         return len(self.certs) // CERT_BYTES
 
-    def certificates(self) -> list[Certificate]:
-        return [Certificate.from_entry(self.certs[o:o + CERT_BYTES]) for o in range(0, len(self.certs), CERT_BYTES)]
+    def certificates(self) -> tuple[Certificate, ...]:
+        """Parsed once per listing (a window plans from the same listing many times)."""
+        cached = self.__dict__.get("_certificates")
+        if cached is None:
+            cached = tuple(Certificate.from_entry(self.certs[o:o + CERT_BYTES])
+                           for o in range(0, len(self.certs), CERT_BYTES))
+            object.__setattr__(self, "_certificates", cached)
+        return cached
 
     def k_counts(self) -> Counter:
         return Counter(self.blob[0::ENTRY_BYTES])

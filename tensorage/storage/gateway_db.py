@@ -29,6 +29,14 @@ from ..errors import CorruptIndex
 from .models import open_sqlite
 
 QUOTA_STATES = ("declared", "storing", "stored", "damaged")
+MIN_SHARD_CHARGE = 64 << 10  # each of an object's n shards costs at least this much quota: a miner's certificate,
+                             # listing entry and tree cost the same for 1 byte as for 64 KiB, and the miner's count
+                             # cap (shards per gateway) is what tiny objects would exhaust
+
+
+def charged_bytes(size: int, k: int, n: int) -> int:
+    """Quota an object costs: its bytes on miners (size times n/k), but at least MIN_SHARD_CHARGE per shard."""
+    return max(-(-size * n // k), n * MIN_SHARD_CHARGE)
 LIVE_OBJECTS = ("stored", "damaged")
 LIVE_SHARDS = ("placing", "placed", "healthy", "suspect")
 SOURCES = ("healthy", "suspect", "lost")  # shards a retrieval or repair may read (hash-checked)
@@ -137,8 +145,9 @@ class GatewayStore:
                                                & self.Object.state.in_(QUOTA_STATES)).order_by(self.Object.created_at))
 
     def used_bytes(self, client: str) -> int:
-        """What the client's objects put on miners: ciphertext times n/k (the erasure code's expansion)."""
-        expr = pw.fn.COALESCE(pw.fn.SUM(pw.Cast(self.Object.size, "REAL") * self.Object.n / self.Object.k), 0)
+        """What the client's objects cost (:func:`charged_bytes`, summed)."""
+        on_miners = pw.Cast(self.Object.size, "REAL") * self.Object.n / self.Object.k
+        expr = pw.fn.COALESCE(pw.fn.SUM(pw.fn.MAX(on_miners, self.Object.n * MIN_SHARD_CHARGE)), 0)
         return int(self.Object.select(expr).where((self.Object.client == client)
                                                   & self.Object.state.in_(QUOTA_STATES)).scalar() or 0)
 
@@ -238,6 +247,13 @@ class GatewayStore:
         with self.db.atomic():
             return self.Shard.update(state="suspect", reason=reason[:500], suspect_at=time.time(), bad_chunk=chunk
                                      ).where((self.Shard.id == row_id) & (self.Shard.state == "healthy")).execute() > 0
+
+    def listed_due(self, miner: str, placed_before: float, live_after: int) -> list:
+        """Healthy shards on ``miner`` placed before ``placed_before`` whose certificate is live after
+        block ``live_after``: its listing must carry them."""
+        return list(self.Shard.select().where((self.Shard.miner == miner) & (self.Shard.state == "healthy")
+                                              & (self.Shard.placed_at < placed_before)
+                                              & (self.Shard.cert_expiry > live_after)))
 
     def suspects(self, limit: int = 200) -> list:
         return list(self.Shard.select().where(self.Shard.state == "suspect")

@@ -129,6 +129,18 @@ class ShardIndex:
     def live(self) -> list:
         return list(self.Shard.select().where(self.Shard.deleted_at.is_null()))
 
+    def certified(self) -> int:
+        return int(self.Shard.select(pw.fn.COUNT(self.Shard.id)).where(
+            self.Shard.deleted_at.is_null() & self.Shard.cert.is_null(False)).scalar() or 0)
+
+    def occupancy(self) -> "Occupancy":
+        live = self.Shard.deleted_at.is_null()
+        row = self.Shard.select(pw.fn.COUNT(self.Shard.id), pw.fn.COALESCE(pw.fn.SUM(self.Shard.size), 0),
+                                pw.fn.COALESCE(pw.fn.SUM(pw.Case(None, [(live, 1)], 0)), 0),
+                                pw.fn.COALESCE(pw.fn.SUM(pw.Case(None, [(live, self.Shard.size)], 0)), 0)
+                                ).scalar(as_tuple=True)
+        return Occupancy(shards=int(row[2]), bytes=int(row[3]), all_shards=int(row[0]), all_bytes=int(row[1]))
+
     def deleted_bytes(self) -> int:
         return int(self.Shard.select(pw.fn.COALESCE(pw.fn.SUM(self.Shard.size), 0)).where(
             self.Shard.deleted_at.is_null(False)).scalar() or 0)
@@ -279,18 +291,21 @@ class ShardStore:
 
     def counts(self) -> ShardCounts:
         per = {v: i.stats() for v, i in self._indexes.items()}
-        certified = sum(1 for i in self._indexes.values() for r in i.live() if r.cert is not None)
         return ShardCounts(files=sum(c for c, _ in per.values()), bytes=self.used_bytes, validators=per,
-                           certified=certified)
+                           certified=self.certified())
+
+    def certified(self) -> int:
+        """Shards whose certificate this miner holds (what its listing may carry)."""
+        return sum(i.certified() for i in self._indexes.values())
 
     def leaving_bytes(self) -> int:
         """Bytes of shards that left the listing and are kept only until no answered listing names
         them: they do not count against the share (a store after a removal must not wait for them)."""
         return sum(index.deleted_bytes() for index in self._indexes.values())
 
-    def bytes_of(self, validator: str) -> int:
+    def occupied_by(self, validator: str) -> "Occupancy":
         index = self.index(validator)
-        return index.stats()[1] if index else 0
+        return index.occupancy() if index else Occupancy(0, 0, 0, 0)
 
     def certificates(self, block: int, require_file: bool = True) -> list[Certificate]:
         """What this miner lists: the certificate of every shard it holds that counts at ``block``
@@ -344,10 +359,15 @@ class ShardStore:
             tmp_tree.unlink(missing_ok=True)
             raise
 
-    def set_certificate(self, validator: str, cert: Certificate) -> bool:
+    def set_certificate(self, validator: str, cert: Certificate, max_expiry: Optional[int] = None) -> bool:
+        """Take a renewed certificate: only for a shard this validator placed that is still here, of the
+        size it has (a certificate claiming more would fail every window this miner answers), expiring
+        no later than ``max_expiry`` (a certificate that never expires could never be shed)."""
         index = self.index(validator)
-        if index is None or not index.has(cert.shard_hex):
+        row = index.row(cert.shard_hex) if index is not None else None
+        if row is None or not self.path(cert.shard_hex).exists():
             raise ShardRefused(404, "unknown_shard", f"no shard {cert.shard_hex[:16]}… placed by you is held here")
+        check_terms(cert, int(row.size), max_expiry)
         changed = index.set_certificate(cert)
         self.generation += changed
         return changed
@@ -471,9 +491,30 @@ class ShardStore:
         self._indexes.clear()
 
 
-def parse_certificate(text: str, miner_key: bytes, gateway_key: bytes, shard_id: str, size: int) -> Certificate:
+@dataclass(frozen=True)
+class Occupancy:
+    """What one validator's shards take here: the live ones, and all of them with those it deleted
+    that are kept until no answered listing names them."""
+    shards: int
+    bytes: int
+    all_shards: int
+    all_bytes: int
+
+
+def check_terms(cert: Certificate, size: int, max_expiry: Optional[int]) -> None:
+    if cert.size != size:
+        raise ShardRefused(400, "bad_certificate", f"the certificate says shard {cert.shard_hex[:16]}… has {cert.size} "
+                                                   f"bytes; it has {size}")
+    if max_expiry is not None and cert.expiry > max_expiry:
+        raise ShardRefused(400, "bad_certificate", f"the certificate expires at block {cert.expiry}, past the "
+                                                   f"{max_expiry} this network's certificate life allows: sign it for "
+                                                   f"cert_lifetime_blocks from now")
+
+
+def parse_certificate(text: str, miner_key: bytes, gateway_key: bytes, shard_id: str, size: int,
+                      max_expiry: Optional[int] = None) -> Certificate:
     """A certificate a gateway hands over: for this miner, this shard and size, signed by the
-    caller. Raises ShardRefused with what is wrong."""
+    caller, expiring no later than ``max_expiry``. Raises ShardRefused with what is wrong."""
     try:
         cert = Certificate.from_hex(text)
     except CertificateError as exc:
@@ -483,6 +524,7 @@ def parse_certificate(text: str, miner_key: bytes, gateway_key: bytes, shard_id:
                                                    f"{cert.size} bytes, not {shard_id[:16]}… of {size}")
     if cert.gateway != gateway_key:
         raise ShardRefused(403, "bad_certificate", "the certificate is signed by another gateway than the caller")
+    check_terms(cert, size, max_expiry)
     if not cert.valid_for(miner_key):
         raise ShardRefused(403, "bad_certificate", "the certificate's signature does not verify for this miner: sign "
                                                    "it with your hotkey for this miner's hotkey")
