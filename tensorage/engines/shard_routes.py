@@ -36,7 +36,7 @@ from ..proofs.certificates import Certificate, CertificateError
 from ..proofs.merkle import MAX_SHARD_BYTES
 from ..proofs.plots import hotkey_public_key
 from ..storage.layout import Layout, device_space, safety_margin
-from ..storage.shards import ShardRefused, ShardStore, parse_certificate
+from ..storage.shards import Occupancy, ShardRefused, ShardStore, parse_certificate
 from .allocator import Allocator
 
 SCRUB_SHARDS = 8
@@ -57,6 +57,7 @@ class ShardService:
         self.share_bytes = share_bytes
         self.max_fraction = max_fraction
         self.max_expiry = max_expiry  # the latest expiry block a certificate may carry (None: no chain yet)
+        self.incoming: dict[str, tuple[int, int]] = {}  # validator -> (shards, bytes) being received now
         self.hotkey = hotkey
         self.key = hotkey_public_key(hotkey)
         self.signer = signer
@@ -88,6 +89,13 @@ class ShardService:
         part = min(1.0, GATEWAY_SHARE_FACTOR * self.stake_share(validator))
         return int(self.max_shards * part), int(self.share_bytes() * part)
 
+    def occupied_by(self, validator: str) -> Occupancy:
+        """What ``validator``'s shards take here, the ones arriving right now included (concurrent
+        PUTs must not each pass a cap that only one of them fits)."""
+        occ = self.store.occupied_by(validator)
+        count, held = self.incoming.get(validator, (0, 0))
+        return Occupancy(occ.shards + count, occ.bytes + held, occ.all_shards + count, occ.all_bytes + held)
+
     def room(self, validator: str) -> int:
         """What ``validator`` may still place here: its cap, and the share minus shards (plots give
         way to shards), within the device's free space."""
@@ -95,7 +103,7 @@ class ShardService:
         dev = device_space(self.layout.root)
         free_dev = dev.free - safety_margin(dev.total) - self.store.reserved + self.allocator.plots_on_disk_bytes()
         count_cap, byte_cap = self.gateway_cap(validator)
-        occ = self.store.occupied_by(validator)
+        occ = self.occupied_by(validator)
         fits = occ.shards < count_cap and occ.all_shards < CHURN_FACTOR * count_cap
         own = min(byte_cap - occ.bytes, CHURN_FACTOR * byte_cap - occ.all_bytes) if fits else 0
         return max(0, min(share, free_dev, own, self.shard_cap()))
@@ -103,7 +111,7 @@ class ShardService:
     def room_for(self, validator: str, size: int) -> int:
         """Make room for ``size`` bytes of ``validator`` (dropping plots if need be) or refuse with 507."""
         count_cap, byte_cap = self.gateway_cap(validator)
-        occ = self.store.occupied_by(validator)
+        occ = self.occupied_by(validator)
         if occ.bytes + size > byte_cap or occ.shards + 1 > count_cap:
             reject(507, "gateway_cap", f"this miner gives each gateway at most {GATEWAY_SHARE_FACTOR:g}x its stake "
                                        f"share of its disk share and of its listing ({byte_cap} bytes and {count_cap} "
@@ -186,6 +194,8 @@ class ShardService:
         self.room_for(validator, size)
         self.store.reserved += size
         self.store.inflight.add(shard_id)
+        count, held = self.incoming.get(validator, (0, 0))
+        self.incoming[validator] = (count + 1, held + size)
         started = time.perf_counter()
         try:
             await self.store.receive(validator, shard_id, size, request.content.iter_any(), cert)
@@ -196,6 +206,9 @@ class ShardService:
         finally:
             self.store.reserved -= size
             self.store.inflight.discard(shard_id)
+            count, held = self.incoming.pop(validator)
+            if count > 1:
+                self.incoming[validator] = (count - 1, held - size)
         self.bus.publish(ShardEvent(action="stored", validator_hotkey=validator, shard=shard_id, bytes=size,
                                     detail=f"{(time.perf_counter() - started) * 1000:.0f} ms", source=self.source))
         return web.json_response(ShardStored(id=shard_id, size=size, free_bytes=self.room(validator)).model_dump())

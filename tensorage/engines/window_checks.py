@@ -28,7 +28,7 @@ from ..net.client import PeerError, Reply
 from ..proofs.answers import AnswerCheck, AnswerSpec
 from ..proofs.certificates import ss58_of
 from ..proofs.listing import Listing
-from ..proofs.windows import (client_credit, draw_chunks, draw_sample, live_certificates, sample_credit)
+from ..proofs.windows import draw_chunks, draw_sample, live_by_gateway, sample_credit
 from .scoring import judge
 
 SEEN_KEPT = 3
@@ -119,8 +119,8 @@ def plan(profile: NetworkProfile, views: list[MinerView], window: int, start: in
         chunks = draw_chunks(profile, challenge, hotkey, seen.listing, start)
         spec = AnswerSpec(hotkey=hotkey, window=window, listing_hex=seen.listing.digest_hex, challenge=challenge,
                           per_plot=profile.challenges_per_plot, plots=tuple(plots), chunks=tuple(chunks))
-        credit = client_credit(live_certificates(seen.listing, start))
-        tasks.append(WindowTask(view=view, seen=seen, spec=spec, client={ss58_of(g): v for g, v in credit.items()}))
+        credit = {ss58_of(g.gateway): g.credit for g in live_by_gateway(seen.listing, start)}
+        tasks.append(WindowTask(view=view, seen=seen, spec=spec, client=credit))
     return tasks
 
 

@@ -22,7 +22,7 @@ import hashlib
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable, TypeVar
 
 from ..errors import ProtocolError
 from .certificates import ENTRY_BYTES as CERT_BYTES
@@ -31,6 +31,8 @@ from .plots import SEED_BYTES, estimated_plot_bytes
 
 LISTING_DOMAIN = b"tensorage/listing/v3"
 ENTRY_BYTES = 1 + SEED_BYTES
+T = TypeVar("T")
+
 # Gateways whose certificates one listing may carry: every validator with a permit can be one.
 # A window samples chunks per gateway (proofs/windows.py), so this bounds an answer's size.
 MAX_GATEWAYS = 64
@@ -152,6 +154,15 @@ class Listing:
                            for o in range(0, len(self.certs), CERT_BYTES))
             object.__setattr__(self, "_certificates", cached)
         return cached
+
+    def derived(self, key: str, stamp: object, make: Callable[[], T]) -> T:
+        """A value derived from this (immutable) listing, kept until asked for with another ``stamp``:
+        one slot per key, so a listing followed across many windows keeps one copy, not one per window."""
+        slot = self.__dict__.get(f"_derived_{key}")
+        if slot is None or slot[0] != stamp:
+            slot = (stamp, make())
+            object.__setattr__(self, f"_derived_{key}", slot)
+        return slot[1]
 
     def k_counts(self) -> Counter:
         return Counter(self.blob[0::ENTRY_BYTES])

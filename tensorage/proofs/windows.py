@@ -178,11 +178,33 @@ def live_certificates(listing: "Listing", block: int) -> list[Certificate]:
     return [c for c in listing.certificates() if c.counts_at(block)]
 
 
-def by_gateway(certs: Sequence[Certificate]) -> dict[bytes, list[Certificate]]:
-    out: dict[bytes, list[Certificate]] = {}
-    for c in certs:
-        out.setdefault(c.gateway, []).append(c)
-    return out
+@dataclass(frozen=True)
+class GatewayShards:
+    """One gateway's live certificates in a listing, with what a window needs of them."""
+
+    gateway: bytes
+    certs: tuple[Certificate, ...]
+    starts: tuple[int, ...]  # first chunk of each shard in the gateway's chunk space (and the total, last)
+    credit: float            # client_credit of these certificates
+
+
+def live_by_gateway(listing: "Listing", block: int) -> tuple[GatewayShards, ...]:
+    """The listing's live certificates at ``block`` grouped by gateway, sorted by gateway. Computed once
+    per listing for as long as no certificate expires: a full listing is 16,384 certificates and a
+    validator plans from it every window (bench_window_shards)."""
+    expiries = listing.derived("expiries", None, lambda: sorted(c.expiry for c in listing.certificates()))
+    expired = bisect.bisect_left(expiries, block)  # certificates with expiry < block: same count, same live set
+
+    def group() -> tuple[GatewayShards, ...]:
+        by: dict[bytes, list[Certificate]] = {}
+        for c in live_certificates(listing, block):
+            by.setdefault(c.gateway, []).append(c)
+        return tuple(GatewayShards(gateway=g, certs=tuple(certs),
+                                   starts=tuple(itertools.accumulate((leaf_count(c.size) for c in certs), initial=0)),
+                                   credit=client_credit(certs)[g])
+                     for g, certs in sorted(by.items()))
+
+    return listing.derived("live", expired, group)
 
 
 def draw_chunks(profile: "NetworkProfile", challenge: bytes, hotkey: str, listing: "Listing",
@@ -192,15 +214,13 @@ def draw_chunks(profile: "NetworkProfile", challenge: bytes, hotkey: str, listin
     (a shard is hit in proportion to its size). Per gateway, so certificates a miner signed for
     itself (worth nothing) cannot dilute the sample away from the shards that pay."""
     out: list[SampledChunk] = []
-    for gateway, certs in sorted(by_gateway(live_certificates(listing, start_block)).items()):
-        counts = [leaf_count(c.size) for c in certs]
-        starts = list(itertools.accumulate(counts, initial=0))
-        total = starts[-1]
-        seed = hashlib.sha256(CHUNK_DOMAIN + challenge + hotkey.encode() + listing.digest + gateway).digest()
+    for group in live_by_gateway(listing, start_block):
+        certs, starts, total = group.certs, group.starts, group.starts[-1]
+        seed = hashlib.sha256(CHUNK_DOMAIN + challenge + hotkey.encode() + listing.digest + group.gateway).digest()
         for position in sorted(_shuffle(seed, total, min(total, profile.chunks_per_gateway))):
             i = bisect.bisect_right(starts, position) - 1
             out.append(SampledChunk(shard=certs[i].shard, size=certs[i].size, index=position - starts[i],
-                                    gateway=gateway))
+                                    gateway=group.gateway))
     return out
 
 
