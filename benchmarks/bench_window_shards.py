@@ -108,7 +108,7 @@ def main() -> None:
     ap.add_argument("--shards", type=int, default=32)
     ap.add_argument("--windows", type=int, default=200)
     args = ap.parse_args()
-    dev, finney = PROFILES["devnet"], PROFILES["finney"]
+    finney = PROFILES["finney"]
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         signer = bt.resolve_signer(create_wallet(tmp / "w", "gateway"), role="hotkey")

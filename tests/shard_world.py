@@ -15,7 +15,7 @@ from tensorage.chain.port import Metagraph, Neuron
 from tensorage.chain.wallets import create_wallet
 from tensorage.config import PROFILES, settings_from_namespace
 from tensorage.engines.shard_routes import ShardService
-from tensorage.engines.window_checks import MinerView, SeenListing, WindowTask, judge_task, plan
+from tensorage.engines.window_checks import MinerView, SeenListing, judge_task, plan
 from tensorage.net.auth import PeerDirectory
 from tensorage.net.client import Reply, SignedClient
 from tensorage.net.server import make_app, serve
