@@ -82,7 +82,7 @@ async def run(a: argparse.Namespace, base: Path) -> None:
         reply = await first_client.request("GET", host, port, "/v1/plots", receiver=miner.hotkey)
         plots = PlotsResponse.model_validate_json(reply.body)
         listing = Listing.from_b64(plots.plots, profile.max_listed_plots)
-        if listing.hex != plots.digest or len(listing) != a.plots:
+        if listing.digest_hex != plots.digest or len(listing) != a.plots:
             raise RuntimeError(f"the miner lists {len(listing)} plots, {a.plots} were made")
         sampled = len(draw_sample(profile, os.urandom(32), miner.hotkey, listing))
 
@@ -106,7 +106,7 @@ async def run(a: argparse.Namespace, base: Path) -> None:
             if first:
                 answers[w] = reply.body
                 reply_bytes.append(len(reply.body))
-                proofs_seen.append(miner.answerer.sizes[(w, listing.hex)][1])
+                proofs_seen.append(miner.answerer.sizes[(w, listing.digest_hex)][1])
             elif reply.body != answers[w]:
                 raise RuntimeError(f"window {w}: the second validator got other bytes than the first")
             return took
@@ -156,7 +156,7 @@ async def run(a: argparse.Namespace, base: Path) -> None:
             beacon = await asyncio.to_thread(chain.block_hash, start)
             deadline = chain.block_timestamp(start) + profile.challenge_deadline_s
             window_body.update(window=w, deadline=deadline, raw=WindowChallenge(
-                window=w, beacon=beacon.hex(), listing=listing.hex, deadline=deadline).model_dump_json().encode())
+                window=w, beacon=beacon.hex(), listing=listing.digest_hex, deadline=deadline).model_dump_json().encode())
             for old in [k for k in answers if k < w - 3]:
                 del answers[old]
 

@@ -168,7 +168,7 @@ async def run(a: argparse.Namespace, base: Path) -> None:
             start = window_start(w, profile)
             beacon, started = chain.block_hash(start), chain.block_timestamp(start)
             bodies[:] = [WindowChallenge(window=w, beacon=beacon.hex(), listing=validator.miners[m.hotkey].latest
-                                         .listing.hex, deadline=started + profile.challenge_deadline_s)
+                                         .listing.digest_hex, deadline=started + profile.challenge_deadline_s)
                          .model_dump_json().encode() for m in miners]
             return took
 

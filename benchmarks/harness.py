@@ -161,8 +161,8 @@ class SimMiner:
         n = plots if plots is not None else (len(real) or 4)
         entries = [(seed, k) for seed in real] + [(os.urandom(32), k) for _ in range(max(0, n - len(real)))]
         self.listing = Listing.from_plots(entries)
-        self.etag = f'"{self.listing.hex}"'
-        self.body = PlotsResponse(hotkey=hotkey, digest=self.listing.hex,
+        self.etag = f'"{self.listing.digest_hex}"'
+        self.body = PlotsResponse(hotkey=hotkey, digest=self.listing.digest_hex,
                                   plots=self.listing.to_b64()).model_dump_json().encode()
 
     def app(self) -> web.Application:
@@ -190,7 +190,7 @@ class SimMiner:
                      for seed, j, proofs in await self.pool.prove(tasks, c, per_plot) if j is not None}
         proofs = [[found.get((p.seed.hex(), j), []) if p.seed in self.real else [os.urandom(8 * p.k)]
                    for j in range(per_plot)] for p in sample]
-        return web.Response(body=encode_answer(req["window"], self.listing.hex, proofs),
+        return web.Response(body=encode_answer(req["window"], self.listing.digest_hex, proofs),
                             content_type="application/json")
 
 

@@ -283,6 +283,33 @@ def cmd_validator(settings: Settings, args: argparse.Namespace) -> int:
     return run_main("validator", settings, events_jsonl=args.events == "jsonl")
 
 
+# -- gateway custody ------------------------------------------------------------------------
+
+def cmd_gateway_backup(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .gateway.backup import backup
+    from .storage.layout import Layout
+
+    done = backup(Layout(settings.db_root).require_existing(), Path(args.dest))
+    out.print(f"backed up {done.objects} objects ({done.shards} shards) and the wrapping secret to {done.path} "
+              f"({done.bytes} bytes; it holds the secret: keep it like a coldkey)", highlight=False)
+    return 0
+
+
+def cmd_gateway_restore(settings: Settings, args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from .gateway.backup import restore
+    from .storage.layout import Layout
+
+    done = restore(Layout(settings.db_root), Path(args.src))
+    out.print(f"restored {done.objects} objects ({done.shards} shards) and the wrapping secret under "
+              f"{settings.db_root}; start the validator to serve them (what was there is kept as *.pre-restore-*)",
+              highlight=False)
+    return 0
+
+
 # -- wiring --------------------------------------------------------------------------------
 
 Handler = Callable[[Settings, argparse.Namespace], int]
@@ -296,6 +323,8 @@ COMMAND_FLAGS = {
     "devnet init": ("devnet", "logging"),
         "devnet show": ("devnet",),
     "devnet epoch": ("devnet",),
+    "gateway backup": ("storage", "chain", "wallet", "devnet"),
+    "gateway restore": ("storage", "chain", "wallet", "devnet"),
 }
 
 
@@ -341,10 +370,21 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--validators", type=int, default=2, help="validators to create if the devnet does not exist yet")
     command("devnet show", cmd_devnet_show, "print the devnet metagraph", dsub)
     command("devnet epoch", cmd_devnet_epoch, "run consensus now", dsub)
+
+    gateway = sub.add_parser("gateway", help="a validator gateway's custody: back up and restore its manifest and "
+                                             "wrapping secret", description="back up and restore a validator "
+                                             "gateway's manifest and wrapping secret (docs/operators.md)")
+    gsub = gateway.add_subparsers(dest="gateway_command", metavar="GATEWAY_COMMAND", parser_class=ArgumentParser)
+    g = command("gateway backup", cmd_gateway_backup, "copy the manifest (online) and the secret into one file",
+                gsub)
+    g.add_argument("dest", help="file to write (or a directory: a dated file in it)")
+    g = command("gateway restore", cmd_gateway_restore, "put a backup back under a stopped validator's root", gsub)
+    g.add_argument("src", help="the file `tensorage gateway backup` wrote")
     return parser
 
 
-OWN_ARGS = ("func", "command", "devnet_command", "miners", "validators", "force", "json", "offline", "repair", "events")
+OWN_ARGS = ("func", "command", "devnet_command", "gateway_command", "miners", "validators", "force", "json", "offline",
+            "repair", "events", "dest", "src")
 
 
 def run(argv: Optional[list[str]] = None, parser: Optional[argparse.ArgumentParser] = None) -> int:
@@ -353,7 +393,8 @@ def run(argv: Optional[list[str]] = None, parser: Optional[argparse.ArgumentPars
     def call() -> int:
         args, extra = parser.parse_known_args(argv)
         if extra:
-            what = " ".join(x for x in (getattr(args, "command", None), getattr(args, "devnet_command", None)) if x)
+            what = " ".join(x for x in (getattr(args, "command", None), getattr(args, "devnet_command", None),
+                                        getattr(args, "gateway_command", None)) if x)
             prog = f"tensorage {what}".strip()
             raise ConfigError(f"`{prog}` does not take {' '.join(extra)}: see `{prog} --help` for its flags")
         func: Optional[Handler] = getattr(args, "func", None)

@@ -21,6 +21,7 @@ from rich.progress import (BarColumn, DownloadColumn, Progress, TextColumn, Time
 from rich.table import Table
 
 from .client.connect import client_settings, connect_client, key_path
+from .procutil import tune_for_bulk_bytes
 from .config import Settings
 from .gateway_config import add_gateway_choice_flags
 from .net.objects import DEFAULT_K, DEFAULT_N
@@ -115,6 +116,7 @@ def cmd_store(settings: Settings, args: argparse.Namespace) -> int:
             await client.close()
         return 1 if failed else 0
 
+    tune_for_bulk_bytes()
     return asyncio.run(run())
 
 
@@ -146,6 +148,7 @@ def cmd_retrieve(settings: Settings, args: argparse.Namespace) -> int:
                   highlight=False)
         return 0
 
+    tune_for_bulk_bytes()
     return asyncio.run(run())
 
 

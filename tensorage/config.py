@@ -56,6 +56,13 @@ class NetworkProfile:
     listing_margin_blocks: int
     # Half of a window's evidence is forgotten after this many windows.
     half_life_windows: int
+    # Client shards (protocol 3, docs/proofs.md): chunks a window asks per gateway whose
+    # certificates a listing carries, certificates one listing may hold, and a certificate's life.
+    chunks_per_gateway: int
+    max_listed_shards: int
+    cert_lifetime_blocks: int   # a certificate counts until this many blocks after it was signed
+    cert_renew_blocks: int      # the gateway renews a live object's certificate with this many left
+    cert_grace_blocks: int      # a miner keeps an expired certificate's shard this long before deleting it
     sync_s: int
     weights_s: int
     reallocate_s: int
@@ -119,6 +126,17 @@ _FINNEY = dict(
     max_listed_plots=65536,  # 830 TB of k=29 plots under one hotkey; a listing under 3 MB
     listing_margin_blocks=1,
     half_life_windows=72,    # 6 hours: ~200 challenges of evidence even for the smallest miner
+    # 4 chunks of 16 KiB per gateway a window: a miner missing a fraction d of a gateway's shard bytes
+    # keeps a window with probability (1-d)^4 <= 1-d, and a failed window credits nothing at all
+    # (plots included), so holding part of a shard is a losing bet. Disk: 2 random reads a chunk
+    # (the sidecar tree, the chunk), 8 a gateway, ~0.1 s of a hard disk's burst each.
+    # Answer: a 16 KiB chunk and <= 12 hashes, in base64: ~22 KB, so at most 64 gateways x 4 chunks
+    # add ~5.7 MB to the bound a validator reads (one gateway: ~90 KB).
+    chunks_per_gateway=4,
+    max_listed_shards=16384,  # 152 bytes each: 2.5 MB of certificates; 1 TiB of 64 MiB shards
+    cert_lifetime_blocks=7200,  # 24 h at 12 s blocks
+    cert_renew_blocks=3600,     # renewed with 12 h left: a gateway down for less costs its miners nothing
+    cert_grace_blocks=50400,    # 7 days after expiry before a miner may delete the bytes
     sync_s=120,
     weights_s=600,
     reallocate_s=600,
@@ -141,7 +159,12 @@ _DEV = dict(
     max_listed_plots=65536,
     listing_margin_blocks=1,
     half_life_windows=24,
-    sync_s=10,
+    chunks_per_gateway=4,
+    max_listed_shards=4096,
+    cert_lifetime_blocks=600,   # 10 minutes of 1 s blocks
+    cert_renew_blocks=300,
+    cert_grace_blocks=600,
+    sync_s=5,                 # metagraph and listings: a devnet's few nodes follow each other quickly
     weights_s=30,
     reallocate_s=30,
     scrub_s=120,
@@ -221,6 +244,7 @@ class Settings(BaseModel):
     restart: bool = False
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
     seconds_per_reallocate: Optional[int] = None
+    max_shard_fraction: float = Field(default=1.0, ge=0.0, le=1.0)  # of the share client shards may take
     seconds_per_weights: Optional[int] = None
     seconds_per_round: Optional[float] = None
     no_store_weights: bool = False
@@ -359,6 +383,8 @@ def _allocate(g) -> None:
 
 def _reallocate(g) -> None:
     _flag(g, "seconds_per_reallocate", "reallocation period (600; devnet 30)", type=int)
+    _flag(g, "max_shard_fraction", "share of the disk share client shards may take, plots giving way to them "
+                                   "(1: all of it; 0: plots only)", type=float)
 
 
 def _rounds(g) -> None:

@@ -165,19 +165,19 @@ class ChallengeResult(Event):
     latency_ms: float
     detail: str = ""
     window: int = -1
-    credit_bytes: float = 0.0  # bytes this window proved (an estimate of the listed bytes held)
-    audits_asked: int = 0      # client-shard audits spent on this miner in the same window
-    audits_passed: int = 0
-    client_bytes: float = 0.0  # of credit_bytes, what client shards added (weighted, see scoring)
+    credit_bytes: float = 0.0  # what this window proved: plot bytes held, plus certified client credit
+    chunks_asked: int = 0      # chunks of certified client shards sampled in the same window
+    chunks_right: int = 0
+    client_bytes: float = 0.0  # of credit_bytes, what certified client shards added (weighted, proofs/windows.py)
 
     @property
     def level(self) -> str:  # type: ignore[override]
         return "info" if self.result == "pass" else "warning"
 
     def summary(self) -> str:
-        audits = (f", {self.audits_passed}/{self.audits_asked} shard audits passed" if self.audits_asked else "")
+        chunks = (f", {self.chunks_right}/{self.chunks_asked} shard chunks right" if self.chunks_asked else "")
         return (f"uid {self.miner_uid} {self.result}: {self.proofs_returned}/{self.proofs_expected:.1f} proofs over "
-                f"{self.plots} plots in {self.latency_ms:.0f} ms, {self.credit_bytes / 1e6:.1f} MB proven{audits} "
+                f"{self.plots} plots in {self.latency_ms:.0f} ms, {self.credit_bytes / 1e6:.1f} MB proven{chunks} "
                 f"(window {self.window}){' — ' + self.detail if self.detail else ''}")
 
 
@@ -257,30 +257,6 @@ class ObjectEvent(Event):
         rate = f" ({self.bytes / self.seconds / 1e6:.1f} MB/s)" if self.seconds > 0 and self.bytes else ""
         return (f"object {self.object_id[:12]} {self.action} for {self.client[:8]}: {self.bytes / 1e6:.2f} MB"
                 f"{rate}{' — ' + self.detail if self.detail else ''}")
-
-
-@dataclass(kw_only=True)
-class AuditResult(Event):
-    """One miner's answers to one batch of shard audits."""
-
-    miner_uid: int
-    miner_hotkey: str
-    asked: int
-    passed: int
-    failed: int
-    missed: int
-    result: str  # pass | fail | timeout | unreachable
-    latency_ms: float
-    detail: str = ""
-    window: int = -1  # the proof window the audits were spent in (-1: the stand-alone audit job)
-
-    @property
-    def level(self) -> str:  # type: ignore[override]
-        return "info" if self.result == "pass" else "warning"
-
-    def summary(self) -> str:
-        return (f"uid {self.miner_uid} audits {self.result}: {self.passed}/{self.asked} passed, {self.failed} failed, "
-                f"{self.missed} missed in {self.latency_ms:.0f} ms{' — ' + self.detail if self.detail else ''}")
 
 
 @dataclass(kw_only=True)

@@ -18,13 +18,11 @@ MiB = 1024**2
 class GatewaySettings(BaseModel):
     # validator side
     disable: bool = False
-    quota_gb: float = Field(default=1.0, gt=0, le=10**6)   # per client hotkey, ciphertext bytes (GB = 10^9)
+    quota_gb: float = Field(default=1.0, gt=0, le=10**6)   # per client hotkey: bytes on miners, n/k counted (GB = 10^9)
     allow: str = ""            # comma-separated hotkeys accepted without registration
-    shard_mb: float = Field(default=16.0, gt=0, le=1024)   # target shard size of a segment (MiB)
-    audits_per_shard: int = Field(default=32, ge=1, le=1000)
-    audits_per_round: int = Field(default=8, ge=1, le=256)  # per miner, per proof window
-    miss_limit: int = Field(default=2, ge=1, le=100)        # unanswered audits in a row before a shard is lost
-    audit_s: Optional[float] = Field(default=None, ge=1)    # refill period; default: the proof-round period
+    shard_mb: float = Field(default=16.0, gt=0, le=64)     # target shard size of a segment (MiB; a tree of <= 4,096 chunks)
+    max_expansion: float = Field(default=3.0, ge=1, le=32)  # n/k a client may ask for
+    replace_after_s: Optional[float] = Field(default=None, ge=1)  # silent in windows this long: its shards move
     repair_s: Optional[float] = Field(default=None, ge=1)   # default: the proof-round period, at least 10 s
     # client side
     uid: Optional[int] = Field(default=None, ge=0)
@@ -54,21 +52,20 @@ def add_gateway_flags(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--gateway.disable", dest="gateway.disable", action="store_true", default=argparse.SUPPRESS,
                    help="do not serve client data")
     g.add_argument("--gateway.quota_gb", dest="gateway.quota_gb", type=float, default=argparse.SUPPRESS,
-                   help="bytes each client may store through this validator, in GB (1)")
+                   help="bytes each client may put on miners through this validator (its files times n/k), in GB (1)")
     g.add_argument("--gateway.allow", dest="gateway.allow", default=argparse.SUPPRESS,
                    help="comma-separated client hotkeys accepted without registration")
     g.add_argument("--gateway.shard_mb", dest="gateway.shard_mb", type=float, default=argparse.SUPPRESS,
-                   help="target shard size per segment in MiB (16)")
-    g.add_argument("--gateway.audits_per_shard", dest="gateway.audits_per_shard", type=int,
-                   default=argparse.SUPPRESS, help="one-use audits made per shard before it is downloaded again (32)")
-    g.add_argument("--gateway.audits_per_round", dest="gateway.audits_per_round", type=int,
-                   default=argparse.SUPPRESS, help="shards audited per miner per proof window (8)")
-    g.add_argument("--gateway.miss_limit", dest="gateway.miss_limit", type=int, default=argparse.SUPPRESS,
-                   help="unanswered audits in a row before a shard counts as lost (2)")
-    g.add_argument("--gateway.audit_s", dest="gateway.audit_s", type=float, default=argparse.SUPPRESS,
-                   help="how often spent audits are refilled, in seconds (the proof-round period)")
+                   help="target shard size per segment in MiB (16; at most 64)")
+    g.add_argument("--gateway.max_expansion", dest="gateway.max_expansion", type=float, default=argparse.SUPPRESS,
+                   help="largest n/k a client may store with (3)")
+    g.add_argument("--gateway.replace_after_s", dest="gateway.replace_after_s", type=float,
+                   default=argparse.SUPPRESS, help="seconds a miner may be silent in proof windows before its shards "
+                                                   "are rebuilt elsewhere (12 windows, at least 120: 3600 on finney; at once "
+                                                   "when only k+1 are left)")
     g.add_argument("--gateway.repair_s", dest="gateway.repair_s", type=float, default=argparse.SUPPRESS,
-                   help="repair and garbage-collection period in seconds (the proof-round period, at least 10)")
+                   help="re-check, repair, certificate renewal and garbage-collection period in seconds (the "
+                        "proof-round period, at least 10)")
 
 
 def add_gateway_choice_flags(parser: argparse.ArgumentParser) -> None:

@@ -354,7 +354,7 @@ class FreshListing(Adversary):
     async def handle_plots(self, request: web.Request) -> web.Response:
         listing = self.current_listing()
         self.answerer.remember(listing)
-        body = PlotsResponse(hotkey=self.hotkey, digest=listing.hex, plots=listing.to_b64())
+        body = PlotsResponse(hotkey=self.hotkey, digest=listing.digest_hex, plots=listing.to_b64())
         return web.Response(body=body.model_dump_json().encode(), content_type="application/json")
 
 

@@ -3,10 +3,11 @@
     python -m tests.client_adversary <tensorage miner flags>
 
 It stores, through its own client wallet, data it can regenerate from a seed; then it deletes
-the shards it holds and answers audits by regenerating them: it knows the seed, the client key,
-the salt and the code, and the test even tells it which object, segment and erasure index
-each of its shards is (``regen.json`` in its db root). What it cannot know is the gateway's
-wrap keystream, so every answer it regenerates is wrong.
+the shards it holds (keeping their Merkle trees) and answers window chunks and the gateway's
+re-checks by regenerating them: it knows the seed, the client key, the salt and the code, and
+the test even tells it which object, segment and erasure index each of its shards is
+(``regen.json`` in its db root). What it cannot know is the gateway's wrap keystream, so every
+chunk it regenerates fails the certified root.
 
 Until ``regen.json`` exists it is an honest miner. None of this lives in the product.
 """
@@ -25,8 +26,7 @@ from tensorage.client.pipeline import StoreSource
 from tensorage.config import add_axon_flags, add_common_flags, settings_from_namespace
 from tensorage.engines.miner import MinerEngine
 from tensorage.engines.run import build_node, main as run_main
-from tensorage.net.objects import AuditAnswer, AuditRequest
-from tensorage.storage.audits import audit_digest
+from tensorage.proofs.merkle import CHUNK_BYTES, ShardTree
 
 REGEN_FILE = "regen.json"
 
@@ -64,18 +64,23 @@ class ClientMiner(MinerEngine):
             cache = self._regen_cache = (spec, shards)
         return cache[1]
 
-    async def answer_audits(self, validator: str, req: AuditRequest) -> list:
+    def _regen_proof(self, shard_id: str, index: int):
+        data = self._regen()[shard_id]
+        tree = ShardTree.decode(self.shards.store.tree_path(shard_id).read_bytes())  # the tree it kept
+        return data[index * CHUNK_BYTES:(index + 1) * CHUNK_BYTES] + b"".join(tree.path(index))
+
+    def listed_certificates(self):
+        """It keeps listing the certificates of the shards it deleted."""
+        mg = self.metagraph
+        return self.shards.store.certificates(mg.block if mg is not None else 0, require_file=False)
+
+    async def prove_chunks(self, chunks):
         regen = await asyncio.to_thread(self._regen)
-        honest = [i for i in req.items if i.shard not in regen]
-        answers = {id(i): a for i, a in zip(honest, await asyncio.to_thread(self.shards.store.audit, validator,
-                                                                             honest))}
-        out = []
-        for item in req.items:
-            if item.shard in regen:
-                data = regen[item.shard][item.offset:item.offset + item.length]
-                out.append(AuditAnswer(shard=item.shard, digest=audit_digest(data, bytes.fromhex(item.nonce)).hex()))
-            else:
-                out.append(answers[id(item)])
+        honest = await super().prove_chunks([c for c in chunks if c.shard.hex() not in regen])
+        out, it = [], iter(honest)
+        for c in chunks:
+            out.append(await asyncio.to_thread(self._regen_proof, c.shard.hex(), c.index) if c.shard.hex() in regen
+                       else next(it))
         return out
 
 
@@ -88,7 +93,15 @@ def main(argv: list[str]) -> int:
     def factory(role, settings, bus, source=None):
         node = build_node("miner", settings, bus, source="client-miner")
         node.__class__ = ClientMiner
-        node.shards.answer_audits = node.answer_audits  # the shard routes ask the engine
+        honest = node.shards.prove
+
+        async def prove(validator, shard_id, indices, leaves=False):  # the shard routes ask the engine
+            regen = await asyncio.to_thread(node._regen)
+            if shard_id not in regen:
+                return await honest(validator, shard_id, indices, leaves)
+            return [await asyncio.to_thread(node._regen_proof, shard_id, i) for i in indices], None
+
+        node.shards.prove = prove
         return node
 
     return run_main("miner", settings, events_jsonl=False, node_factory=factory)

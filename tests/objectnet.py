@@ -25,16 +25,28 @@ VALIDATOR = "validator-0"
 
 class ObjectNet:
     def __init__(self, root: Path, miners: int, size: float, validator_args: tuple[str, ...],
-                 adversary: Optional[str] = None, guests: tuple[str, ...] = ()) -> None:
-        self.subnet = Subnet.create(root, miners=miners, validators=1, sizes=(size,))
+                 adversary: Optional[str] = None, guests: tuple[str, ...] = (), names: Optional[list[str]] = None,
+                 strategies: Optional[dict[str, str]] = None) -> None:
+        """``names``: the miners' names (default miner-0...); ``strategies``: miners that run as
+        tests.shard_adversaries STRATEGY; ``adversary``: the miner that runs as tests.client_adversary."""
+        self.subnet = Subnet.create(root, miners=miners, validators=1, sizes=(size,), names=names)
         self.root = root
         self.size = size
-        self.miners = [f"miner-{i}" for i in range(miners)]
+        self.miners = list(names) if names is not None else [f"miner-{i}" for i in range(miners)]
+        self.strategies = strategies or {}
         self.adversary = adversary
         self.guests = {g: create_wallet(root / "wallets", g) for g in guests}
         allow = ",".join(w.hotkey.ss58_address for w in self.guests.values())
         self.validator_args = validator_args + (("--gateway.allow", allow) if allow else ())
         self.dead: set[str] = set()
+
+    @classmethod
+    def wrap(cls, subnet: Subnet, miners: list[str]) -> "ObjectNet":
+        """The test's eyes and hands on a subnet some other fixture made and started."""
+        net = cls.__new__(cls)
+        net.subnet, net.root, net.size, net.miners = subnet, subnet.root, 0.0, list(miners)
+        net.strategies, net.adversary, net.guests, net.validator_args, net.dead = {}, None, {}, (), set()
+        return net
 
     # processes ---------------------------------------------------------------------------------
     def start(self) -> None:
@@ -51,13 +63,16 @@ class ObjectNet:
         if name == self.adversary:
             self.subnet.start(name, ["tests.client_adversary"], "--size_in_gb", str(self.size), "--disable_verify",
                               "--workers", "1")
+        elif name in self.strategies:
+            self.subnet.start(name, ["tests.shard_adversaries", self.strategies[name]], "--size_in_gb", str(self.size),
+                              "--disable_verify", "--workers", "1")
         else:
             self.subnet.start_miner(name, self.size, "--disable_verify", "--workers", "1")
 
     def start_validator(self) -> None:
         before = self.endpoint_of(VALIDATOR)
         self.subnet.start_validator(VALIDATOR, *self.validator_args)
-        wait_for(lambda: self.endpoint_of(VALIDATOR) not in (None, before) and self._gateway_up(), 120,
+        wait_for(lambda: self.endpoint_of(VALIDATOR) not in (None, before) and self.gateway_up(), 120,
                  "the validator's gateway")
 
     def stop_validator(self) -> None:
@@ -104,9 +119,9 @@ class ObjectNet:
         n = self.neuron(name)
         return n.axon if n else None
 
-    def _gateway_up(self) -> bool:
+    def gateway_up(self, node: str = VALIDATOR) -> bool:
         try:
-            return asyncio.run(self._call(VALIDATOR, "GET", "/v1/gateway")).status == 200
+            return asyncio.run(self._call(node, "GET", "/v1/gateway")).status == 200
         except Exception:
             return False
 
@@ -128,31 +143,64 @@ class ObjectNet:
     def call(self, node: str, method: str, path: str, body: bytes = b"", as_: Optional[str] = None):
         return asyncio.run(self._call(node, method, path, body, as_))
 
-    def state(self) -> dict:
-        reply = self.call(VALIDATOR, "GET", "/v1/state")
+    def state(self, node: str = VALIDATOR) -> dict:
+        reply = self.call(node, "GET", "/v1/state")
         assert reply.status == 200, reply.error_message
         return reply.json()
 
-    def run_job(self, job: str, timeout: float = 120) -> str:
-        """Run a validator job now and wait for that run to finish; returns its result line."""
-        runs = next(j["runs"] for j in self.state()["jobs"] if j["id"] == job)
-        reply = self.call(VALIDATOR, "POST", f"/v1/jobs/{job}/run")
+    def run_job(self, job: str, timeout: float = 120, node: str = VALIDATOR) -> str:
+        """Run a node's job now and wait for that run to finish; returns its result line."""
+        runs = next(j["runs"] for j in self.state(node)["jobs"] if j["id"] == job)
+        reply = self.call(node, "POST", f"/v1/jobs/{job}/run")
         assert reply.status == 200, reply.error_message
-        done = wait_for(lambda: next((j for j in self.state()["jobs"] if j["id"] == job and j["runs"] > runs
+        done = wait_for(lambda: next((j for j in self.state(node)["jobs"] if j["id"] == job and j["runs"] > runs
                                       and not j["running"]), None), timeout, f"job {job} to run", every=0.2)
         assert done["last_ok"], done["last_result"]
         return done["last_result"]
 
-    def audit(self, timeout: float = 120) -> str:
-        """One proof round that spends audits (the next fresh window), then the gateway's refill, as
-        the validator's schedule would run them; returns the round's result line."""
+    def window(self, timeout: float = 120) -> str:
+        """One proof round on the next fresh window, as the validator's schedule would run it;
+        returns the round's result line."""
         def fresh_round():
             line = self.run_job("proof_round")
             return line if line.startswith("window") and "passed" in line else None
 
-        line = wait_for(fresh_round, timeout, "a proof round on a fresh window", every=0.5)
-        self.run_job("refill")
-        return line
+        return wait_for(fresh_round, timeout, "a proof round on a fresh window", every=0.5)
+
+    def listed_by_validator(self) -> dict[str, set[str]]:
+        """Shard ids each miner's newest listing certifies, as the validator stored it."""
+        return {h: {c.shard_hex for c in certs} for h, certs in self.certificates_listed().items()}
+
+    def certificates_listed(self) -> dict[str, list]:
+        """The certificates each miner's newest listing carries, as the validator stored it."""
+        from tensorage.config import PROFILES
+        from tensorage.proofs.listing import Listing
+
+        profile = PROFILES["devnet"]
+        out: dict[str, list] = {}
+        store = self.subnet.store(VALIDATOR)
+        try:
+            for row in store.listings():  # oldest first per miner: the newest wins
+                listing = Listing.from_stored(row.blob, profile.max_listed_plots, profile.max_listed_shards)
+                out[row.hotkey] = listing.certificates()
+        finally:
+            store.close()
+        return out
+
+    def until_listed(self, object_ids, timeout: float = 90) -> None:
+        """Sync until the validator holds listings that certify every live shard of these objects
+        (a miner changes its listing at most once per sync period), then let a window pass so those
+        listings are older than the next beacon."""
+        ids = [object_ids] if isinstance(object_ids, str) else list(object_ids)
+
+        def all_listed() -> bool:
+            self.run_job("sync")
+            listed = self.listed_by_validator()
+            rows = [r for oid in ids for r in self.shards_of(oid, "healthy", "suspect")]
+            return all(r.hash in listed.get(r.miner, set()) for r in rows if self.name_of(r.miner) not in self.dead)
+
+        wait_for(all_listed, timeout, "the miners' listings to certify the shards", every=1.0)
+        self.window()
 
     @contextmanager
     def client(self, wallet: str = "client", key_file: Optional[Path] = None) -> Iterator["SyncClient"]:
@@ -174,7 +222,7 @@ class ObjectNet:
 
     def shard_files(self, name: str) -> dict[str, int]:
         d = self.subnet.db_root(name) / "shards"
-        return {p.name: p.stat().st_size for p in d.iterdir()} if d.exists() else {}
+        return {p.name: p.stat().st_size for p in d.iterdir() if not p.name.endswith(".tree")} if d.exists() else {}
 
     def shard_path(self, row) -> Path:
         return self.subnet.db_root(self.name_of(row.miner)) / "shards" / row.hash
@@ -185,7 +233,7 @@ class ObjectNet:
     def orphans(self) -> dict[str, set[str]]:
         """Shard files on live miners that the manifest does not count as live, per miner."""
         with self.manifest() as m:
-            live = {(r.miner, r.hash) for r in m.Shard.select().where(m.Shard.state.in_(["placed", "healthy", "lost"]))}
+            live = {(r.miner, r.hash) for r in m.Shard.select().where(m.Shard.state.in_(["placed", "healthy", "suspect", "lost"]))}
         out = {}
         for name in self.alive_miners():
             extra = {h for h in self.shard_files(name) if (self.hotkey(name), h) not in live}

@@ -37,10 +37,21 @@ class Subnet:
     retiree_mid: float = 0.0
 
     @classmethod
-    def create(cls, root: Path, miners: int, validators: int, sizes: tuple[float, ...]) -> "Subnet":
+    def create(cls, root: Path, miners: int, validators: int, sizes: tuple[float, ...],
+               names: Optional[list[str]] = None) -> "Subnet":
+        """``names``: the miners' names (and their wallets'), instead of miner-0, miner-1, ..."""
         init_devnet(root, miners=miners, validators=validators, miner_sizes_gb=sizes)
         (root / "logs").mkdir(exist_ok=True)
-        return cls(root)
+        subnet = cls(root)
+        if names is not None:
+            spec = subnet.spec
+            mapping = {f"miner-{i}": name for i, name in enumerate(names)}
+            for node in spec.nodes:
+                if node.name in mapping:
+                    (root / "wallets" / node.name).rename(root / "wallets" / mapping[node.name])
+                    node.name = mapping[node.name]
+            spec.save(root)
+        return subnet
 
     @property
     def spec(self) -> SubnetSpec:
@@ -74,7 +85,7 @@ class Subnet:
             _, err = proc.communicate(timeout=timeout)
             assert proc.returncode == 0, f"allocate {name} failed: {err}"
 
-    def allocate_here(self, sizes: dict[str, float], workers: int = 1) -> None:
+    def allocate_here(self, sizes: dict[str, float], workers: int = 1, verify: bool = True) -> None:
         """Allocate several miners with the real Allocator engine in this process (one event loop,
         one plotting child per miner at a time): the same plots, files and index rows as
         ``tensorage allocate``, without paying a node process's start-up per miner."""
@@ -86,7 +97,8 @@ class Subnet:
             for name, size in sizes.items():
                 settings = settings_from_namespace({"subtensor.network": "devnet", "devnet.root": str(self.root),
                                                     "wallet.name": name, "db_root_path": str(self.db_root(name)),
-                                                    "size_in_gb": size, "workers": workers, "disable_prompt": True})
+                                                    "size_in_gb": size, "workers": workers, "disable_prompt": True,
+                                                    "disable_verify": not verify})
                 allocators.append(Allocator(settings, self.hotkey(name)))
             cores = asyncio.Semaphore(os.cpu_count() or 2)  # one plotting child per core, not one per miner
 

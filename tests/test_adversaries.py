@@ -52,14 +52,7 @@ def arena(tmp_path_factory):
     started = time.monotonic()
     root = tmp_path_factory.mktemp("arena") / "devnet"
     names = HONEST + CHEATERS + HOSTILE
-    subnet = Subnet.create(root, miners=len(names), validators=1, sizes=(SIZE,))
-    spec = subnet.spec  # rename the generated miner-i nodes (and their wallets) to their roles
-    mapping = {f"miner-{i}": name for i, name in enumerate(names)}
-    for node in spec.nodes:
-        if node.name in mapping:
-            (root / "wallets" / node.name).rename(root / "wallets" / mapping[node.name])
-            node.name = mapping[node.name]
-    spec.save(root)
+    subnet = Subnet.create(root, miners=len(names), validators=1, sizes=(SIZE,), names=names)  # named by role
     subnet.allocate_here({name: SIZE if name in FULL else SMALL for name in PLOTTED})
     print(f"\narena: plots made in {time.monotonic() - started:.0f}s")
     for name in HONEST:

@@ -59,7 +59,7 @@ def wallet_of(subnet: Subnet, name: str) -> bt.Wallet:
 def challenge_body(miner: MinerEngine, **changes) -> bytes:
     """A challenge for the current window (one with at least a second left to answer it)."""
     window, beacon, deadline = current_window(miner.chain, miner.profile)
-    req = WindowChallenge(window=window, beacon=beacon.hex(), listing=miner.current_listing().hex, deadline=deadline)
+    req = WindowChallenge(window=window, beacon=beacon.hex(), listing=miner.current_listing().digest_hex, deadline=deadline)
     data = req.model_dump()
     data.update(changes)
     return json.dumps(data).encode()
@@ -169,7 +169,7 @@ async def test_health_is_public_and_plots_need_a_validator(miner, allocated):
     assert status == 200 and data["role"] == "miner" and data["plots"] == len(miner.plots) == 4
     v = wallet_of(allocated, "validator-0")
     status, data = await send(miner, "GET", "/v1/plots", headers=signed(v, "GET", "/v1/plots", b"", miner.hotkey))
-    assert status == 200 and data["hotkey"] == miner.hotkey and data["digest"] == miner.current_listing().hex
+    assert status == 200 and data["hotkey"] == miner.hotkey and data["digest"] == miner.current_listing().digest_hex
     assert len(base64.b64decode(data["plots"])) == 4 * 33
     m1 = wallet_of(allocated, "miner-1")
     status, data = await send(miner, "GET", "/v1/plots", headers=signed(m1, "GET", "/v1/plots", b"", miner.hotkey))
@@ -243,7 +243,7 @@ async def test_only_the_current_and_previous_listing_are_answered(miner, allocat
     computed = miner.answerer.computed
 
     async def ask(listing: Listing) -> tuple[int, str | None]:
-        body = WindowChallenge(window=window, beacon=beacon.hex(), listing=listing.hex,
+        body = WindowChallenge(window=window, beacon=beacon.hex(), listing=listing.digest_hex,
                                deadline=deadline).model_dump_json().encode()
         status, data = await send(miner, "POST", "/v1/challenge", body,
                                   signed(v, "POST", "/v1/challenge", body, miner.hotkey))

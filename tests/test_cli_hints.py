@@ -144,7 +144,13 @@ def test_ctrl_c_on_a_plotting_miner_stops_it_without_tracebacks(devnet_root):
             "plot_child" in " ".join(c.cmdline()) for c in psutil.Process(miner.pid).children(recursive=True))
 
     try:
-        wait_for(plotting, 60, "the miner to be plotting (a k=20 plot takes seconds)")
+        try:
+            wait_for(plotting, 60, "the miner to be plotting (a k=20 plot takes seconds)")
+        except AssertionError:
+            miner.kill()
+            state = (db / "index" / "node.json").read_text() if (db / "index" / "node.json").exists() else "none"
+            raise AssertionError(f"never saw it plotting; node.json: {state[:2000]}; stderr: "
+                                 f"{miner.communicate(timeout=10)[1][-3000:]}") from None
         family = psutil.Process(miner.pid).children(recursive=True)
         os.killpg(miner.pid, signal.SIGINT)  # what the terminal does
         _, err = miner.communicate(timeout=60)

@@ -19,7 +19,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture(scope="module")
 def net(tmp_path_factory):
     net = ObjectNet(tmp_path_factory.mktemp("objects-slow") / "devnet", 6, 0.03,
-                    ("--seconds_per_round", "30", "--gateway.audit_s", "3600", "--gateway.repair_s", "3600"))
+                    ("--seconds_per_round", "30", "--gateway.repair_s", "3600"))
     try:
         net.start()
         yield net

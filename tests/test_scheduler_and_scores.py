@@ -153,7 +153,7 @@ async def test_a_damaged_stored_listing_does_not_stop_the_validator(devnet_root,
         result = await restarted.sync()
         assert "0 with a listing" in result and restarted.miners[miner].error
     finally:
-        await restarted.peers.call(restarted.client.close())
-        restarted.peers.close()
+        await restarted.peer_loop.call(restarted.client.close())
+        restarted.peer_loop.close()
         restarted._db.shutdown()
         restarted.store.close()

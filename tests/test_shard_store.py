@@ -1,20 +1,26 @@
-"""The miner's shard store on real files: content addressing, per-validator indexes, atomic writes,
-recovery after a kill, and audits answered from disk."""
+"""The miner's shard store on real files: Merkle-addressed shards with their tree sidecars and
+certificates, per-validator indexes, atomic writes, recovery after a kill, chunks proven from disk,
+deletion that waits for the listings still answered, and the scrub."""
 
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 
+import bittensor as bt
 import pytest
 
-from tensorage.net.objects import AuditItem
-from tensorage.storage.audits import audit_digest, make_audits
+from tensorage.chain.wallets import create_wallet
+from tensorage.proofs import merkle
+from tensorage.proofs.certificates import issue
+from tensorage.proofs.plots import hotkey_public_key
+from tensorage.proofs.windows import SampledChunk
 from tensorage.storage.layout import Layout
-from tensorage.storage.shards import ShardRefused, ShardStore
+from tensorage.storage.shards import ShardRefused, ShardStore, parse_certificate
 
 from .conftest import ALICE, BOB
+
+MINER = ALICE
 
 
 async def chunks(data: bytes, size: int = 1000):
@@ -22,8 +28,23 @@ async def chunks(data: bytes, size: int = 1000):
         yield data[i:i + size]
 
 
-def put(store: ShardStore, validator: str, shard_id: str, data: bytes, size: int | None = None) -> None:
-    asyncio.run(store.receive(validator, shard_id, len(data) if size is None else size, chunks(data)))
+def shard_id(data: bytes) -> str:
+    builder = merkle.MerkleBuilder()
+    builder.update(data)
+    return builder.hexdigest()
+
+
+@pytest.fixture(scope="module")
+def signer(tmp_path_factory):
+    return bt.resolve_signer(create_wallet(tmp_path_factory.mktemp("w"), "gw"), role="hotkey")
+
+
+def cert_for(signer, sid: str, size: int, expiry: int = 1000):
+    return issue(signer, hotkey_public_key(MINER), bytes.fromhex(sid), size, expiry)
+
+
+def put(store: ShardStore, validator: str, sid: str, data: bytes, size: int | None = None, cert=None) -> None:
+    asyncio.run(store.receive(validator, sid, len(data) if size is None else size, chunks(data), cert))
 
 
 @pytest.fixture
@@ -38,73 +59,111 @@ def files(store: ShardStore) -> list[str]:
     return sorted(p.name for p in store.dir.iterdir())
 
 
-def test_a_shard_is_kept_only_under_its_hash(store):
-    data = os.urandom(10_000)
-    sid = hashlib.sha256(data).hexdigest()
-    put(store, ALICE, sid, data)
-    assert files(store) == [sid] and store.used_bytes == 10_000
-    assert store.held_by(ALICE, sid).read_bytes() == data
-    wrong = hashlib.sha256(b"else").hexdigest()
+def test_a_shard_is_kept_only_under_its_merkle_id_with_its_tree(store, signer):
+    data = os.urandom(40_000)
+    sid = shard_id(data)
+    put(store, BOB, sid, data, cert=cert_for(signer, sid, len(data)))
+    assert files(store) == [sid, sid + ".tree"]
+    tree_bytes = (store.dir / (sid + ".tree")).stat().st_size
+    assert store.used_bytes == 40_000 + tree_bytes and store.held_by(BOB, sid).read_bytes() == data
     with pytest.raises(ShardRefused) as exc:
-        put(store, ALICE, wrong, data)
-    assert exc.value.status == 422
+        put(store, BOB, shard_id(b"else"), data)
+    assert exc.value.status == 422 and "Merkle id" in exc.value.message
     for bad in ("../../index/miner.sqlite", "AB" * 32, sid[:-1], sid + "0", "/etc/passwd"):
         with pytest.raises(ShardRefused) as exc:
             store.path(bad)
         assert exc.value.status == 400
-    with pytest.raises(ShardRefused, match="too_short|arrived"):
-        put(store, ALICE, hashlib.sha256(data + b"x").hexdigest(), data, size=len(data) + 1)
+    with pytest.raises(ShardRefused, match="arrived"):
+        put(store, BOB, shard_id(data + b"x"), data, size=len(data) + 1)
     with pytest.raises(ShardRefused, match="more than"):
-        put(store, ALICE, sid, data + b"x", size=len(data))
-    assert files(store) == [sid] and store.used_bytes == 10_000  # nothing else kept, no temp file
+        put(store, BOB, sid, data + b"x", size=len(data))
+    assert files(store) == [sid, sid + ".tree"]  # nothing else kept, no temp file
 
 
-def test_only_the_placing_validator_reads_audits_or_deletes(store):
-    data = os.urandom(5000)
-    sid = hashlib.sha256(data).hexdigest()
-    put(store, ALICE, sid, data)
+def test_chunks_are_proven_from_disk_and_only_for_the_placing_validator(store, signer):
+    data = os.urandom(3 * merkle.CHUNK_BYTES + 17)
+    sid = shard_id(data)
+    put(store, BOB, sid, data, cert=cert_for(signer, sid, len(data)))
+    samples = [SampledChunk(shard=bytes.fromhex(sid), size=len(data), index=i, gateway=b"g" * 32) for i in range(4)]
+    proofs = store.read_proofs(samples)
+    assert all(merkle.check_proof(p, bytes.fromhex(sid), len(data), i) for i, p in enumerate(proofs))
+    assert store.prove(BOB, sid, [0, 3])[0][1] == proofs[3]
+    assert store.prove(ALICE, sid, [0]) is None  # not held for that validator
     with pytest.raises(ShardRefused) as exc:
-        store.held_by(BOB, sid)
+        store.held_by(ALICE, sid)
     assert exc.value.status == 403 and "another validator" in exc.value.message
-    with pytest.raises(ShardRefused):
-        store.delete(BOB, sid)
-    nonce = os.urandom(16)
-    item = AuditItem(shard=sid, offset=100, length=200, nonce=nonce.hex())
-    assert store.audit(ALICE, [item])[0].digest == audit_digest(data[100:300], nonce).hex()
-    assert store.audit(BOB, [item])[0].error == "not held for this validator"
-    put(store, BOB, sid, data)  # the same bytes placed by two validators: one file, two index rows
-    store.delete(ALICE, sid)
-    assert files(store) == [sid]
+    os.truncate(store.path(sid), merkle.CHUNK_BYTES)  # damaged: chunks past the cut cannot be produced
+    assert store.read_proofs(samples)[0] is not None and store.read_proofs(samples)[2] is None
+    (store.dir / (sid + ".tree")).write_bytes(b"junk")
+    assert store.read_proofs(samples) == [None] * 4
+
+
+def test_the_listing_carries_live_certificates_and_deletion_waits_for_answered_listings(store, signer):
+    data = os.urandom(5000)
+    sid = shard_id(data)
+    put(store, BOB, sid, data, cert=cert_for(signer, sid, len(data), expiry=100))
+    assert [c.shard_hex for c in store.certificates(block=50)] == [sid]
+    assert store.certificates(block=101) == []  # expired: no longer listed
+    newer = cert_for(signer, sid, len(data), expiry=200)
+    assert store.set_certificate(BOB, newer) and not store.set_certificate(BOB, cert_for(signer, sid, len(data), 150))
+    assert store.certificates(block=150)[0].expiry == 200
+    before = store.generation
     store.delete(BOB, sid)
-    assert files(store) == [] and store.used_bytes == 0
+    assert store.generation > before and store.certificates(block=150) == []  # leaves the next listing at once
+    assert store.purge(keep={sid}) == 0 and store.path(sid).exists()  # a listing still answered names it
+    assert store.purge(keep=set()) == 1 and files(store) == [] and store.used_bytes == 0
 
 
-def test_audits_from_a_truncated_shard_fail(store):
-    data = os.urandom(8192)
-    sid = hashlib.sha256(data).hexdigest()
-    put(store, ALICE, sid, data)
-    audits = make_audits(store.path(sid), len(data), 8, length=1024)
-    os.truncate(store.path(sid), 4096)
-    answers = store.audit(ALICE, [AuditItem(shard=sid, offset=a.offset, length=a.length, nonce=a.nonce.hex())
-                                  for a in audits])
-    for a, ans in zip(audits, answers):
-        ok = ans.digest is not None and bytes.fromhex(ans.digest) == a.digest
-        assert ok == (a.offset + a.length <= 4096)
+def test_certificates_expired_past_grace_leave_the_listing(store, signer):
+    data = os.urandom(100)
+    sid = shard_id(data)
+    put(store, BOB, sid, data, cert=cert_for(signer, sid, len(data), expiry=100))
+    assert store.expire(block=150, grace=60) == 0
+    assert store.expire(block=161, grace=60) == 1 and store.purge(set()) == 1
 
 
-def test_recovery_after_a_kill_keeps_only_indexed_whole_shards(tmp_path):
+def test_a_certificate_is_taken_only_from_its_gateway_for_this_miner_and_shard(signer):
+    sid, size = shard_id(b"abc"), 3
+    good = cert_for(signer, sid, size)
+    gateway = hotkey_public_key(signer.ss58_address)
+    assert parse_certificate(good.entry().hex(), hotkey_public_key(MINER), gateway, sid, size) == good
+    for text, miner, gw, shard, n, status in (
+            (good.entry().hex(), hotkey_public_key(BOB), gateway, sid, size, 403),  # for another miner
+            (good.entry().hex(), hotkey_public_key(MINER), hotkey_public_key(BOB), sid, size, 403),  # another caller
+            (good.entry().hex(), hotkey_public_key(MINER), gateway, shard_id(b"x"), size, 400),
+            (good.entry().hex(), hotkey_public_key(MINER), gateway, sid, 4, 400),
+            ("zz", hotkey_public_key(MINER), gateway, sid, size, 400)):
+        with pytest.raises(ShardRefused) as exc:
+            parse_certificate(text, miner, gw, shard, n)
+        assert exc.value.status == status
+
+
+def test_recovery_after_a_kill_keeps_only_indexed_whole_shards(tmp_path, signer):
     layout = Layout(tmp_path / "db").ensure()
     store = ShardStore(layout)
     data = os.urandom(3000)
-    sid = hashlib.sha256(data).hexdigest()
-    put(store, ALICE, sid, data)
+    sid = shard_id(data)
+    put(store, BOB, sid, data, cert=cert_for(signer, sid, len(data)))
     store.close()
     (layout.shards / ".tmp-half-written").write_bytes(b"partial")
     stray = os.urandom(100)
-    (layout.shards / hashlib.sha256(stray).hexdigest()).write_bytes(stray)  # renamed, index row never written
+    (layout.shards / shard_id(stray)).write_bytes(stray)  # renamed, index row never written
+    (layout.shards / (shard_id(stray) + ".tree")).write_bytes(b"t")
     again = ShardStore(layout)
     try:
-        assert sorted(p.name for p in layout.shards.iterdir()) == [sid]
-        assert again.used_bytes == 3000 and again.held_by(ALICE, sid).exists()
+        assert sorted(p.name for p in layout.shards.iterdir()) == [sid, sid + ".tree"]
+        assert again.held_by(BOB, sid).exists() and [c.shard_hex for c in again.certificates(0)] == [sid]
     finally:
         again.close()
+
+
+def test_the_scrub_drops_a_damaged_shard_from_the_listing(store, signer):
+    data = os.urandom(2 * merkle.CHUNK_BYTES)
+    sid = shard_id(data)
+    put(store, BOB, sid, data, cert=cert_for(signer, sid, len(data)))
+    assert store.scrub() == []
+    with open(store.path(sid), "r+b") as f:
+        f.seek(100)
+        f.write(b"\xff")
+    assert store.scrub() == [sid]
+    assert store.certificates(0) == [] and files(store) == [] and store.used_bytes == 0

@@ -1,7 +1,7 @@
 """Property: whatever a miner lists, holds and changes over time, a window credits on average
 no more than the bytes it holds of the listing the window was sampled from.
 
-The simulation drives the validator's own pieces (MinerView snapshots, draw_sample,
+The simulation drives the validator's own pieces (MinerView listings, draw_sample,
 sample_credit, MinerScore) block by block against a strategy hypothesis chooses: real
 plots of mixed k, invented plots of any k, real plots listed with a wrong k, several
 listings presented on a schedule (alternating, padded, timed), plots deleted halfway, and
@@ -28,7 +28,7 @@ from hypothesis import strategies as st
 
 from tensorage.config import PROFILES
 from tensorage.engines.scoring import MinerScore, decay_for
-from tensorage.engines.validator import MinerView, Snapshot
+from tensorage.engines.window_checks import MinerView, SeenListing
 from tensorage.proofs.listing import Listing
 from tensorage.proofs.plots import estimated_plot_bytes, proof_rate
 from tensorage.proofs.windows import (MAX_PROOFS_PER_CHALLENGE, draw_sample, sample_credit, window_challenge,
@@ -131,9 +131,9 @@ def simulate(plan):
         # worst order for the validator: a sync in the window's first block lands before the round
         if block % plan["sync_every"] == plan["sync_phase"] % plan["sync_every"]:
             if view.latest is None or view.latest.listing.digest != presented.digest:
-                view.add(Snapshot(listing=presented, seen_block=block))  # the block read after it arrived
+                view.add(SeenListing(listing=presented, seen_block=block))  # the block read after it arrived
         if starts:
-            snap = view.snapshot_for(window_start(window, PROFILE), PROFILE.listing_margin_blocks)
+            snap = view.listing_for(window_start(window, PROFILE), PROFILE.listing_margin_blocks)
             if snap is not None:
                 plots = draw_sample(PROFILE, challenge, ALICE, snap.listing)
                 credit = sample_credit(len(snap.listing), plots, answer(rng, plots, held))

@@ -11,6 +11,7 @@ from collections import Counter
 
 import pytest
 
+from tensorage import PROTOCOL_VERSION
 from tensorage.chain.devnet import Devnet
 from tensorage.config import PROFILES
 from tensorage.errors import BlockNotYet
@@ -75,7 +76,8 @@ def test_listing_bytes_count_only_the_network_k_range():
 
 def test_check_listing_refuses_a_wrong_hotkey_digest_or_envelope():
     listing = Listing.from_plots([(s, 18) for s in seeds(3)])
-    good = {"protocol": 2, "hotkey": ALICE, "digest": listing.hex, "plots": listing.to_b64()}
+    good = {"protocol": PROTOCOL_VERSION, "hotkey": ALICE, "digest": listing.digest_hex, "plots": listing.to_b64(),
+            "shards": ""}
     ok = check_listing(json.dumps(good).encode(), ALICE, 18, 20, 100)
     assert ok.error is None and ok.listing.digest == listing.digest and ok.credited_bytes == 3 * estimated_plot_bytes(18)
     for changes, why in (({"hotkey": BOB}, "says it is"), ({"digest": "00" * 32}, "digest"),
@@ -151,14 +153,14 @@ def _answer_for(plot_path, window=3):
         proofs = [chia.full_proofs(prover, derive(challenge, pid, j)) for j in range(2)]
         if all(proofs):
             break
-    spec = AnswerSpec(hotkey=ALICE, window=window, listing_hex=listing.hex, challenge=challenge, per_plot=2,
+    spec = AnswerSpec(hotkey=ALICE, window=window, listing_hex=listing.digest_hex, challenge=challenge, per_plot=2,
                       plots=(SampledPlot(seed=FIXED_SEED, k=18, weight=1, expected=2.0),))
     return spec, proofs
 
 
 def _raw(spec, lists) -> bytes:
-    return json.dumps({"protocol": 2, "window": spec.window, "listing": spec.listing_hex,
-                       "proofs": [lists]}).encode()
+    return json.dumps({"protocol": PROTOCOL_VERSION, "window": spec.window, "listing": spec.listing_hex,
+                       "proofs": [lists], "chunks": []}).encode()
 
 
 def test_honest_answer_counts_each_distinct_proof(alice_plot):

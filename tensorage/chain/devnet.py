@@ -321,10 +321,6 @@ class Devnet:
         return block
 
     # epochs ------------------------------------------------------------------------------
-    def epoch_due(self) -> bool:
-        last = self.last_epoch_block()
-        return last is None or self.block() >= last + self.tempo
-
     def run_epoch(self, force: bool = False) -> bool:
         """Run consensus if an epoch is due (or forced); True when it ran."""
         with self.db.atomic("IMMEDIATE"):

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import secrets
-from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
 
@@ -20,12 +19,6 @@ from .errors import ClientError, IntegrityError, OutputError
 from .sealing import SEGMENT, Opened, Opener, Sealer, sealed_size
 
 BATCH_BYTES = 1 << 20  # ciphertext per batch of stripes (a batch is ~n/k of this on the wire)
-
-
-@dataclass(frozen=True)
-class Planned:
-    plain_size: int
-    layout: ObjectLayout
 
 
 class StoreSource:

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import sys
 import time
@@ -307,14 +306,3 @@ class DevnetSupervisor:
                  "log": str(c.log_path), "db_root_path": str(self.db_root(c.node))}
                 for c in self.children.values()]
 
-
-def node_pids(root: Path) -> list[int]:
-    """Pids of devnet node processes started from this root (for tests and cleanup)."""
-    import psutil
-
-    pids = []
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = proc.info["cmdline"] or []
-        if "--devnet.root" in cmd and str(root) in cmd and proc.pid != os.getpid():
-            pids.append(proc.pid)
-    return pids

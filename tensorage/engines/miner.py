@@ -29,10 +29,11 @@ from ..net.auth import BODY, CALLER, OPERATOR, VALIDATOR, access
 from ..net.errors import parse, reject
 from ..net import operator as op
 from ..net.messages import PlotsResponse, WindowChallenge
+from ..proofs.certificates import Certificate
 from ..proofs.listing import Listing
 from ..proofs.plots import plot_filename, plot_id
 from ..proofs.prover_pool import PlotTask, ProverPool
-from ..proofs.windows import MAX_PROOFS_PER_CHALLENGE
+from ..proofs.windows import MAX_PROOFS_PER_CHALLENGE, SampledChunk
 from ..storage import share as stored_share
 from .window_answers import WindowAnswerer
 from ..storage.models import PlotState
@@ -64,17 +65,23 @@ class MinerEngine(Node):
         self.share_flags = stored_share.flags_of(settings)
         self.settings, self.share, self._share_is_new = stored_share.resolve(settings, self.layout)
         self.allocator = Allocator(self.settings, self.hotkey, self.bus, self.source)
-        self.shards = ShardService(self.layout, self.allocator, lambda: self.settings.size_bytes, self.bus, self.source)
+        self.shards = ShardService(self.layout, self.allocator, lambda: self.settings.size_bytes, self.hotkey,
+                                   bt.resolve_signer(wallet, role="hotkey"), self.stake_share,
+                                   self.profile.max_listed_shards, self.bus, self.source,
+                                   lambda: self.settings.max_shard_fraction, self.max_certificate_expiry)
         # ``pool``: a ProverPool shared by several miners in one process (benchmarks); its owner closes it.
         self._owns_pool = pool is None
         self.pool = pool if pool is not None else ProverPool(proof_workers or min(2, os.cpu_count() or 1))
         self.plots: dict[str, HeldPlot] = {}
         self.challenges_served = 0
-        self._listing: Optional[tuple[dict, Listing]] = None
+        self._listing: Optional[Listing] = None
+        self._listed_state: tuple = ({}, -1)  # (plots, shard generation) the listing was last built from
         self._listed_at = 0.0
-        # looked up per call, so a subclass's prove_sample is the one used
+        self._purged: Optional[Listing] = None
+        # looked up per call, so a subclass's prove_sample / prove_chunks is the one used
         self.answerer = WindowAnswerer(self.profile, chain, self.hotkey,
-                                       lambda entries, c, j: self.prove_sample(entries, c, j))
+                                       lambda entries, c, j: self.prove_sample(entries, c, j),
+                                       lambda chunks: self.prove_chunks(chunks))
         self._alloc_task: Optional[asyncio.Task] = None
         self.bus.subscribe(self._on_plot_event)
 
@@ -104,14 +111,56 @@ class MinerEngine(Node):
         """(seed, k) of every plot this miner stands behind."""
         return [(bytes.fromhex(p.seed), p.k) for p in self.plots.values()]
 
+    def listed_certificates(self) -> list[Certificate]:
+        """The certificates of the client shards this miner holds that still count."""
+        mg = self.metagraph
+        return self.shards.store.certificates(mg.block if mg is not None else 0)
+
+    def max_certificate_expiry(self) -> Optional[int]:
+        """The latest expiry block this miner takes in a certificate: two certificate lives from the
+        chain's head (slack for renewals and a lagging node); None before the first sync."""
+        mg = self.metagraph
+        return mg.block + 2 * self.profile.cert_lifetime_blocks if mg is not None else None
+
+    def stake_share(self, hotkey: str) -> float:
+        """A validator's share of the stake of every validator with a permit (the metagraph's)."""
+        mg = self.metagraph
+        if mg is None:
+            return 0.0
+        total = sum(n.total_stake for n in mg.validators)
+        n = mg.by_hotkey(hotkey)
+        return n.total_stake / total if n is not None and n.validator_permit and total > 0 else 0.0
+
     def current_listing(self) -> Listing:
-        """The canonical listing of what this miner holds, changed at most once per sync period:
-        validators then hold either it or the one before, the two the miner answers for."""
-        changed = self._listing is None or self._listing[0] is not self.plots
-        if changed and (self._listing is None or time.monotonic() - self._listed_at >= self.profile.sync_s):
-            self._listing = (self.plots, Listing.from_plots(self.listed_plots()))
-            self._listed_at = time.monotonic()
-        return self._listing[1]  # type: ignore[index]
+        """The canonical listing of what this miner holds (plots and shard certificates), changed
+        at most once per sync period: validators then hold either it or the one before, the two
+        the miner answers for. The bytes of shards that left it are removed once no listing it
+        answers for names them."""
+        state = (self.plots, self.shards.store.generation)
+        now = time.monotonic()
+        changed = self._listing is None or self._listed_state[0] is not self.plots or \
+            self._listed_state[1] != state[1]
+        if changed and (self._listing is None or now - self._listed_at >= self.profile.sync_s):
+            self._listed_state = state
+            listing = Listing.from_plots(self.listed_plots(), self.listed_certificates())
+            if self._listing is None or listing.digest != self._listing.digest:  # the same plots re-read: no change
+                self._listing, self._listed_at = listing, now
+                self.answerer.remember(listing)
+                self.shards.store.purge(self.answerer.shards_answered())
+        elif self._purged is not self._listing and now - self._listed_at >= self.purge_after_s:
+            # every validator has synced the current listing since: the one before is no longer
+            # answered, and the bytes of shards only it named can go
+            self._purged = self._listing
+            self.answerer.keep_only(self._listing)  # type: ignore[arg-type]
+            self.shards.store.purge(self.answerer.shards_answered())
+        return self._listing  # type: ignore[return-value]
+
+    @property
+    def purge_after_s(self) -> float:
+        """How long a listing is current before the one it replaced stops being answered: two sync
+        periods and two windows (a validator syncs every sync period and needs a listing a window
+        old)."""
+        return 2 * self.profile.sync_s + 2 * self.profile.window_s
 
     async def prove_sample(self, entries: list[tuple[bytes, int]], challenge: bytes,
                            per_plot: int) -> list[list[list[bytes]]]:
@@ -131,6 +180,13 @@ class MinerEngine(Node):
                 continue
             found[(seed, j)] = list(dict.fromkeys(payload))[:MAX_PROOFS_PER_CHALLENGE]
         return [[found.get((seed.hex(), j), []) for j in range(per_plot)] for seed, _ in entries]
+
+    async def prove_chunks(self, chunks: list[SampledChunk]) -> list[Optional[bytes]]:
+        """Each sampled shard chunk with its Merkle path, read off the event loop; None for one this
+        miner cannot produce (the validator then fails the window, as it should)."""
+        if not chunks:
+            return []
+        return await asyncio.to_thread(self.shards.store.read_proofs, chunks)
 
     async def window_answer(self, req: WindowChallenge) -> tuple[bytes, bool]:
         """The answer bytes for a window, and whether this request looked them up (adversaries in
@@ -172,10 +228,11 @@ class MinerEngine(Node):
         """The current listing; ``If-None-Match`` with its digest answers 304 (nothing to resend)."""
         listing = self.current_listing()
         self.answerer.remember(listing)
-        etag = f'"{listing.hex}"'
+        etag = f'"{listing.digest_hex}"'
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers={"ETag": etag})
-        body = PlotsResponse(hotkey=self.hotkey, digest=listing.hex, plots=listing.to_b64())
+        body = PlotsResponse(hotkey=self.hotkey, digest=listing.digest_hex, plots=listing.to_b64(),
+                             shards=listing.certs_b64())
         return web.Response(body=body.model_dump_json().encode(), content_type="application/json",
                             headers={"ETag": etag})
 
@@ -248,6 +305,14 @@ class MinerEngine(Node):
         self.refresh_plots()
         return f"{len(sample)} plots checked, {bad} removed"
 
+    async def shard_upkeep(self) -> str:
+        """Re-hash a sample of shards; shards whose certificate expired more than the grace period
+        ago leave the listing (their gateway stopped renewing them)."""
+        scrubbed = await self.shards.scrub()
+        mg = self.metagraph
+        expired = self.shards.store.expire(mg.block, self.profile.cert_grace_blocks) if mg is not None else 0
+        return f"{scrubbed}; {expired} shards past their certificate's grace period dropped"
+
     async def sync(self) -> str:
         mg = await self.sync_metagraph()
         return f"block {mg.block}, {len(mg.validators)} validators"
@@ -268,7 +333,7 @@ class MinerEngine(Node):
         self.jobs.add("sync", self.sync, self.profile.sync_s, first_in=None)
         self.jobs.add("reallocate", self.reallocate, self.settings.reallocate_interval, first_in=0)
         self.jobs.add("scrub", self.scrub, self.profile.scrub_s, first_in=None)
-        self.jobs.add("shard_scrub", self.shards.scrub, self.profile.scrub_s, first_in=None)
+        self.jobs.add("shard_scrub", self.shard_upkeep, self.profile.scrub_s, first_in=None)
         self.jobs.start()
         self.write_state()
 

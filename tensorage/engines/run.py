@@ -18,7 +18,7 @@ from ..logs import log_events, setup_logging
 from ..net.address import plan_axon
 from ..storage.layout import Layout
 from ..storage.lock import refuse_if_held
-from ..procutil import die_with_parent
+from ..procutil import die_with_parent, tune_for_bulk_bytes
 from .node import Node
 
 
@@ -111,6 +111,7 @@ def main(role: str, settings: Settings, events_jsonl: bool = False, node_factory
     relay = relay_events_as_json(bus) if events_jsonl else None
     try:
         node = node_factory(role, settings, bus)
+        tune_for_bulk_bytes()  # after the imports and the node's making: what exists now is never garbage
         asyncio.run(run_node(node))
     finally:
         if relay is not None:

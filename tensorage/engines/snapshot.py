@@ -97,7 +97,8 @@ class MinerSnapshot(NodeSnapshot):
     shard_bytes: int = 0
     shard_free_bytes: int = 0  # room for new shards without removing plots
     shards_by_validator: dict[str, ShardCount] = {}  # placing validator's hotkey -> its shards here
-    audits_answered: int = 0
+    shards_certified: int = 0  # shards whose certificate the listing carries (they count in windows)
+    checks_answered: int = 0   # gateways' re-checks of suspect shards answered
 
     def summary(self) -> str:
         busy = " · allocating" if self.allocating else ""
@@ -113,6 +114,7 @@ class ScoredMiner(BaseModel):
     uid: int
     ratio: Optional[float] = None
     proven_bytes: float = 0.0
+    client_bytes: float = 0.0  # certified client credit per window (weighted, before the stake bound)
     score: float = 0.0
     latency_ms: Optional[float] = None
     windows: float = 0.0  # windows of evidence, decayed
@@ -126,6 +128,7 @@ class ValidatorSnapshot(NodeSnapshot):
     last_weights_block: Optional[int] = None
     last_weights: dict[str, float] = {}  # uid (JSON key) -> weight last set
     miners_synced: int = 0
+    gateway_factors: dict[str, float] = {}  # gateway hotkey -> the share of its certified credit that counts
     miners: dict[str, ScoredMiner] = {}  # miner hotkey -> score
 
     def summary(self) -> str:

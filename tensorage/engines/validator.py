@@ -1,13 +1,15 @@
 """The validator: syncs the metagraph and miners' listings, checks proof windows, scores
-miners and sets weights.
+miners and sets weights; and it is the client gateway (tensorage/gateway/).
 
 A window's challenge is the hash of its first block. For each serving miner the validator
 takes the newest listing it saw *before* that block (the miner could not have chosen it
-knowing the beacon), derives the same sample every validator derives, fetches the miner's
-one answer for the window with an absolute deadline, and credits the bytes that answer
-proves. Everything a miner sends is size-bounded by what was asked, parsed and verified in
-a process pool, and judged on its own: one miner's answer, listing or failure never
-touches another's result, nor stalls the event loop.
+knowing the beacon), derives the same sample every validator derives (plots, and chunks of
+the certified client shards it lists), fetches the miner's one answer for the window with an
+absolute deadline, and credits what that answer proves (engines/window_checks.py). Everything
+a miner sends is size-bounded by what was asked, parsed and verified in a process pool, and
+judged on its own: one miner's answer, listing or failure never touches another's result, nor
+stalls the event loop. Weights count client credit under each gateway's stake bound
+(engines/scoring.py).
 """
 
 from __future__ import annotations
@@ -16,7 +18,6 @@ import asyncio
 import json
 import time
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
 import bittensor as bt
@@ -26,20 +27,19 @@ from ..chain.port import ChainPort, Neuron
 from ..config import Settings
 from ..errors import BlockNotYet
 from ..events import ChallengeResult, ErrorEvent, EventBus, WeightsSet
-from ..net.client import PeerError, Reply, SignedClient
+from ..gateway import Gateway
+from ..net.client import PeerError, SignedClient
 from ..net.peer_loop import PeerLoop
 from ..net.messages import WindowChallenge
-from ..proofs.answers import AnswerCheck, AnswerSpec
 from ..proofs.listing import Listing, ListingError, max_listing_chars
 from ..proofs.verify_pool import VerifyPool
-from ..proofs.windows import answer_bound, draw_sample, sample_credit, window_challenge, window_of, window_start
+from ..proofs.windows import answer_bound, window_challenge, window_of, window_start
 from ..storage.validator_db import ValidatorStore
-from .gateway import AuditVerdict, Gateway
 from .node import Node
-from .scoring import CLIENT_WEIGHT, MinerScore, decay_for, judge, normalize
+from .scoring import MinerScore, bounded_scores, decay_for, normalize, stake_shares
+from .window_checks import MinerView, RoundOutcome, SeenListing, WindowTask, judge_task, plan
 
 SYNC_CONCURRENCY = 32
-SNAPSHOTS_KEPT = 3
 # A round starts this long after its window's first block (the block must be readable) and
 # is skipped when less than this share of the deadline is left.
 ROUND_LAG_S = 0.05
@@ -47,68 +47,6 @@ MIN_TIME_LEFT = 0.25
 # Connections kept open to miners: every serving uid of the largest subnet has its own, so a window's
 # requests never queue for a socket (a queue of hundreds stalls aiohttp's connector for seconds).
 MINER_CONNECTIONS = 2048
-
-
-@dataclass(frozen=True)
-class Snapshot:
-    """A listing as this validator saw it, and the block by which it had arrived."""
-
-    listing: Listing
-    seen_block: int
-
-
-@dataclass
-class MinerView:
-    """What this validator knows of one miner right now."""
-
-    neuron: Neuron
-    snapshots: list[Snapshot] = field(default_factory=list)  # oldest first, at most SNAPSHOTS_KEPT
-    refused: str = ""        # plots of the latest listing that cannot count (k out of range)
-    listing_error: str = ""  # the latest listing was refused whole: why (it then proves nothing)
-    error: str = ""          # the latest sync failed: why
-    credited_bytes: int = 0
-
-    @property
-    def latest(self) -> Optional[Snapshot]:
-        return self.snapshots[-1] if self.snapshots else None
-
-    def snapshot_for(self, start_block: int, margin: int) -> Optional[Snapshot]:
-        """The newest listing seen at least ``margin`` blocks before the window's first block."""
-        usable = [s for s in self.snapshots if s.seen_block + margin < start_block]
-        return usable[-1] if usable else None
-
-    def add(self, snap: Snapshot) -> None:
-        self.snapshots = [s for s in self.snapshots if s.listing.digest != snap.listing.digest]
-        self.snapshots.append(snap)
-        del self.snapshots[:-SNAPSHOTS_KEPT]
-
-
-@dataclass
-class WindowTask:
-    """One miner's part of a window: what was asked and what came back."""
-
-    view: MinerView
-    snapshot: Snapshot
-    spec: AnswerSpec
-    reply: Optional[Reply] = None
-    failure: Optional[PeerError] = None
-    check: Optional[AnswerCheck] = None
-
-
-@dataclass
-class RoundOutcome:
-    uid: int
-    hotkey: str
-    result: str
-    plots: int
-    returned: int
-    expected: float
-    latency_ms: float
-    credit: float = 0.0
-    detail: str = ""
-    audits_asked: int = 0
-    audits_passed: int = 0
-    client_bytes: float = 0.0
 
 
 class ValidatorEngine(Node):
@@ -120,7 +58,7 @@ class ValidatorEngine(Node):
         self.layout.ensure()
         self.store = ValidatorStore(self.layout.validator_state_db)
         self.client = SignedClient(wallet, connections=MINER_CONNECTIONS)  # used on the peer loop only
-        self.peers = PeerLoop(f"{self.source}-peers")
+        self.peer_loop = PeerLoop(f"{self.source}-peers")
         self.verifier = verify_pool or VerifyPool()
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validator-db")  # one writer, off the loop
         self.decay = decay_for(self.profile.half_life_windows)
@@ -131,10 +69,15 @@ class ValidatorEngine(Node):
         self._block_s = self.profile.block_time_s  # the chain's, once started
         self.last_weights: dict[int, float] = {}
         self.last_weights_block: Optional[int] = None
+        self.head_block = 0  # the newest block this validator has read
+        self.gateway_factors: dict[str, float] = {}  # the stake bound, as of the last weights
         self._unchanged: list[str] = []
-        if self.store.upgraded_from is not None:
-            self.bus.log(f"validator state from protocol {self.store.upgraded_from} dropped: its rounds and scores "
-                         f"measured an unsound protocol (the weights log is kept)", source=self.source)
+        if self.store.upgraded_from == 1:
+            self.bus.log("validator state from protocol 1 dropped: its rounds and scores measured an unsound "
+                         "protocol (the weights log is kept)", source=self.source)
+        elif self.store.upgraded_from is not None:
+            self.bus.log(f"validator state from protocol {self.store.upgraded_from}: listings dropped (miners list "
+                         f"again with their shard certificates), scores kept", source=self.source)
         if not settings.no_restore_weights:
             self._restore()
         # The client gateway (docs/design.md#client-data); it ranks miners for placement by this
@@ -143,11 +86,17 @@ class ValidatorEngine(Node):
         self.gateway_client = SignedClient(wallet)
         self.gateway: Optional[Gateway] = None if settings.gateway.disable else Gateway(
             settings, self.layout, self.hotkey, self.gateway_client, lambda: self.metagraph, self._miner_ranks,
-            self.bus, self.source)
+            lambda: self.head_block, self.bus, self.source)
 
     def _miner_ranks(self) -> dict[str, float]:
-        deadline = self.profile.challenge_deadline_s
-        return {h: s.score(deadline, self.decay, self.last_window) for h, s in self.scores.items()}
+        return self.bounded()[0]
+
+    def bounded(self) -> tuple[dict[str, float], dict[str, float]]:
+        """(score per miner, stake-bound factor per gateway) as of now (engines/scoring.py)."""
+        mg = self.metagraph
+        stake = stake_shares((n.hotkey, n.total_stake) for n in mg.validators) if mg is not None else {}
+        return bounded_scores(self.scores.values(), stake, self.profile.challenge_deadline_s, self.decay,
+                              self.last_window)
 
     def add_routes(self, app) -> None:
         if self.gateway is not None:
@@ -159,9 +108,13 @@ class ValidatorEngine(Node):
     # persistence -------------------------------------------------------------------------
     def _restore(self) -> None:
         for row in self.store.scores().values():
+            try:
+                client = {str(g): float(v) for g, v in json.loads(row.client or "{}").items()}
+            except (ValueError, AttributeError):
+                client = {}
             self.scores[row.hotkey] = MinerScore(
                 hotkey=row.hotkey, uid=row.uid, credit=row.credit, windows=row.windows, returned=row.returned,
-                expected=row.expected, latency_ms=row.latency_ms, last_window=row.last_window)
+                expected=row.expected, latency_ms=row.latency_ms, last_window=row.last_window, client=client)
         self.last_window = max((s.last_window for s in self.scores.values()), default=-1)
         last = self.store.last_weights()
         if last is not None:
@@ -177,19 +130,19 @@ class ValidatorEngine(Node):
             if neuron is None:
                 continue
             try:
-                listing = Listing.parse(stored.blob, self.profile.max_listed_plots)
+                listing = Listing.from_stored(stored.blob, self.profile.max_listed_plots, self.profile.max_listed_shards)
             except ListingError:  # a damaged row, or a limit lowered since: fetched afresh at this sync
                 continue
             view = self.miners.setdefault(stored.hotkey, MinerView(neuron=neuron))
-            view.add(Snapshot(listing=listing, seen_block=stored.seen_block))
+            view.add(SeenListing(listing=listing, seen_block=stored.seen_block))
             view.credited_bytes = listing.credited_bytes(self.profile.min_k, self.profile.max_k)
 
     def _score_rows(self) -> list[dict]:
-        deadline = self.profile.challenge_deadline_s
         now = time.time()
+        scores, _ = self.bounded()
         return [{"hotkey": s.hotkey, "uid": s.uid, "credit": s.credit, "windows": s.windows, "returned": s.returned,
                  "expected": s.expected, "last_window": s.last_window, "latency_ms": s.latency_ms,
-                 "proven_bytes": s.proven_bytes(), "score": s.score(deadline, self.decay, self.last_window),
+                 "client": json.dumps(s.client), "proven_bytes": s.proven_bytes(), "score": scores[s.hotkey],
                  "updated_at": now}
                 for s in self.scores.values()]
 
@@ -235,11 +188,12 @@ class ValidatorEngine(Node):
         view.neuron = neuron
         self.miners[neuron.hotkey] = view
         host, port = neuron.endpoint  # type: ignore[misc]
-        headers = {"If-None-Match": f'"{view.latest.listing.hex}"'} if view.latest else {}
+        headers = {"If-None-Match": f'"{view.latest.listing.digest_hex}"'} if view.latest else {}
         try:
-            reply = await self.peers.call(self.client.request(
+            reply = await self.peer_loop.call(self.client.request(
                 "GET", host, port, "/v1/plots", receiver=neuron.hotkey, timeout=10.0,
-                max_reply=max_listing_chars(self.profile.max_listed_plots), headers=headers))
+                max_reply=max_listing_chars(self.profile.max_listed_plots, self.profile.max_listed_shards),
+                headers=headers))
         except PeerError as exc:
             if exc.kind != "too_large":
                 view.error = str(exc)[:300]
@@ -253,23 +207,27 @@ class ValidatorEngine(Node):
             view.error = f"GET /v1/plots answered {reply.status} {reply.error_message}"[:300]
             return view
         seen_block = await asyncio.to_thread(self.chain.block)  # read after the listing arrived
+        self.head_block = max(self.head_block, seen_block)
         check = await self.verifier.listing(reply.body, neuron.hotkey, self.profile.min_k, self.profile.max_k,
-                                            self.profile.max_listed_plots)
+                                            self.profile.max_listed_plots, self.profile.max_listed_shards)
         view.error = ""
         if check.listing is None:
             return await self._refuse_listing(view, check.error or "")
         view.listing_error = ""
         view.refused, view.credited_bytes = check.refused, check.credited_bytes
         if view.latest is None or view.latest.listing.digest != check.listing.digest:
-            view.add(Snapshot(listing=check.listing, seen_block=seen_block))
-            await self._write(self.store.add_listing, neuron.hotkey, check.listing.hex, check.listing.blob, seen_block)
-        await self._write(self.store.set_listing_state, neuron.hotkey, check.listing.hex, len(check.listing),
+            view.add(SeenListing(listing=check.listing, seen_block=seen_block))
+            await self._write(self.store.add_listing, neuron.hotkey, check.listing.digest_hex, check.listing.stored(),
+                              seen_block)
+            if self.gateway is not None:  # its shards the miner stopped listing are suspect
+                self.gateway.listing_seen(neuron.hotkey, check.listing)
+        await self._write(self.store.set_listing_state, neuron.hotkey, check.listing.digest_hex, len(check.listing),
                           check.credited_bytes, check.refused, PROTOCOL_VERSION)
         return view
 
     async def _refuse_listing(self, view: MinerView, why: str) -> MinerView:
         """Nothing it listed counts until it lists canonically again."""
-        view.error, view.snapshots = "", []
+        view.error, view.seen = "", []
         view.listing_error = f"listing refused: {why}"[:300]
         await self._write(self.store.set_listing_state, view.neuron.hotkey, "", 0, 0, view.listing_error, None)
         return view
@@ -279,6 +237,7 @@ class ValidatorEngine(Node):
         """Check the current window, once: every miner with a listing from before its beacon."""
         try:
             head = await asyncio.to_thread(self.chain.block)
+            self.head_block = max(self.head_block, head)
             window = window_of(head, self.profile)
             start = window_start(window, self.profile)
             started = await asyncio.to_thread(self.chain.block_timestamp, start)
@@ -294,86 +253,27 @@ class ValidatorEngine(Node):
         self.last_window = window
         challenge = window_challenge(beacon, window)
         # Drawing a thousand samples is tens of ms of Python: in a thread, the loop keeps its turns.
-        tasks = await asyncio.to_thread(self._plan_window, list(self.miners.values()), window, start, challenge)
+        tasks = await asyncio.to_thread(plan, self.profile, list(self.miners.values()), window, start, challenge)
         refused = [RoundOutcome(uid=v.neuron.uid, hotkey=v.neuron.hotkey, result="fail", plots=0, returned=0,
                                 expected=0.0, latency_ms=0.0, detail=v.listing_error)
-                   for v in self.miners.values() if v.listing_error and not v.snapshots]
-        if not tasks and not refused and (self.gateway is None or not self.gateway.db.miners_with_live_shards()):
+                   for v in self.miners.values() if v.listing_error and not v.seen]
+        if not tasks and not refused:
             return f"window {window}: no miner with a listing from before block {start} yet"
         request = {"window": window, "beacon": beacon.hex(), "deadline": deadline}
-        # Client-shard audits go out with the window, under the same deadline, from the node's loop.
-        _, audits = await asyncio.gather(self.peers.call(self._fetch_all(tasks, request)),
-                                         self._audit_all(window, deadline))
+        await self.peer_loop.call(self._fetch_all(tasks, request))
         answered = [t for t in tasks if t.reply is not None and t.reply.status == 200]
         for t, check in zip(answered, await self.verifier.answers([(t.reply.body, t.spec) for t in answered])):
             t.check = check
-        outcomes = [(self._judge(t, started), t.snapshot.listing.hex) for t in tasks] + [(o, "") for o in refused]
-        judged = {o.hotkey for o, _ in outcomes}
-        for hotkey, verdict in audits.items():  # holds client shards but had no listing to sample
-            if hotkey not in judged and verdict is not None:
-                outcomes.append((RoundOutcome(uid=verdict.uid, hotkey=hotkey, result="pass", plots=0, returned=0,
-                                              expected=0.0, latency_ms=verdict.latency_ms), ""))
-        if self.gateway is not None:
-            held = self.gateway.audited_bytes_by_miner() if audits else {}  # no shards placed: nothing to add
-            for out, _ in outcomes:
-                self._add_client_credit(out, audits.get(out.hotkey), held.get(out.hotkey, 0))
+        judged = [judge_task(t, started) for t in tasks]
+        suspect = self.gateway.window_verdicts(judged) if self.gateway is not None else 0
+        outcomes = [(o, t.seen.listing.digest_hex) for o, t in zip(judged, tasks)] + [(o, "") for o in refused]
         summary = await self._record(window, started, outcomes)
-        done = [v for v in audits.values() if v is not None]
-        if done:
-            summary += (f"; {sum(v.asked for v in done)} audits on {len(done)} miners, "
-                        f"{sum(len(v.lost) for v in done)} shards lost")
+        chunks = sum(o.chunks_asked for o in judged)
+        if chunks:
+            summary += f"; {sum(o.chunks_right for o in judged)}/{chunks} shard chunks right"
+            if suspect:
+                summary += f", {suspect} of this gateway's shards suspect"
         return summary
-
-    async def _audit_all(self, window: int, deadline: float) -> dict[str, Optional[AuditVerdict]]:
-        """Spend this window's audits on every miner holding this gateway's shards. Never raises:
-        one miner's failure is its own verdict."""
-        if self.gateway is None:
-            return {}
-        gateway = self.gateway
-        targets = [n for h in gateway.db.miners_with_live_shards() if (n := gateway.peers.neuron(h)) is not None]
-
-        async def one(n: Neuron) -> Optional[AuditVerdict]:
-            try:
-                return await gateway.audit_miner(n, gateway.cfg.audits_per_round, deadline, window)
-            except Exception as exc:  # a bug here must not stop the window for anyone else
-                self.bus.log(f"audits of uid {n.uid} failed: {type(exc).__name__}: {exc}", severity="warning",
-                             source=self.source)
-                return None
-
-        verdicts = await asyncio.gather(*(one(n) for n in targets))
-        return {n.hotkey: v for n, v in zip(targets, verdicts)}
-
-    def _add_client_credit(self, out: RoundOutcome, verdict: Optional[AuditVerdict], audited_bytes: int) -> None:
-        """Audited shard bytes count like proven plot bytes (weighted). A lost or corrupted shard
-        fails the window and the window proves nothing; an unanswered audit adds nothing this window."""
-        if verdict is not None:
-            out.audits_asked, out.audits_passed = verdict.asked, verdict.passed
-            if verdict.result == "fail":
-                out.result, out.credit = "fail", 0.0
-                why = f"{verdict.failed} of {verdict.asked} shard audits failed" if verdict.failed else \
-                    f"shard audits: {verdict.detail or 'no valid answer'}"
-                out.detail = f"{why}; {out.detail}"[:300] if out.detail else why
-                return
-            if verdict.result != "pass":
-                out.detail = (f"shard audits {verdict.result}; {out.detail}" if out.detail
-                              else f"shard audits {verdict.result}")[:300]
-                if out.result == "pass":
-                    out.result = verdict.result
-                return
-        out.client_bytes = CLIENT_WEIGHT * audited_bytes
-        out.credit += out.client_bytes
-
-    def _plan_window(self, views: list[MinerView], window: int, start: int, challenge: bytes) -> list[WindowTask]:
-        tasks = []
-        for view in views:
-            snap = view.snapshot_for(start, self.profile.listing_margin_blocks)
-            if snap is None or not view.neuron.endpoint:
-                continue
-            plots = draw_sample(self.profile, challenge, view.neuron.hotkey, snap.listing)
-            spec = AnswerSpec(hotkey=view.neuron.hotkey, window=window, listing_hex=snap.listing.hex,
-                              challenge=challenge, per_plot=self.profile.challenges_per_plot, plots=tuple(plots))
-            tasks.append(WindowTask(view=view, snapshot=snap, spec=spec))
-        return tasks
 
     async def _fetch_all(self, tasks: list[WindowTask], request: dict) -> None:
         """On the peer loop: every miner's request at once, each with the window's deadline."""
@@ -383,7 +283,7 @@ class ValidatorEngine(Node):
         """One miner's answer, read up to what its sample allows, timed at arrival. Never raises."""
         n = task.view.neuron
         body = WindowChallenge(listing=task.spec.listing_hex, **request).model_dump_json().encode()
-        bound = answer_bound(len(task.spec.plots), task.spec.per_plot, self.profile.max_k)
+        bound = answer_bound(len(task.spec.plots), task.spec.per_plot, self.profile.max_k, task.spec.chunks)
         try:
             host, port = n.endpoint  # type: ignore[misc]
             task.reply = await self.client.request("POST", host, port, "/v1/challenge", receiver=n.hotkey, body=body,
@@ -392,32 +292,6 @@ class ValidatorEngine(Node):
             task.failure = exc
         except Exception as exc:  # anything else is this miner's failure only
             task.failure = PeerError("unreachable", f"{type(exc).__name__}: {exc}")
-
-    def _judge(self, t: WindowTask, started: float) -> RoundOutcome:
-        n = t.view.neuron
-        expected = sum(p.expected for p in t.spec.plots)
-        out = RoundOutcome(uid=n.uid, hotkey=n.hotkey, result="fail", plots=len(t.spec.plots), returned=0,
-                           expected=expected, latency_ms=0.0)
-        if t.failure is not None:
-            out.result = {"timeout": "timeout", "unreachable": "unreachable"}.get(t.failure.kind, "fail")
-            out.detail = str(t.failure)[:300]
-            out.latency_ms = max(0.0, (t.failure.at - started) * 1000)
-            return out
-        assert t.reply is not None
-        out.latency_ms = max(0.0, (t.reply.arrived_at - started) * 1000)
-        if t.reply.status != 200:
-            out.detail = f"HTTP {t.reply.status} {t.reply.error_message}"[:300]
-            return out
-        check = t.check or AnswerCheck(valid=[0] * len(t.spec.plots), error="not checked")
-        out.returned = check.returned
-        out.result = judge(check.returned, expected, check.invalid, check.error)
-        if check.error is None:
-            out.credit = sample_credit(len(t.snapshot.listing), t.spec.plots, check.valid)
-        details = [check.error] if check.error else []
-        if check.invalid:
-            details.append(f"{check.invalid} invalid proofs")
-        out.detail = ", ".join(details)[:300]
-        return out
 
     async def _record(self, window: int, started: float, outcomes: list[tuple[RoundOutcome, str]]) -> str:
         self.rounds_run += 1
@@ -428,17 +302,18 @@ class ValidatorEngine(Node):
             if score is None:
                 score = self.scores[o.hotkey] = MinerScore(hotkey=o.hotkey, uid=o.uid)
             score.uid = o.uid
-            score.add_window(window, o.credit, o.returned, o.expected, self.decay)
+            score.add_window(window, o.credit, o.returned, o.expected, self.decay, o.client)
             score.note_latency(o.result, o.latency_ms, deadline_s)
             rows.append({"window": window, "started_at": started, "uid": o.uid, "hotkey": o.hotkey,
                          "result": o.result, "plots": o.plots, "proofs_returned": o.returned,
-                         "proofs_expected": o.expected, "credit_bytes": o.credit, "latency_ms": o.latency_ms,
-                         "listing": listing_hex, "detail": o.detail})
+                         "proofs_expected": o.expected, "credit_bytes": o.total_credit, "latency_ms": o.latency_ms,
+                         "listing": listing_hex, "detail": o.detail, "client_bytes": o.client_bytes,
+                         "chunks_asked": o.chunks_asked, "chunks_right": o.chunks_right})
             self.bus.publish(ChallengeResult(validator=self.hotkey, miner_uid=o.uid, miner_hotkey=o.hotkey,
                                              plots=o.plots, proofs_returned=o.returned, proofs_expected=o.expected,
                                              result=o.result, latency_ms=o.latency_ms, detail=o.detail,
-                                             window=window, credit_bytes=o.credit, audits_asked=o.audits_asked,
-                                             audits_passed=o.audits_passed, client_bytes=o.client_bytes,
+                                             window=window, credit_bytes=o.total_credit, chunks_asked=o.chunks_asked,
+                                             chunks_right=o.chunks_right, client_bytes=o.client_bytes,
                                              source=self.source))
         await self._write(self.store.record_rounds, rows)
         if self.rounds_run % 20 == 0:
@@ -469,13 +344,14 @@ class ValidatorEngine(Node):
 
     # weights -------------------------------------------------------------------------------
     def weights(self) -> dict[int, float]:
+        """Normalized scores, client credit under each gateway's stake bound, never to an
+        unregistered uid."""
         mg = self.metagraph
         if mg is None:
             return {}
         registered = {n.hotkey: n.uid for n in mg.neurons}
-        deadline = self.profile.challenge_deadline_s
-        return normalize({registered[h]: s.score(deadline, self.decay, self.last_window)
-                          for h, s in self.scores.items() if h in registered})
+        scores, self.gateway_factors = self.bounded()
+        return normalize({registered[h]: v for h, v in scores.items() if h in registered})
 
     async def set_weights(self) -> str:
         weights = self.weights()
@@ -510,15 +386,15 @@ class ValidatorEngine(Node):
         self.jobs.add("proof_round", self.proof_round, self.round_every_s, first_in=0.0)
         self.jobs.add("set_weights", self.set_weights, self.settings.weights_interval,
                       first_in=None if not self.scores else 5.0)
-        if self.gateway is not None:  # proof rounds spend the audits; the gateway refills them
+        if self.gateway is not None:  # re-checks, repair, certificate renewal, garbage collection
             self.gateway.add_jobs(self.jobs, self.round_every_s)
         self.jobs.start()
         self.write_state()
 
     async def stop(self) -> None:
         await super().stop()
-        await self.peers.call(self.client.close())
-        self.peers.close()
+        await self.peer_loop.call(self.client.close())
+        self.peer_loop.close()
         await self.gateway_client.close()
         try:
             await self._save_scores()
@@ -530,7 +406,7 @@ class ValidatorEngine(Node):
                 self.gateway.close()
 
     def snapshot(self) -> dict[str, Any]:
-        deadline = self.profile.challenge_deadline_s
+        scores, factors = self.bounded()
         return {
             **super().snapshot(),
             "rounds_run": self.rounds_run,
@@ -538,10 +414,11 @@ class ValidatorEngine(Node):
             "last_weights_block": self.last_weights_block,
             "last_weights": {str(uid): w for uid, w in self.last_weights.items()},
             "miners_synced": len(self.miners),
+            "gateway_factors": {g: round(f, 4) for g, f in factors.items()},
             **(self.gateway.snapshot() if self.gateway is not None else {}),
             "miners": {
                 s.hotkey: {"uid": s.uid, "ratio": round(s.ratio, 4), "proven_bytes": s.proven_bytes(),
-                           "score": s.score(deadline, self.decay, self.last_window),
+                           "client_bytes": s.client_bytes(), "score": scores[s.hotkey],
                            "latency_ms": round(s.latency_ms, 1),
                            "windows": round(s.windows, 2), "last_window": s.last_window}
                 for s in self.scores.values()

@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import OrderedDict
-from typing import Awaitable, Callable
+from typing import Awaitable, Callable, Optional
 
 from ..chain.port import ChainPort
 from ..config import NetworkProfile
@@ -21,7 +21,7 @@ from ..net.errors import reject
 from ..net.messages import WindowChallenge
 from ..proofs.answers import encode_answer
 from ..proofs.listing import Listing
-from ..proofs.windows import draw_sample, window_challenge, window_start
+from ..proofs.windows import SampledChunk, draw_chunks, draw_sample, window_challenge, window_start
 
 # A miner changes its listing at most once per sync period (MinerEngine.current_listing), so a
 # validator's snapshot is its current listing or the one before: those two are answered, nothing
@@ -31,14 +31,21 @@ WINDOWS_KEPT = 3         # answers kept for the current and the previous windows
 LATE_GRACE_S = 1.0       # clocks differ a little: answer until this long after the deadline
 
 ProveSample = Callable[[list[tuple[bytes, int]], bytes, int], Awaitable[list[list[list[bytes]]]]]
+ProveChunks = Callable[[list[SampledChunk]], Awaitable[list[Optional[bytes]]]]
+
+
+async def _no_chunks(chunks: list[SampledChunk]) -> list[Optional[bytes]]:
+    return [None] * len(chunks)
 
 
 class WindowAnswerer:
-    def __init__(self, profile: NetworkProfile, chain: ChainPort, hotkey: str, prove: ProveSample) -> None:
+    def __init__(self, profile: NetworkProfile, chain: ChainPort, hotkey: str, prove: ProveSample,
+                 prove_chunks: ProveChunks = _no_chunks) -> None:
         self.profile = profile
         self.chain = chain
         self.hotkey = hotkey
         self._prove = prove
+        self._prove_chunks = prove_chunks
         self.listings: "OrderedDict[str, Listing]" = OrderedDict()
         self._beacons: dict[int, tuple[bytes, float]] = {}
         self._answers: "OrderedDict[tuple[int, str], asyncio.Task[bytes]]" = OrderedDict()
@@ -47,8 +54,8 @@ class WindowAnswerer:
 
     def remember(self, listing: Listing) -> None:
         """The listing this miner publishes now: validators may name it, or the one before it."""
-        self.listings[listing.hex] = listing
-        self.listings.move_to_end(listing.hex)
+        self.listings[listing.digest_hex] = listing
+        self.listings.move_to_end(listing.digest_hex)
         while len(self.listings) > LISTINGS_ANSWERED:
             self.listings.popitem(last=False)
 
@@ -103,13 +110,29 @@ class WindowAnswerer:
                 del self._answers[key]
             raise
 
+    def keep_only(self, listing: Listing) -> None:
+        """Answer only this listing from now on (the ones before it are past every validator's sync)."""
+        for key in [k for k in self.listings if k != listing.digest_hex]:
+            del self.listings[key]
+
+    def shards_answered(self) -> set[str]:
+        """Shard ids of the listings this miner still answers for: their bytes must stay."""
+        return {c.shard_hex for listing in self.listings.values() for c in listing.certificates()}
+
+    def _draw(self, challenge: bytes, listing: Listing, window: int):
+        entries = [(p.seed, p.k) for p in draw_sample(self.profile, challenge, self.hotkey, listing)]
+        return entries, draw_chunks(self.profile, challenge, self.hotkey, listing, window_start(window, self.profile))
+
     async def _compute(self, window: int, beacon: bytes, listing: Listing) -> bytes:
         self.computed += 1
         challenge = window_challenge(beacon, window)
-        entries = [(p.seed, p.k) for p in draw_sample(self.profile, challenge, self.hotkey, listing)]
-        proofs = await self._prove(entries, challenge, self.profile.challenges_per_plot)
-        self.sizes[(window, listing.hex)] = (len(entries), sum(len(items) for per_plot in proofs for items in per_plot))
-        return encode_answer(window, listing.hex, proofs)
+        # thousands of plots and certificates are tens of ms of Python: drawn in a thread
+        entries, chunks = await asyncio.to_thread(self._draw, challenge, listing, window)
+        proofs, chunk_proofs = await asyncio.gather(self._prove(entries, challenge, self.profile.challenges_per_plot),
+                                                    self._prove_chunks(chunks))
+        self.sizes[(window, listing.digest_hex)] = (len(entries),
+                                                    sum(len(items) for per_plot in proofs for items in per_plot))
+        return encode_answer(window, listing.digest_hex, proofs, chunk_proofs)
 
     def close(self) -> None:
         for task in self._answers.values():

@@ -34,6 +34,8 @@ class Reply:
     body: bytes
     latency_ms: float
     arrived_at: float = 0.0  # unix time the last byte arrived (before anything parsed it)
+    headers: Optional[dict[str, str]] = None  # the reply's headers (for a signed reply)
+    nonce: str = ""          # the nonce our request was signed with (what a signed reply answers)
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -58,6 +60,11 @@ class SignedClient:
         self._signer = bt.resolve_signer(wallet, role="hotkey")
         self._connections = connections
         self._session: Optional[aiohttp.ClientSession] = None
+
+    @property
+    def signer(self):
+        """The hotkey signer (certificates are signed with it too)."""
+        return self._signer
 
     @property
     def session(self) -> aiohttp.ClientSession:
@@ -103,11 +110,13 @@ class SignedClient:
                         chunks.append(chunk)
                     data = b"".join(chunks)
                     arrived = time.time()
+                    reply_headers = dict(resp.headers)
         except TimeoutError:
             raise PeerError("timeout", f"no answer within {remaining:.2f}s") from None
         except (aiohttp.ClientError, OSError) as exc:
             raise PeerError("unreachable", f"{type(exc).__name__}: {exc}") from None
-        return Reply(status=resp.status, body=data, latency_ms=(time.perf_counter() - started) * 1000, arrived_at=arrived)
+        return Reply(status=resp.status, body=data, latency_ms=(time.perf_counter() - started) * 1000,
+                     arrived_at=arrived, headers=reply_headers, nonce=headers.get("X-Bittensor-Nonce", ""))
 
     def _signed_empty(self, method: str, path: str, receiver: str) -> dict[str, str]:
         headers = bt.http_auth.sign(self._signer, method=method, path=path, body=b"", receiver_ss58=receiver)
@@ -115,11 +124,14 @@ class SignedClient:
         return headers
 
     async def put_stream(self, host: str, port: int, path: str, receiver: str, body: Any, size: int, *,
-                         idle_timeout: float = 60.0, max_reply: int = MAX_REPLY) -> Reply:
+                         idle_timeout: float = 60.0, max_reply: int = MAX_REPLY,
+                         headers: Optional[dict[str, str]] = None) -> Reply:
         """PUT a streamed body of exactly ``size`` bytes (an async iterator of bytes, or a file object
         aiohttp reads in its executor). Signed over an empty body: ``path`` must bind the stream
         (see ``net.auth.access(streamed=True)``). The peer may answer before the body is sent."""
+        extra = headers or {}
         headers = self._signed_empty("PUT", path, receiver)
+        headers.update(extra)
         headers["Content-Length"] = str(size)
         headers["Content-Type"] = "application/octet-stream"
         timeout = aiohttp.ClientTimeout(total=None, sock_connect=10.0, sock_read=idle_timeout)

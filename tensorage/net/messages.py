@@ -24,11 +24,13 @@ class Message(BaseModel):
 
 class PlotsResponse(Message):
     """A miner's current listing (``GET /v1/plots``), in canonical form (proofs/listing.py):
-    base64 of the entries and the digest that names it in challenges."""
+    base64 of the plot entries and of the shard certificates, and the digest that names it in
+    challenges."""
 
     hotkey: str
     digest: str = Field(pattern=HEX32)
     plots: str
+    shards: str = ""
 
 
 class WindowChallenge(Message):

@@ -4,8 +4,9 @@ An object is the client's ciphertext, erasure-coded by the client in *stripes*: 
 of ``block`` bytes each, coded into ``n`` blocks (zfec, systematic). The upload body is the
 stripes in order, each stripe's ``n`` blocks concatenated. The gateway groups stripes into
 *segments* (bounded shard size, like Storj's 64 MiB segments) and places block ``i`` of a
-segment's stripes on one miner as shard ``i``. A shard's id on the miner is the sha256 of
-its (wrapped) bytes, so the miner and the gateway can both check what they hold.
+segment's stripes on one miner as shard ``i``. A shard's id on the miner is the Merkle id of
+its (wrapped) bytes (proofs/merkle.py), so the miner, the gateway and every validator can
+check what it holds, a chunk at a time.
 
 Streamed bodies (``PUT /v1/objects/{id}``, ``PUT /v1/shards/{id}``) are signed over an empty
 body; the signed path carries what binds them (object id and size; shard id = content hash
@@ -20,7 +21,7 @@ import struct
 from dataclasses import dataclass
 from typing import Optional
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
 from .messages import Message
 
@@ -32,13 +33,14 @@ HEX32 = r"^[0-9a-f]{64}$"
 DEFAULT_K, DEFAULT_N = 4, 6  # any 4 of 6 shards rebuild a segment: 1.5x the bytes, 2 miners may fail
 MAX_N = 32                    # shards per segment (zfec allows 256; a placement needs n distinct miners)
 MAX_BLOCK = 1 << 20           # bytes per erasure block
+MIN_BLOCK = 4 << 10           # ... and at least this, unless the whole object fits one smaller stripe: a gateway
+                              # moves stripes block by block, so 1-byte blocks would cost it 1,000x the CPU
 DEFAULT_BLOCK = 64 << 10      # the client's block for large objects
 MAX_OBJECT_BYTES = 1 << 44    # 16 TiB: anything larger is a typo
 MAX_META_CHARS = 1024         # the client's opaque (encrypted) metadata, base64url
-MAX_AUDIT_ITEMS = 256         # per audit request
-MAX_AUDIT_LENGTH = 1 << 20    # bytes one audit may read
-MAX_AUDIT_TOTAL = 16 << 20    # bytes one audit request may make a miner read
-MAX_SHARD_BYTES = 1 << 30     # a miner refuses larger shards outright
+MAX_CHECK_CHUNKS = 16         # chunks one re-check may ask for
+MAX_CERTIFICATES = 2048       # certificates one renewal request may carry (~630 KB of JSON)
+CERTIFICATE_HEADER = "X-Tensorage-Certificate"  # the gateway's certificate, sent with the shard it certifies
 
 
 def is_object_id(value: str) -> bool:
@@ -111,6 +113,15 @@ class ObjectDeclare(Message):
             raise ValueError(f"n ({n}) must be at least k ({k})")
         return n
 
+    @field_validator("block")
+    @classmethod
+    def _block_not_tiny(cls, block: int, info) -> int:
+        size, k = info.data.get("size"), info.data.get("k")
+        if size is not None and k is not None and block < min(MIN_BLOCK, math.ceil(size / k)):
+            raise ValueError(f"blocks of {block} bytes are too small: use at least {MIN_BLOCK} (or one stripe for the "
+                             f"whole object)")
+        return block
+
     def layout(self) -> ObjectLayout:
         return ObjectLayout(self.size, self.k, self.n, self.block)
 
@@ -169,41 +180,51 @@ class GatewayInfo(Message):
 class ShardStored(Message):
     id: str
     size: int
-    free_bytes: int  # room left for shards on this miner (its plots give way to shards)
+    free_bytes: int  # room left for this gateway's shards on this miner (its plots give way to shards)
 
 
-class AuditItem(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    shard: str = Field(pattern=HEX32)
-    offset: int = Field(ge=0, le=MAX_SHARD_BYTES)
-    length: int = Field(ge=1, le=MAX_AUDIT_LENGTH)
-    nonce: str = Field(pattern=HEX16)
+class ShardDeleted(Message):
+    id: str
+    deleted: bool = True
+    free_bytes: int = 0  # room left for this gateway's shards now
 
 
-class AuditRequest(Message):
-    """``POST /v1/audits``: one keyed blake2b per item over ``shard[offset:offset+length]``."""
+class ShardSummary(Message):
+    """``GET /v1/shards``: what the caller has placed here and the room it has left."""
 
-    items: list[AuditItem] = Field(min_length=1, max_length=MAX_AUDIT_ITEMS)
-
-    @field_validator("items")
-    @classmethod
-    def _bounded(cls, items: list[AuditItem]) -> list[AuditItem]:
-        if sum(i.length for i in items) > MAX_AUDIT_TOTAL:
-            raise ValueError(f"an audit request may read at most {MAX_AUDIT_TOTAL} bytes in all")
-        return items
+    shards: int
+    bytes: int
+    free_bytes: int
 
 
-class AuditAnswer(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CertificateBatch(Message):
+    """``POST /v1/certificates``: renewed certificates (hex) of shards the caller placed here."""
 
-    shard: str = Field(pattern=HEX32)
-    digest: Optional[str] = Field(default=None, pattern=HEX32)
-    error: Optional[str] = Field(default=None, max_length=200)
+    certificates: list[str] = Field(min_length=1, max_length=MAX_CERTIFICATES)
 
 
-class AuditResponse(Message):
-    answers: list[AuditAnswer] = Field(max_length=MAX_AUDIT_ITEMS)
+class CertificatesTaken(Message):
+    taken: int
+    unknown: list[str] = Field(default_factory=list)  # shards this miner does not hold for the caller
+
+
+class ShardCheck(Message):
+    """``POST /v1/shards/{id}/check``: the placing gateway re-checks a suspect shard: chunks with
+    their paths, and (``leaves``) every chunk's leaf hash, so a download that came back wrong can be
+    pinned to the chunks that differ."""
+
+    chunks: list[int] = Field(default_factory=list, max_length=MAX_CHECK_CHUNKS)
+    leaves: bool = False
+
+
+class ShardChecked(Message):
+    """The miner's signed reply (``net/replies.py``): whether it holds the shard for the caller,
+    each asked chunk with its Merkle path in base64 ("" for one it cannot produce), and the leaf
+    hashes in base64 when asked ("" when it cannot produce them)."""
+
+    held: bool
+    chunks: list[str] = Field(default_factory=list, max_length=MAX_CHECK_CHUNKS)
+    leaves: str = ""
 
 
 # --- the retrieval stream -------------------------------------------------------------------

@@ -8,13 +8,8 @@ proofs returned with proofs expected over many windows (proofs/windows.py).
 from __future__ import annotations
 
 import hashlib
-import secrets
 
 CHALLENGE_BYTES = 32
-
-
-def new_challenge() -> bytes:
-    return secrets.token_bytes(CHALLENGE_BYTES)
 
 
 def derive(challenge: bytes, plot_id: bytes, j: int) -> bytes:

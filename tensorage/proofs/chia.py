@@ -7,7 +7,6 @@ plots, so callers run proofs in a process pool and plotting in a child process
 
 from __future__ import annotations
 
-from functools import lru_cache
 from pathlib import Path
 
 from chiapos import DiskPlotter, DiskProver, Verifier
@@ -71,15 +70,3 @@ def verify(plot_id: bytes, k: int, challenge: bytes, proof: bytes) -> bool:
     except Exception:
         return False
 
-
-class ProverCache:
-    """Open provers by path: a DiskProver reads the plot header once and keeps the file handle."""
-
-    def __init__(self, size: int = 4096) -> None:
-        self._get = lru_cache(maxsize=size)(open_prover)
-
-    def get(self, path: Path) -> DiskProver:
-        return self._get(Path(path))
-
-    def clear(self) -> None:
-        self._get.cache_clear()

@@ -1,10 +1,17 @@
-"""A miner's plot listing in its one canonical form, and the digest that names it.
+"""A miner's listing in its one canonical form, and the digest that names it (protocol 3).
 
-A listing is what a window's sample is drawn from, so both sides must agree on it
-byte for byte: entries of ``k (1 byte) | seed (32 bytes)``, seeds strictly ascending
-(which also means no seed twice). The digest names the listing in challenges and
-answers. A listing in any other form is refused whole, not repaired: an honest miner
-never sends one.
+A listing is what a window's sample is drawn from, so both sides must agree on it byte for
+byte. It has two parts:
+
+* plots: entries of ``k (1 byte) | seed (32 bytes)``, seeds strictly ascending;
+* certificates of the client shards it holds (:mod:`tensorage.proofs.certificates`, 152 bytes
+  each), shard ids strictly ascending, from at most ``MAX_GATEWAYS`` gateways.
+
+The digest ``sha256(domain | plot count | plots | certificates)`` names the listing in
+challenges and answers. A listing in any other form is refused whole, not repaired: an honest
+miner never sends one. Signatures are checked where listings are checked (the verify pool):
+a forged certificate refuses the listing too, since an honest miner checks every certificate
+it is given.
 """
 
 from __future__ import annotations
@@ -12,47 +19,60 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import struct
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Iterable
+from typing import Callable, Iterable, TypeVar
 
 from ..errors import ProtocolError
+from .certificates import ENTRY_BYTES as CERT_BYTES
+from .certificates import Certificate, CertificateError
 from .plots import SEED_BYTES, estimated_plot_bytes
 
-LISTING_DOMAIN = b"tensorage/listing/v2"
+LISTING_DOMAIN = b"tensorage/listing/v3"
 ENTRY_BYTES = 1 + SEED_BYTES
+T = TypeVar("T")
+
+# Gateways whose certificates one listing may carry: every validator with a permit can be one.
+# A window samples chunks per gateway (proofs/windows.py), so this bounds an answer's size.
+MAX_GATEWAYS = 64
+_COUNT = struct.Struct(">I")
 
 
 class ListingError(ProtocolError):
     """A listing that is not in canonical form, or larger than the network allows."""
 
 
-def listing_digest(blob: bytes) -> bytes:
-    return hashlib.sha256(LISTING_DOMAIN + blob).digest()
-
-
 @dataclass(frozen=True)
 class Listing:
-    """Canonical entries as one bytes object: 33 bytes a plot, cheap to keep for thousands of plots."""
+    """Canonical entries as bytes: 33 a plot and 152 a certificate, cheap to keep by the thousand."""
 
-    blob: bytes
+    blob: bytes             # plot entries
+    certs: bytes = b""      # certificate entries
     digest: bytes = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "digest", listing_digest(self.blob))
+        object.__setattr__(self, "digest", hashlib.sha256(
+            LISTING_DOMAIN + _COUNT.pack(len(self.blob) // ENTRY_BYTES) + self.blob + self.certs).digest())
 
+    # building ------------------------------------------------------------------------------
     @classmethod
-    def from_plots(cls, plots: Iterable[tuple[bytes, int]]) -> "Listing":
-        """From (seed, k) pairs in any order; a seed listed twice keeps its first k."""
+    def from_plots(cls, plots: Iterable[tuple[bytes, int]], certificates: Iterable[Certificate] = ()) -> "Listing":
+        """From (seed, k) pairs and certificates in any order; a seed (or shard) listed twice keeps
+        its first entry."""
         by_seed: dict[bytes, int] = {}
         for seed, k in plots:
             if len(seed) != SEED_BYTES or not 0 < k < 256:
                 raise ListingError(f"plot entry seed={seed.hex()[:16]} k={k} cannot be listed")
             by_seed.setdefault(seed, k)
-        return cls(b"".join(bytes([by_seed[s]]) + s for s in sorted(by_seed)))
+        by_shard: dict[bytes, Certificate] = {}
+        for cert in certificates:
+            by_shard.setdefault(cert.shard, cert)
+        return cls(b"".join(bytes([by_seed[s]]) + s for s in sorted(by_seed)),
+                   b"".join(by_shard[s].entry() for s in sorted(by_shard)))
 
     @classmethod
-    def parse(cls, blob: bytes, max_plots: int) -> "Listing":
+    def parse(cls, blob: bytes, max_plots: int, certs: bytes = b"", max_shards: int = 0) -> "Listing":
         """Check canonical form; raises ListingError with what is wrong."""
         if len(blob) % ENTRY_BYTES:
             raise ListingError(f"listing is {len(blob)} bytes, not a whole number of {ENTRY_BYTES}-byte entries")
@@ -69,24 +89,50 @@ class Listing:
             if blob[i * ENTRY_BYTES] == 0:
                 raise ListingError(f"plot {seed.hex()[:16]}… has k=0")
             previous = seed
-        return cls(blob)
+        _check_certs(certs, max_shards)
+        return cls(blob, certs)
 
     @classmethod
-    def from_b64(cls, text: str, max_plots: int) -> "Listing":
+    def from_b64(cls, text: str, max_plots: int, shards: str = "", max_shards: int = 0) -> "Listing":
         max_chars = 4 * -(-(max_plots + 2000) * ENTRY_BYTES // 3)
         if len(text) > max_chars:
             raise ListingError(f"listing text is {len(text)} characters, more than {max_plots} plots need")
+        if len(shards) > 4 * -(-max_shards * CERT_BYTES // 3):
+            raise ListingError(f"certificate text is {len(shards)} characters, more than {max_shards} shards need")
         try:
             blob = base64.b64decode(text, validate=True)
+            certs = base64.b64decode(shards, validate=True)
         except (binascii.Error, ValueError) as exc:
             raise ListingError(f"listing is not base64 ({exc})") from None
-        return cls.parse(blob, max_plots)
+        return cls.parse(blob, max_plots, certs, max_shards)
 
     def to_b64(self) -> str:
         return base64.b64encode(self.blob).decode()
 
+    def certs_b64(self) -> str:
+        return base64.b64encode(self.certs).decode()
+
+    # storing -------------------------------------------------------------------------------
+    def stored(self) -> bytes:
+        """One blob for a database row: plot count, plots, certificates."""
+        return _COUNT.pack(len(self)) + self.blob + self.certs
+
+    @classmethod
+    def from_stored(cls, data: bytes, max_plots: int, max_shards: int) -> "Listing":
+        if len(data) < _COUNT.size:
+            raise ListingError("stored listing is truncated")
+        (n,) = _COUNT.unpack_from(data)
+        end = _COUNT.size + n * ENTRY_BYTES
+        return cls.parse(data[_COUNT.size:end], max_plots, data[end:], max_shards)
+
+    # reading -------------------------------------------------------------------------------
     def __len__(self) -> int:
+        """Plots listed."""
         return len(self.blob) // ENTRY_BYTES
+
+    @property
+    def digest_hex(self) -> str:
+        return self.digest.hex()
 
     def entry(self, i: int) -> tuple[bytes, int]:
         """(seed, k) of the i-th plot."""
@@ -95,6 +141,28 @@ class Listing:
 
     def entries(self) -> Iterable[tuple[bytes, int]]:
         return (self.entry(i) for i in range(len(self)))
+
+    @property
+    def cert_count(self) -> int:
+        return len(self.certs) // CERT_BYTES
+
+    def certificates(self) -> tuple[Certificate, ...]:
+        """Parsed once per listing (a window plans from the same listing many times)."""
+        cached = self.__dict__.get("_certificates")
+        if cached is None:
+            cached = tuple(Certificate.from_entry(self.certs[o:o + CERT_BYTES])
+                           for o in range(0, len(self.certs), CERT_BYTES))
+            object.__setattr__(self, "_certificates", cached)
+        return cached
+
+    def derived(self, key: str, stamp: object, make: Callable[[], T]) -> T:
+        """A value derived from this (immutable) listing, kept until asked for with another ``stamp``:
+        one slot per key, so a listing followed across many windows keeps one copy, not one per window."""
+        slot = self.__dict__.get(f"_derived_{key}")
+        if slot is None or slot[0] != stamp:
+            slot = (stamp, make())
+            object.__setattr__(self, f"_derived_{key}", slot)
+        return slot[1]
 
     def k_counts(self) -> Counter:
         return Counter(self.blob[0::ENTRY_BYTES])
@@ -110,15 +178,34 @@ class Listing:
         large = sum(n for k, n in counts.items() if k > max_k)
         return ", ".join(f"{n} {what}" for n, what in ((small, f"below k={min_k}"), (large, f"above k={max_k}")) if n)
 
-    @property
-    def hex(self) -> str:
-        return self.digest.hex()
+
+def _check_certs(certs: bytes, max_shards: int) -> None:
+    if len(certs) % CERT_BYTES:
+        raise ListingError(f"certificates are {len(certs)} bytes, not a whole number of {CERT_BYTES}-byte entries")
+    n = len(certs) // CERT_BYTES
+    if n > max_shards:
+        raise ListingError(f"listing has {n} shard certificates, more than the {max_shards} this network allows "
+                           f"under one hotkey")
+    previous = b""
+    gateways: set[bytes] = set()
+    for off in range(0, len(certs), CERT_BYTES):
+        try:
+            cert = Certificate.from_entry(certs[off:off + CERT_BYTES])
+        except CertificateError as exc:
+            raise ListingError(str(exc)) from None
+        if cert.shard <= previous:
+            what = "listed twice" if cert.shard == previous else "out of order"
+            raise ListingError(f"shard {cert.shard.hex()[:16]}… is {what}: a listing holds each shard once, ascending")
+        previous = cert.shard
+        gateways.add(cert.gateway)
+    if len(gateways) > MAX_GATEWAYS:
+        raise ListingError(f"listing carries certificates of {len(gateways)} gateways, more than {MAX_GATEWAYS}")
 
 
 EMPTY = Listing(b"")
 
 
-def max_listing_chars(max_plots: int) -> int:
+def max_listing_chars(max_plots: int, max_shards: int = 0) -> int:
     """What a validator reads of a listing at most: base64 of the entries plus 64 KiB for the
-    envelope (so a listing just over the plot limit is refused with the limit, not its size)."""
-    return 4 * -(-max_plots * ENTRY_BYTES // 3) + (64 << 10)
+    envelope (so a listing just over a limit is refused with the limit, not its size)."""
+    return 4 * -(-max_plots * ENTRY_BYTES // 3) + 4 * -(-max_shards * CERT_BYTES // 3) + (64 << 10)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import re
 import secrets
-from dataclasses import dataclass
 from functools import lru_cache
 
 from ..errors import ProtocolError
@@ -88,13 +87,3 @@ def proof_rate(k: int) -> float:
     """Expected full proofs per challenge for one honest plot of size k."""
     return _PROOF_RATE.get(k, _PROOF_RATE_LARGE_K)
 
-
-@dataclass(frozen=True)
-class PlotRef:
-    """A listed plot as a validator sees it."""
-
-    seed: bytes
-    k: int
-
-    def plot_id(self, hotkey_ss58: str) -> bytes:
-        return plot_id(hotkey_ss58, self.seed)

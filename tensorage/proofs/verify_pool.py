@@ -20,6 +20,7 @@ from .. import PROTOCOL_VERSION
 from ..procutil import child_pool
 from .answers import AnswerCheck, AnswerSpec, check_answer
 from .listing import Listing, ListingError
+from .plots import hotkey_public_key
 
 WORK_TIMEOUT_S = 120.0
 ANSWERS_PER_TASK = 32
@@ -33,27 +34,37 @@ class ListingCheck:
     credited_bytes: int = 0
 
 
-def check_listing(raw: bytes, hotkey: str, min_k: int, max_k: int, max_plots: int) -> ListingCheck:
-    """A miner's ``GET /v1/plots`` answer: envelope, hotkey, canonical entries, digest."""
+LISTING_KEYS = {"protocol", "hotkey", "digest", "plots", "shards"}
+
+
+def check_listing(raw: bytes, hotkey: str, min_k: int, max_k: int, max_plots: int,
+                  max_shards: int = 0) -> ListingCheck:
+    """A miner's ``GET /v1/plots`` answer: envelope, hotkey, canonical entries, every
+    certificate's signature (for this miner), digest."""
     try:
         body = json.loads(raw)
     except (ValueError, RecursionError) as exc:
         return ListingCheck(error=f"plot list is not JSON ({str(exc)[:80]})")
-    if not isinstance(body, dict) or set(body) != {"protocol", "hotkey", "digest", "plots"}:
-        return ListingCheck(error="plot list must be an object with exactly protocol, hotkey, digest, plots")
+    if not isinstance(body, dict) or set(body) != LISTING_KEYS:
+        return ListingCheck(error=f"plot list must be an object with exactly {', '.join(sorted(LISTING_KEYS))}")
     if body["protocol"] != PROTOCOL_VERSION:
         return ListingCheck(error=f"miner speaks protocol {body['protocol']!r}, this validator {PROTOCOL_VERSION}: "
                                   f"upgrade the older side")
     if body["hotkey"] != hotkey:
         return ListingCheck(error=f"miner says it is {str(body['hotkey'])[:60]!r}, the chain says {hotkey}")
-    if not isinstance(body["plots"], str) or not isinstance(body["digest"], str):
-        return ListingCheck(error="plots must be a base64 string and digest a hex string")
+    if not all(isinstance(body[key], str) for key in ("plots", "shards", "digest")):
+        return ListingCheck(error="plots and shards must be base64 strings and digest a hex string")
     try:
-        listing = Listing.from_b64(body["plots"], max_plots)
+        listing = Listing.from_b64(body["plots"], max_plots, body["shards"], max_shards)
     except ListingError as exc:
         return ListingCheck(error=str(exc))
-    if body["digest"] != listing.hex:
+    if body["digest"] != listing.digest_hex:
         return ListingCheck(error="the listing's digest does not match its entries")
+    miner_key = hotkey_public_key(hotkey)
+    forged = next((c for c in listing.certificates() if not c.valid_for(miner_key)), None)
+    if forged is not None:
+        return ListingCheck(error=f"the certificate of shard {forged.shard_hex[:16]}… is not signed by its gateway "
+                                  f"for this miner")
     return ListingCheck(listing=listing, refused=listing.out_of_range(min_k, max_k),
                         credited_bytes=listing.credited_bytes(min_k, max_k))
 
@@ -64,13 +75,13 @@ def check_answers(batch: list[tuple[bytes, AnswerSpec]]) -> list[AnswerCheck]:
         try:
             out.append(check_answer(raw, spec))
         except Exception as exc:  # a checker bug must not take the batch's other miners with it
-            out.append(AnswerCheck(valid=[0] * len(spec.plots), error=f"could not check: {type(exc).__name__}"))
+            out.append(AnswerCheck(valid=[0] * len(spec.plots), error=f"could not check: {type(exc).__name__}",
+                                   chunks=[False] * len(spec.chunks)))
     return out
 
 
 def _warm() -> int:
     from . import chia  # noqa: F401
-    from .plots import hotkey_public_key
 
     hotkey_public_key("5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY")
     return os.getpid()
@@ -100,9 +111,10 @@ class VerifyPool:
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self.pool, _warm) for _ in range(self.workers)))
 
-    async def listing(self, raw: bytes, hotkey: str, min_k: int, max_k: int, max_plots: int) -> ListingCheck:
+    async def listing(self, raw: bytes, hotkey: str, min_k: int, max_k: int, max_plots: int,
+                      max_shards: int = 0) -> ListingCheck:
         try:
-            return await self._run(check_listing, raw, hotkey, min_k, max_k, max_plots)
+            return await self._run(check_listing, raw, hotkey, min_k, max_k, max_plots, max_shards)
         except (BrokenProcessPool, TimeoutError) as exc:
             return ListingCheck(error=f"could not check the plot list: {type(exc).__name__}")
 
@@ -114,8 +126,8 @@ class VerifyPool:
             try:
                 return await self._run(check_answers, batch)
             except (BrokenProcessPool, TimeoutError) as exc:
-                return [AnswerCheck(valid=[0] * len(spec.plots), error=f"could not check: {type(exc).__name__}")
-                        for _, spec in batch]
+                return [AnswerCheck(valid=[0] * len(spec.plots), error=f"could not check: {type(exc).__name__}",
+                                    chunks=[False] * len(spec.chunks)) for _, spec in batch]
 
         parts = await asyncio.gather(*(one(b) for b in batches))
         return [check for part in parts for check in part]

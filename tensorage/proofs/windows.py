@@ -9,20 +9,33 @@ the number of validators. Pure functions: miner, validator, tests and benchmarks
 
 from __future__ import annotations
 
+import bisect
 import hashlib
+import itertools
 import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
 
+from .certificates import Certificate
+from .merkle import leaf_count, proof_bytes
 from .plots import estimated_plot_bytes, proof_rate
 
 if TYPE_CHECKING:
     from ..config import NetworkProfile
     from .listing import Listing
 
-WINDOW_DOMAIN = b"tensorage/window/v2"
-SAMPLE_DOMAIN = b"tensorage/sample/v2"
+WINDOW_DOMAIN = b"tensorage/window/v3"
+SAMPLE_DOMAIN = b"tensorage/sample/v3"
+CHUNK_DOMAIN = b"tensorage/chunks/v3"
+# A certified shard byte counts this many plot bytes at every validator: it is storage somebody
+# uses, and the allocator gives up plots to hold it, so holding it must never cost a miner score.
+CLIENT_WEIGHT = 2.0
+# A byte the gateway certifies as served to a retrieval in the certificate's period (at most the
+# shard's size) adds this much: a miner that stores but will not serve earns less than one that
+# does, and a client retrieving its own objects in a loop adds at most SERVE_WEIGHT / CLIENT_WEIGHT
+# (25 %) to what its shards earn, inside its gateway's stake bound (engines/scoring.py).
+SERVE_WEIGHT = 0.5
 # Proofs counted per (plot, j). An honest plot has more than 6 for one challenge with
 # probability 8e-5 (Poisson, mean ~1); the expectation below is truncated the same way,
 # so the cap costs an honest miner nothing and bounds every answer's size.
@@ -54,9 +67,12 @@ def sample_size(n_plots: int, profile: "NetworkProfile") -> int:
 def sample_indices(challenge: bytes, hotkey: str, listing_digest: bytes, n: int, s: int) -> list[int]:
     """``s`` distinct indices in ``range(n)``, uniform, from a partial Fisher-Yates shuffle
     driven by sha256 (O(s), the same on every machine and Python version)."""
+    return _shuffle(hashlib.sha256(SAMPLE_DOMAIN + challenge + hotkey.encode() + listing_digest).digest(), n, s)
+
+
+def _shuffle(seed: bytes, n: int, s: int) -> list[int]:
     if s > n:
-        raise ValueError(f"cannot sample {s} of {n} plots")
-    seed = hashlib.sha256(SAMPLE_DOMAIN + challenge + hotkey.encode() + listing_digest).digest()
+        raise ValueError(f"cannot sample {s} of {n}")
     moved: dict[int, int] = {}
     out: list[int] = []
     for i in range(s):
@@ -131,8 +147,87 @@ def window_credit(n_listed: int, weights: Sequence[int], expected: Sequence[floa
     return n_listed / s * total
 
 
-def answer_bound(s: int, per_plot: int, max_k: int) -> int:
-    """Most bytes an answer for ``s`` plots may take: every (plot, j) with the capped number
-    of proofs of the largest k, JSON punctuation included."""
+def answer_bound(s: int, per_plot: int, max_k: int, chunks: Sequence["SampledChunk"] = ()) -> int:
+    """Most bytes an answer for ``s`` plots and these chunks may take: every (plot, j) with the
+    capped number of proofs of the largest k, every chunk with its path in base64, JSON
+    punctuation included."""
     proof_chars = 16 * max_k + 3  # hex of 8k bytes, quotes, comma
-    return 512 + s * (4 + per_plot * (4 + MAX_PROOFS_PER_CHALLENGE * proof_chars))
+    chunk_chars = sum(4 * -(-c.proof_bytes // 3) + 3 for c in chunks)
+    return 512 + s * (4 + per_plot * (4 + MAX_PROOFS_PER_CHALLENGE * proof_chars)) + chunk_chars
+
+
+# --- client shards -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class SampledChunk:
+    """One chunk of one certified shard that a window asks for."""
+
+    shard: bytes      # the shard's Merkle id
+    size: int         # the shard's bytes
+    index: int        # the chunk
+    gateway: bytes    # whose certificate the shard is listed under
+
+    @property
+    def proof_bytes(self) -> int:
+        return proof_bytes(self.size, self.index)
+
+
+def live_certificates(listing: "Listing", block: int) -> list[Certificate]:
+    """The listing's certificates that count at ``block`` (a window's first block): not expired."""
+    return [c for c in listing.certificates() if c.counts_at(block)]
+
+
+@dataclass(frozen=True)
+class GatewayShards:
+    """One gateway's live certificates in a listing, with what a window needs of them."""
+
+    gateway: bytes
+    certs: tuple[Certificate, ...]
+    starts: tuple[int, ...]  # first chunk of each shard in the gateway's chunk space (and the total, last)
+    credit: float            # client_credit of these certificates
+
+
+def live_by_gateway(listing: "Listing", block: int) -> tuple[GatewayShards, ...]:
+    """The listing's live certificates at ``block`` grouped by gateway, sorted by gateway. Computed once
+    per listing for as long as no certificate expires: a full listing is 16,384 certificates and a
+    validator plans from it every window (bench_window_shards)."""
+    expiries = listing.derived("expiries", None, lambda: sorted(c.expiry for c in listing.certificates()))
+    expired = bisect.bisect_left(expiries, block)  # certificates with expiry < block: same count, same live set
+
+    def group() -> tuple[GatewayShards, ...]:
+        by: dict[bytes, list[Certificate]] = {}
+        for c in live_certificates(listing, block):
+            by.setdefault(c.gateway, []).append(c)
+        return tuple(GatewayShards(gateway=g, certs=tuple(certs),
+                                   starts=tuple(itertools.accumulate((leaf_count(c.size) for c in certs), initial=0)),
+                                   credit=client_credit(certs)[g])
+                     for g, certs in sorted(by.items()))
+
+    return listing.derived("live", expired, group)
+
+
+def draw_chunks(profile: "NetworkProfile", challenge: bytes, hotkey: str, listing: "Listing",
+                start_block: int) -> list[SampledChunk]:
+    """The chunks a window asks for: for each gateway whose certificates the listing carries,
+    ``chunks_per_gateway`` distinct chunks drawn uniformly over that gateway's certified bytes
+    (a shard is hit in proportion to its size). Per gateway, so certificates a miner signed for
+    itself (worth nothing) cannot dilute the sample away from the shards that pay."""
+    out: list[SampledChunk] = []
+    for group in live_by_gateway(listing, start_block):
+        certs, starts, total = group.certs, group.starts, group.starts[-1]
+        seed = hashlib.sha256(CHUNK_DOMAIN + challenge + hotkey.encode() + listing.digest + group.gateway).digest()
+        for position in sorted(_shuffle(seed, total, min(total, profile.chunks_per_gateway))):
+            i = bisect.bisect_right(starts, position) - 1
+            out.append(SampledChunk(shard=certs[i].shard, size=certs[i].size, index=position - starts[i],
+                                    gateway=group.gateway))
+    return out
+
+
+def client_credit(certs: Sequence[Certificate]) -> dict[bytes, float]:
+    """Bytes a window credits per gateway for these (live) certificates when every sampled
+    chunk came back right: the shard bytes, weighted, and the bytes served, weighted."""
+    out: dict[bytes, float] = {}
+    for c in certs:
+        out[c.gateway] = out.get(c.gateway, 0.0) + CLIENT_WEIGHT * c.size + SERVE_WEIGHT * c.served
+    return out

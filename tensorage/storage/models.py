@@ -32,11 +32,13 @@ class PlotState(str, Enum):
     FAILED = "failed"        # verification failed; the file is removed
 
 
-def open_sqlite(path: Path, what: str) -> pw.SqliteDatabase:
-    """Open a SQLite file, turning "file is not a database" into an actionable error."""
+def open_sqlite(path: Path, what: str, synchronous: str = "normal") -> pw.SqliteDatabase:
+    """Open a SQLite file, turning "file is not a database" into an actionable error.
+    ``synchronous="full"`` for a database whose commits are promises to someone else (a gateway's
+    "stored"): WAL with NORMAL may lose the last commits on a power cut, FULL does not."""
     if not path.parent.is_dir():
         raise DiskError(f"{path.parent} does not exist: run `tensorage allocate` (or start the node) to create it")
-    db = pw.SqliteDatabase(str(path), pragmas=SQLITE_PRAGMAS, check_same_thread=False)
+    db = pw.SqliteDatabase(str(path), pragmas={**SQLITE_PRAGMAS, "synchronous": synchronous}, check_same_thread=False)
     try:
         db.connect(reuse_if_open=True)
         db.execute_sql("PRAGMA schema_version").fetchone()

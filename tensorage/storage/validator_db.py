@@ -20,7 +20,11 @@ import peewee as pw
 from ..errors import CorruptIndex
 from .models import open_sqlite
 
-SCHEMA_VERSION = 2  # 2: proof windows (protocol 2); protocol-1 miners, rounds and scores are dropped
+# 2: proof windows (protocol 2); protocol-1 miners, rounds and scores are dropped
+# 3: certified client shards (protocol 3): listings carry certificates (protocol-2 listings are
+#    dropped: miners list again), rounds note shard chunks and client credit, scores keep client
+#    credit per gateway; plot scores and weights are kept
+SCHEMA_VERSION = 3
 KEEP_ROUNDS_PER_MINER = 200
 KEEP_WEIGHTS = 200  # weight-setting log rows kept (the last successful one is always kept)
 KEEP_LISTINGS_PER_MINER = 3
@@ -81,10 +85,13 @@ def _models(db: pw.Database):
         plots = pw.IntegerField()
         proofs_returned = pw.IntegerField()
         proofs_expected = pw.FloatField()
-        credit_bytes = pw.FloatField(default=0.0)
+        credit_bytes = pw.FloatField(default=0.0)  # plots and client shards, before any stake bound
         latency_ms = pw.FloatField()
         listing = pw.CharField(max_length=64, default="")
         detail = pw.TextField(default="")
+        client_bytes = pw.FloatField(default=0.0)  # of credit_bytes, what certified client shards added
+        chunks_asked = pw.IntegerField(default=0)
+        chunks_right = pw.IntegerField(default=0)
 
         class Meta:
             table_name = "rounds"
@@ -97,7 +104,7 @@ def _models(db: pw.Database):
         returned = pw.FloatField(default=0.0)   # decayed sums of proofs (display)
         expected = pw.FloatField(default=0.0)
         last_window = pw.IntegerField(default=-1)
-        audited_bytes = pw.BigIntegerField(default=0)
+        client = pw.TextField(default="{}")     # JSON {gateway hotkey: decayed sum of certified credit}
         latency_ms = pw.FloatField(default=0.0)
         proven_bytes = pw.FloatField(default=0.0)
         score = pw.FloatField(default=0.0)
@@ -141,14 +148,29 @@ class ValidatorStore:
 
     def _upgrade(self) -> None:
         """A protocol-1 database: its rounds and scores measured an unsound protocol; drop them
-        (the weights log is kept)."""
+        (the weights log is kept). A protocol-2 one: its listings cannot carry certificates
+        (dropped: miners list again at the next sync); rounds and scores gain their client
+        columns, plot scores are kept."""
         tables = set(self.db.get_tables())
-        if "meta" in tables or "miners" not in tables:
+        if "meta" not in tables and "miners" in tables:
+            self.upgraded_from = 1
+            for table in _V1_TABLES:
+                if table in tables:
+                    self.db.execute_sql(f'DROP TABLE "{table}"')
             return
-        self.upgraded_from = 1
-        for table in _V1_TABLES:
-            if table in tables:
-                self.db.execute_sql(f'DROP TABLE "{table}"')
+        if "meta" not in tables:
+            return
+        row = self.db.execute_sql("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        if row is None or int(row[0]) >= SCHEMA_VERSION:
+            return
+        self.upgraded_from = 2
+        if "listings" in tables:
+            self.db.execute_sql('DELETE FROM "listings"')
+        if "rounds" in tables:
+            for column, kind in (("client_bytes", "REAL"), ("chunks_asked", "INTEGER"), ("chunks_right", "INTEGER")):
+                self.db.execute_sql(f'ALTER TABLE "rounds" ADD COLUMN {column} {kind} NOT NULL DEFAULT 0')
+        if "scores" in tables:
+            self.db.execute_sql('ALTER TABLE "scores" ADD COLUMN client TEXT NOT NULL DEFAULT \'{}\'')
 
     def close(self) -> None:
         self.db.close()
@@ -210,8 +232,8 @@ class ValidatorStore:
 
     # rounds -----------------------------------------------------------------------------
     ROUND_COLUMNS = ("window", "started_at", "uid", "hotkey", "result", "plots", "proofs_returned", "proofs_expected",
-                     "credit_bytes", "latency_ms", "listing", "detail")
-    SCORE_COLUMNS = ("hotkey", "uid", "credit", "windows", "returned", "expected", "last_window", "audited_bytes",
+                     "credit_bytes", "latency_ms", "listing", "detail", "client_bytes", "chunks_asked", "chunks_right")
+    SCORE_COLUMNS = ("hotkey", "uid", "credit", "windows", "returned", "expected", "last_window", "client",
                      "latency_ms", "proven_bytes", "score", "updated_at")
 
     def record_rounds(self, rows: list[dict]) -> None:
@@ -242,10 +264,6 @@ class ValidatorStore:
         cols = self.SCORE_COLUMNS
         self._many(f'INSERT OR REPLACE INTO "scores" ({", ".join(cols)}) VALUES ({", ".join("?" * len(cols))})',
                    [tuple(r.get(c, 0) for c in cols) for r in rows])
-
-    def clear_scores(self) -> None:
-        with self.db.atomic():
-            self.Score.delete().execute()
 
     def log_weights(self, block: int, weights: dict[int, float], ok: bool, message: str = "",
                     keep: int = KEEP_WEIGHTS) -> None:

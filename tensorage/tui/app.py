@@ -45,7 +45,7 @@ from .state import ConsoleState
 log = logging.getLogger(__name__)
 
 ALL_TOPICS = frozenset({"logs", "challenges", "weights", "disk", "disk_files", "jobs", "chain", "nodes", "errors",
-                        "objects", "transfers", "shards", "audits"})
+                        "objects", "transfers", "shards"})
 
 
 class ConsoleApp(App[int]):

@@ -38,11 +38,6 @@ class EnginesFailed(Message):
 
 
 @dataclass
-class EnginesStopped(Message):
-    pass
-
-
-@dataclass
 class ChainLoaded(Message):
     """The metagraph and clock, read in a thread."""
 

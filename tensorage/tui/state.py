@@ -11,7 +11,7 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, Iterable, Iterator, Optional, TypeVar
 
-from ..events import (AllocationDone, AuditResult, ChallengeResult, ChallengeServed, ClientTransfer, ErrorEvent, Event,
+from ..events import (AllocationDone, ChallengeResult, ChallengeServed, ClientTransfer, ErrorEvent, Event,
                       JobRan, LogEvent, NodeState, ObjectEvent, PlanReady, PlotDone, PlotProgress, PlotRemoved,
                       PlotVerified, ShardEvent, ShardLost, ShardRepaired, WeightsSet)
 
@@ -21,7 +21,6 @@ RECENT_PER_PEER = 20
 SERIES_POINTS = 120
 PASS_WINDOW = 10
 FINISHED_TRANSFERS = 5  # finished stores and retrieves kept on screen next to the running ones
-ROUND_AUDITS = 2000  # in-round audit verdicts kept to fill their rounds' rows
 
 T = TypeVar("T")
 
@@ -80,12 +79,9 @@ class ChallengeRow:
     result: str  # pass | fail | timeout | unreachable | served
     latency_ms: float
     detail: str = ""
-    kind: str = "round"  # round (a proof window) | audit (shard audits on their own)
     window: int = -1
-    audits_asked: int = 0  # client-shard audits (in the round, or this audit batch)
-    audits_passed: int = 0
-    audits_failed: int = 0
-    audits_missed: int = 0
+    chunks_asked: int = 0  # chunks of certified client shards sampled in the window
+    chunks_right: int = 0
     client_bytes: float = 0.0  # of the round's proven bytes, what client shards added
 
 
@@ -99,12 +95,12 @@ class PeerStats:
     last_result: str = ""
     last_ts: float = 0.0
     recent: deque = field(default_factory=lambda: deque(maxlen=RECENT_PER_PEER))  # (returned, expected)
-    audits_asked: int = 0  # client-shard audits, in rounds and by the audit job
-    audits_passed: int = 0
+    chunks_asked: int = 0  # chunks of certified client shards sampled in its windows
+    chunks_right: int = 0
 
     @property
-    def audit_rate(self) -> Optional[float]:
-        return self.audits_passed / self.audits_asked if self.audits_asked else None
+    def chunk_rate(self) -> Optional[float]:
+        return self.chunks_right / self.chunks_asked if self.chunks_asked else None
 
     @property
     def pass_rate(self) -> Optional[float]:
@@ -163,9 +159,6 @@ class ConsoleState:
         self.events = 0
         self.names: dict[str, str] = {}  # hotkey -> node name (devnet)
         self.transfers: dict[str, ClientTransfer] = {}  # this console's stores and retrieves, by transfer id
-        # audits spent inside proof rounds, by (validator source, miner hotkey, window): their round's row shows them
-        self.round_audits: dict[tuple[str, str, int], AuditResult] = {}
-        self.audits = 0  # audit verdicts seen (rounds and the audit job)
 
     # -- folding events --------------------------------------------------------------------
     def ingest(self, events: Iterable[Event]) -> set[str]:
@@ -181,9 +174,6 @@ class ConsoleState:
             elif isinstance(event, ChallengeServed):
                 self._served(event)
                 topics.add("challenges")
-            elif isinstance(event, AuditResult):
-                self._audit(event)
-                topics.update(("challenges", "audits"))
             elif isinstance(event, ClientTransfer):
                 self._transfer(event)
                 topics.add("transfers")
@@ -222,42 +212,16 @@ class ConsoleState:
     def _result(self, e: ChallengeResult) -> None:
         row = ChallengeRow(ts=e.ts, source=e.source or e.validator[:8], peer_hotkey=e.miner_hotkey, uid=e.miner_uid,
                            plots=e.plots, returned=e.proofs_returned, expected=e.proofs_expected, result=e.result,
-                           latency_ms=e.latency_ms, detail=e.detail, window=e.window, audits_asked=e.audits_asked,
-                           audits_passed=e.audits_passed, client_bytes=e.client_bytes)
+                           latency_ms=e.latency_ms, detail=e.detail, window=e.window, chunks_asked=e.chunks_asked,
+                           chunks_right=e.chunks_right, client_bytes=e.client_bytes)
         self.results.append(row)
         peer = self.peers.get(e.miner_hotkey) or self.peers.setdefault(e.miner_hotkey, PeerStats(key=e.miner_hotkey))
         self._count(peer, row)
-        peer.audits_asked += e.audits_asked
-        peer.audits_passed += e.audits_passed
+        peer.chunks_asked += e.chunks_asked
+        peer.chunks_right += e.chunks_right
         self._recent_results.append(1 if e.result == "pass" else 0)
         self.pass_series.append(sum(self._recent_results) / len(self._recent_results))
         self.latency_series.append(e.latency_ms)
-
-    def _audit(self, e: AuditResult) -> None:
-        """Audits of the stand-alone audit job (window -1) are rows of their own; audits spent in a
-        proof round fill that round's row (see :meth:`round_audit`)."""
-        self.audits += 1
-        if e.window >= 0:
-            if len(self.round_audits) >= ROUND_AUDITS:
-                for key in list(self.round_audits)[: ROUND_AUDITS // 4]:
-                    del self.round_audits[key]
-            self.round_audits[(e.source, e.miner_hotkey, e.window)] = e
-            return
-        peer = self.peers.get(e.miner_hotkey) or self.peers.setdefault(e.miner_hotkey, PeerStats(key=e.miner_hotkey))
-        peer.uid = e.miner_uid if peer.uid is None else peer.uid
-        peer.audits_asked += e.asked
-        peer.audits_passed += e.passed
-        self.results.append(ChallengeRow(ts=e.ts, source=e.source, peer_hotkey=e.miner_hotkey, uid=e.miner_uid,
-                                         plots=0, returned=0, expected=None, result=e.result,
-                                         latency_ms=e.latency_ms, detail=e.detail, kind="audit",
-                                         audits_asked=e.asked, audits_passed=e.passed, audits_failed=e.failed,
-                                         audits_missed=e.missed))
-
-    def round_audit(self, row: ChallengeRow) -> Optional[AuditResult]:
-        """The audit verdict published for a round's row (its failed and missed counts), if any."""
-        if row.kind != "round" or row.window < 0:
-            return None
-        return self.round_audits.get((row.source, row.peer_hotkey, row.window))
 
     def _transfer(self, e: ClientTransfer) -> None:
         self.transfers[e.transfer] = e
@@ -314,5 +278,3 @@ class ConsoleState:
             return hotkey[:8] + "…"
         return f"uid {uid}" if uid is not None else "-"
 
-    def peer_for_uid(self, uid: int) -> Optional[PeerStats]:
-        return next((p for p in self.peers.values() if p.uid == uid), None)

@@ -15,7 +15,7 @@ from tensorage.chain.port import Metagraph, Neuron
 from tensorage.config import GB, PROFILES, settings_from_namespace
 from tensorage.client.api import Listed
 from tensorage.client.session import ClientSession, Objects
-from tensorage.events import (AllocationDone, AuditResult, ChallengeResult, ChallengeServed, ClientTransfer, ErrorEvent,
+from tensorage.events import (AllocationDone, ChallengeResult, ChallengeServed, ClientTransfer, ErrorEvent,
                               EventBus, JobRan, LogEvent, NodeState, PlanReady, PlotDone, PlotProgress, PlotVerified,
                               WeightsSet)
 from tensorage.scheduler import JobInfo
@@ -208,7 +208,7 @@ class StaticBackend(DevnetSource):
                                shards=shards, shard_bytes=shards * 3_015_000, shard_free_bytes=2_000_000,
                                shards_by_validator={HOTKEYS["validator-0"]: {"shards": shards,
                                                                              "bytes": shards * 3_015_000}},
-                               audits_answered=4 * shards)
+                               shards_certified=shards)
         for i, name in enumerate(("validator-0", "validator-1")):
             snaps[name] = {
                 **node(name, "validator"),
@@ -286,21 +286,20 @@ def feed_fixed_events(bus: EventBus) -> None:
                 if m == "miner-0" and r == 9 and v == "validator-0":
                     result, ret, detail = "fail", 2, "1 invalid proofs"
                 latency = 120.0 + 17 * ((r * 7 + UIDS[m] * 3) % 11)
-                asked = 2 if v == "validator-0" and m != "miner-2" and r >= 10 else 0  # the last rounds audit shards
+                asked = 4 if m != "miner-2" and r >= 10 else 0  # the last windows sample certified shard chunks
                 passed = asked - (1 if m == "miner-0" and r == 11 else 0)
+                if asked and passed < asked:
+                    result, detail = "fail", "1 of 4 shard chunks wrong or missing: the window proves nothing"
                 pub(ChallengeResult(validator=HOTKEYS[v], miner_uid=UIDS[m], miner_hotkey=HOTKEYS[m], plots=4,
                                     proofs_returned=ret, proofs_expected=exp, result=result, latency_ms=latency,
                                     detail=detail, window=40 + r, credit_bytes=ret / exp * 15.7e6, source=v, ts=t,
-                                    audits_asked=asked, audits_passed=passed, client_bytes=passed * 3_015_000))
+                                    chunks_asked=asked, chunks_right=passed,
+                                    client_bytes=2 * 3_015_000 if asked and passed == asked else 0.0))
                 pub(ChallengeServed(validator_hotkey=HOTKEYS[v], plots=4, proofs=ret, latency_ms=latency - 10,
                                     window=40 + r, cached=v == "validator-1", source=m, ts=t))
             pub(JobRan(job_id="proof_round", ok=True, duration_s=0.3, result=f"window {40 + r}: 3/3 passed",
                        source=v, ts=t))
         t += 3
-    for m, passed in (("miner-0", 2), ("miner-1", 3)):  # the stand-alone audit job
-        pub(AuditResult(miner_uid=UIDS[m], miner_hotkey=HOTKEYS[m], asked=3, passed=passed, failed=3 - passed,
-                        missed=0, result="pass" if passed == 3 else "fail", latency_ms=41.0,
-                        detail="" if passed == 3 else "1 audit failed: shard lost", source="validator-0", ts=t))
     # this console's client: one store done, one running
     pub(ClientTransfer(transfer="store-1", op="store", name="holiday-2026.mov", state="done", done=48_200_000,
                        total=48_200_000, object_id=FIXED_OBJECTS[0].id, seconds=12.4, source="client", ts=t - 3000))

@@ -108,7 +108,7 @@ async def test_store_from_the_keyboard_refuses_bad_paths_and_says_there_is_no_ga
 
 MINERS = 2
 VALIDATOR_ARGS = ("--seconds_per_round", "30", "--seconds_per_weights", "600", "--gateway.shard_mb", "0.25",
-                  "--gateway.audit_s", "3600", "--gateway.repair_s", "3600")
+                  "--gateway.repair_s", "3600")
 
 
 @pytest.fixture

@@ -15,26 +15,25 @@ from ..widgets.keyed_table import KeyedTable
 from ..widgets.lazy_table import Column, LazyTable
 from .base import ConsoleScreen
 
-PEER_COLUMNS = (("peer", "peer"), ("n", "n"), ("pass", "pass"), ("proven", "proven"), ("audits", "audit"),
+PEER_COLUMNS = (("peer", "peer"), ("n", "n"), ("pass", "pass"), ("proven", "proven"), ("chunks", "chunk"),
                 ("latency", "ms"), ("last", "last"))
 SPARK_WIDTH = 26  # the trends give the peers table room for its columns at 80 columns
-# "audits": client-shard audits passed/asked, in the round or (rows marked "audit") by the audit job
+# "chunks": chunks of certified client shards right/asked in the window
 ROW_COLUMNS = (Column("time", 8), Column("by", 11), Column("peer", 9), Column("plots", 5, "right"),
-               Column("proofs", 9, "right"), Column("audits", 6, "right"), Column("result", 11),
+               Column("proofs", 9, "right"), Column("chunks", 6, "right"), Column("result", 11),
                Column("ms", 5, "right"), Column("detail", 0))
 
 
 class ChallengesScreen(ConsoleScreen):
     MODE = "challenges"
     HELP = ("Recent challenges, newest first: who asked (by), who answered (peer), plots sampled, proofs "
-            "returned/expected, client-shard audits passed/asked in the same round, the verdict and the latency. "
-            "Rows marked 'audit' are shard audits run on their own (the validator's audit job): audits "
-            "passed/asked, with failed and missed ones in the line below. Above: pass rate, proven ratio and "
-            "audits passed per peer, and the pass rate (rolling, last 10) and latency of the last 120 "
+            "returned/expected, chunks of certified client shards right/asked in the same window (one wrong or "
+            "missing chunk fails the window), the verdict and the latency. Above: pass rate, proven ratio and "
+            "shard chunks right per peer, and the pass rate (rolling, last 10) and latency of the last 120 "
             "challenges. A miner sees the challenges it answered. The table renders only visible rows, so it "
             "stays fast at any length.")
     KEYS = (("↑/↓ PgUp/PgDn", "move in the table"), ("Home/End", "newest / oldest"), ("tab", "peers ↔ challenges"))
-    TOPICS = frozenset({"challenges", "audits", "names"})
+    TOPICS = frozenset({"challenges", "names"})
 
     def body(self) -> Iterable[Widget]:
         with Horizontal(id="chal-top"):
@@ -60,26 +59,21 @@ class ChallengesScreen(ConsoleScreen):
     def render_row(self, r: ChallengeRow) -> list:
         state = self.console.state
         peer = state.name(r.peer_hotkey, r.uid) if not self.served_view else state.name(r.peer_hotkey)
-        if r.kind == "audit":
-            return [clock(r.ts), r.source, peer, Text("audit", style="cyan"), "-", self._audits(r),
-                    result_text(r.result), f"{r.latency_ms:.0f}", Text(r.detail, style="dim")]
         proofs = f"{r.returned}/{r.expected:.1f}" if r.expected is not None else str(r.returned)
-        return [clock(r.ts), r.source, peer, str(r.plots), proofs, self._audits(r), result_text(r.result),
+        return [clock(r.ts), r.source, peer, str(r.plots), proofs, self._chunks(r), result_text(r.result),
                 f"{r.latency_ms:.0f}", Text(r.detail, style="dim")]
 
-    def _audits(self, r: ChallengeRow) -> Text:
-        asked, passed = r.audits_asked, r.audits_passed
-        if not asked:
-            found = self.console.state.round_audit(r)
-            asked, passed = (found.asked, found.passed) if found is not None else (0, 0)
-        if not asked:
+    @staticmethod
+    def _chunks(r: ChallengeRow) -> Text:
+        if not r.chunks_asked:
             return Text("-", style="dim")
-        return Text(f"{passed}/{asked}", style="green" if passed == asked else "bold red")
+        return Text(f"{r.chunks_right}/{r.chunks_asked}", style="green" if r.chunks_right == r.chunks_asked
+                    else "bold red")
 
     def redraw(self, topics: set[str]) -> None:
         state = self.console.state
         table = self.query_one(LazyTable)
-        if topics & {"names", "audits"}:  # a name learned, or a round's audits arrived after its row
+        if "names" in topics:  # a name learned: rows already drawn show it
             table.render_epoch += 1
             table.invalidate()
         table.rows_changed()
@@ -90,8 +84,8 @@ class ChallengesScreen(ConsoleScreen):
             rate = p.pass_rate
             rate_text = Text(pct(rate), style="green" if rate and rate >= 0.9 else "yellow" if rate else "red")
             proven = "-" if self.served_view else pct(p.proven_ratio)
-            audits = Text(pct(p.audit_rate), style="" if p.audit_rate in (None, 1.0) else "bold red")
-            rows.append((key, [label, str(p.n), rate_text, proven, audits,
+            chunks = Text(pct(p.chunk_rate), style="" if p.chunk_rate in (None, 1.0) else "bold red")
+            rows.append((key, [label, str(p.n), rate_text, proven, chunks,
                                f"{p.mean_latency_ms:.0f}" if p.mean_latency_ms is not None else "-",
                                result_text(p.last_result)]))
         self.query_one("#chal-peers", KeyedTable).sync(rows)
@@ -123,18 +117,10 @@ class ChallengesScreen(ConsoleScreen):
         state = self.console.state
         text = Text(f"{clock(row.ts)} {row.source} → {state.name(row.peer_hotkey, row.uid)} ({row.peer_hotkey[:12]}…): ",
                     no_wrap=True, overflow="ellipsis")
-        if row.kind == "audit":
-            text.append("audit job ")
         text.append_text(result_text(row.result))
-        audit = state.round_audit(row)
-        asked = row.audits_asked or (audit.asked if audit else 0)
-        if asked:
-            passed = row.audits_passed if row.audits_asked else audit.passed  # type: ignore[union-attr]
-            text.append(f" · audits {passed}/{asked}")
-            failed, missed = (row.audits_failed, row.audits_missed) if row.kind == "audit" else (
-                (audit.failed, audit.missed) if audit else (0, 0))
-            if failed or missed:
-                text.append(f" ({failed} failed, {missed} missed)", style="red")
+        if row.chunks_asked:
+            text.append(f" · shard chunks {row.chunks_right}/{row.chunks_asked}",
+                        style="" if row.chunks_right == row.chunks_asked else "red")
         if row.client_bytes:
             text.append(f" · client shards {size(row.client_bytes)}")
         if row.detail:

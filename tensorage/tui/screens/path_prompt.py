@@ -91,6 +91,3 @@ class PathPrompt(ModalScreen[Optional[Path]]):
     def action_cancel(self) -> None:
         self.dismiss(None)
 
-    @property
-    def error_text(self) -> str:
-        return str(self.query_one("#prompt-error", Static).render())

@@ -74,9 +74,9 @@ class WeightsScreen(ConsoleScreen):
             out.append((str(r.uid), cells))
         table.sync(out)
         self.query_one("#weights-head", Static).update(self._head(validators))
-        note = ("proven: proofs returned / expected (validators' average) · score: proven plot bytes × latency "
-                "factor · weight: what each validator last set · incentive, consensus, emission: the chain after "
-                "its last epoch")
+        note = ("proven: proofs returned / expected (validators' average) · score: proven plot bytes and certified "
+                "client bytes (x2, under each gateway's stake bound) × latency factor · weight: what each validator "
+                "last set · incentive, consensus, emission: the chain after its last epoch")
         if not caps.judges:
             note = "a miner sees the chain's incentive; validators' scores and weights stay with them"
         self.query_one("#weights-note", Static).update(Text(note, style="dim"))

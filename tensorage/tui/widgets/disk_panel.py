@@ -80,10 +80,6 @@ class DiskView:
         return self.plot_bytes
 
     @property
-    def verified_bytes(self) -> int:
-        return int(self.plot_bytes * self.verified / self.done) if self.done else 0
-
-    @property
     def proven_ratio(self) -> Optional[float]:
         return self.peer.proven_ratio if self.peer else None
 
@@ -186,7 +182,7 @@ class DiskPanel(Static):
             validators = sum(1 for c in s.shards_by_validator.values() if c.shards)
             if validators > 1:
                 note.append(f" for {validators} validators")
-            note.append(f" · {s.audits_answered} audits answered", style="dim")
+            note.append(f" · {s.shards_certified} certified", style="dim")
             note.truncate(max(10, width - LABEL - w - 2), overflow="ellipsis")
             lines.append(_row("shards", bar(s.shard_bytes / v.share if v.share else None, w, "yellow") + note))
         plan = v.live.plan if v.live else None

@@ -1,10 +1,10 @@
 """The gateway's working files: one segment's shards at a time, on disk, never whole objects.
 
-A shard's id is the hash of its wrapped bytes, known only once the last block of its segment
-has arrived, and a download is checked against that hash before any of it is used; so each
+A shard's id is the Merkle id of its wrapped bytes, known only once the last block of its
+segment has arrived, and a download is checked against that id before any of it is used; so each
 segment's shards pass through files under ``<db_root>/spool`` (page cache, in practice),
 bounded by the segment size, and are removed as soon as they are placed or served.
-Functions named ``*_sync`` run in worker threads (AES-CTR, sha256 and zfec release the GIL).
+Functions named ``*_sync`` run in worker threads (AES-CTR, blake3 and zfec release the GIL).
 """
 
 from __future__ import annotations
@@ -26,7 +26,7 @@ class SpoolError(Exception):
 
 @dataclass
 class ShardFile:
-    """A wrapped shard ready to place: its erasure index, wrap id, file, hash and size."""
+    """A wrapped shard ready to place: its erasure index, wrap id, file, Merkle id and size."""
 
     idx: int
     wrap: str
@@ -76,8 +76,8 @@ def finish_sync(writers: list[tuple[ShardFile, HashingFile]]) -> list[ShardFile]
     return out
 
 
-def interleave_sync(paths: list[Path], first_stripe: int, stripes: int, block: int) -> bytes:
-    """Stripes ``first_stripe..`` of k shard files -> stripe by stripe, k blocks each."""
+def _columns(paths: list[Path], first_stripe: int, stripes: int, block: int) -> list[memoryview]:
+    """Stripes ``first_stripe..`` of each spooled shard file (one read each)."""
     fds = [os.open(p, os.O_RDONLY) for p in paths]
     try:
         columns = [os.pread(fd, stripes * block, first_stripe * block) for fd in fds]
@@ -86,24 +86,21 @@ def interleave_sync(paths: list[Path], first_stripe: int, stripes: int, block: i
             os.close(fd)
     if any(len(c) != stripes * block for c in columns):
         raise SpoolError("a spooled shard is shorter than its segment")
-    views = [memoryview(c) for c in columns]
+    return [memoryview(c) for c in columns]
+
+
+def interleave_sync(paths: list[Path], first_stripe: int, stripes: int, block: int) -> bytes:
+    """Stripes ``first_stripe..`` of k shard files -> stripe by stripe, k blocks each."""
+    views = _columns(paths, first_stripe, stripes, block)
     return b"".join(v[j * block:(j + 1) * block] for j in range(stripes) for v in views)
 
 
 def rebuild_sync(paths: list[Path], indices: list[int], first_stripe: int, stripes: int, block: int,
                  decoder: StripeDecoder, encoder: StripeEncoder, writers: list[tuple[ShardFile, HashingFile]]) -> None:
     """Repair: from k unwrapped shards, the missing shards' blocks of these stripes (wrapped on write)."""
-    fds = [os.open(p, os.O_RDONLY) for p in paths]
-    try:
-        columns = [os.pread(fd, stripes * block, first_stripe * block) for fd in fds]
-    finally:
-        for fd in fds:
-            os.close(fd)
-    if any(len(c) != stripes * block for c in columns):
-        raise SpoolError("a spooled shard is shorter than its segment")
+    views = _columns(paths, first_stripe, stripes, block)
     wanted = [s.idx for s, _ in writers]
     out: list[list[bytes]] = [[] for _ in wanted]
-    views = [memoryview(c) for c in columns]
     for j in range(stripes):
         primary = decoder.primary([v[j * block:(j + 1) * block] for v in views], indices)
         for slot, coded in enumerate(encoder.encode_some(primary, wanted)):
