@@ -92,6 +92,26 @@ class NetworkProfile:
 # plots, see storage.partition), where k=30 would fit only two plots and no mix of sizes.
 FINNEY_MIN_K = 29
 
+# --- Why 3-block windows and at most 256 sampled plots: a disk's burst -------------------
+# The average budget above is not enough: a window's sampled lookups arrive at once and must fit
+# the deadline on the disk that holds them. A sampled plot costs ~10 + 67 x P random reads, P ~
+# Poisson(0.949) proofs (~77 on average), at ~120 random reads/s on a hard disk; the budget is
+# half the deadline (4 s = 480 reads) on average and the whole deadline at the 99th percentile.
+# Plots sampled per disk and window = ceil(plots x 0.3/h x window_s / 3600), at least 2:
+#                       25 blocks (300 s, before)        3 blocks (36 s, now)
+#   4 TB  k=29 (314)    8 plots  4.9 s / p99  9.0 s      2 plots  1.2 s / p99 3.5 s
+#   10 TB k=29 (787)   20 plots 12.3 s / p99 18.4 s      3 plots  1.8 s / p99 4.2 s
+#   20 TB k=29 (1574)  40 plots 24.5 s / p99 32.9 s      5 plots  3.1 s / p99 6.0 s
+#   20 TB k=32 (183)    5 plots  3.1 s / p99  6.0 s      2 plots  1.2 s / p99 3.5 s
+# (`python -m benchmarks.bench_disk_budget` prints this table and the emulated seconds.) 4 blocks
+# (48 s) would give the 20 TB disk 7 plots, 4.3 s: over half the deadline. So the window shrinks
+# and the per-plot rate stays 0.3/h (the cost bound below still holds); small miners are sampled
+# more often than the rate (2 plots a window: 200 an hour), which costs them ~4 reads/s.
+# Shards add 2 reads a chunk, 4 chunks per gateway: 8 reads (0.07 s) a gateway.
+# max_sample_plots: the largest listing (65,536 k=29 plots, 830 TB over ~42 disks) draws
+# ceil(65,536 x 0.003) = 197 plots a window; 256 bounds every answer at 256 x 6 proofs x 544 hex
+# chars ~= 0.84 MB (4,096 allowed 13.4 MB answers no disk could look up in time).
+
 # --- Why 0.3 challenges per plot-hour, one derived challenge each ------------------------
 # Cost bound (covers attackers with many GPUs): one rebuild of a k=29 plot costs ~10.6 GPU-s
 # ~= $0.0015 at $0.50/GPU-hour; storing its 12.7 GB costs ~$0.000022/hour on a $15/TB-year
@@ -114,18 +134,18 @@ _FINNEY = dict(
     min_k=FINNEY_MIN_K,
     max_k=34,
     secure=True,
-    # 1 challenge x ~1 proof x (10 + 67 seeks at ~10 ms) on a hard disk ~= 0.8 s a plot; a
-    # miner's disks answer its sampled plots in parallel within 8 s.
+    # The fastest rebuild of one plot bounds it (k=29: ~10.6 s on a GPU, see FINNEY_MIN_K); a disk's
+    # sampled lookups take at most half of it on average (the burst table above).
     challenge_deadline_s=8.0,
-    window_blocks=25,        # 300 s at 12 s blocks
+    window_blocks=3,         # 36 s at 12 s blocks (25 before: 300 s, a 40-plot burst)
     block_time_s=12.0,
     challenges_per_plot=1,
     plot_challenges_per_hour=PLOT_CHALLENGES_PER_HOUR,
-    min_sample_plots=2,      # 24 challenges an hour for the smallest miner
-    max_sample_plots=4096,   # 4,096 x 6 proofs of 544 hex chars: an answer stays under 14 MB
+    min_sample_plots=2,      # 200 challenges an hour for the smallest miner
+    max_sample_plots=256,    # 256 x 6 proofs of 544 hex chars: an answer stays under 0.9 MB
     max_listed_plots=65536,  # 830 TB of k=29 plots under one hotkey; a listing under 3 MB
     listing_margin_blocks=1,
-    half_life_windows=72,    # 6 hours: ~200 challenges of evidence even for the smallest miner
+    half_life_windows=600,   # 6 hours of 36 s windows: ~1,200 challenges of evidence for the smallest miner
     # 4 chunks of 16 KiB per gateway a window: a miner missing a fraction d of a gateway's shard bytes
     # keeps a window with probability (1-d)^4 <= 1-d, and a failed window credits nothing at all
     # (plots included), so holding part of a shard is a losing bet. Disk: 2 random reads a chunk
