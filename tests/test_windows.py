@@ -113,11 +113,11 @@ def test_sample_is_uniform_over_the_listing():
 
 
 def test_sample_size_follows_the_network_rate_with_a_floor_and_a_cap():
-    assert FINNEY.sample_fraction == pytest.approx(0.3 * 300 / 3600)
+    assert FINNEY.sample_fraction == pytest.approx(0.3 * 36 / 3600)
     assert sample_size(0, FINNEY) == 0
     assert sample_size(1, FINNEY) == 1
     assert sample_size(8, FINNEY) == FINNEY.min_sample_plots           # small miners: the floor
-    assert sample_size(1580, FINNEY) == math.ceil(1580 * FINNEY.sample_fraction)  # 20 TB of k=29
+    assert sample_size(1580, FINNEY) == math.ceil(1580 * FINNEY.sample_fraction) == 5  # 20 TB of k=29: one disk's burst
     assert sample_size(FINNEY.max_listed_plots, FINNEY) <= FINNEY.max_sample_plots
     assert sample_size(4, DEVNET) == 4 and sample_size(10, DEVNET) == 4
 
