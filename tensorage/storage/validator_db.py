@@ -2,9 +2,10 @@
 are sampled from, window results, scores and weights.
 
 No hash database: proofs of space are verified from the plot id, k and challenge alone,
-so a validator stores only what it measured. A listing is one row (its canonical bytes
-as a blob), written only when it changes: a miner that relists thousands of plots costs
-one row, not thousands.
+so a validator stores only what it measured. A listing is one row, written only when it
+changes: a reference to the file its canonical bytes are spooled in (proofs/listing_spool.py;
+rows from before that hold the bytes), so a miner that relists thousands of plots costs one
+row, not thousands, and the database does not hold a second copy of every listing.
 """
 
 from __future__ import annotations
@@ -209,10 +210,14 @@ class ValidatorStore:
 
     def add_listing(self, hotkey: str, digest: str, blob: bytes, seen_block: int,
                     keep: int = KEEP_LISTINGS_PER_MINER) -> None:
-        """One row per listing a miner published; only the newest ``keep`` are kept."""
+        """One row per listing a miner published; only the newest ``keep`` are kept. A listing seen
+        again replaces its row: the row names the file the validator holds it in now
+        (proofs/listing_spool.py), and the block it was seen at again."""
         with self.db.atomic():
             self.Listing.insert(hotkey=hotkey, digest=digest, blob=blob, seen_block=seen_block
-                                ).on_conflict_ignore().execute()
+                                ).on_conflict(conflict_target=[self.Listing.hotkey, self.Listing.digest],
+                                              update={self.Listing.blob: blob,
+                                                      self.Listing.seen_block: seen_block}).execute()
             old = [r.digest for r in self.Listing.select(self.Listing.digest).where(self.Listing.hotkey == hotkey)
                    .order_by(self.Listing.seen_block.desc()).offset(keep)]
             if old:
