@@ -53,9 +53,9 @@ def listing_of(subnet: Subnet, validator: str, miner: str) -> Listing:
     store = subnet.store(validator)
     try:
         rows = [r for r in store.listings() if r.hotkey == subnet.hotkey(miner)]
+        return store.listing(rows[-1], PROFILE.max_listed_plots, PROFILE.max_listed_shards)
     finally:
         store.close()
-    return Listing.from_stored(rows[-1].blob, PROFILE.max_listed_plots, PROFILE.max_listed_shards)
 
 
 def credit_of(listing: Listing) -> float:

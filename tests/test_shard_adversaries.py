@@ -149,7 +149,7 @@ def judged_listings(arena: ObjectNet, name: str) -> list[tuple[object, Listing]]
     listing the validator still keeps (its last three)."""
     store = arena.subnet.store(VALIDATOR)
     try:
-        seen = {s.digest: Listing.from_stored(s.blob, PROFILE.max_listed_plots, PROFILE.max_listed_shards)
+        seen = {s.digest: store.listing(s, PROFILE.max_listed_plots, PROFILE.max_listed_shards)
                 for s in store.listings() if s.hotkey == arena.hotkey(name)}
     finally:
         store.close()

@@ -64,7 +64,7 @@ class ValidatorEngine(Node):
         # the validator's memory does not grow with the miners it follows nor with a window's answers.
         self.verifier = verify_pool or VerifyPool()
         if self.verifier.spool is None:
-            self.verifier.spool = self.layout.index / "verify"
+            self.verifier.spool = self.store.listing_dir.parent  # index/verify
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validator-db")  # one writer, off the loop
         self.decay = decay_for(self.profile.half_life_windows)
         self.miners: dict[str, MinerView] = {}
@@ -130,7 +130,7 @@ class ValidatorEngine(Node):
 
     def _restore_listings(self, neurons: dict[str, Neuron]) -> None:
         """Listings seen before a restart still count for the windows after them."""
-        for stored in self.store.listings():
+        for stored in self.store.iter_listings():
             neuron = neurons.get(stored.hotkey)
             if neuron is None:
                 continue

@@ -171,9 +171,10 @@ def write(root: Path | str, listing: Listing) -> SpooledListing:
     return SpooledListing(path, listing.digest, len(listing), listing.cert_count, own=False)
 
 
-def open_stored(root: Path | str, data: bytes, max_plots: int, max_shards: int) -> SpooledListing:
+def open_stored(root: Path | str, data: bytes, max_plots: int, max_shards: int, own: bool = True) -> SpooledListing:
     """A listing from its database reference; the file's size and digest are checked (its canonical
-    form was checked before it was written)."""
+    form was checked before it was written). ``own``: this process's object owns the file from now
+    on (the validator's own restore; a reader of another process's state passes False)."""
     if not is_reference(data):
         raise ListingError("not a spooled listing reference")
     head = len(_REF_MAGIC)
@@ -197,7 +198,17 @@ def open_stored(root: Path | str, data: bytes, max_plots: int, max_shards: int) 
     spans = ((off, min(chunk, listing.size - off)) for off in range(0, listing.size, chunk))
     if listing_digest(plots, listing._preads(spans)) != digest:
         raise ListingUnavailable(f"listing file {listing.path} does not match its digest")
-    return listing.own()
+    return listing.own() if own else listing
+
+
+def read_stored(data: bytes, max_plots: int, max_shards: int, root: Path | str) -> Listing:
+    """A database row's listing in memory, whatever form the row has (a reference to a file under
+    ``root``, or bytes). Never owns the file: for tools, tests and other processes reading a
+    validator's state while it runs."""
+    if not is_reference(data):
+        return Listing.from_stored(data, max_plots, max_shards)
+    listing = open_stored(root, data, max_plots, max_shards, own=False)
+    return Listing(listing.blob, listing.certs)
 
 
 def sweep(root: Path | str, min_age_s: float = SWEEP_AGE_S) -> int:

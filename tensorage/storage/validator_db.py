@@ -223,6 +223,24 @@ class ValidatorStore:
             if old:
                 self.Listing.delete().where((self.Listing.hotkey == hotkey) & self.Listing.digest.in_(old)).execute()
 
+    @property
+    def listing_dir(self) -> Path:
+        """Where the validator spools listing files, next to this database (the VerifyPool's spool is
+        ``index/verify``): what a row's reference names (proofs/listing_spool.py)."""
+        return self.path.parent / "verify" / "listings"
+
+    def listing(self, row: StoredListing, max_plots: int, max_shards: int):
+        """A row's listing in memory, whatever form the row has (never owns the validator's file)."""
+        from ..proofs.listing_spool import read_stored
+
+        return read_stored(row.blob, max_plots, max_shards, self.listing_dir)
+
+    def iter_listings(self):
+        """Rows one at a time (a restart at the limits: 256 miners' old-format rows are 2 MB each)."""
+        query = self.Listing.select().order_by(self.Listing.hotkey, self.Listing.seen_block)
+        for r in query.iterator():
+            yield StoredListing(r.hotkey, r.digest, bytes(r.blob), r.seen_block)
+
     def listings(self) -> list[StoredListing]:
         return [StoredListing(r.hotkey, r.digest, bytes(r.blob), r.seen_block)
                 for r in self.Listing.select().order_by(self.Listing.hotkey, self.Listing.seen_block)]
