@@ -170,10 +170,12 @@ class AnswerInFlight:
     answers still arrive). :meth:`VerifyPool.answers` takes it in place of the answer's bytes and
     waits for its check instead of sending it again."""
 
-    def __init__(self, future: "concurrent.futures.Future[AnswerCheck]", path: str, size: int) -> None:
+    def __init__(self, future: "concurrent.futures.Future[AnswerCheck]", path: str, size: int,
+                 pool: Optional[ProcessPoolExecutor] = None) -> None:
         self.future = future
         self.path = path
         self.size = size
+        self.pool = pool  # the pool it was submitted to (to replace it if it broke, and only it)
 
     def __len__(self) -> int:
         return self.size
@@ -266,12 +268,14 @@ class VerifyPool:
     def submit(self, sink: AnswerSink, spec: AnswerSpec) -> AnswerInFlight:
         """Start checking a streamed answer now (callable from any thread or loop)."""
         path = sink.close()
+        pool = None
         try:
-            future = self.pool.submit(check_answer_file, path, spec)
+            pool = self.pool
+            future = pool.submit(check_answer_file, path, spec)
         except Exception as exc:  # a pool shut down under us: the check fails now and is retried alone later
             future = concurrent.futures.Future()
             future.set_exception(exc)
-        return AnswerInFlight(future, path, sink.size)
+        return AnswerInFlight(future, path, sink.size, pool)
 
     async def answers(self, items: list[tuple[Answer, AnswerSpec]]) -> list[AnswerCheck]:
         """Check many answers, in batches spread over the workers; one result per item, in order.
@@ -312,7 +316,7 @@ class VerifyPool:
                                                        f"not counted")
             except Exception as exc:
                 if isinstance(exc, BrokenProcessPool):
-                    self._broken(self._pool)
+                    self._broken(handle.pool)
                 self._fault("an answer in flight (checked again alone)", exc)
                 retry.append(i)
 
