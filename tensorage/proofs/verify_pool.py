@@ -49,6 +49,7 @@ log = logging.getLogger(__name__)
 
 WORK_TIMEOUT_S = 120.0
 ANSWERS_PER_TASK = 32
+WORKER_NICENESS = 5
 
 
 class VerifierFault(TensorageError):
@@ -196,7 +197,9 @@ class VerifyPool:
     def pool(self) -> ProcessPoolExecutor:
         with self._lock:
             if self._pool is None:
-                self._pool = child_pool(self.workers)
+                # Answers are checked while others still arrive: the validator's loops, which read them
+                # against the window's deadline, go first when the CPU is short.
+                self._pool = child_pool(self.workers, niceness=WORKER_NICENESS)
             return self._pool
 
     @property
