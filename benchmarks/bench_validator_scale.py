@@ -205,6 +205,8 @@ async def run(a: argparse.Namespace, base: Path, plots: int) -> dict:
         first_window, last_window, n_windows = con.execute(
             'SELECT MIN("window"), MAX("window"), COUNT(DISTINCT "window") FROM rounds').fetchone()
         listing_bytes = con.execute("SELECT COALESCE(SUM(LENGTH(blob)), 0) FROM listings").fetchone()[0]
+        timeout_windows = [w for (w,) in con.execute(
+            'SELECT DISTINCT "window" FROM rounds WHERE result = \'timeout\' ORDER BY "window"')]
         owner = dict(con.execute("SELECT name, tbl_name FROM sqlite_master").fetchall())
         pages: dict[str, int] = {}
         for name, size in con.execute("SELECT name, SUM(pgsize) FROM dbstat GROUP BY name"):
@@ -216,7 +218,7 @@ async def run(a: argparse.Namespace, base: Path, plots: int) -> dict:
     return {"plots": plots, "end": end, "start_rss": start_rss, "bare": bare, "peak": peak,
             "peak_children": peak_children, "counts": counts, "results": results, "windows": end["windows"],
             "first_window": first_window, "last_window": last_window, "n_windows": n_windows,
-            "listing_bytes": listing_bytes, "pages": pages, "run_s": run_s, "init_s": init_s, "plot_s": plot_s,
+            "listing_bytes": listing_bytes, "pages": pages, "timeout_windows": timeout_windows, "run_s": run_s, "init_s": init_s, "plot_s": plot_s,
             "trajectory": trajectory, "durations": durations, "window_s": window_s,
             "late": sum(1 for d in durations if d + ROUND_LAG_S >= window_s)}
 
@@ -249,6 +251,9 @@ def print_shape(a: argparse.Namespace, f: dict) -> None:
          f"{main_db / MB:.1f} + {wal / MB:.1f} MB", "", "≤ 50 MB"),
         ("listing files spooled (on disk, not in RSS)", f"{spool / MB:.1f} MB", f"{files} files", "", ""),
     ])
+    if f["timeout_windows"]:
+        print(f"windows with a timed-out answer: {len(f['timeout_windows'])} of {f['n_windows']} "
+              f"({', '.join(str(w) for w in f['timeout_windows'][:20])})")
     print(f"rows: {f['counts']}; window results {f['results']}; rounds kept for windows {f['first_window']}-"
           f"{f['last_window']} ({f['n_windows']} distinct); listing rows hold {f['listing_bytes'] / MB:.2f} MB")
     print("bytes by table, indexes included (after the validator stopped): "
