@@ -227,3 +227,56 @@ def test_an_answer_streams_to_the_sink_and_an_error_stays_in_the_body(tmp_path, 
     with open(path, "rb") as f:
         assert f.read() == payload
     assert failed.status == 503 and "try later" in failed.error_message
+
+
+def test_an_answer_the_spool_cannot_hold_is_checked_from_memory(alice_plot, tmp_path):
+    """A full disk under the spool is the validator's problem, never the miner's: the answer is kept in
+    memory from the failed write on, and checked as usual."""
+    import errno
+
+    from tensorage.proofs.answers import encode_answer
+
+    from .test_windows import _answer_for
+
+    spec, proofs = _answer_for(alice_plot)
+    raw = encode_answer(spec.window, spec.listing_hex, [proofs])
+
+    class FillsUp:
+        def __init__(self, f):
+            self.f, self.writes = f, 0
+
+        def write(self, chunk):
+            self.writes += 1
+            if self.writes > 1:
+                raise OSError(errno.ENOSPC, "No space left on device")
+            return self.f.write(chunk)
+
+        def close(self):
+            self.f.close()
+
+    pool = VerifyPool(workers=1, spool=tmp_path / "verify")
+    try:
+        sink = pool.answer_sink()
+        sink._file = FillsUp(sink._file)
+        for i in range(0, len(raw), 100):
+            sink.write(raw[i:i + 100])
+        (check,) = asyncio.run(pool.answers([(pool.submit(sink, spec), spec)]))
+    finally:
+        pool.close()
+    assert sink.memory == raw
+    assert check.error is None and check.valid == [sum(len(p) for p in proofs)]
+    assert list((tmp_path / "verify" / "answers").iterdir()) == []
+
+
+def test_listing_files_outlive_a_validator_that_exits(tmp_path):
+    """A restart opens them again: a process that exits (as a validator stopping) leaves its files."""
+    import subprocess
+    import sys
+
+    code = ("import sys; from pathlib import Path; from tensorage.proofs import listing_spool; "
+            "from tensorage.proofs.listing import Listing; "
+            "l = listing_spool.write(Path(sys.argv[1]), Listing(bytes([18]) + bytes(32))).own(); "
+            "print(l.stored().hex())")
+    out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
+    again = listing_spool.open_stored(tmp_path, bytes.fromhex(out.stdout.strip()), 10, 0)
+    assert again.entry(0) == (bytes(32), 18)

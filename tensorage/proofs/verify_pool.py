@@ -129,6 +129,10 @@ def check_answer_file(path: str, spec: AnswerSpec) -> AnswerCheck:
     return check_answers([(raw, spec)])[0]
 
 
+def check_answer_bytes(raw: bytes, spec: AnswerSpec) -> AnswerCheck:
+    return check_answers([(raw, spec)])[0]
+
+
 def _warm() -> int:
     from . import chia  # noqa: F401
 
@@ -138,24 +142,54 @@ def _warm() -> int:
 
 class AnswerSink:
     """Where one answer's bytes go as they arrive: a spool file, so a window's answers are never held
-    in the validator's memory (a miner may send up to its answer's bound; 256 miners may at once)."""
+    in the validator's memory (a miner may send up to its answer's bound; 256 miners may at once).
+    If the spool cannot be written (a full disk), the answer is kept in memory instead: the
+    validator's disk is never the miner's failure."""
 
     def __init__(self, root: Path) -> None:
         root.mkdir(parents=True, exist_ok=True)
         self.path = root / f"answer-{secrets.token_hex(8)}.json"
         self._file = open(self.path, "wb")
         self.size = 0
+        self.memory: Optional[bytearray] = None  # the answer, when the spool failed
 
     def write(self, chunk: bytes) -> None:
-        self._file.write(chunk)
         self.size += len(chunk)
+        if self.memory is None:
+            try:
+                self._file.write(chunk)
+                return
+            except OSError as exc:
+                log.error("answer spool %s cannot be written (%s): this answer is kept in memory", self.path, exc)
+                self.memory = bytearray(self._spilled())
+        self.memory += chunk
+
+    def _spilled(self) -> bytes:
+        """What reached the file before it failed."""
+        try:
+            self._file.close()
+        except OSError:
+            pass
+        try:
+            with open(self.path, "rb") as f:
+                return f.read()
+        except OSError:
+            return b""
 
     def close(self) -> str:
-        self._file.close()
+        if self.memory is None:
+            try:
+                self._file.close()
+            except OSError as exc:  # the last bytes could not be flushed
+                log.error("answer spool %s cannot be written (%s): this answer is kept in memory", self.path, exc)
+                self.memory = bytearray()
         return str(self.path)
 
     def discard(self) -> None:
-        self._file.close()
+        try:
+            self._file.close()
+        except OSError:
+            pass
         _unlink(str(self.path))
 
 
@@ -172,11 +206,12 @@ class AnswerInFlight:
     waits for its check instead of sending it again."""
 
     def __init__(self, future: "concurrent.futures.Future[AnswerCheck]", path: str, size: int,
-                 pool: Optional[ProcessPoolExecutor] = None) -> None:
+                 pool: Optional[ProcessPoolExecutor] = None, raw: Optional[bytes] = None) -> None:
         self.future = future
         self.path = path
         self.size = size
         self.pool = pool  # the pool it was submitted to (to replace it if it broke, and only it)
+        self.raw = raw    # the answer itself when the spool could not hold it
 
     def __len__(self) -> int:
         return self.size
@@ -265,20 +300,31 @@ class VerifyPool:
 
     # answers -------------------------------------------------------------------------------
     def answer_sink(self) -> Optional[AnswerSink]:
-        """A file to stream one answer into as it arrives (None without a spool: kept in memory)."""
-        return None if self.answer_dir is None else AnswerSink(self.answer_dir)
+        """A file to stream one answer into as it arrives (None without a spool, or when the spool
+        cannot be written: the answer is then read into memory as before)."""
+        if self.answer_dir is None:
+            return None
+        try:
+            return AnswerSink(self.answer_dir)
+        except OSError as exc:
+            log.error("answer spool %s cannot be written (%s): answers are kept in memory", self.answer_dir, exc)
+            return None
 
     def submit(self, sink: AnswerSink, spec: AnswerSpec) -> AnswerInFlight:
         """Start checking a streamed answer now (callable from any thread or loop)."""
         path = sink.close()
+        raw = None if sink.memory is None else bytes(sink.memory)
+        if raw is not None:
+            _unlink(path)
         pool = None
         try:
             pool = self.pool
-            future = pool.submit(check_answer_file, path, spec)
+            future = (pool.submit(check_answer_file, path, spec) if raw is None else
+                      pool.submit(check_answer_bytes, raw, spec))
         except Exception as exc:  # a pool shut down under us: the check fails now and is retried alone later
             future = concurrent.futures.Future()
             future.set_exception(exc)
-        return AnswerInFlight(future, path, sink.size, pool)
+        return AnswerInFlight(future, path, sink.size, pool, raw)
 
     async def answers(self, items: list[tuple[Answer, AnswerSpec]]) -> list[AnswerCheck]:
         """Check many answers, in batches spread over the workers; one result per item, in order.
@@ -338,6 +384,8 @@ class VerifyPool:
     async def _alone(self, body: Answer, spec: AnswerSpec) -> AnswerCheck:
         try:
             if isinstance(body, AnswerInFlight):
+                if body.raw is not None:
+                    return await self._run(check_answer_bytes, body.raw, spec)
                 return await self._run(check_answer_file, body.path, spec)
             return (await self._run(check_answers, [(body, spec)]))[0]
         except Exception as exc:
