@@ -177,3 +177,28 @@ def test_latency_is_averaged_over_answers_that_count_only(alice_plot):
         pool.close()
     assert [o.counts for o in _judge(items, good, listing)] == [True]
     assert [o.counts for o in _judge(items, bad, listing)] == [False]
+
+
+def test_an_answer_whose_work_was_cancelled_under_it_is_checked_again(alice_plot, tmp_path):
+    """A pool shut down under answers in flight (another answer broke it) cancels their work: they are
+    checked again alone, not lost and not failed."""
+    items, listing = _window(alice_plot)
+    items = [(raw, items[0][1]) for raw, _ in items]  # every miner honest
+    pool = VerifyPool(workers=1, spool=tmp_path / "verify")
+
+    async def window() -> tuple[list, int]:
+        handles = []
+        for raw, spec in items:
+            sink = pool.answer_sink()
+            sink.write(raw)
+            handles.append((pool.submit(sink, spec), spec))
+        cancelled = sum(h.future.cancel() for h, _ in handles[2:])  # still queued behind the first ones
+        return await pool.answers(handles), cancelled
+
+    try:
+        checks, cancelled = asyncio.run(window())
+    finally:
+        pool.close()
+    assert cancelled >= 1
+    assert all(c.error is None and not c.fault for c in checks)
+    assert all(o.result == "pass" and o.counts for o in _judge(items, checks, listing))

@@ -363,6 +363,10 @@ class VerifyPool:
                 out[i] = _could_not_check(items[i][1], f"the validator could not check this answer in "
                                                        f"{WORK_TIMEOUT_S:.0f}s ({self._fault('an answer', exc)}): "
                                                        f"not counted")
+            except asyncio.CancelledError:
+                if not handle.future.cancelled():
+                    raise  # this round itself is being cancelled
+                retry.append(i)  # its pool was shut down under it (another answer broke it): checked again alone
             except Exception as exc:
                 if isinstance(exc, BrokenProcessPool):
                     self._broken(handle.pool)
