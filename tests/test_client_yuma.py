@@ -22,6 +22,7 @@ import pytest
 from tensorage.chain.devnet import Devnet
 from tensorage.config import PROFILES
 from tensorage.proofs.listing import Listing
+from tensorage.proofs.listing_spool import ListingUnavailable
 from tensorage.proofs.windows import CLIENT_WEIGHT, SERVE_WEIGHT
 
 from .objectnet import ObjectNet
@@ -53,7 +54,12 @@ def listing_of(subnet: Subnet, validator: str, miner: str) -> Listing:
     store = subnet.store(validator)
     try:
         rows = [r for r in store.listings() if r.hotkey == subnet.hotkey(miner)]
-        return store.listing(rows[-1], PROFILE.max_listed_plots, PROFILE.max_listed_shards)
+        for row in reversed(rows):  # the newest the validator still follows
+            try:
+                return store.listing(row, PROFILE.max_listed_plots, PROFILE.max_listed_shards)
+            except ListingUnavailable:
+                continue
+        raise AssertionError(f"the validator follows no listing of {miner}")
     finally:
         store.close()
 

@@ -280,3 +280,33 @@ def test_listing_files_outlive_a_validator_that_exits(tmp_path):
     out = subprocess.run([sys.executable, "-c", code, str(tmp_path)], capture_output=True, text=True, check=True)
     again = listing_spool.open_stored(tmp_path, bytes.fromhex(out.stdout.strip()), 10, 0)
     assert again.entry(0) == (bytes(32), 18)
+
+
+def test_a_window_of_large_answers_is_never_held_in_memory(tmp_path):
+    """64 answers of 512 KiB (32 MiB, as a hostile window at finney's answer bound) stream through the
+    spool into the workers: the validator's own peak stays a few chunks, whatever the total."""
+    from tensorage.proofs.answers import AnswerSpec
+
+    spec = AnswerSpec(hotkey=ALICE, window=1, listing_hex="00" * 32, challenge=bytes(32), per_plot=1, plots=())
+    chunk = b"[" + b"0," * ((1 << 16) // 2 - 1) + b"0"  # 64 KiB as the client reads it
+    pool = VerifyPool(workers=1, spool=tmp_path / "verify")
+
+    async def window() -> list:
+        handles = []
+        for _ in range(64):
+            sink = pool.answer_sink()
+            for _ in range(8):
+                sink.write(chunk)
+            handles.append((pool.submit(sink, spec), spec))
+        return await pool.answers(handles)
+
+    asyncio.run(pool.warm())
+    tracemalloc.start()
+    try:
+        checks = asyncio.run(window())
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+        pool.close()
+    assert all(c.error and "not JSON" in c.error and not c.fault for c in checks)  # each checked, each refused
+    assert peak < 2 << 20, f"peak {peak} bytes for {64 * 8 * len(chunk)} bytes of answers"

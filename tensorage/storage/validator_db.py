@@ -230,7 +230,9 @@ class ValidatorStore:
         return self.path.parent / "verify" / "listings"
 
     def listing(self, row: StoredListing, max_plots: int, max_shards: int):
-        """A row's listing in memory, whatever form the row has (never owns the validator's file)."""
+        """A row's listing in memory, whatever form the row has (never owns the validator's file).
+        Raises ``ListingUnavailable`` when the file is gone: a row outlives the file of a snapshot the
+        validator stopped following (rows are what a restart tries; the newest is the one in use)."""
         from ..proofs.listing_spool import read_stored
 
         return read_stored(row.blob, max_plots, max_shards, self.listing_dir)
