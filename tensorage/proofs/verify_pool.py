@@ -221,6 +221,9 @@ Answer = Union[bytes, AnswerInFlight]
 
 
 class VerifyPool:
+    """The validator's verifier: worker processes, and (with ``spool``) the directory its listings and
+    in-flight answers live in, so neither is held in the validator's memory."""
+
     def __init__(self, workers: Optional[int] = None, spool: Optional[Path] = None) -> None:
         self.workers = workers or max(1, min(4, (os.cpu_count() or 2) - 1))
         self.spool = spool  # listings and answers in files under it (None: in memory, as tests use it)
