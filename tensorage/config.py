@@ -54,6 +54,13 @@ class NetworkProfile:
     # A listing counts for a window only if a validator saw it this many blocks before the
     # window's first block (so it cannot have been chosen knowing the beacon).
     listing_margin_blocks: int
+    # A window is judged once its beacon block has this many blocks on top of it; if the chain
+    # then has another hash for it (a fork), the window is void for every miner. The beacon
+    # itself must be the window's first block: the deadline counts from the moment the beacon
+    # is public, and a beacon d blocks deep would give a plot rebuilder d block times more.
+    # finney: 2 blocks (24 s) covers Aura's one-block forks and GRANDPA's usual finality lag;
+    # a window is 3 blocks, so each verdict is recorded by the next window's round.
+    settle_blocks: int
     # Half of a window's evidence is forgotten after this many windows.
     half_life_windows: int
     # Client shards (protocol 3, docs/proofs.md): chunks a window asks per gateway whose
@@ -145,6 +152,7 @@ _FINNEY = dict(
     max_sample_plots=256,    # 256 x 6 proofs of 544 hex chars: an answer stays under 0.9 MB
     max_listed_plots=65536,  # 830 TB of k=29 plots under one hotkey; a listing under 3 MB
     listing_margin_blocks=1,
+    settle_blocks=2,
     half_life_windows=600,   # 6 hours of 36 s windows: ~1,200 challenges of evidence for the smallest miner
     # 4 chunks of 16 KiB per gateway a window: a miner missing a fraction d of a gateway's shard bytes
     # keeps a window with probability (1-d)^4 <= 1-d, and a failed window credits nothing at all
@@ -178,6 +186,7 @@ _DEV = dict(
     max_sample_plots=1024,
     max_listed_plots=65536,
     listing_margin_blocks=1,
+    settle_blocks=2,
     half_life_windows=24,
     chunks_per_gateway=4,
     max_listed_shards=4096,
@@ -409,7 +418,7 @@ def _reallocate(g) -> None:
 
 def _rounds(g) -> None:
     _flag(g, "seconds_per_weights", "weight-setting period (600; devnet 30)", type=int)
-    _flag(g, "seconds_per_round", "check a proof window at most this often (every window: 300 s; devnet 3 s)",
+    _flag(g, "seconds_per_round", "check a proof window at most this often (every window: 36 s on finney; devnet 3 s)",
           type=float)
 
 

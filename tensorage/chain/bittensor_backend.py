@@ -22,6 +22,11 @@ def _float(value: Any) -> float:
         return 0.0
 
 
+# Blocks at least this deep are cached: shallower ones are read again, so a validator settling a
+# window (config.NetworkProfile.settle_blocks) sees a fork that replaced its beacon.
+CACHE_DEPTH = 3
+
+
 class BittensorChain:
     def __init__(self, network: str, netuid: int) -> None:
         self.network = network
@@ -44,7 +49,8 @@ class BittensorChain:
         info = self._infos.get(block)
         if info is not None:
             return info
-        if block > self.block():
+        head = self.block()
+        if block > head:
             raise BlockNotYet(f"block {block} is not on {self.network} yet")
         try:
             info = self._client.block_info(block)
@@ -52,7 +58,8 @@ class BittensorChain:
             raise self._fail(f"reading block {block}", exc) from None
         if info is None or not info.hash:
             raise BlockNotYet(f"block {block} is not on {self.network} yet")
-        self._infos[block] = info
+        if block <= head - CACHE_DEPTH:  # a block near the head may still be replaced by a fork
+            self._infos[block] = info
         while len(self._infos) > 64:
             self._infos.pop(next(iter(self._infos)))
         return info

@@ -227,6 +227,16 @@ class Devnet:
                 self.BlockHashRow.delete().where(self.BlockHashRow.block < block - BLOCK_HASHES_KEPT).execute()
         return bytes(self.BlockHashRow.get(self.BlockHashRow.block == block).hash)
 
+    def reorganise(self, block: int) -> bytes:
+        """Give a made block another hash, as a fork that replaced it would (tests, and operators
+        trying what a reorganisation does to a window). Returns the new hash."""
+        if block < 0 or block > self.block():
+            raise BlockNotYet(f"devnet block {block} is not made yet (head is {self.block()})")
+        new = secrets.token_bytes(32)
+        with self.db.atomic("IMMEDIATE"):
+            self.BlockHashRow.replace(block=block, hash=new, made_at=time.time()).execute()
+        return new
+
     # reads -------------------------------------------------------------------------------
     def metagraph(self) -> Metagraph:
         block = self.block()

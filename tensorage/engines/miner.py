@@ -35,7 +35,7 @@ from ..proofs.plots import plot_filename, plot_id
 from ..proofs.prover_pool import PlotTask, ProverPool
 from ..proofs.windows import MAX_PROOFS_PER_CHALLENGE, SampledChunk
 from ..storage import share as stored_share
-from .window_answers import WindowAnswerer
+from .window_answers import ASKED_BY, WindowAnswerer
 from ..storage.models import PlotState
 from ..storage.partition import PartitionPlan
 from .allocator import Allocator
@@ -77,7 +77,6 @@ class MinerEngine(Node):
         self._listing: Optional[Listing] = None
         self._listed_state: tuple = ({}, -1)  # (plots, shard generation) the listing was last built from
         self._listed_at = 0.0
-        self._purged: Optional[Listing] = None
         # looked up per call, so a subclass's prove_sample / prove_chunks is the one used
         self.answerer = WindowAnswerer(self.profile, chain, self.hotkey,
                                        lambda entries, c, j: self.prove_sample(entries, c, j),
@@ -133,9 +132,9 @@ class MinerEngine(Node):
 
     def current_listing(self) -> Listing:
         """The canonical listing of what this miner holds (plots and shard certificates), changed
-        at most once per sync period: validators then hold either it or the one before, the two
-        the miner answers for. The bytes of shards that left it are removed once no listing it
-        answers for names them."""
+        at most once per sync period (engines/window_answers.py says which of the listings before it
+        are still answered, and for how long). The bytes of shards that left it are removed once no
+        listing it answers for names them."""
         state = (self.plots, self.shards.store.generation)
         now = time.monotonic()
         changed = self._listing is None or self._listed_state[0] is not self.plots or \
@@ -147,20 +146,11 @@ class MinerEngine(Node):
                 self._listing, self._listed_at = listing, now
                 self.answerer.remember(listing)
                 self.shards.store.purge(self.answerer.shards_answered())
-        elif self._purged is not self._listing and now - self._listed_at >= self.purge_after_s:
-            # every validator has synced the current listing since: the one before is no longer
-            # answered, and the bytes of shards only it named can go
-            self._purged = self._listing
-            self.answerer.keep_only(self._listing)  # type: ignore[arg-type]
+        elif self.answerer.expire():
+            # a listing no validator can still hold as its snapshot stopped being answered: the
+            # bytes of shards only it named can go
             self.shards.store.purge(self.answerer.shards_answered())
         return self._listing  # type: ignore[return-value]
-
-    @property
-    def purge_after_s(self) -> float:
-        """How long a listing is current before the one it replaced stops being answered: two sync
-        periods and two windows (a validator syncs every sync period and needs a listing a window
-        old)."""
-        return 2 * self.profile.sync_s + 2 * self.profile.window_s
 
     async def prove_sample(self, entries: list[tuple[bytes, int]], challenge: bytes,
                            per_plot: int) -> list[list[list[bytes]]]:
@@ -228,6 +218,7 @@ class MinerEngine(Node):
         """The current listing; ``If-None-Match`` with its digest answers 304 (nothing to resend)."""
         listing = self.current_listing()
         self.answerer.remember(listing)
+        self.answerer.fetched(request[CALLER].hotkey_ss58, listing.digest_hex)  # a 304 keeps it as well
         etag = f'"{listing.digest_hex}"'
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers={"ETag": etag})
@@ -249,6 +240,7 @@ class MinerEngine(Node):
                                            f"arrived: check the validator's clock (NTP)")
         if req.deadline > now + MAX_DEADLINE_AHEAD_S:
             reject(400, "bad_request", f"deadline more than {MAX_DEADLINE_AHEAD_S:.0f}s ahead: check the clock")
+        ASKED_BY.set(request[CALLER].hotkey_ss58)  # this request's task only
         answer, fresh = await self.window_answer(req)
         self.challenges_served += 1
         plots, proofs = self.answerer.sizes.get((req.window, req.listing), (0, 0))
