@@ -9,15 +9,17 @@ import time
 
 import pytest
 
-from tensorage.chain.devnet import Devnet, SubnetSpec
+from tensorage.chain.devnet import Devnet
 from tensorage.config import settings_from_namespace
 from tensorage.engines.miner import MinerEngine
 from tensorage.engines.validator import ValidatorEngine
 from tensorage.engines.window_answers import BLOCK_WAIT_BLOCKS
+from tensorage.engines.window_checks import MinerView, SeenListing
 from tensorage.errors import BlockNotYet
 from tensorage.events import ChallengeResult, EventBus
 from tensorage.net.errors import reject
 from tensorage.net.messages import WindowChallenge
+from tensorage.proofs.listing import Listing
 from tensorage.proofs.windows import window_of, window_start
 
 from .subnet import Subnet
@@ -237,3 +239,17 @@ async def test_a_lagging_head_never_schedules_the_round_into_the_past(allocated,
     assert all(at > now for at in moved)
     assert moved[0] - now < validator._block_s and moved[1] - now < validator._block_s
     assert moved[2] == pytest.approx(now + validator.window_s, abs=0.2)
+
+
+def test_the_listing_margin_holds_when_the_validators_own_chain_lags():
+    """A validator whose RPC is 2 blocks behind read head 97 when a listing arrived 0.5 s after
+    beacon block 100 was made (the miner had seen the beacon). Compared with its head, the listing
+    looked 3 blocks old and counted; compared with the beacon block's time, it does not."""
+    block_s, margin_blocks, start = 12.0, 1, 100
+    beacon_at = start * block_s
+    honest = SeenListing(Listing.from_plots([(b"\x01" * 32, 29)]), seen_block=96, seen_at=beacon_at - 13.0)
+    chosen = SeenListing(Listing.from_plots([(b"\x02" * 32, 29)]), seen_block=97, seen_at=beacon_at + 0.5)
+    view = MinerView(neuron=None, seen=[honest, chosen])  # type: ignore[arg-type]
+    assert chosen.seen_block + margin_blocks < start  # the old rule took it
+    assert view.listing_for(beacon_at, margin_blocks * block_s) is honest
+    assert view.listing_for(beacon_at + 13.0, margin_blocks * block_s) is chosen  # a window later it counts

@@ -224,7 +224,8 @@ class ValidatorEngine(Node):
         if reply.status != 200:
             view.error = f"GET /v1/plots answered {reply.status} {reply.error_message}"[:300]
             return view
-        seen_block = await asyncio.to_thread(self.chain.block)  # read after the listing arrived
+        seen_at = time.time()  # the margin is measured with this, against the beacon block's timestamp
+        seen_block = await asyncio.to_thread(self.chain.block)  # read after the listing arrived, for the record
         self.head_block = max(self.head_block, seen_block)
         check = await self.verifier.listing(reply.body, neuron.hotkey, self.profile.min_k, self.profile.max_k,
                                             self.profile.max_listed_plots, self.profile.max_listed_shards)
@@ -234,7 +235,7 @@ class ValidatorEngine(Node):
         view.listing_error = ""
         view.refused, view.credited_bytes = check.refused, check.credited_bytes
         if view.latest is None or view.latest.listing.digest != check.listing.digest:
-            view.add(SeenListing(listing=check.listing, seen_block=seen_block))
+            view.add(SeenListing(listing=check.listing, seen_block=seen_block, seen_at=seen_at))
             await self._write(self.store.add_listing, neuron.hotkey, check.listing.digest_hex, check.listing.stored(),
                               seen_block)
             if self.gateway is not None:  # its shards the miner stopped listing are suspect
