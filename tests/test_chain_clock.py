@@ -111,17 +111,21 @@ async def test_a_miner_a_block_behind_waits_for_the_block_and_answers(allocated)
         window = window_of(start, miner.profile)
         deadline = real.block_timestamp(start) + miner.profile.challenge_deadline_s
 
-        async def ask(beacon: bytes):
+        async def ask(beacon: bytes, until: float = deadline):
             body = WindowChallenge(window=window, beacon=beacon.hex(), listing=miner.current_listing().digest_hex,
-                                   deadline=deadline).model_dump_json().encode()
+                                   deadline=until).model_dump_json().encode()
             return await send(miner, "POST", "/v1/challenge", body, signed(v, "POST", "/v1/challenge", body,
                                                                             miner.hotkey))
 
-        forged = await ask(b"\x07" * 32)  # a hostile validator's beacon: checked against its own chain, refused
-        assert forged[0] == 409 and forged[1]["error"] == "beacon_mismatch"
+        beacon = real.block_hash(start)
+        # at the same instant: a hostile validator with its own beacon, one with a deadline 0.2 s away
+        # (it must not cut the shared wait short for the others), and an honest one
+        forged, hurried, honest = await asyncio.gather(ask(b"\x07" * 32), ask(beacon, time.time() + 0.2),
+                                                       ask(beacon))
+        assert forged[0] == 409 and forged[1]["error"] == "beacon_mismatch"  # checked against its own chain
+        assert hurried[0] == 425 and hurried[1]["error"] == "too_early"
+        assert honest[0] == 200, honest
         assert time.time() - real.block_timestamp(start) >= 0.7  # it waited for the block to check it
-        status, data = await ask(real.block_hash(start))
-        assert status == 200, data
         assert time.time() < deadline
     finally:
         await miner.stop()

@@ -142,30 +142,33 @@ class WindowAnswerer:
     async def beacon(self, window: int, deadline: Optional[float] = None) -> tuple[bytes, float]:
         """(block hash, unix time) of the window's first block, from this node's chain. Only the
         current window's is read (and kept), so no caller can make it read or keep old ones. A
-        chain a little behind is waited for, once for all callers."""
+        chain a little behind is waited for, once for all callers; each caller stops waiting at
+        its own ``deadline``, so one caller's short deadline never cuts another's wait."""
         cached = self._beacons.get(window)
         if cached is not None:
             return cached
         task = self._beacon_reads.get(window)
         if task is None:
-            task = self._beacon_reads[window] = asyncio.ensure_future(self._read_beacon(window, deadline))
+            task = self._beacon_reads[window] = asyncio.ensure_future(self._read_beacon(window))
+            task.add_done_callback(lambda t: self._beacon_reads.pop(window, None) if
+                                   self._beacon_reads.get(window) is t else None)
+        timeout = None if deadline is None else max(0.0, deadline - time.time())
         try:
-            found = await asyncio.shield(task)
-        finally:
-            if task.done() and self._beacon_reads.get(window) is task:
-                del self._beacon_reads[window]
+            found = await asyncio.wait_for(asyncio.shield(task), timeout)
+        except asyncio.TimeoutError:
+            reject(425, "too_early", f"window {window} starts at block {window_start(window, self.profile)}, which "
+                                     f"this miner's chain had not reached by your deadline: check the validator's "
+                                     f"and this miner's chain connections")
         self._beacons[window] = found
         newest = max(self._beacons)
         for old in [w for w in self._beacons if w < newest - WINDOWS_KEPT]:
             del self._beacons[old]
         return found
 
-    async def _read_beacon(self, window: int, deadline: Optional[float]) -> tuple[bytes, float]:
+    async def _read_beacon(self, window: int) -> tuple[bytes, float]:
         start = window_start(window, self.profile)
         block_s = self.profile.block_time_s
         wait_until = time.time() + BLOCK_WAIT_BLOCKS * block_s
-        if deadline is not None:
-            wait_until = min(wait_until, deadline)
         poll_s = min(1.0, max(0.05, block_s / 10))
         while True:
             try:
