@@ -185,6 +185,8 @@ def node_status(settings: Settings, hotkey: Optional[str], with_chain: bool = Tr
         "process": process,
         "state_from": source if snap else None,  # live: the node's operator API; file: its node.json
         "jobs": [j.model_dump() for j in snap.jobs] if snap else [],
+        # the node's own view of its chain (ok / unreachable since T, last error, next retry)
+        "chain_health": snap.chain.model_dump() if snap else None,
     }
     if role == "miner":
         status["share"] = share.model_dump()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
+import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from ..errors import BlockNotYet, ChainError, NotRegistered
 from ..storage.files import atomic_write
 from ..storage.models import open_sqlite
 from .consensus import yuma
+from .devnet_faults import faultable
 from .port import Metagraph, Neuron
 
 MAX_UIDS = 256
@@ -158,6 +160,7 @@ class Devnet:
         if not path.exists():
             raise ChainError(f"no devnet chain at {path}: run `tensorage devnet init` first")
         self.db = open_sqlite(path, "devnet (`tensorage devnet init --force`)")
+        self._track_connections()
         self.Meta, self.NeuronRow, self.WeightRow, self.EpochRow, self.BlockHashRow = _models(self.db)
         self.db.create_tables([self.Meta, self.NeuronRow, self.WeightRow, self.EpochRow, self.BlockHashRow], safe=True)
         self._genesis = float(self._meta("genesis", "0"))
@@ -189,25 +192,62 @@ class Devnet:
     def open(cls, root: Path, netuid: int = 7) -> "Devnet":
         return cls(Path(root), netuid)
 
+    def _track_connections(self) -> None:
+        """peewee opens one SQLite connection per thread (engines call the port from worker
+        threads) and ``db.close()`` closes only the caller's: note each one so :meth:`close_all`
+        can close them all (sqlite3 connections opened with check_same_thread=False may be closed
+        from any thread)."""
+        self._connections: list = []
+        self._connections_lock = threading.Lock()
+        self._closed_connections = 0
+        opener = self.db._connect
+
+        def connect():
+            conn = opener()
+            with self._connections_lock:
+                self._connections.append(conn)
+            return conn
+
+        self.db._connect = connect  # type: ignore[method-assign]
+
     def close(self) -> None:
+        """Close the calling thread's connection (its next call opens a new one). The console
+        reads the supervisor's devnet from worker threads and closes each one's like this."""
         self.db.close()
+
+    def close_all(self) -> None:
+        """Close every thread's connection: the owner is done with this devnet object for good
+        (another thread's next call on it fails)."""
+        self.db.close()
+        with self._connections_lock:
+            connections, self._connections = self._connections, []
+        for conn in connections:
+            try:
+                conn.close()
+                self._closed_connections += 1
+            except Exception:
+                pass
 
     def _meta(self, key: str, default: str) -> str:
         row = self.Meta.get_or_none(self.Meta.key == key)
         return row.value if row else default
 
     # clock -------------------------------------------------------------------------------
+    @faultable
     def block(self) -> int:
         return int((time.time() - self._genesis) / self.seconds_per_block)
 
+    @faultable
     def block_timestamp(self, block: int) -> float:
         if block > self.block():
             raise BlockNotYet(f"devnet block {block} is not made yet (head is {self.block()})")
         return self._genesis + block * self.seconds_per_block
 
+    @faultable
     def block_time(self) -> float:
         return self.seconds_per_block
 
+    @faultable
     def block_hash(self, block: int) -> bytes:
         """A random hash per block, drawn by whoever asks first once the block's time has come, so
         no process can know it before then (the beacon of proof windows). A row dated before its
@@ -228,6 +268,7 @@ class Devnet:
         return bytes(self.BlockHashRow.get(self.BlockHashRow.block == block).hash)
 
     # reads -------------------------------------------------------------------------------
+    @faultable
     def metagraph(self) -> Metagraph:
         block = self.block()
         neurons = [
@@ -286,6 +327,7 @@ class Devnet:
                                 f"or register it with `tensorage devnet register`")
         return row
 
+    @faultable
     def serve(self, wallet: bt.Wallet, ip: str, port: int) -> None:
         self.serve_hotkey(wallet.hotkey.ss58_address, ip, port)
 
@@ -295,6 +337,7 @@ class Devnet:
             row.ip, row.port = ip, port
             row.save()
 
+    @faultable
     def set_weights(self, wallet: bt.Wallet, weights: dict[int, float]) -> int:
         return self.set_weights_hotkey(wallet.hotkey.ss58_address, weights)
 

@@ -79,7 +79,7 @@ class MinerEngine(Node):
         self._listed_at = 0.0
         self._purged: Optional[Listing] = None
         # looked up per call, so a subclass's prove_sample / prove_chunks is the one used
-        self.answerer = WindowAnswerer(self.profile, chain, self.hotkey,
+        self.answerer = WindowAnswerer(self.profile, self.chain, self.hotkey,
                                        lambda entries, c, j: self.prove_sample(entries, c, j),
                                        lambda chunks: self.prove_chunks(chunks))
         self._alloc_task: Optional[asyncio.Task] = None
