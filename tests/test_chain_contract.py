@@ -153,6 +153,12 @@ def test_the_seam_the_rpc_bound_uses():
     assert (ours.endpoint, ours.fallback_endpoints, ours.archive_endpoints) == \
         (default.endpoint, default.fallback_endpoints, default.archive_endpoints), \
         f"{SDK}: bt.Client builds its RpcSubstrate with other endpoints than chain/bounded.py does"
+    client = bounded.bounded_client("finney")  # cold, like the SDK's own
+    try:
+        assert isinstance(client.tensorage_bound, bounded.BoundedSubstrate)
+        assert client._client._substrate is client.tensorage_bound, f"{SDK}: SyncClient ignores substrate="
+    finally:
+        client.close()
 
 
 def test_http_auth_as_net_auth_uses_it():
@@ -402,5 +408,36 @@ def test_a_real_sync_client_reads_blocks_through_the_bound():
         assert time.monotonic() - started < 3.0, "a stalled RPC must end at its bound"
         substrate.stall = False
         assert chain.block() == 50  # a fresh client after the stall
+    finally:
+        chain.close()
+
+
+def test_a_whole_call_is_bounded_not_only_each_rpc(monkeypatch):
+    """Several slow RPCs in one port call: each is within its own bound, the call is not."""
+    from tensorage.chain import bittensor_backend
+
+    class Slow(StandInSubstrate):
+        async def block_number(self) -> int:
+            await asyncio.sleep(0.25)
+            return 50
+
+        async def get_block(self, block_number=None, block_hash=None):
+            await asyncio.sleep(0.25)
+            return await super().get_block(block_number, block_hash)
+
+    def factory():
+        substrate = bounded.BoundedSubstrate(Slow(), read_s=5.0, write_s=5.0)
+        client = bt.SyncClient("finney", substrate=substrate)
+        client.tensorage_bound = substrate
+        return client
+
+    monkeypatch.setattr(bittensor_backend, "READ_CALL_S", 0.4)
+    chain = BittensorChain("finney", 7, client_factory=factory)
+    try:
+        assert chain.block() == 50  # one slow RPC fits the call's bound
+        started = time.monotonic()
+        with pytest.raises(ChainStalled):
+            chain._call("two slow reads", lambda c: (c.block, c.block_info(3)))
+        assert time.monotonic() - started < 1.0
     finally:
         chain.close()

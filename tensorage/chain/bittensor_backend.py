@@ -15,13 +15,14 @@ every other caller. Every RPC is bounded (chain/bounded.py); a call that runs ou
 from __future__ import annotations
 
 import threading
+import time
 from collections import OrderedDict
 from typing import Any, Callable, Optional
 
 import bittensor as bt
 
 from ..errors import BlockNotYet, ChainError, ChainStalled, ChainUnreachable, NotRegistered
-from .bounded import ChainCallTimeout, bounded_client
+from .bounded import READ_CALL_S, WRITE_CALL_S, ChainCallTimeout, bounded_client
 from .port import Metagraph, Neuron
 
 BLOCK_INFOS_KEPT = 64  # recent blocks: a window's beacon is read by every job
@@ -88,9 +89,13 @@ class BittensorChain:
                 self._clients.remove(client)
         threading.Thread(target=_close_quietly, args=(client,), name="chain-close", daemon=True).start()
 
-    def _call(self, what: str, fn: Callable[[Any], Any]) -> Any:
-        """Run ``fn(client)`` on this thread's client, turning SDK failures into port errors."""
+    def _call(self, what: str, fn: Callable[[Any], Any], seconds: Optional[float] = None) -> Any:
+        """Run ``fn(client)`` on this thread's client within ``seconds`` in all (a read's bound by
+        default), turning SDK failures into port errors."""
         client = self._client()
+        bound = getattr(client, "tensorage_bound", None)
+        if bound is not None:
+            bound.call_deadline = time.monotonic() + (READ_CALL_S if seconds is None else seconds)
         try:
             return fn(client)
         except (ChainCallTimeout, TimeoutError) as exc:
@@ -102,6 +107,9 @@ class BittensorChain:
         except Exception as exc:
             raise ChainUnreachable(f"{what} on {self.network} failed ({type(exc).__name__}: {exc}); check the "
                                    f"network is reachable or pass --subtensor.network devnet to run locally") from None
+        finally:
+            if bound is not None:
+                bound.call_deadline = None
 
     # reads -------------------------------------------------------------------------------
     def block(self) -> int:
@@ -145,7 +153,7 @@ class BittensorChain:
     def serve(self, wallet: bt.Wallet, ip: str, port: int) -> None:
         """Publish ip:port. ``execute`` reports a failed extrinsic in its result, not by raising."""
         intent = bt.intents.ServeAxon(netuid=self.netuid, ip=ip, port=port)
-        self._call(f"serving {ip}:{port}", lambda c: c.execute(intent, wallet).raise_for_failure())
+        self._call(f"serving {ip}:{port}", lambda c: c.execute(intent, wallet).raise_for_failure(), WRITE_CALL_S)
 
     def set_weights(self, wallet: bt.Wallet, weights: dict[int, float]) -> int:
         """The ``SetWeights`` intent on this thread's bounded client: what ``bt.set_weights`` does,
@@ -155,7 +163,8 @@ class BittensorChain:
         if unknown:
             raise NotRegistered(f"cannot set weights to unregistered uids {unknown}: sync the metagraph first")
         intent = bt.SetWeights(netuid=self.netuid, weights=dict(weights))
-        self._call("set_weights", lambda c: c.execute(intent, wallet, retries=SET_WEIGHTS_RETRIES).raise_for_failure())
+        self._call("set_weights", lambda c: c.execute(intent, wallet, retries=SET_WEIGHTS_RETRIES).raise_for_failure(),
+                   WRITE_CALL_S)
         return mg.block
 
     def close(self) -> None:
