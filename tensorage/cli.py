@@ -178,10 +178,13 @@ def cmd_devnet_show(settings: Settings, args: argparse.Namespace) -> int:
     from .chain.devnet import Devnet, SubnetSpec
     from .render import metagraph_table
 
+    from .chain.devnet_faults import read_fault
+
     chain = Devnet.open(settings.devnet_root, settings.resolved_netuid)
     try:
         mg = chain.metagraph()
         last_epoch = chain.last_epoch_block()
+        fault = read_fault(chain)
     finally:
         chain.close()
     from .chain.devnet_init import client_names
@@ -192,6 +195,8 @@ def cmd_devnet_show(settings: Settings, args: argparse.Namespace) -> int:
         roles = {}
     roles.update(client_names(settings.devnet_root))
     out.print(metagraph_table(mg, roles, last_epoch, width=out.width))
+    if fault is not None:
+        out.print(f"[yellow]fault switch on: {fault.describe()}[/]")
     return 0
 
 
