@@ -263,3 +263,75 @@ async def test_nodes_ride_out_a_chain_that_errors_then_stalls_then_recovers(plot
         await client.close()
         await validator.shutdown()
         await miner.shutdown()
+
+
+def test_callers_do_not_pile_up_behind_a_stalled_call():
+    release = threading.Event()
+
+    class Stuck:
+        def block(self) -> int:
+            release.wait(5)
+            return 7
+
+        def metagraph(self):
+            return "mg"
+
+    health = ChainHealth()
+    chain = MonitoredChain(Stuck(), health)
+    chain.suspect_s = 0.2
+    stuck = threading.Thread(target=chain.block)
+    stuck.start()
+    time.sleep(0.05)
+    assert chain.metagraph() == "mg"  # a call that just started is not a stall yet
+    time.sleep(0.3)
+    started = time.monotonic()
+    with pytest.raises(ChainStalled, match="not asked"):
+        chain.metagraph()
+    assert time.monotonic() - started < 0.1
+    release.set()
+    stuck.join()
+    assert chain.metagraph() == "mg" and health.state == "ok"
+
+
+def test_one_call_at_a_time_probes_an_unreachable_chain():
+    release = threading.Event()
+    health = ChainHealth()
+    health.failed(ChainUnreachable("connection refused"))
+
+    class Probe:
+        def block(self) -> int:
+            release.wait(5)
+            return 7
+
+    chain = MonitoredChain(Probe(), health)
+    probe = threading.Thread(target=chain.block)
+    probe.start()
+    time.sleep(0.05)
+    with pytest.raises(ChainUnreachable, match="already probing"):
+        chain.block()
+    assert health.view().last_error == "ChainUnreachable: connection refused"  # a call not made tells nothing
+    release.set()
+    probe.join()
+    assert health.state == "ok"
+
+
+def test_a_slow_write_does_not_hold_back_reads():
+    """set_weights waits for a block or two on finney: reads meanwhile are not a stall."""
+    release = threading.Event()
+
+    class Writing:
+        def set_weights(self, wallet, weights) -> int:
+            release.wait(5)
+            return 9
+
+        def block(self) -> int:
+            return 7
+
+    chain = MonitoredChain(Writing(), ChainHealth())
+    chain.suspect_s = 0.1
+    writer = threading.Thread(target=chain.set_weights, args=(None, {}))
+    writer.start()
+    time.sleep(0.3)
+    assert chain.block() == 7
+    release.set()
+    writer.join()

@@ -11,18 +11,24 @@ Only an unreachable chain (:class:`ChainUnreachable`, a stall included) marks it
 
 from __future__ import annotations
 
+import itertools
 import threading
 import time
 from dataclasses import asdict, dataclass
 from typing import Any, Callable, Literal, Optional
 
-from ..errors import BlockNotYet, ChainError, ChainUnreachable
+from ..errors import BlockNotYet, ChainError, ChainStalled, ChainUnreachable
 
 HealthState = Literal["unknown", "ok", "unreachable"]
 
+# A chain read without an answer for this long is taken for a stall: later calls fail at once
+# instead of queueing behind it (a devnet read takes milliseconds, a finney read a second or two;
+# the backend gives up on a read at 20-45 s).
+SUSPECT_STALL_S = 10.0
+
 # The port's methods: each call is timed and its outcome recorded.
-PORT_METHODS = frozenset({"block", "block_hash", "block_timestamp", "block_time", "metagraph", "serve",
-                          "set_weights"})
+READ_METHODS = frozenset({"block", "block_hash", "block_timestamp", "block_time", "metagraph"})
+PORT_METHODS = READ_METHODS | {"serve", "set_weights"}
 
 
 @dataclass
@@ -98,19 +104,56 @@ def _span(seconds: float) -> str:
 
 
 class MonitoredChain:
-    """A chain port that reports each call's outcome to a :class:`ChainHealth`. Anything that is
-    not a port method (the devnet's own helpers) passes through untouched."""
+    """A chain port that reports each call's outcome to a :class:`ChainHealth`, and does not let
+    callers pile up behind a chain that does not answer. Anything that is not a port method (the
+    devnet's own helpers) passes through untouched.
+
+    Engines call the port from asyncio's default thread pool (a handful of threads), which also
+    runs their file and shard work. Every chain call is bounded (tens of seconds on a real
+    network), but a stalled chain would still hold one thread per caller for that long: a window's
+    challenges from many validators would take them all and the miner would stop serving shards.
+    So a read fails at once, without touching the chain, when another read has had no answer for
+    :attr:`suspect_s`, or when the chain is known unreachable and one read is already probing it.
+    Writes are left alone: they legitimately wait for a block or two, and are rare.
+    """
+
+    suspect_s = SUSPECT_STALL_S
 
     def __init__(self, chain: Any, health: ChainHealth) -> None:
         self.inner = chain
         self.health = health
+        self._lock = threading.Lock()
+        self._inflight: dict[int, float] = {}  # call token -> time.monotonic() it started
+        self._tokens = itertools.count()
+
+    def _enter(self, name: str) -> int:
+        now = time.monotonic()
+        with self._lock:
+            oldest = min(self._inflight.values(), default=None)
+            if oldest is not None and now - oldest > self.suspect_s:
+                raise ChainStalled(f"{name}: not asked, a chain call has had no answer for {now - oldest:.0f}s; "
+                                   f"retrying with backoff once it ends")
+            if oldest is not None and self.health.state == "unreachable":
+                view = self.health.view()
+                raise ChainUnreachable(f"{name}: not asked, the chain is unreachable ({view.last_error}) and a call "
+                                       f"is already probing it")
+            token = next(self._tokens)
+            self._inflight[token] = now
+            return token
+
+    def _exit(self, token: int) -> None:
+        with self._lock:
+            self._inflight.pop(token, None)
 
     def __getattr__(self, name: str) -> Any:
         attr = getattr(self.inner, name)
         if name not in PORT_METHODS or not callable(attr):
             return attr
 
+        gated = name in READ_METHODS
+
         def call(*args: Any, **kwargs: Any) -> Any:
+            token = self._enter(name) if gated else None  # may fail fast: nothing learnt, health unchanged
             try:
                 result = attr(*args, **kwargs)
             except ChainUnreachable as exc:
@@ -123,6 +166,9 @@ class MonitoredChain:
                 self.health.ok()
                 self.health.failed(exc)
                 raise
+            finally:
+                if token is not None:
+                    self._exit(token)
             self.health.ok()
             return result
 
