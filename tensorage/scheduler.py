@@ -6,7 +6,7 @@ process pools. The console reads :meth:`Jobs.state` and calls run_now/pause/resu
 
 A job that fails on a :class:`ChainError` (the chain errored, stalled or refused) is not left to its
 fixed period, which is either far too long (weights every 10 minutes) or a tight loop (a round every
-window): its next run moves to 2 s, 4 s, 8 s ... after the failure, capped at 5 minutes, and the
+window): its next run moves to 2 s, 4 s, 8 s ... after the failure, capped at a minute, and the
 first run that works puts it back on its period. :meth:`Jobs.retry_backed_off` runs them all at once
 when the chain is back. APScheduler still drives every run; nothing sleeps in a loop.
 """
@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 JobFunc = Callable[[], Awaitable[Any]]
 
 BACKOFF_FIRST_S = 2.0
-BACKOFF_MAX_S = 300.0
+BACKOFF_MAX_S = 60.0  # a validator notices a chain that is back within a minute (two 36 s windows)
 
 
 def backoff_delay(failures: int, first: float = BACKOFF_FIRST_S, cap: float = BACKOFF_MAX_S) -> float:

@@ -17,9 +17,9 @@ from tensorage.events import ErrorEvent, EventBus
 from tensorage.scheduler import BACKOFF_FIRST_S, BACKOFF_MAX_S, Jobs, backoff_delay
 
 
-def test_backoff_doubles_from_two_seconds_up_to_five_minutes():
-    assert [backoff_delay(n) for n in range(1, 11)] == [2, 4, 8, 16, 32, 64, 128, 256, 300, 300]
-    assert (BACKOFF_FIRST_S, BACKOFF_MAX_S) == (2.0, 300.0)
+def test_backoff_doubles_from_two_seconds_up_to_a_minute():
+    assert [backoff_delay(n) for n in range(1, 9)] == [2, 4, 8, 16, 32, 60, 60, 60]
+    assert (BACKOFF_FIRST_S, BACKOFF_MAX_S) == (2.0, 60.0)
 
 
 async def test_a_job_failing_on_the_chain_backs_off_then_returns_to_its_period():
@@ -114,6 +114,7 @@ def test_monitored_chain_marks_unreachable_only_when_the_chain_does_not_answer()
     clock[0] = 1020.0
     assert chain.block() == 5
     assert (health.view().state, health.view().since, health.view().failures) == ("ok", 1020.0, 0)
+    assert health.recoveries == 1
     assert chain.register() == "registered" and chain.inner is inner
 
 
@@ -335,3 +336,30 @@ def test_a_slow_write_does_not_hold_back_reads():
     assert chain.block() == 7
     release.set()
     writer.join()
+
+
+def test_backed_off_jobs_are_kicked_once_when_the_chain_comes_back_not_on_every_run():
+    """A job backing off from a refusal (the chain answered) must not be re-run at every other
+    job's run: only a chain that was unreachable and answers again kicks the backed-off jobs."""
+    from types import SimpleNamespace
+
+    from tensorage.engines.node import Node
+    from tensorage.events import JobRan
+
+    kicks: list[int] = []
+    health = ChainHealth()
+    node = SimpleNamespace(chain_health=health, _recoveries_seen=0, source="t", bus=EventBus(),
+                           jobs=SimpleNamespace(retry_backed_off=lambda: kicks.append(1) or ["set_weights"]),
+                           write_state=lambda: None)
+    ran = JobRan(job_id="sync", ok=True, duration_s=0.1, result="", source="t")
+    health.ok()
+    health.failed(NotRegistered("uid 9 is not registered"))  # a refusal: answered
+    for _ in range(3):
+        Node._on_event(node, ran)
+    assert kicks == []
+    health.failed(ChainUnreachable("down"))
+    Node._on_event(node, ran)
+    health.ok()
+    for _ in range(3):
+        Node._on_event(node, ran)
+    assert kicks == [1]

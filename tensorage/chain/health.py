@@ -41,6 +41,7 @@ class ChainHealthView:
     last_error: str = ""
     last_error_at: Optional[float] = None
     failures: int = 0                   # chain calls failed since the last one that worked
+    recoveries: int = 0                 # times it came back after being unreachable
     next_retry: Optional[float] = None  # the soonest retry of a job backing off (filled in by the node)
 
     def as_dict(self) -> dict[str, Any]:
@@ -58,6 +59,7 @@ class ChainHealth:
             v = self._view
             now = self._clock()
             if v.state != "ok":
+                v.recoveries += v.state == "unreachable"
                 v.state, v.since = "ok", now
             v.last_ok_at, v.failures = now, 0
 
@@ -75,6 +77,10 @@ class ChainHealth:
     @property
     def state(self) -> HealthState:
         return self._view.state
+
+    @property
+    def recoveries(self) -> int:
+        return self._view.recoveries
 
     def view(self, next_retry: Optional[float] = None) -> ChainHealthView:
         with self._lock:

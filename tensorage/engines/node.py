@@ -51,6 +51,7 @@ class Node:
         # fail on the chain back off (scheduler.py) and all retry at once when it answers again.
         self.chain_health = ChainHealth()
         self.chain = MonitoredChain(chain, self.chain_health)  # type: ignore[assignment]
+        self._recoveries_seen = 0
         self.bus = bus or EventBus()
         self.source = source or self.role
         self.layout = Layout(settings.db_root)
@@ -273,7 +274,9 @@ class Node:
     # state for other processes -------------------------------------------------------------
     def _on_event(self, event) -> None:
         if isinstance(event, JobRan):
-            if self.chain_health.state == "ok" and self.jobs.backing_off():
+            recoveries = self.chain_health.recoveries
+            if recoveries != self._recoveries_seen:  # it came back: don't wait out the backoff
+                self._recoveries_seen = recoveries
                 kicked = self.jobs.retry_backed_off()
                 if kicked:
                     self.bus.log(f"the chain answers again: retrying {', '.join(kicked)} now", source=self.source)

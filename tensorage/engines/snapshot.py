@@ -66,6 +66,7 @@ class ChainHealthState(_Lenient):
     last_error: str = ""
     last_error_at: Optional[float] = None
     failures: int = 0
+    recoveries: int = 0
     next_retry: Optional[float] = None  # the soonest retry of a job backing off
 
 
