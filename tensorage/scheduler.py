@@ -131,9 +131,10 @@ class Jobs:
             return
         stats.chain_failures += 1
         delay = backoff_delay(stats.chain_failures, self.backoff_first_s, self.backoff_max_s)
-        stats.retry_at = time.time() + delay
         job = self.scheduler.get_job(job_id)
-        if job is not None and job.next_run_time is not None:
+        stats.retry_at = None
+        if job is not None and job.next_run_time is not None:  # a paused job stays paused: no retry to show
+            stats.retry_at = time.time() + delay
             job.modify(next_run_time=datetime.fromtimestamp(stats.retry_at, job.next_run_time.tzinfo))
         self.bus.publish(ErrorEvent(message=f"job {job_id} failed on the chain (attempt {stats.chain_failures}), "
                                             f"retrying in {delay:g}s: {exc}", source=self.source))
