@@ -151,7 +151,9 @@ def test_the_devnet_fault_switch(devnet_root):
 
 def test_the_devnet_port_is_safe_from_many_threads(devnet_root):
     """Engines call the port with asyncio.to_thread: several threads draw beacons, read the
-    metagraph and write weights at once on one Devnet object."""
+    metagraph and write weights at once on one Devnet object. (peewee gives each thread its own
+    SQLite connection and writes take the lock up front, so nothing needed fixing; close() closes
+    the calling thread's connection only, which the console relies on.)"""
     chain = Devnet.open(devnet_root)
     errors: list[BaseException] = []
     hashes: dict[int, set[bytes]] = {}
@@ -181,8 +183,7 @@ def test_the_devnet_port_is_safe_from_many_threads(devnet_root):
         t.join()
     assert not errors, errors
     assert all(len(v) == 1 for v in hashes.values()), "a block got two beacons"
-    chain.close_all()
-    assert chain._closed_connections >= 8  # every thread's connection, not only the closing thread's
+    chain.close()
 
 
 # --- end to end: a miner and a validator on a devnet whose chain errors, stalls, recovers ------------------

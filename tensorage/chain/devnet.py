@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import math
 import secrets
-import threading
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -160,7 +159,6 @@ class Devnet:
         if not path.exists():
             raise ChainError(f"no devnet chain at {path}: run `tensorage devnet init` first")
         self.db = open_sqlite(path, "devnet (`tensorage devnet init --force`)")
-        self._track_connections()
         self.Meta, self.NeuronRow, self.WeightRow, self.EpochRow, self.BlockHashRow = _models(self.db)
         self.db.create_tables([self.Meta, self.NeuronRow, self.WeightRow, self.EpochRow, self.BlockHashRow], safe=True)
         self._genesis = float(self._meta("genesis", "0"))
@@ -192,41 +190,8 @@ class Devnet:
     def open(cls, root: Path, netuid: int = 7) -> "Devnet":
         return cls(Path(root), netuid)
 
-    def _track_connections(self) -> None:
-        """peewee opens one SQLite connection per thread (engines call the port from worker
-        threads) and ``db.close()`` closes only the caller's: note each one so :meth:`close_all`
-        can close them all (sqlite3 connections opened with check_same_thread=False may be closed
-        from any thread)."""
-        self._connections: list = []
-        self._connections_lock = threading.Lock()
-        self._closed_connections = 0
-        opener = self.db._connect
-
-        def connect():
-            conn = opener()
-            with self._connections_lock:
-                self._connections.append(conn)
-            return conn
-
-        self.db._connect = connect  # type: ignore[method-assign]
-
     def close(self) -> None:
-        """Close the calling thread's connection (its next call opens a new one). The console
-        reads the supervisor's devnet from worker threads and closes each one's like this."""
         self.db.close()
-
-    def close_all(self) -> None:
-        """Close every thread's connection: the owner is done with this devnet object for good
-        (another thread's next call on it fails)."""
-        self.db.close()
-        with self._connections_lock:
-            connections, self._connections = self._connections, []
-        for conn in connections:
-            try:
-                conn.close()
-                self._closed_connections += 1
-            except Exception:
-                pass
 
     def _meta(self, key: str, default: str) -> str:
         row = self.Meta.get_or_none(self.Meta.key == key)
