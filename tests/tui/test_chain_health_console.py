@@ -68,3 +68,15 @@ async def test_every_node_ok_reads_ok_and_no_warning():
         await settle(pilot)
         assert "chain down" not in app.screen.query_one(NavBar).status
         assert "✓ ok on 5 nodes" in screen_text(app)
+
+
+def test_a_job_backing_off_reads_retry_not_failed():
+    from tensorage.scheduler import JobInfo
+    from tensorage.tui.screens.jobs import state_text
+
+    info = JobInfo(id="sync", seconds=10, next_run=NOW + 8, paused=False, runs=4, last_ok=False,
+                   last_result="ChainStalled: ...", last_duration_s=5.0, last_run_at=NOW - 5, running=False,
+                   chain_failures=3, retry_at=NOW + 8)
+    assert state_text(info).plain == "retry #3 5.00s"
+    info.chain_failures = 0
+    assert state_text(info).plain == "FAILED 5.00s"
