@@ -174,6 +174,7 @@ def test_http_auth_as_net_auth_uses_it():
         assert isinstance(cls, type) and issubclass(cls, http.AuthError if name != "AuthError" else Exception), \
             f"{SDK}: bt.http_auth.{name} is gone or no longer an AuthError; net/auth.py maps it to a status"
     require_params(http.InMemoryNonceStore, "bt.http_auth.InMemoryNonceStore", keyword_only=("retention",))
+    assert isinstance(getattr(http, "NonceStore", None), type), f"{SDK}: bt.http_auth.NonceStore is gone"
     assert {"hotkey_ss58", "nonce_ns"} <= set(field_types(http.Caller)), \
         f"{SDK}: bt.http_auth.Caller lost hotkey_ss58 or nonce_ns"
     require_params(bt.resolve_signer, "bt.resolve_signer", "wallet", keyword_only=("role",))
