@@ -12,7 +12,7 @@ from tensorage.chain.devnet import Devnet
 from tensorage.chain.devnet_faults import read_fault, set_fault
 from tensorage.chain.health import ChainHealth, MonitoredChain, describe
 from tensorage.config import settings_from_namespace
-from tensorage.errors import BlockNotYet, ChainError, ChainStalled, ChainUnreachable, NotRegistered
+from tensorage.errors import BlockNotYet, ChainStalled, ChainUnreachable, NotRegistered
 from tensorage.events import ErrorEvent, EventBus
 from tensorage.scheduler import BACKOFF_FIRST_S, BACKOFF_MAX_S, Jobs, backoff_delay
 
