@@ -364,3 +364,22 @@ def test_backed_off_jobs_are_kicked_once_when_the_chain_comes_back_not_on_every_
     for _ in range(3):
         Node._on_event(node, ran)
     assert kicks == [1]
+
+
+def test_devnet_fault_from_the_command_line(devnet_root):
+    from .conftest import tensorage
+
+    on = tensorage("devnet", "fault", "stall", "--seconds", "60", "--stall-seconds", "2", "--devnet.root",
+                   str(devnet_root))
+    assert on.returncode == 0 and "stalls 2s" in on.stdout, on.stderr
+    shown = tensorage("devnet", "show", "--devnet.root", str(devnet_root))
+    assert "fault switch on" in shown.stdout
+    bad = tensorage("devnet", "fault", "error", "--seconds", "0", "--devnet.root", str(devnet_root))
+    assert bad.returncode != 0 and "--seconds must be positive" in bad.stderr + bad.stdout
+    off = tensorage("devnet", "fault", "off", "--devnet.root", str(devnet_root))
+    assert off.returncode == 0 and "normally again" in off.stdout
+    chain = Devnet.open(devnet_root)
+    try:
+        assert read_fault(chain) is None
+    finally:
+        chain.close()
