@@ -7,6 +7,7 @@ import time
 from typing import Any, Iterator, Optional
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -97,11 +98,20 @@ def status_table(status: dict[str, Any]) -> Table:
         t.add_row(key, str(status.get(key)))
     p = status["plots"]
     t.add_row("plots", f"{p['done']} done / {p['planned']} planned, {p['verified']} verified, {gb(p['bytes'])}")
-    part = status["partition"]
-    t.add_row("partition", f"share {gb(part['size_bytes'])}: plots {gb(part['plot_bytes'])}, "
-                           f"reserve {gb(part['reserve_bytes'])}, free {gb(part['free_bytes'])}")
+    part = status.get("partition")  # a miner's; a validator has none
+    if part is not None:
+        t.add_row("partition", f"share {gb(part['size_bytes'])}: plots {gb(part['plot_bytes'])}, "
+                               f"reserve {gb(part['reserve_bytes'])}, free {gb(part['free_bytes'])}")
     if status.get("chain_error"):
         t.add_row("chain", f"[red]{status['chain_error']}[/]")
+    health = status.get("chain_health")
+    if health and (status.get("process") or {}).get("state") == "running":
+        from .chain.health import describe
+        from .engines.snapshot import ChainHealthState
+
+        view = ChainHealthState.model_validate(health)
+        style = {"ok": "green", "unreachable": "red"}.get(view.state, "dim")
+        t.add_row("node's chain", f"[{style}]{escape(describe(view))}[/]")
     return t
 
 

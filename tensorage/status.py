@@ -185,6 +185,8 @@ def node_status(settings: Settings, hotkey: Optional[str], with_chain: bool = Tr
         "process": process,
         "state_from": source if snap else None,  # live: the node's operator API; file: its node.json
         "jobs": [j.model_dump() for j in snap.jobs] if snap else [],
+        # the node's own view of its chain (ok / unreachable since T, last error, next retry)
+        "chain_health": snap.chain.model_dump() if snap else None,
     }
     if role == "miner":
         status["share"] = share.model_dump()
@@ -207,10 +209,13 @@ def devnet_status(settings: Settings) -> dict[str, Any]:
 
     root = settings.devnet_root
     spec = SubnetSpec.load(root)
+    from .chain.devnet_faults import read_fault
+
     chain = Devnet.open(root, settings.resolved_netuid)
     try:
         mg = chain.metagraph()
         last_epoch = chain.last_epoch_block()
+        fault = read_fault(chain)
     finally:
         chain.close()
     names = spec.hotkey_names(root)
@@ -227,6 +232,7 @@ def devnet_status(settings: Settings) -> dict[str, Any]:
     return {
         "network": "devnet", "netuid": mg.netuid, "secure": False, "block": mg.block, "last_epoch": last_epoch,
         "devnet_root": str(root),
+        "fault": fault.describe() if fault is not None else None,  # `tensorage devnet fault`
         "metagraph": [{"uid": n.uid, "node": names.get(n.hotkey), "hotkey": n.hotkey, "stake": n.total_stake,
                        "validator_permit": n.validator_permit, "axon": n.axon, "trust": n.trust,
                        "consensus": n.consensus, "incentive": n.incentive, "dividends": n.dividends,

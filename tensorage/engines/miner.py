@@ -78,7 +78,7 @@ class MinerEngine(Node):
         self._listed_state: tuple = ({}, -1)  # (plots, shard generation) the listing was last built from
         self._listed_at = 0.0
         # looked up per call, so a subclass's prove_sample / prove_chunks is the one used
-        self.answerer = WindowAnswerer(self.profile, chain, self.hotkey,
+        self.answerer = WindowAnswerer(self.profile, self.chain, self.hotkey,
                                        lambda entries, c, j: self.prove_sample(entries, c, j),
                                        lambda chunks: self.prove_chunks(chunks))
         self._alloc_task: Optional[asyncio.Task] = None

@@ -38,6 +38,8 @@ class JobState(_Lenient):
     last_duration_s: Optional[float] = None
     last_run_at: Optional[float] = None
     running: bool = False
+    chain_failures: int = 0  # runs in a row that failed on the chain: backing off while > 0
+    retry_at: Optional[float] = None
 
     def info(self) -> JobInfo:
         return JobInfo(**self.model_dump())
@@ -53,6 +55,19 @@ class AllocatorState(_Lenient):
     busy: bool = False
     last_error: str = ""
     running: dict[str, tuple[int, float]] = {}  # seed -> (k, fraction done)
+
+
+class ChainHealthState(_Lenient):
+    """Is the node's chain answering (mirrors :class:`~tensorage.chain.health.ChainHealthView`)."""
+
+    state: Literal["unknown", "ok", "unreachable"] = "unknown"
+    since: Optional[float] = None
+    last_ok_at: Optional[float] = None
+    last_error: str = ""
+    last_error_at: Optional[float] = None
+    failures: int = 0
+    recoveries: int = 0
+    next_retry: Optional[float] = None  # the soonest retry of a job backing off
 
 
 class NodeSnapshot(_Lenient):
@@ -73,6 +88,7 @@ class NodeSnapshot(_Lenient):
     started_at: float
     updated_at: float
     jobs: list[JobState] = []
+    chain: ChainHealthState = ChainHealthState()
 
     def summary(self) -> str:
         """One line on what the node is doing."""

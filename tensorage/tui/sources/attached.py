@@ -190,6 +190,9 @@ class AttachedSource(Source):
     def jobs(self, snapshots: dict[str, AnySnapshot]) -> list[JobRow]:
         return jobs_of(self.source, self.snap)
 
+    def chain_health(self, snapshots: dict[str, AnySnapshot]) -> dict[str, Any]:
+        return {self.source: self.snap.chain} if self.snap is not None else {}
+
     async def control(self, row: JobRow, action: str) -> str:
         operator = self.follower.operator
         if operator is None or self.follower.link.state != "connected":
