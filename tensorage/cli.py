@@ -35,7 +35,7 @@ def apply_devnet_defaults(settings: Settings) -> Settings:
 
 def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
     from .chain.wallets import load_wallet
-    from .engines.allocator import Allocator
+    from .engines.disks import DiskSet
     from .events import EventBus
     from .logs import setup_logging
     from .storage import share as stored_share
@@ -49,7 +49,7 @@ def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
     flags = stored_share.flags_of(settings)
     if not settings.validator:  # without --size_in_gb, the share stored with the node
         settings = stored_share.resolve(settings, Layout(settings.db_root))[0]
-    allocator = Allocator(settings, hotkey, bus)
+    allocator = DiskSet(settings, hotkey, bus)  # one Allocator per --db_root_path disk
     layout = allocator.layout
     layout.check_writable_target()  # a clear refusal before the lock creates anything
     footprint, lock = Footprint.of(layout), NodeLock(layout)
@@ -263,9 +263,9 @@ def confirm_smaller_share(settings: Settings) -> bool:
     if settings.disable_prompt or not sys.stdin.isatty():
         return True
     from .chain.wallets import load_wallet
-    from .engines.allocator import Allocator
+    from .engines.disks import DiskSet
 
-    allocator = Allocator(resolved, load_wallet(settings).hotkey.ss58_address)
+    allocator = DiskSet(resolved, load_wallet(settings).hotkey.ss58_address)
     try:
         plan = allocator.plan()
     finally:

@@ -143,6 +143,31 @@ class PlotRemoved(Event):
 
 
 @dataclass(kw_only=True)
+class DiskLost(Event):
+    """A --db_root_path disk went away or fails to read: its plots left the listing."""
+
+    path: str
+    reason: str
+    level: ClassVar[str] = "error"
+
+    def summary(self) -> str:
+        return f"disk {self.path} lost, its plots leave the listing: {self.reason}"
+
+
+@dataclass(kw_only=True)
+class DiskReturned(Event):
+    """A lost disk reads again and its plots checked out: they are listed again."""
+
+    path: str
+    plots: int
+    dropped: int = 0
+
+    def summary(self) -> str:
+        dropped = f" ({self.dropped} that failed the check dropped)" if self.dropped else ""
+        return f"disk {self.path} back: {self.plots} plots listed again{dropped}"
+
+
+@dataclass(kw_only=True)
 class AllocationDone(Event):
     plots: int
     verified: int
