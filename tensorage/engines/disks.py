@@ -213,6 +213,7 @@ class DiskSet:
             if d.ok:
                 d.layout.ensure()
                 d.device_id = os.stat(d.root).st_dev
+        self.split()
 
     async def allocate(self, size_bytes: Optional[int] = None, repair: bool = False) -> AllocationDone:
         """Recover, plan and plot every disk, one disk after the other (plotting is CPU-bound:
