@@ -55,6 +55,11 @@ def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
     footprint, lock = Footprint.of(layout), NodeLock(layout)
     lock.acquire("allocate")  # one node or allocation per root
     try:
+        allocator.lock("allocate")  # and per disk
+    except BaseException:
+        lock.release()
+        raise
+    try:
         try:
             plan = _plan(settings, args, allocator, hotkey)
         except BaseException:  # refused: leave the root as it was
@@ -70,6 +75,7 @@ def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
             stored_share.store(layout, settings.size_in_gb, flags[1], "allocate", flags)  # the operator's decision
         return _allocate(settings, args, allocator, bus, plan)
     finally:
+        allocator.unlock()
         allocator.close()
         lock.release()
 

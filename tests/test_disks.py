@@ -222,3 +222,21 @@ def test_status_names_a_lost_disk_from_the_files(tmp_path):
     settings = settings_from_namespace({"db_root_path": [str(a), str(b)]})
     disks = disks_status(settings, None)
     assert [d["state"] for d in disks] == ["ok", "lost"] and str(b) in disks[1]["reason"]
+
+
+def test_a_disk_serves_one_node(tmp_path, devnet_root):
+    from tensorage.engines.disks import DiskSet
+    from tensorage.errors import NodeLocked
+
+    def disks(*names: str) -> DiskSet:
+        settings = settings_from_namespace({"subtensor.network": "devnet", "devnet.root": str(devnet_root),
+                                            "db_root_path": [str(tmp_path / n) for n in names]})
+        return DiskSet(settings, "hotkey")
+
+    first, second = disks("a", "shared"), disks("b", "shared")
+    first.lock("miner")
+    with pytest.raises(NodeLocked, match="shared"):
+        second.lock("miner")
+    first.unlock()
+    second.lock("miner")
+    second.unlock()

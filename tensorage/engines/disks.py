@@ -29,6 +29,7 @@ from ..config import Settings
 from ..errors import NotEnoughSpace
 from ..events import AllocationDone, DiskLost, DiskReturned, EventBus, PlotRemoved
 from ..storage.layout import Layout, device_space
+from ..storage.lock import NodeLock
 from ..storage.models import PlotState
 from ..storage.partition import PartitionPlan
 from .allocator import ON_DISK, Allocator, AllocatorStatus
@@ -100,6 +101,7 @@ class DiskSet:
         self.disks = [Disk(Allocator(settings, hotkey, self.bus, source, root=root, holds_shards=i == 0))
                       for i, root in enumerate(settings.db_roots)]
         self._settings = settings
+        self._locks = [NodeLock(d.layout) for d in self.disks[1:]]
         self._count_shared_devices()
 
     # -- the one-disk surface ---------------------------------------------------------------
@@ -214,6 +216,20 @@ class DiskSet:
                 d.layout.ensure()
                 d.device_id = os.stat(d.root).st_dev
         self.split()
+
+    def lock(self, role: str) -> None:
+        """Hold every disk after the first, as the node holds its home (storage/lock.py): two nodes
+        sharing a disk would each take the other's plots for corrupt ones. Raises NodeLocked."""
+        try:
+            for lock in self._locks:
+                lock.acquire(role)
+        except BaseException:
+            self.unlock()
+            raise
+
+    def unlock(self) -> None:
+        for lock in self._locks:
+            lock.release()
 
     async def allocate(self, size_bytes: Optional[int] = None, repair: bool = False) -> AllocationDone:
         """Recover, plan and plot every disk, one disk after the other (plotting is CPU-bound:

@@ -353,6 +353,7 @@ class MinerEngine(Node):
         await self.require_registered()
         await asyncio.to_thread(self.allocator.plan)  # refuses an impossible share before anything is written
         self.allocator.ensure()
+        await asyncio.to_thread(self.allocator.lock, self.role)  # the other disks are this node's too
         if self._share_is_new:  # a changed flag is the operator's latest decision: keep it
             await asyncio.to_thread(stored_share.store, self.layout, self.settings.size_in_gb,
                                     self.share_flags[1], "flag", self.share_flags)
@@ -378,6 +379,7 @@ class MinerEngine(Node):
         await super().stop()
         if self._owns_pool:
             self.pool.close()
+        self.allocator.unlock()
         self.allocator.close()
         self.shards.close()
 
