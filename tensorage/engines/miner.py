@@ -23,8 +23,7 @@ from .. import PROTOCOL_VERSION
 from ..chain.port import ChainPort
 from ..config import Settings
 from ..errors import PlotError, TensorageError
-from ..events import (ChallengeServed, DiskLost, DiskReturned, ErrorEvent, EventBus, PlotDone, PlotRemoved,
-                      PlotVerified, ShardEvent)
+from ..events import ChallengeServed, ErrorEvent, EventBus, PlotDone, PlotRemoved, PlotVerified, ShardEvent
 from ..net.auth import BODY, CALLER, OPERATOR, VALIDATOR, access
 from ..net.errors import parse, reject
 from ..net import operator as op
@@ -101,7 +100,7 @@ class MinerEngine(Node):
     def _on_plot_event(self, event) -> None:
         # a plot is held once verified (or once made, with --disable_verify), and no longer once removed
         made = PlotDone if self.settings.disable_verify else PlotVerified
-        if isinstance(event, (made, PlotRemoved, DiskLost, DiskReturned)) and event.source == self.source:
+        if isinstance(event, (made, PlotRemoved)) and event.source == self.source:
             self.refresh_plots()
         elif isinstance(event, ShardEvent) and event.source == self.source and event.action != "refused":
             self.write_state()  # the shard counts in node.json follow the shard store (off the loop, coalesced)
