@@ -4,6 +4,7 @@ that goes away mid-run (real plots, real files, a real miner engine on a devnet 
 from __future__ import annotations
 
 import os
+import subprocess
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -125,12 +126,11 @@ def io_error_for(disk: str):
     return lookup
 
 
-@pytest.fixture
-async def two_disk_miner(devnet_root, tmp_path):
-    disks = [tmp_path / "disk-a", tmp_path / "disk-b"]
+async def start_miner(devnet_root: Path, disks: list[Path], size: float = 0.05) -> MinerEngine:
+    """A real miner engine on ``disks``, allocated, started (its jobs run), events recorded."""
     settings = settings_from_namespace({
         "subtensor.network": "devnet", "devnet.root": str(devnet_root), "wallet.name": "miner-0",
-        "db_root_path": [str(d) for d in disks], "size_in_gb": 0.05, "workers": 2, "disable_prompt": True,
+        "db_root_path": [str(d) for d in disks], "size_in_gb": size, "workers": 2, "disable_prompt": True,
         "seconds_per_reallocate": 3600,
     })
     bus = EventBus()
@@ -141,6 +141,12 @@ async def two_disk_miner(devnet_root, tmp_path):
     await engine.start()
     engine.test_events = events
     engine.test_disks = disks
+    return engine
+
+
+@pytest.fixture
+async def two_disk_miner(devnet_root, tmp_path):
+    engine = await start_miner(devnet_root, [tmp_path / "disk-a", tmp_path / "disk-b"])
     yield engine
     await engine.stop()
 
@@ -240,3 +246,43 @@ def test_a_disk_serves_one_node(tmp_path, devnet_root):
     first.unlock()
     second.lock("miner")
     second.unlock()
+
+
+@pytest.fixture
+def two_mounts(tmp_path):
+    """Two small tmpfs mounts (this test runs as root); skipped where mounting is not allowed."""
+    points = [tmp_path / "mnt-a", tmp_path / "mnt-b"]
+    mounted = []
+    for p in points:
+        p.mkdir()
+        if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=64m", "tmpfs", str(p)],
+                          capture_output=True).returncode != 0:
+            for m in mounted:
+                subprocess.run(["umount", "-l", str(m)], capture_output=True)
+            pytest.skip("cannot mount a tmpfs here (needs root)")
+        mounted.append(p)
+    yield points
+    for p in points:
+        subprocess.run(["umount", "-l", str(p)], capture_output=True)
+
+
+async def test_an_unmounted_disk_is_lost_and_the_node_answers_from_the_other(devnet_root, two_mounts):
+    a, b = two_mounts  # the mount points themselves: an unmounted one is an empty directory again
+    engine = await start_miner(devnet_root, [a, b], size=0.04)
+    try:
+        per_disk = engine.plots_per_disk()
+        assert per_disk.get(str(a), 0) >= 1 and per_disk.get(str(b), 0) >= 1, per_disk
+        entries = engine.listed_plots()
+        # the disk is unmounted under the running node (lazily: the node still has its files open)
+        assert subprocess.run(["umount", "-l", str(two_mounts[1])]).returncode == 0
+        result = await engine.check_disks()
+        assert "lost" in result and "another device" in result
+        assert set(engine.plots_per_disk()) == {str(a)}
+        found = await answer_all(engine, entries)
+        assert found.get(str(a), 0) > 0 and found.get("gone", 0) == 0
+        await engine.scrub()
+        states = {d.path: d for d in MinerSnapshot.model_validate(engine.snapshot()).disks}
+        assert states[str(b)].state == "lost" and "unmounted" in states[str(b)].reason
+        assert not any(b.iterdir())  # the empty mount point is left alone: nothing plotted on the root disk
+    finally:
+        await engine.stop()
