@@ -31,6 +31,11 @@ def test_split_follows_what_each_disk_can_give():
     assert split_share(100, [1, 1, 1]) == [34, 33, 33]  # the remainder to the first (home) disk
     assert split_share(100, [50]) == [100]
     assert split_share(100, [0, 0]) == [100, 0]
+    # what a disk holds stays its own; the rest follows the room left (a disk whose free space
+    # grows, or a vanished mount showing the root filesystem, never takes another disk's plots)
+    assert split_share(100, [300, 100], used=[50, 0]) == [86, 14]
+    assert split_share(100, [60, 10**12], used=[60, 0]) == [60, 40]
+    assert split_share(40, [300, 100], used=[50, 10]) == [30, 10]  # a smaller share: by what each can give
 
 
 def test_db_root_path_takes_one_directory_per_disk(tmp_path):
@@ -277,7 +282,7 @@ async def test_an_unmounted_disk_is_lost_and_the_node_answers_from_the_other(dev
         assert subprocess.run(["umount", "-l", str(two_mounts[1])]).returncode == 0
         result = await engine.check_disks()
         assert "lost" in result and "another device" in result
-        assert set(engine.plots_per_disk()) == {str(a)}
+        assert set(engine.plots_per_disk()) == {str(a)}, (result, engine.snapshot()["disks"], per_disk)
         found = await answer_all(engine, entries)
         assert found.get(str(a), 0) > 0 and found.get("gone", 0) == 0
         await engine.scrub()
@@ -286,3 +291,25 @@ async def test_an_unmounted_disk_is_lost_and_the_node_answers_from_the_other(dev
         assert not any(b.iterdir())  # the empty mount point is left alone: nothing plotted on the root disk
     finally:
         await engine.stop()
+
+
+async def test_a_disk_whose_part_is_too_small_holds_no_plots(devnet_root, tmp_path):
+    from tensorage.engines.disks import DiskSet
+
+    small = tmp_path / "small"
+    small.mkdir()
+    if subprocess.run(["mount", "-t", "tmpfs", "-o", "size=4m", "tmpfs", str(small)], capture_output=True).returncode:
+        pytest.skip("cannot mount a tmpfs here (needs root)")
+    try:
+        settings = settings_from_namespace({
+            "subtensor.network": "devnet", "devnet.root": str(devnet_root), "wallet.name": "miner-0",
+            "db_root_path": [str(tmp_path / "big"), str(small)], "size_in_gb": 0.02, "workers": 2})
+        disks = DiskSet(settings, load_wallet(settings).hotkey.ss58_address)
+        plan = disks.plan()
+        assert [len(p.add) for p in plan.disks] == [len(plan.add)]  # only the big disk has a plan
+        done = await disks.allocate()
+        assert done.plots >= 1 and not list((small / "plots").glob("*.plot"))
+        await disks.reallocate()  # no error for the small disk, every time
+        disks.close()
+    finally:
+        subprocess.run(["umount", "-l", str(small)], capture_output=True)

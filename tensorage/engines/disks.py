@@ -52,6 +52,7 @@ class Disk:
     since: float = field(default_factory=time.time)
     device_id: Optional[int] = None  # st_dev of the root when it was last seen well
     available: int = 0  # bytes it could give when last seen (its weight in the split while lost)
+    used: int = 0  # bytes tensorage held on it when last seen
 
     @property
     def root(self) -> Path:
@@ -66,14 +67,22 @@ class Disk:
         return self.state == "ok"
 
 
-def split_share(total: int, available: list[int]) -> list[int]:
-    """``total`` in proportion to what each disk can give (the rounding remainder to the first)."""
-    room = sum(max(0, a) for a in available)
-    if room <= 0:
-        return [total] + [0] * (len(available) - 1)
-    parts = [total * max(0, a) // room for a in available]
-    parts[0] += total - sum(parts)
-    return parts
+def split_share(total: int, available: list[int], used: Optional[list[int]] = None) -> list[int]:
+    """``total`` over the disks. Each keeps what tensorage already holds on it (``used``) and the rest
+    goes in proportion to the room each has left, so a disk whose free space grows (or a directory
+    whose mount vanished and now shows the root filesystem) never costs another disk its plots. A
+    total below what is held is split in proportion to what each disk can give. The rounding
+    remainder goes to the first disk."""
+    used = used or [0] * len(available)
+    held = sum(used)
+    if total >= held:
+        base, rest, weights = list(used), total - held, [max(0, a - u) for a, u in zip(available, used)]
+    else:
+        base, rest, weights = [0] * len(available), total, [max(0, a) for a in available]
+    room = sum(weights)
+    extra = [rest * w // room for w in weights] if room > 0 else [0] * len(available)
+    extra[0] += rest - sum(extra)
+    return [b + e for b, e in zip(base, extra)]
 
 
 def merge_plans(plans: list[PartitionPlan]) -> PartitionPlan:
@@ -148,10 +157,15 @@ class DiskSet:
             d.available = d.allocator.max_share_bytes()
         return d.available
 
+    def _used(self, d: Disk) -> int:
+        if d.ok:
+            d.used = sum(p.bytes for p in d.allocator.existing_plots()) + d.allocator.shard_bytes()
+        return d.used
+
     def split(self, total: Optional[int] = None) -> list[int]:
         """Each disk's part of the share (lost disks keep the part they had), set on its allocator."""
         total = self.settings.size_bytes if total is None else total
-        parts = split_share(total, [self._available(d) for d in self.disks])
+        parts = split_share(total, [self._available(d) for d in self.disks], [self._used(d) for d in self.disks])
         for d, part in zip(self.disks, parts):
             d.allocator.share_bytes = part
         return parts
@@ -168,7 +182,8 @@ class DiskSet:
                                  f"less, or free some space")
         plans: list[PartitionPlan] = []
         too_small: Optional[NotEnoughSpace] = None
-        for d, part in zip(self.disks, split_share(total, [d.available for d in self.disks])):
+        for d, part in zip(self.disks, split_share(total, [d.available for d in self.disks],
+                                                   [self._used(d) for d in self.disks])):
             if not d.ok:
                 continue
             try:
@@ -237,7 +252,7 @@ class DiskSet:
         self.split(size_bytes)
         began = time.monotonic()
         for d in self.disks:
-            if d.ok:
+            if d.ok and self._plots_fit(d):
                 await d.allocator.allocate(d.allocator.share_bytes, repair=repair)
         st = self.status
         return AllocationDone(plots=st.done, verified=st.verified, plot_bytes=st.plot_bytes,
@@ -246,19 +261,42 @@ class DiskSet:
     async def reallocate(self) -> PartitionPlan:
         """Reallocate every disk that is not lost; a disk that fails with an I/O error is lost, not
         the node."""
+        for d in self.disks:  # never plan on a disk that went away since the last check
+            reason = self.probe(d) if d.ok and d.device_id is not None else None
+            if reason is not None:
+                self.mark_lost(d, reason)
         self.split()
         plans = []
+        failed: Optional[Exception] = None
         for d in self.disks:
-            if not d.ok:
+            if not d.ok or not self._plots_fit(d):
                 continue
             try:
                 plans.append(await d.allocator.reallocate())
             except Exception as exc:
                 reason = self.probe(d) or (f"{type(exc).__name__}: {exc}" if is_io_error(exc) else None)
                 if reason is None:
-                    raise
+                    failed = failed or exc  # the other disks still get their turn
+                    continue
                 self.mark_lost(d, reason)
+        if failed is not None:
+            raise failed
         return plans[0] if len(self.disks) == 1 and plans else merge_plans(plans)
+
+    def _plots_fit(self, d: Disk) -> bool:
+        """Whether a disk's part of the share can hold a plot (one disk: always tried, so that the
+        allocator says why not). A disk whose part is too small holds none, and says so once."""
+        if len(self.disks) == 1:
+            return True
+        try:
+            d.allocator.plan()
+        except NotEnoughSpace as exc:
+            if d.reason != str(exc):
+                d.reason = str(exc)
+                self.bus.log(f"{d.root} holds no plots: {exc}", severity="warning", source=self.source)
+            return False
+        d.reason = ""
+        return True
 
     # -- what only the home disk does -----------------------------------------------------------
     def home_share_bytes(self) -> int:
