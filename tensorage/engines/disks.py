@@ -3,9 +3,9 @@ them, and which of them are lost.
 
 The rules (docs/operators.md, "Several disks"):
 
-* ``--size_in_gb`` is the node's total. Each disk gets a part in proportion to the space it can give
-  (free space plus what tensorage already holds there, minus the safety margin), so one disk gets all
-  of it, as before. Directories of one filesystem share its free space evenly.
+* ``--size_in_gb`` is the node's total. Each disk keeps what tensorage holds on it and the rest is
+  split in proportion to the room each has left (:func:`split_share`); one disk gets all of it, as
+  before. Directories of one filesystem share its free space evenly.
 * The first directory is the node's home: node.json, share.json, the lock, the validator indexes,
   keys and the client shards (so the client reserve) live there. Every disk keeps its own plot index
   (``index/miner.sqlite``) next to its plots, so a disk carries its records with it.
