@@ -17,7 +17,6 @@ The rules (docs/operators.md, "Several disks"):
 
 from __future__ import annotations
 
-import errno
 import os
 import time
 from dataclasses import dataclass, field
@@ -28,21 +27,12 @@ from ..checks import existing_parent
 from ..config import Settings
 from ..errors import NotEnoughSpace
 from ..events import AllocationDone, DiskLost, DiskReturned, EventBus, PlotRemoved
+from ..storage.disk_probe import is_io_error, probe
 from ..storage.layout import Layout, device_space
 from ..storage.lock import NodeLock
 from ..storage.models import PlotState
 from ..storage.partition import PartitionPlan
 from .allocator import ON_DISK, Allocator, AllocatorStatus
-
-IO_ERROR = os.strerror(errno.EIO)
-
-
-def is_io_error(exc_or_reason: BaseException | str) -> bool:
-    """EIO, the error of a failing or vanished device (a lookup reports it as text)."""
-    if isinstance(exc_or_reason, OSError):
-        return exc_or_reason.errno == errno.EIO
-    return IO_ERROR in str(exc_or_reason)
-
 
 @dataclass
 class Disk:
@@ -333,25 +323,8 @@ class DiskSet:
 
     # -- lost and returned disks ----------------------------------------------------------------
     def probe(self, d: Disk) -> Optional[str]:
-        """Why the disk cannot serve (None: it can). Reads a little: the root, the index's header,
-        the plot directory."""
-        try:
-            st = os.stat(d.root)
-        except FileNotFoundError:
-            return f"{d.root} is gone (removed, renamed or unmounted)"
-        except OSError as exc:
-            return f"{d.root} cannot be read: {exc.strerror or exc}"
-        if d.device_id is not None and st.st_dev != d.device_id:
-            return f"{d.root} is on another device than when it was seen (unmounted?)"
-        try:
-            with open(d.layout.miner_db, "rb") as f:
-                f.read(100)
-            os.listdir(d.layout.plots)
-        except FileNotFoundError as exc:
-            return f"{d.root} holds no tensorage plot index any more ({exc.filename} is missing)"
-        except OSError as exc:
-            return f"{d.root} cannot be read: {exc.strerror or exc}"
-        return None
+        """Why the disk cannot serve (None: it can)."""
+        return probe(d.layout, d.device_id)
 
     def mark_lost(self, d: Disk, reason: str) -> None:
         """Take the disk's plots out of service (the caller republishes the listing)."""
