@@ -313,3 +313,27 @@ async def test_a_disk_whose_part_is_too_small_holds_no_plots(devnet_root, tmp_pa
         disks.close()
     finally:
         subprocess.run(["umount", "-l", str(small)], capture_output=True)
+
+
+async def test_an_io_error_in_a_scrub_loses_the_disk_and_forgets_no_plot(two_disk_miner):
+    import errno
+
+    engine = two_disk_miner
+    a, b = (str(d) for d in engine.test_disks)
+    per_disk = engine.plots_per_disk()
+    real_check = engine.pool.check
+
+    async def failing_check(path, plot_id, k, disk=""):
+        if disk == b:
+            raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
+        return await real_check(path, plot_id, k, disk)
+
+    engine.pool.check = failing_check
+    result = await engine.scrub()
+    assert "0 removed" in result  # the disk is lost, not its plots
+    states = {d["path"]: d for d in engine.snapshot()["disks"]}
+    assert states[b]["state"] == "lost" and os.strerror(errno.EIO) in states[b]["reason"]
+    assert set(engine.plots_per_disk()) == {a}
+    engine.pool.check = real_check
+    assert "back with" in await engine.check_disks()
+    assert engine.plots_per_disk() == per_disk  # every plot of b is still there
