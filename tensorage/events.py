@@ -83,11 +83,13 @@ class PlanReady(Event):
     plots: list[int]  # k of each planned plot, in plotting order
     to_make: int
     to_remove: int
+    disk: str = ""  # the --db_root_path disk planned, when a miner has several
 
     def summary(self) -> str:
         ks = ", ".join(f"{self.plots.count(k)}×k{k}" for k in sorted(set(self.plots), reverse=True)) or "none"
-        return (f"partition: plots {self.plot_bytes / 1e9:.2f} GB ({ks}), reserve {self.reserve_bytes / 1e9:.2f} GB, "
-                f"{self.to_make} to make, {self.to_remove} to remove")
+        where = f" of {self.disk}" if self.disk else ""
+        return (f"partition{where}: plots {self.plot_bytes / 1e9:.2f} GB ({ks}), reserve "
+                f"{self.reserve_bytes / 1e9:.2f} GB, {self.to_make} to make, {self.to_remove} to remove")
 
 
 @dataclass(kw_only=True)
@@ -173,9 +175,12 @@ class AllocationDone(Event):
     verified: int
     plot_bytes: int
     seconds: float
+    disk: str = ""  # the --db_root_path disk allocated, when a miner has several
 
     def summary(self) -> str:
-        return f"allocation complete: {self.plots} plots ({self.verified} verified), {self.plot_bytes / 1e9:.2f} GB in {self.seconds:.1f}s"
+        where = f" on {self.disk}" if self.disk else ""
+        return (f"allocation complete{where}: {self.plots} plots ({self.verified} verified), "
+                f"{self.plot_bytes / 1e9:.2f} GB in {self.seconds:.1f}s")
 
 
 @dataclass(kw_only=True)

@@ -106,7 +106,8 @@ def status_table(status: dict[str, Any]) -> Table:
                            f"reserve {gb(part['reserve_bytes'])}, free {gb(part['free_bytes'])}")
     disks = status.get("disks") or []
     for d in disks if len(disks) > 1 or any(d["state"] != "ok" for d in disks) else []:
-        what = (f"ok, share {gb(d.get('share_bytes', 0))}, {d.get('plots', 0)} plots, {gb(d.get('device_free', 0))} free"
+        share = f"share {gb(d['share_bytes'])}, " if d.get("share_bytes") else ""  # known while the miner runs
+        what = (f"ok, {share}{d.get('plots', 0)} plots, {gb(d.get('device_free', 0))} free"
                 if d["state"] == "ok" else f"[red]lost[/]: {d['reason']}")
         t.add_row(f"disk {d['path']}", what)
     if status.get("chain_error"):

@@ -94,6 +94,7 @@ class Allocator:
         self.holds_shards = holds_shards
         self.share_bytes: Optional[int] = None  # this disk's part of --size_in_gb (None: all of it)
         self.shared_device = 1  # how many of the node's disks are directories of this one device
+        self.disk_label = ""  # names the disk in its events when the node has several
         self.bus = bus or EventBus()
         self.source = source
         self.status = AllocatorStatus()
@@ -314,7 +315,7 @@ class Allocator:
         self.bus.publish(PlanReady(
             size_bytes=plan.size_bytes, plot_bytes=plan.plot_bytes, reserve_bytes=plan.reserve_bytes,
             temp_bytes=plan.temp_bytes, free_bytes=plan.free_bytes, plots=plan.plot_ks, to_make=len(plan.add),
-            to_remove=len(plan.remove), source=self.source,
+            to_remove=len(plan.remove), disk=self.disk_label, source=self.source,
         ))
 
     def _share_free(self, inflight_peak: int) -> int:
@@ -400,7 +401,7 @@ class Allocator:
             st.running.clear()
             self.refresh_counts()
         done = AllocationDone(plots=st.done, verified=st.verified, plot_bytes=st.plot_bytes,
-                              seconds=time.monotonic() - began, source=self.source)
+                              seconds=time.monotonic() - began, disk=self.disk_label, source=self.source)
         self.bus.publish(done)
         return done
 

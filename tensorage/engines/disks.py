@@ -101,6 +101,8 @@ class DiskSet:
                       for i, root in enumerate(settings.db_roots)]
         self._settings = settings
         self._locks = [NodeLock(d.layout) for d in self.disks[1:]]
+        for d in self.disks if len(self.disks) > 1 else []:
+            d.allocator.disk_label = str(d.root)
         self._count_shared_devices()
 
     # -- the one-disk surface ---------------------------------------------------------------

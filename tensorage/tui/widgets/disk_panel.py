@@ -81,7 +81,7 @@ class DiskView:
 
     @property
     def planned_bytes(self) -> int:
-        if self.live and self.live.plan:
+        if self.live and self.live.plan and not self.disks:  # several disks: one plan each, not summed here
             return self.live.plan.plot_bytes
         if self.planned and self.done:
             return int(self.plot_bytes / self.done * self.planned)
