@@ -120,12 +120,12 @@ async def test_tasks_without_a_disk_use_every_worker():
 # -- a miner with two disks ----------------------------------------------------------------------
 
 def io_error_for(disk: str):
-    """A lookup that answers like a failing device (EIO) for every plot of ``disk``."""
+    """A lookup that answers like a failing device (EIO) for every plot under ``disk``."""
     from tensorage.proofs.prover_pool import prove_batch
 
     def lookup(tasks, challenge, per_plot):
         (task,) = tasks
-        if task.disk == disk:
+        if task.path.startswith(disk + os.sep):
             return [(task.seed, None, f"[Errno 5] {os.strerror(5)}: '{task.path}'")]
         return prove_batch(tasks, challenge, per_plot)
     return lookup
@@ -277,6 +277,7 @@ async def test_an_unmounted_disk_is_lost_and_the_node_answers_from_the_other(dev
     try:
         per_disk = engine.plots_per_disk()
         assert per_disk.get(str(a), 0) >= 1 and per_disk.get(str(b), 0) >= 1, per_disk
+        assert len({p.queue for p in engine.plots.values()}) == 2  # two devices: lookups in parallel
         entries = engine.listed_plots()
         # the disk is unmounted under the running node (lazily: the node still has its files open)
         assert subprocess.run(["umount", "-l", str(two_mounts[1])]).returncode == 0
@@ -324,7 +325,7 @@ async def test_an_io_error_in_a_scrub_loses_the_disk_and_forgets_no_plot(two_dis
     real_check = engine.pool.check
 
     async def failing_check(path, plot_id, k, disk=""):
-        if disk == b:
+        if str(path).startswith(b + os.sep):
             raise OSError(errno.EIO, os.strerror(errno.EIO), str(path))
         return await real_check(path, plot_id, k, disk)
 
@@ -337,3 +338,14 @@ async def test_an_io_error_in_a_scrub_loses_the_disk_and_forgets_no_plot(two_dis
     engine.pool.check = real_check
     assert "back with" in await engine.check_disks()
     assert engine.plots_per_disk() == per_disk  # every plot of b is still there
+
+
+def test_directories_of_one_device_share_a_lookup_queue(tmp_path, devnet_root):
+    from tensorage.engines.disks import DiskSet
+
+    settings = settings_from_namespace({"subtensor.network": "devnet", "devnet.root": str(devnet_root),
+                                        "db_root_path": [str(tmp_path / "a"), str(tmp_path / "b")]})
+    disks = DiskSet(settings, "hotkey")
+    assert [d.queue for d in disks.disks] == [str(tmp_path / "a")] * 2
+    assert [d.allocator.shared_device for d in disks.disks] == [2, 2]  # its free space counted once
+    disks.close()

@@ -43,6 +43,7 @@ class Disk:
     device_id: Optional[int] = None  # st_dev of the root when it was last seen well
     available: int = 0  # bytes it could give when last seen (its weight in the split while lost)
     used: int = 0  # bytes tensorage held on it when last seen
+    queue: str = ""  # its proof lookup queue: the first of the node's disks on the same device
 
     @property
     def root(self) -> Path:
@@ -143,6 +144,7 @@ class DiskSet:
         for same in devices.values():
             for d in same:
                 d.allocator.shared_device = len(same)
+                d.queue = str(same[0].root)  # one head: directories of one device share a lookup queue
 
     def _available(self, d: Disk) -> int:
         if d.ok:

@@ -53,6 +53,7 @@ class HeldPlot:
     path: Path
     plot_id: bytes
     disk: str = ""  # the --db_root_path directory it is on
+    queue: str = ""  # its disk's lookup queue (directories of one device share one)
 
 
 class MinerEngine(Node):
@@ -94,7 +95,8 @@ class MinerEngine(Node):
         for disk, row in self.allocator.held_rows(*states):  # a lost disk's plots are not held
             seed = bytes.fromhex(row.seed)
             held[row.seed] = HeldPlot(seed=row.seed, k=row.k, path=disk.layout.plots / plot_filename(row.k, seed),
-                                      plot_id=plot_id(self.hotkey, seed), disk=str(disk.root))
+                                      plot_id=plot_id(self.hotkey, seed), disk=str(disk.root),
+                                      queue=disk.queue or str(disk.root))
         self.plots = held
 
     def _on_plot_event(self, event) -> None:
@@ -172,7 +174,7 @@ class MinerEngine(Node):
             plot = self.plots.get(seed.hex())
             if plot is not None and plot.k == k:
                 held[plot.seed] = plot
-        tasks = [PlotTask(seed=p.seed, path=str(p.path), plot_id=p.plot_id, k=p.k, disk=p.disk)
+        tasks = [PlotTask(seed=p.seed, path=str(p.path), plot_id=p.plot_id, k=p.k, disk=p.queue or p.disk)
                  for p in held.values()]
         found: dict[tuple[str, int], list[bytes]] = {}
         for seed, j, payload in await self.pool.prove(tasks, challenge, per_plot):
@@ -302,7 +304,7 @@ class MinerEngine(Node):
             if p.disk and not self._disk_ok(p.disk):
                 continue  # its disk was lost during this scrub: its plots wait for it, untouched
             try:
-                await self.pool.check(p.path, p.plot_id, p.k, p.disk)
+                await self.pool.check(p.path, p.plot_id, p.k, p.queue or p.disk)
             except (PlotError, OSError) as exc:
                 if isinstance(exc, OSError) and await self.disk_trouble(p.disk, str(exc)):
                     continue  # the disk is lost, not the plot
