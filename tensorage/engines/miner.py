@@ -42,7 +42,9 @@ from .node import Node
 from .shard_routes import ShardService
 
 SCRUB_SAMPLE = 8
-DISK_CHECK_S = 5  # a lost disk's plots leave the listing within this (and a sync period)
+# How often the disks job probes every disk: a lost disk's plots leave the listing within this and
+# a sync period (a failing lookup or scrub probes its disk at once).
+DISK_CHECK_MAX_S = 30
 MAX_DEADLINE_AHEAD_S = 300.0
 
 
@@ -368,7 +370,7 @@ class MinerEngine(Node):
         self.jobs.add("reallocate", self.reallocate, self.settings.reallocate_interval, first_in=0)
         self.jobs.add("scrub", self.scrub, self.profile.scrub_s, first_in=None)
         self.jobs.add("shard_scrub", self.shard_upkeep, self.profile.scrub_s, first_in=None)
-        self.jobs.add("disks", self.check_disks, DISK_CHECK_S, first_in=None)
+        self.jobs.add("disks", self.check_disks, min(DISK_CHECK_MAX_S, self.profile.sync_s), first_in=None)
         self.jobs.start()
         self.write_state()
 
