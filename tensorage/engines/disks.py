@@ -23,6 +23,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Optional
 
+import peewee as pw
+
 from ..checks import existing_parent
 from ..config import Settings
 from ..errors import NotEnoughSpace
@@ -321,8 +323,12 @@ class DiskSet:
         """(disk, index row) of the plots in ``states`` on every disk that is not lost."""
         out = []
         for d in self.disks:
-            if d.ok:
+            if not d.ok:
+                continue
+            try:
                 out.extend((d, row) for row in d.allocator.index.plots(*states))
+            except (OSError, pw.DatabaseError) as exc:  # SQLite's "disk I/O error" is EIO underneath
+                self.mark_lost(d, self.probe(d) or f"its plot index cannot be read: {exc}")
         return out
 
     # -- lost and returned disks ----------------------------------------------------------------
