@@ -349,3 +349,24 @@ def test_directories_of_one_device_share_a_lookup_queue(tmp_path, devnet_root):
     assert [d.queue for d in disks.disks] == [str(tmp_path / "a")] * 2
     assert [d.allocator.shared_device for d in disks.disks] == [2, 2]  # its free space counted once
     disks.close()
+
+
+async def test_losing_the_home_disk_does_not_stop_the_node(two_disk_miner):
+    engine = two_disk_miner
+    a, b = (str(d) for d in engine.test_disks)
+    entries = engine.listed_plots()
+    Path(a).rename(Path(a + "-away"))
+    try:
+        result = await engine.check_disks()
+        assert "lost" in result
+        assert set(engine.plots_per_disk()) == {b}, (result, [(d.root, d.state) for d in engine.allocator.disks])
+        found = await answer_all(engine, entries)
+        assert found.get(b, 0) > 0  # disk b still answers
+        await engine.scrub()
+        await engine.reallocate()
+        states = {d["path"]: d for d in engine.snapshot()["disks"]}
+        assert states[a]["state"] == "lost" and states[a]["home"] and states[b]["state"] == "ok"
+        assert not Path(a).exists()
+    finally:
+        Path(a + "-away").rename(Path(a))
+    assert "back with" in await engine.check_disks()

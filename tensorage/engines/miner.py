@@ -23,7 +23,8 @@ from .. import PROTOCOL_VERSION
 from ..chain.port import ChainPort
 from ..config import Settings
 from ..errors import PlotError, TensorageError
-from ..events import ChallengeServed, ErrorEvent, EventBus, PlotDone, PlotRemoved, PlotVerified, ShardEvent
+from ..events import (ChallengeServed, DiskLost, DiskReturned, ErrorEvent, EventBus, PlotDone, PlotRemoved,
+                      PlotVerified, ShardEvent)
 from ..net.auth import BODY, CALLER, OPERATOR, VALIDATOR, access
 from ..net.errors import parse, reject
 from ..net import operator as op
@@ -106,6 +107,8 @@ class MinerEngine(Node):
         made = PlotDone if self.settings.disable_verify else PlotVerified
         if isinstance(event, (made, PlotRemoved)) and event.source == self.source:
             self.refresh_plots()
+        elif isinstance(event, (DiskLost, DiskReturned)) and event.source == self.source:
+            self.refresh_plots()  # whoever noticed (the disks job, a lookup, a reallocation): out or back now
         elif isinstance(event, ShardEvent) and event.source == self.source and event.action != "refused":
             self.write_state()  # the shard counts in node.json follow the shard store (off the loop, coalesced)
 
