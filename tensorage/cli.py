@@ -35,7 +35,7 @@ def apply_devnet_defaults(settings: Settings) -> Settings:
 
 def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
     from .chain.wallets import load_wallet
-    from .engines.allocator import Allocator
+    from .engines.disks import DiskSet
     from .events import EventBus
     from .logs import setup_logging
     from .storage import share as stored_share
@@ -49,11 +49,16 @@ def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
     flags = stored_share.flags_of(settings)
     if not settings.validator:  # without --size_in_gb, the share stored with the node
         settings = stored_share.resolve(settings, Layout(settings.db_root))[0]
-    allocator = Allocator(settings, hotkey, bus)
+    allocator = DiskSet(settings, hotkey, bus)  # one Allocator per --db_root_path disk
     layout = allocator.layout
     layout.check_writable_target()  # a clear refusal before the lock creates anything
     footprint, lock = Footprint.of(layout), NodeLock(layout)
     lock.acquire("allocate")  # one node or allocation per root
+    try:
+        allocator.lock("allocate")  # and per disk
+    except BaseException:
+        lock.release()
+        raise
     try:
         try:
             plan = _plan(settings, args, allocator, hotkey)
@@ -70,6 +75,7 @@ def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
             stored_share.store(layout, settings.size_in_gb, flags[1], "allocate", flags)  # the operator's decision
         return _allocate(settings, args, allocator, bus, plan)
     finally:
+        allocator.unlock()
         allocator.close()
         lock.release()
 
@@ -282,9 +288,9 @@ def confirm_smaller_share(settings: Settings) -> bool:
     if settings.disable_prompt or not sys.stdin.isatty():
         return True
     from .chain.wallets import load_wallet
-    from .engines.allocator import Allocator
+    from .engines.disks import DiskSet
 
-    allocator = Allocator(resolved, load_wallet(settings).hotkey.ss58_address)
+    allocator = DiskSet(resolved, load_wallet(settings).hotkey.ss58_address)
     try:
         plan = allocator.plan()
     finally:

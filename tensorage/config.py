@@ -265,13 +265,15 @@ class DevnetSettings(BaseModel):
 class Settings(BaseModel):
     """Resolved settings of one run; built from flags by :func:`parse_settings`."""
 
-    db_root_path: str = "~/tensorage-db"
+    db_root_path: str = "~/tensorage-db"  # the first disk: it also keeps the node-wide state
+    more_db_root_paths: list[str] = []  # the other disks (``--db_root_path A B C``: B and C)
     size_in_gb: float = 100.0
     validator: bool = False
     disable_prompt: bool = False
     disable_verify: bool = False
     restart: bool = False
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
+    proof_workers: Optional[int] = None  # proof lookup processes; None: one per disk
     seconds_per_reallocate: Optional[int] = None
     max_shard_fraction: float = Field(default=1.0, ge=0.0, le=1.0)  # of the share client shards may take
     seconds_per_weights: Optional[int] = None
@@ -297,6 +299,16 @@ class Settings(BaseModel):
     @property
     def db_root(self) -> Path:
         return checks.db_root(self.db_root_path)
+
+    @property
+    def db_roots(self) -> list[Path]:
+        """Every disk, the first (the node's home: indexes, keys, shards, node.json) first."""
+        return [self.db_root] + [checks.db_root(p) for p in self.more_db_root_paths]
+
+    @property
+    def proof_processes(self) -> int:
+        """--proof_workers, else one lookup process per disk (a disk head serves one lookup at a time)."""
+        return max(1, self.proof_workers or len(self.db_roots))
 
     @property
     def wallet_path(self) -> Path:
@@ -364,6 +376,10 @@ class Settings(BaseModel):
                             ("--seconds_per_round", self.seconds_per_round)):
             if value is not None and value < 1:
                 raise ConfigError(f"{flag} must be at least 1 second (got {value})")
+        checks.distinct_roots(self.db_roots)
+        if self.proof_workers is not None and not (1 <= self.proof_workers <= 256):
+            raise ConfigError(f"--proof_workers must be between 1 and 256 (got {self.proof_workers}); leave it out "
+                              f"for one per disk")
         if self.netuid is not None and not (0 <= self.netuid <= 65535):
             raise ConfigError(f"--netuid must be between 0 and 65535 (got {self.netuid})")
         self.profile  # raises ConfigError for an unknown network
@@ -390,7 +406,9 @@ def _switch(parser: argparse._ActionsContainer, name: str, help: str) -> None:
 # Each command takes only the flags it uses (``tensorage status --restart`` is refused, not
 # ignored). Names are the ones operators know from the original subnet.
 def _storage(g) -> None:
-    _flag(g, "db_root_path", "where plots, shards and indexes live (~/tensorage-db)")
+    _flag(g, "db_root_path", "where plots, shards and indexes live (~/tensorage-db); several directories, one "
+                             "per disk, spread the plots over them (the first keeps indexes, keys, shards and "
+                             "node.json; see docs/operators.md)", nargs="+", metavar="DIR")
 
 
 def _share(g) -> None:
@@ -414,6 +432,8 @@ def _reallocate(g) -> None:
     _flag(g, "seconds_per_reallocate", "reallocation period (600; devnet 30)", type=int)
     _flag(g, "max_shard_fraction", "share of the disk share client shards may take, plots giving way to them "
                                    "(1: all of it; 0: plots only)", type=float)
+    _flag(g, "proof_workers", "proof lookup processes (one per --db_root_path disk: lookups on one disk queue, "
+                              "disks run in parallel)", type=int)
 
 
 def _rounds(g) -> None:
@@ -493,7 +513,11 @@ def settings_from_namespace(ns: argparse.Namespace | dict[str, Any]) -> Settings
         if key.startswith("_") or key in ("command", "func"):
             continue
         head, _, tail = key.partition(".")
-        if tail:
+        if key == "db_root_path" and isinstance(value, (list, tuple)):  # --db_root_path A B: one per disk
+            if not value:
+                raise ConfigError("--db_root_path: name at least one directory")
+            nested["db_root_path"], nested["more_db_root_paths"] = str(value[0]), [str(v) for v in value[1:]]
+        elif tail:
             nested.setdefault(head, {})[tail] = value
         elif key in Settings.model_fields:
             nested[key] = value

@@ -70,6 +70,22 @@ class ChainHealthState(_Lenient):
     next_retry: Optional[float] = None  # the soonest retry of a job backing off
 
 
+class DiskState(_Lenient):
+    """One --db_root_path disk of a miner (engines/disks.py)."""
+
+    path: str
+    home: bool = False  # the first: it also keeps indexes, keys, shards and node.json
+    state: Literal["ok", "lost"] = "ok"
+    reason: str = ""  # why it is lost
+    since: Optional[float] = None
+    share_bytes: int = 0  # its part of --size_in_gb
+    device_total: int = 0
+    device_free: int = 0
+    plots: int = 0  # plots of it in the listing
+    planned: int = 0
+    plot_bytes: int = 0
+
+
 class NodeSnapshot(_Lenient):
     role: str
     source: str
@@ -108,6 +124,7 @@ class MinerSnapshot(NodeSnapshot):
     eta_s: Optional[float] = None
     allocator: AllocatorState = AllocatorState()
     share: Optional[ShareState] = None
+    disks: list[DiskState] = []  # one per --db_root_path directory, the home first
     # client shards (storage/shards.py): they count against the share together with the plots
     shards: int = 0
     shard_bytes: int = 0
@@ -118,6 +135,8 @@ class MinerSnapshot(NodeSnapshot):
 
     def summary(self) -> str:
         busy = " · allocating" if self.allocating else ""
+        lost = sum(d.state == "lost" for d in self.disks)
+        busy += f" · {lost} disk(s) lost" if lost else ""
         shards = f" · {self.shards} client shards ({self.shard_bytes / 1e6:.1f} MB)" if self.shards else ""
         return f"{self.plots_held} plots held{shards} · {self.challenges_served} challenges answered{busy}"
 
