@@ -57,7 +57,7 @@ def test_the_emulated_disk_seeks_only_when_the_head_moves(tmp_path):
             while f.read(4096):
                 pass
             sequential = disk.stats()
-            for offset in (40960, 8192, 30000):
+            for offset in (40960, 8192, 30000):  # bytes read before: direct_io, no page cache hides them
                 os.pread(f.fileno(), 100, offset)
         random = disk.stats() - sequential
     assert sequential.seeks == 1 and sequential.reads >= 16 and sequential.bytes == 64 * 1024

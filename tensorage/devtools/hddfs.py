@@ -146,6 +146,7 @@ def _serve(root: str, mountpoint: str, seek_s: float, counters: Any, errors: Any
     try:
         from mfusepy import FUSE
 
+        # libfuse 3.14 prints "Ignoring invalid max threads value 4294967295" here: its own default, harmless
         FUSE(_operations(root, seek_s, counters), mountpoint, foreground=True, ro=True, direct_io=True,
              fsname="hddfs", subtype="hddfs")
     except BaseException as exc:  # the parent reports it (this process has no terminal of its own)
