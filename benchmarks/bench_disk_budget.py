@@ -114,7 +114,8 @@ async def window_reads(root: Path, validators: int) -> tuple[int, int, int, int,
             await asyncio.sleep(max(0.0, begins - time.time() + 0.05))
             if window_of(chain.block(), engine.profile) == w:
                 break
-        body = WindowChallenge(window=w, beacon=chain.block_hash(start).hex(), listing=engine.current_listing().digest_hex,
+        body = WindowChallenge(window=w, beacon=chain.block_hash(start).hex(),
+                               listing=engine.current_listing().digest_hex,
                                deadline=chain.block_timestamp(start) + engine.profile.challenge_deadline_s)
         raw = body.model_dump_json().encode()
         before = sum(p.io_counters().read_count for p in workers)
