@@ -84,6 +84,14 @@ def _first_with(plot_dir: Path, mount: Path, profile, proofs: int) -> Burst:
     raise AssertionError(f"no window of 64 finds {proofs} proofs")
 
 
+def test_without_fuse_the_error_says_what_to_install(tmp_path, monkeypatch):
+    from tensorage.devtools import hddfs
+
+    monkeypatch.setattr(hddfs.shutil, "which", lambda name: None)
+    with pytest.raises(hddfs.FuseUnavailable, match=r"apt-get install fuse3"):
+        EmulatedDisk(tmp_path, tmp_path / "mnt").mount()
+
+
 async def _windows(plot_dir: Path, mount: Path, bursts: list[Burst], per_plot: int, deadline_s: float):
     """Answer each window in turn on one emulated disk through the miner's pool: (answer, disk)."""
     pool = ProverPool(WORKERS)

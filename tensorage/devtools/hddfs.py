@@ -6,9 +6,9 @@ sampled lookups must fit the deadline on the disk that holds them (docs/proofs.m
 Serving plots through this file system gives chiapos a hard disk's latency: every read that does
 not start where the disk's head stopped (the end of the previous read, on the same file) sleeps
 ``seek_s`` first, and all reads share one lock (one head: concurrent readers queue, as on a real
-disk; a read on another file than the last one is a seek too). ``direct_io`` keeps the page cache from hiding reads; ``ro``
-because plots are only read. Sequential transfer time is not emulated (a few KiB a read: ~20 µs at
-200 MB/s, noise next to a seek).
+disk; a read on another file than the last one is a seek too). ``direct_io`` keeps the page cache
+from hiding reads; ``ro`` because plots are only read. Sequential transfer time is not emulated (a
+few KiB a read: ~20 µs at 200 MB/s, noise next to a seek).
 
     with EmulatedDisk(plots_dir, mountpoint) as disk:
         ...  # open plots under ``mountpoint``
