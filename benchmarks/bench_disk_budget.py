@@ -18,7 +18,8 @@
   emulated seconds per disk measured through a FUSE hard disk (tensorage.devtools.hddfs: 8 ms a
   seek, one head, no page cache), with real chiapos lookups through ``ProverPool.prove`` (one
   process per disk, each disk its own mount, in parallel), against the deadline and half of it.
-  Baseline: the same 20 TB disk at the constants before issue 14 (25-block windows: 40 plots).
+  The 80 TB miner also through its pool as built (MinerEngine: 2 workers, tasks striped over all
+  disks). Baseline: the same 20 TB disk at the constants before issue 14 (25-block windows: 40 plots).
   k=18 plots stand in for k=29: a lookup's seek count does not depend on k.
 
 Run: python -m benchmarks.bench_disk_budget [--challenges 300] [--windows 3] [--burst-only | --no-burst]
