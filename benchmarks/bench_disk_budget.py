@@ -31,7 +31,6 @@ import argparse
 import asyncio
 import dataclasses
 import hashlib
-import os
 import statistics
 import shutil
 import tempfile
@@ -62,7 +61,7 @@ from .harness import make_plots, start_miner, stop_miner
 HDD_READS_PER_S = 120.0
 READS_PER_LOOKUP = 77  # ~10 for the qualities + ~67 for ~1 full proof (tensorage/config.py)
 TB = 10**12
-MINER_WORKERS = min(2, os.cpu_count() or 1)  # MinerEngine's proof workers
+MINER_WORKERS = 4  # MinerEngine's proof workers on 4 disks: one per disk (Settings.proof_processes)
 BEFORE_ISSUE_14 = dataclasses.replace(PROFILES["finney"], window_blocks=25, max_sample_plots=4096)
 
 
@@ -207,7 +206,7 @@ class BurstCase:
     k: int
     disks: int
     windows: int
-    miner_pool: bool = False  # the miner's pool as it is (2 workers, tasks striped over all disks)
+    miner_pool: bool = False  # the miner's own pool: one process per disk, lookups queued per disk
 
     @property
     def plots_per_disk(self) -> int:
@@ -218,7 +217,7 @@ def burst_cases(windows: int, old_windows: int) -> list[BurstCase]:
     f = PROFILES["finney"]
     cases = [BurstCase(f"{tb} TB k={k}, 1 disk", f, tb, k, 1, windows) for k in (29, 32) for tb in (4, 10, 20)]
     cases += [BurstCase(f"80 TB k={k}, 4 disks of 20 TB", f, 20, k, 4, windows) for k in (29, 32)]
-    cases.append(BurstCase(f"80 TB k=29, 4 disks, the miner's pool ({MINER_WORKERS} workers for all disks)", f, 20,
+    cases.append(BurstCase(f"80 TB k=29, 4 disks, the miner's pool ({MINER_WORKERS} workers, queued per disk)", f, 20,
                            29, 4, windows, miner_pool=True))
     if old_windows:
         cases.append(BurstCase("20 TB k=29, 1 disk, 25-block windows (before)", BEFORE_ISSUE_14, 20, 29, 1,

@@ -52,7 +52,8 @@ def window_burst(profile, plots_per_disk: int, listed_k: int, mounts: Sequence[P
         i = index[plot.seed]
         disk = i // plots_per_disk
         per_disk[disk].append(PlotTask(seed=plot.seed.hex(), path=str(mounts[disk] / files[i % len(files)]),
-                                       plot_id=plot_id_from_key(_KEY, plot.seed), k=plot.k))
+                                       plot_id=plot_id_from_key(_KEY, plot.seed), k=plot.k,
+                                       disk=str(mounts[disk])))  # the miner's pool queues lookups per disk
     return Burst(challenge, per_disk)
 
 
