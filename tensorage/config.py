@@ -106,10 +106,10 @@ FINNEY_MIN_K = 29
 # half the deadline (4 s = 480 reads) on average and the whole deadline at the 99th percentile.
 # Plots sampled per disk and window = ceil(plots x 0.3/h x window_s / 3600), at least 2:
 #                       25 blocks (300 s, before)        3 blocks (36 s, now)
-#   4 TB  k=29 (314)    8 plots  4.9 s / p99  9.0 s      2 plots  1.2 s / p99 3.5 s
-#   10 TB k=29 (787)   20 plots 12.3 s / p99 18.4 s      3 plots  1.8 s / p99 4.2 s
-#   20 TB k=29 (1574)  40 plots 24.5 s / p99 32.9 s      5 plots  3.1 s / p99 6.0 s
-#   20 TB k=32 (183)    5 plots  3.1 s / p99  6.0 s      2 plots  1.2 s / p99 3.5 s
+#   4 TB  k=29 (315)    8 plots  4.9 s / p99  9.0 s      2 plots  1.2 s / p99 3.5 s
+#   10 TB k=29 (789)   20 plots 12.3 s / p99 18.4 s      3 plots  1.8 s / p99 4.2 s
+#   20 TB k=29 (1578)  40 plots 24.5 s / p99 32.9 s      5 plots  3.1 s / p99 6.0 s
+#   20 TB k=32 (179)    5 plots  3.1 s / p99  6.0 s      2 plots  1.2 s / p99 3.5 s
 # (`python -m benchmarks.bench_disk_budget` prints this table and the emulated seconds.) 4 blocks
 # (48 s) would give the 20 TB disk 7 plots, 4.3 s: over half the deadline. So the window shrinks
 # and the per-plot rate stays 0.3/h (the cost bound below still holds); small miners are sampled
