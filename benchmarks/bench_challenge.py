@@ -7,7 +7,7 @@ so two requests are measured in every window:
 * first: the first request of a window (validator-0). The miner reads the window's beacon from
   its chain, draws the sample (the devnet samples ``min_sample_plots`` = 4 of the ``--plots``
   verified k=18 plots bound to its hotkey) and looks up 4 plots × J=4 challenges in its
-  ProverPool (2 worker processes), then encodes the answer.
+  ProverPool (one worker process per disk: one here), then encodes the answer.
 * second: a second validator's request (validator-1, its own wallet and session) for the same
   window and listing, served from the window's answer: signing, the auth middleware, pydantic,
   HTTP, no lookups.

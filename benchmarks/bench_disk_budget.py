@@ -12,38 +12,57 @@
   at 64 validators.
 * baseline: protocol 1 (every validator challenged every plot at least hourly on its own,
   J=4), the same arithmetic.
+* the burst (issue 14): one window's sampled lookups must fit the deadline on the disk that holds
+  them. For single-disk miners of 4, 10 and 20 TB of k=29 and k=32 plots, and an 80 TB miner on 4
+  disks of 20 TB, the read-count arithmetic (plots sampled x ~77 reads / 120 reads/s) next to the
+  emulated seconds per disk measured through a FUSE hard disk (tensorage.devtools.hddfs: 8 ms a
+  seek, one head, no page cache), with real chiapos lookups through ``ProverPool.prove`` (one
+  process per disk, each disk its own mount, in parallel), against the deadline and half of it.
+  The 80 TB miner also through its pool as built (MinerEngine: 2 workers, tasks striped over all
+  disks). Baseline: the same 20 TB disk at the constants before issue 14 (25-block windows: 40 plots).
+  k=18 plots stand in for k=29: a lookup's seek count does not depend on k.
 
-Run: python -m benchmarks.bench_disk_budget [--challenges 300]
+Run: python -m benchmarks.bench_disk_budget [--challenges 300] [--windows 3] [--burst-only | --no-burst]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
 import hashlib
+import statistics
 import shutil
 import tempfile
 import time
 from pathlib import Path
 
 import psutil
+from rich.console import Console
+from rich.table import Table
 
 from tensorage.chain.devnet import Devnet, SubnetSpec
 from tensorage.chain.devnet_init import init_devnet
 from tensorage.chain.wallets import create_wallet
-from tensorage.config import PROFILES
+from tensorage.config import PROFILES, NetworkProfile
+from tensorage.devtools.burst import answer, window_burst
+from tensorage.devtools.hddfs import SEEK_S, EmulatedDisk, fuse_unavailable
 from tensorage.net.client import SignedClient
 from tensorage.net.messages import WindowChallenge
 from tensorage.proofs import chia
 from tensorage.proofs.plots import estimated_plot_bytes, plot_filename, plot_id, proof_rate
 from tensorage.proofs.plotter import PlotJob, run_plot
+from tensorage.proofs.prover_pool import ProverPool
 from tensorage.proofs.windows import expected_per_challenge, sample_size, window_of, window_start
 
-from .common import report
+from .common import console, report
 from .harness import make_plots, start_miner, stop_miner
 
 HDD_READS_PER_S = 120.0
+READS_PER_LOOKUP = 77  # ~10 for the qualities + ~67 for ~1 full proof (tensorage/config.py)
 TB = 10**12
+MINER_WORKERS = 4  # MinerEngine's proof workers on 4 disks: one per disk (Settings.proof_processes)
+BEFORE_ISSUE_14 = dataclasses.replace(PROFILES["finney"], window_blocks=25, max_sample_plots=4096)
 
 
 def syscr() -> int:
@@ -97,7 +116,8 @@ async def window_reads(root: Path, validators: int) -> tuple[int, int, int, int,
             await asyncio.sleep(max(0.0, begins - time.time() + 0.05))
             if window_of(chain.block(), engine.profile) == w:
                 break
-        body = WindowChallenge(window=w, beacon=chain.block_hash(start).hex(), listing=engine.current_listing().hex,
+        body = WindowChallenge(window=w, beacon=chain.block_hash(start).hex(),
+                               listing=engine.current_listing().digest_hex,
                                deadline=chain.block_timestamp(start) + engine.profile.challenge_deadline_s)
         raw = body.model_dump_json().encode()
         before = sum(p.io_counters().read_count for p in workers)
@@ -176,14 +196,147 @@ async def run(a: argparse.Namespace, base: Path) -> None:
           f"plot-hour costs ~20x storing it (tensorage/config.py).")
 
 
+# --- the burst: one window's lookups on emulated hard disks -------------------------------------
+
+@dataclasses.dataclass
+class BurstCase:
+    what: str
+    profile: NetworkProfile
+    tb_per_disk: int
+    k: int
+    disks: int
+    windows: int
+    miner_pool: bool = False  # the miner's own pool: one process per disk, lookups queued per disk
+
+    @property
+    def plots_per_disk(self) -> int:
+        return int(self.tb_per_disk * TB // estimated_plot_bytes(self.k))
+
+
+def burst_cases(windows: int, old_windows: int) -> list[BurstCase]:
+    f = PROFILES["finney"]
+    cases = [BurstCase(f"{tb} TB k={k}, 1 disk", f, tb, k, 1, windows) for k in (29, 32) for tb in (4, 10, 20)]
+    cases += [BurstCase(f"80 TB k={k}, 4 disks of 20 TB", f, 20, k, 4, windows) for k in (29, 32)]
+    cases.append(BurstCase(f"80 TB k=29, 4 disks, the miner's pool ({MINER_WORKERS} workers, queued per disk)", f, 20,
+                           29, 4, windows, miner_pool=True))
+    if old_windows:
+        cases.append(BurstCase("20 TB k=29, 1 disk, 25-block windows (before)", BEFORE_ISSUE_14, 20, 29, 1,
+                               old_windows))
+    return cases
+
+
+async def _plots_for_burst(base: Path, n: int = 4) -> list[str]:
+    """n k=18 plots (fixed seeds) in ``base``; their file names."""
+    jobs = []
+    for i in range(n):
+        seed = hashlib.sha256(b"bench-disk-burst" + bytes([i])).digest()
+        jobs.append(run_plot(PlotJob(tmp_root=base / "tmp", final_dir=base, filename=plot_filename(18, seed), k=18,
+                                     plot_id=plot_id("5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY", seed),
+                                     threads=1, verify=False)))
+    return sorted(r.path.name for r in await asyncio.gather(*jobs))
+
+
+async def _one_window(case: BurstCase, w: int, disks: list[EmulatedDisk], pools: list[ProverPool],
+                      miner_pool: ProverPool, files: list[str]) -> list[tuple[int, int, float, float, int]]:
+    """(lookups, proofs, emulated s, wall s, seeks) of each disk for window ``w``: one prover process
+    per disk, in parallel; or (``case.miner_pool``) every lookup through one pool as MinerEngine does
+    (its proofs are all counted on the first disk, its wall time on every disk)."""
+    mounts = [d.mountpoint for d in disks[:case.disks]]
+    burst = window_burst(case.profile, case.plots_per_disk, case.k, mounts, files,
+                         hashlib.sha256(b"bench-disk-burst/beacon" + w.to_bytes(4, "big")).digest())
+    before = [d.stats() for d in disks[:case.disks]]
+    if case.miner_pool:
+        every = [t for tasks in burst.per_disk for t in tasks]
+        one = await answer(miner_pool, every, burst.challenge, case.profile.challenges_per_plot)
+        answers = [one] + [dataclasses.replace(one, proofs=0)] * (case.disks - 1)
+    else:
+        answers = await asyncio.gather(*(answer(pool, tasks, burst.challenge, case.profile.challenges_per_plot)
+                                         for pool, tasks in zip(pools, burst.per_disk)))
+    out = []
+    for tasks, a, disk, b in zip(burst.per_disk, answers, disks, before):
+        d = disk.stats() - b
+        out.append((len(tasks), a.proofs, d.emulated_s, a.seconds, d.seeks))
+    return out
+
+
+async def run_burst(a: argparse.Namespace, base: Path) -> None:
+    cases = burst_cases(a.windows, a.old_windows)
+    why_not = fuse_unavailable()
+    deadline = PROFILES["finney"].challenge_deadline_s
+    rows: list[tuple[BurstCase, list[list[tuple[int, int, float, float, int]]]]] = []
+    if why_not:
+        console.print(f"[yellow]no emulated hard disk here ({why_not}): the arithmetic only[/]")
+        rows = [(c, []) for c in cases]
+    else:
+        plots = base / "burst-plots"
+        files = await _plots_for_burst(plots)
+        disk_count = max(c.disks for c in cases)
+        disks = [EmulatedDisk(plots, base / f"disk{i}", seek_s=a.seek_ms / 1000) for i in range(disk_count)]
+        pools = [ProverPool(1) for _ in range(disk_count)]  # one prover process per disk
+        miner_pool = ProverPool(MINER_WORKERS)
+        try:
+            for d in disks:
+                d.mount()
+            await asyncio.gather(*(p.warm() for p in [*pools, miner_pool]))
+            for case in cases:
+                rows.append((case, [await _one_window(case, w, disks, pools, miner_pool, files)
+                                    for w in range(case.windows)]))
+        finally:
+            for p in [*pools, miner_pool]:
+                p.close()
+            for d in disks:
+                d.unmount()
+
+    t = Table(title=f"one window's burst per disk against finney's {deadline:.0f} s deadline: emulated hard disk, "
+                    f"{a.seek_ms:g} ms a seek, one head")
+    for col in ("miner", "window", "plots / disk (mean, max)", "arithmetic s / disk", "proofs / disk",
+                "seeks / lookup", "emulated s / disk", "busiest disk emulated s (mean, max)",
+                "window wall s (mean, max)", "disk mean / half deadline", "window wall max / deadline"):
+        t.add_column(col, justify="left" if col == "miner" else "right")
+    for case, windows in rows:
+        s = sample_size(case.plots_per_disk * case.disks, case.profile)
+        arithmetic = s / case.disks * READS_PER_LOOKUP / HDD_READS_PER_S
+        window = f"{case.profile.window_s:.0f} s"
+        if not windows:
+            t.add_row(case.what, window, f"{s / case.disks:.1f}", f"{arithmetic:.1f}", *[""] * 7)
+            continue
+        disks = [d for w in windows for d in w]  # every (window, disk)
+        mean = statistics.mean(d[2] for d in disks)
+        busiest = [max(d[2] for d in w) for w in windows]
+        walls = [max(d[3] for d in w) for w in windows]  # a window ends when its last lookup does
+        lookups = sum(d[0] for d in disks)
+        t.add_row(case.what, window, f"{lookups / len(disks):.1f}, {max(d[0] for d in disks)}", f"{arithmetic:.1f}",
+                  f"{sum(d[1] for d in disks) / len(disks):.1f}", f"{sum(d[4] for d in disks) / max(1, lookups):.0f}",
+                  f"{mean:.2f}", f"{statistics.mean(busiest):.2f}, {max(busiest):.2f}",
+                  f"{statistics.mean(walls):.2f}, {max(walls):.2f}", f"{mean / (deadline / 2):.2f}",
+                  f"{max(walls) / deadline:.2f}")
+    wide = Console(width=max(console.width, 220))  # eleven columns: never fold them
+    wide.print(t)
+    wide.print(f"[dim]{a.windows} window(s) a row (the 25-block baseline: {a.old_windows}), fixed beacons; "
+                  f"arithmetic: plots x {READS_PER_LOOKUP} reads / {HDD_READS_PER_S:.0f} reads/s; plots per disk "
+                  "from estimated_plot_bytes(k); k=18 plots stand in (seeks per lookup do not depend on k). A "
+                  "window's proofs are Poisson (~0.95 a plot) and a multi-disk sample falls unevenly on the disks, "
+                  "so a window's time varies around the mean[/]")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--challenges", type=int, default=300)
     p.add_argument("--sizes", type=int, default=3, help="plot sizes measured, from k=18")
+    p.add_argument("--windows", type=int, default=3, help="windows measured per burst row")
+    p.add_argument("--old-windows", type=int, default=1,
+                   help="windows of the 25-block baseline row (~27 s each; 0 leaves it out)")
+    p.add_argument("--seek-ms", type=float, default=SEEK_S * 1000, help="the emulated disk's seek time")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--burst-only", action="store_true", help="only the window burst on emulated disks")
+    which.add_argument("--no-burst", action="store_true", help="leave the window burst out")
     a = p.parse_args()
     base = Path(tempfile.mkdtemp(prefix="tensorage-bench-"))
     try:
-        asyncio.run(run(a, base))
+        if not a.burst_only:
+            asyncio.run(run(a, base))
+        if not a.no_burst:
+            asyncio.run(run_burst(a, base))
     finally:
         shutil.rmtree(base, ignore_errors=True)
 

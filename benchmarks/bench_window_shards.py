@@ -98,7 +98,7 @@ def planning(signer, profile, windows: int = 50) -> tuple[float, float]:
     view = MinerView(neuron=neuron, seen=[SeenListing(seen, 0)])
     t0 = time.perf_counter()
     for w in range(windows):
-        (task,) = plan(profile, [view], w, 2500, window_challenge(b"b" * 32, w))
+        (task,) = plan(profile, [view], w, 2500, window_challenge(b"b" * 32, w), beacon_at=2500 * 12.0, block_s=12.0)
         assert len(task.spec.chunks) == profile.chunks_per_gateway
     return (time.perf_counter() - t0) / windows, verify_s
 

@@ -64,6 +64,16 @@ def db_root(value: Union[str, Path]) -> Path:
     return path if path.is_absolute() else path.absolute()
 
 
+def distinct_roots(roots: list[Path]) -> None:
+    """Several --db_root_path directories must be distinct and none inside another (a plot
+    directory would be counted twice)."""
+    for i, a in enumerate(roots):
+        for b in roots[i + 1:]:
+            if a == b or a in b.parents or b in a.parents:
+                raise ConfigError(f"--db_root_path: {a} and {b} overlap: give one directory per disk, none inside "
+                                  f"another")
+
+
 def existing_parent(path: Path) -> Path:
     path = path.expanduser().absolute()
     while not path.exists() and path != path.parent:

@@ -35,7 +35,7 @@ def apply_devnet_defaults(settings: Settings) -> Settings:
 
 def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
     from .chain.wallets import load_wallet
-    from .engines.allocator import Allocator
+    from .engines.disks import DiskSet
     from .events import EventBus
     from .logs import setup_logging
     from .storage import share as stored_share
@@ -49,11 +49,16 @@ def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
     flags = stored_share.flags_of(settings)
     if not settings.validator:  # without --size_in_gb, the share stored with the node
         settings = stored_share.resolve(settings, Layout(settings.db_root))[0]
-    allocator = Allocator(settings, hotkey, bus)
+    allocator = DiskSet(settings, hotkey, bus)  # one Allocator per --db_root_path disk
     layout = allocator.layout
     layout.check_writable_target()  # a clear refusal before the lock creates anything
     footprint, lock = Footprint.of(layout), NodeLock(layout)
     lock.acquire("allocate")  # one node or allocation per root
+    try:
+        allocator.lock("allocate")  # and per disk
+    except BaseException:
+        lock.release()
+        raise
     try:
         try:
             plan = _plan(settings, args, allocator, hotkey)
@@ -70,6 +75,7 @@ def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
             stored_share.store(layout, settings.size_in_gb, flags[1], "allocate", flags)  # the operator's decision
         return _allocate(settings, args, allocator, bus, plan)
     finally:
+        allocator.unlock()
         allocator.close()
         lock.release()
 
@@ -178,10 +184,13 @@ def cmd_devnet_show(settings: Settings, args: argparse.Namespace) -> int:
     from .chain.devnet import Devnet, SubnetSpec
     from .render import metagraph_table
 
+    from .chain.devnet_faults import read_fault
+
     chain = Devnet.open(settings.devnet_root, settings.resolved_netuid)
     try:
         mg = chain.metagraph()
         last_epoch = chain.last_epoch_block()
+        fault = read_fault(chain)
     finally:
         chain.close()
     from .chain.devnet_init import client_names
@@ -192,6 +201,8 @@ def cmd_devnet_show(settings: Settings, args: argparse.Namespace) -> int:
         roles = {}
     roles.update(client_names(settings.devnet_root))
     out.print(metagraph_table(mg, roles, last_epoch, width=out.width))
+    if fault is not None:
+        out.print(f"[yellow]fault switch on: {fault.describe()}[/]")
     return 0
 
 
@@ -236,6 +247,20 @@ def cmd_devnet_epoch(settings: Settings, args: argparse.Namespace) -> int:
     return cmd_devnet_show(settings, args)
 
 
+def cmd_devnet_fault(settings: Settings, args: argparse.Namespace) -> int:
+    """Make the devnet's chain error or stall for every node using it (or stop that)."""
+    from .chain.devnet import Devnet
+    from .chain.devnet_faults import set_fault
+
+    chain = Devnet.open(settings.devnet_root, settings.resolved_netuid)
+    try:
+        fault = set_fault(chain, args.mode, args.seconds, args.stall_seconds)
+    finally:
+        chain.close()
+    out.print("devnet chain answers normally again" if fault is None else f"devnet fault on: {fault.describe()}")
+    return 0
+
+
 # -- miner / validator -------------------------------------------------------------------
 
 def cmd_miner(settings: Settings, args: argparse.Namespace) -> int:
@@ -263,9 +288,9 @@ def confirm_smaller_share(settings: Settings) -> bool:
     if settings.disable_prompt or not sys.stdin.isatty():
         return True
     from .chain.wallets import load_wallet
-    from .engines.allocator import Allocator
+    from .engines.disks import DiskSet
 
-    allocator = Allocator(resolved, load_wallet(settings).hotkey.ss58_address)
+    allocator = DiskSet(resolved, load_wallet(settings).hotkey.ss58_address)
     try:
         plan = allocator.plan()
     finally:
@@ -323,6 +348,7 @@ COMMAND_FLAGS = {
     "devnet init": ("devnet", "logging"),
         "devnet show": ("devnet",),
     "devnet epoch": ("devnet",),
+    "devnet fault": ("devnet",),
     "gateway backup": ("storage", "chain", "wallet", "devnet"),
     "gateway restore": ("storage", "chain", "wallet", "devnet"),
 }
@@ -370,6 +396,13 @@ def build_parser() -> argparse.ArgumentParser:
     d.add_argument("--validators", type=int, default=2, help="validators to create if the devnet does not exist yet")
     command("devnet show", cmd_devnet_show, "print the devnet metagraph", dsub)
     command("devnet epoch", cmd_devnet_epoch, "run consensus now", dsub)
+    d = command("devnet fault", cmd_devnet_fault, "make the devnet's chain error or stall for its nodes (to try how "
+                "they cope), or answer again with `off`", dsub)
+    d.add_argument("mode", choices=("error", "stall", "off"), help="error: every chain call fails at once; stall: "
+                   "every call hangs, then times out; off: normal again")
+    d.add_argument("--seconds", type=float, default=None, help="turn itself off after this long (default: until off)")
+    d.add_argument("--stall-seconds", dest="stall_seconds", type=float, default=5.0,
+                   help="how long a stalled call hangs before it times out")
 
     gateway = sub.add_parser("gateway", help="a validator gateway's custody: back up and restore its manifest and "
                                              "wrapping secret", description="back up and restore a validator "
@@ -384,7 +417,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 OWN_ARGS = ("func", "command", "devnet_command", "gateway_command", "miners", "validators", "force", "json", "offline",
-            "repair", "events", "dest", "src")
+            "repair", "events", "dest", "src", "mode", "seconds", "stall_seconds")
 
 
 def run(argv: Optional[list[str]] = None, parser: Optional[argparse.ArgumentParser] = None) -> int:

@@ -54,6 +54,13 @@ class NetworkProfile:
     # A listing counts for a window only if a validator saw it this many blocks before the
     # window's first block (so it cannot have been chosen knowing the beacon).
     listing_margin_blocks: int
+    # A window is judged once its beacon block has this many blocks on top of it; if the chain
+    # then has another hash for it (a fork), the window is void for every miner. The beacon
+    # itself must be the window's first block: the deadline counts from the moment the beacon
+    # is public, and a beacon d blocks deep would give a plot rebuilder d block times more.
+    # finney: 2 blocks (24 s) covers Aura's one-block forks and GRANDPA's usual finality lag;
+    # a window is 3 blocks, so each verdict is recorded by the next window's round.
+    settle_blocks: int
     # Half of a window's evidence is forgotten after this many windows.
     half_life_windows: int
     # Client shards (protocol 3, docs/proofs.md): chunks a window asks per gateway whose
@@ -99,10 +106,10 @@ FINNEY_MIN_K = 29
 # half the deadline (4 s = 480 reads) on average and the whole deadline at the 99th percentile.
 # Plots sampled per disk and window = ceil(plots x 0.3/h x window_s / 3600), at least 2:
 #                       25 blocks (300 s, before)        3 blocks (36 s, now)
-#   4 TB  k=29 (314)    8 plots  4.9 s / p99  9.0 s      2 plots  1.2 s / p99 3.5 s
-#   10 TB k=29 (787)   20 plots 12.3 s / p99 18.4 s      3 plots  1.8 s / p99 4.2 s
-#   20 TB k=29 (1574)  40 plots 24.5 s / p99 32.9 s      5 plots  3.1 s / p99 6.0 s
-#   20 TB k=32 (183)    5 plots  3.1 s / p99  6.0 s      2 plots  1.2 s / p99 3.5 s
+#   4 TB  k=29 (315)    8 plots  4.9 s / p99  9.0 s      2 plots  1.2 s / p99 3.5 s
+#   10 TB k=29 (789)   20 plots 12.3 s / p99 18.4 s      3 plots  1.8 s / p99 4.2 s
+#   20 TB k=29 (1578)  40 plots 24.5 s / p99 32.9 s      5 plots  3.1 s / p99 6.0 s
+#   20 TB k=32 (179)    5 plots  3.1 s / p99  6.0 s      2 plots  1.2 s / p99 3.5 s
 # (`python -m benchmarks.bench_disk_budget` prints this table and the emulated seconds.) 4 blocks
 # (48 s) would give the 20 TB disk 7 plots, 4.3 s: over half the deadline. So the window shrinks
 # and the per-plot rate stays 0.3/h (the cost bound below still holds); small miners are sampled
@@ -145,6 +152,7 @@ _FINNEY = dict(
     max_sample_plots=256,    # 256 x 6 proofs of 544 hex chars: an answer stays under 0.9 MB
     max_listed_plots=65536,  # 830 TB of k=29 plots under one hotkey; a listing under 3 MB
     listing_margin_blocks=1,
+    settle_blocks=2,
     half_life_windows=600,   # 6 hours of 36 s windows: ~1,200 challenges of evidence for the smallest miner
     # 4 chunks of 16 KiB per gateway a window: a miner missing a fraction d of a gateway's shard bytes
     # keeps a window with probability (1-d)^4 <= 1-d, and a failed window credits nothing at all
@@ -178,6 +186,7 @@ _DEV = dict(
     max_sample_plots=1024,
     max_listed_plots=65536,
     listing_margin_blocks=1,
+    settle_blocks=2,
     half_life_windows=24,
     chunks_per_gateway=4,
     max_listed_shards=4096,
@@ -256,13 +265,15 @@ class DevnetSettings(BaseModel):
 class Settings(BaseModel):
     """Resolved settings of one run; built from flags by :func:`parse_settings`."""
 
-    db_root_path: str = "~/tensorage-db"
+    db_root_path: str = "~/tensorage-db"  # the first disk: it also keeps the node-wide state
+    more_db_root_paths: list[str] = []  # the other disks (``--db_root_path A B C``: B and C)
     size_in_gb: float = 100.0
     validator: bool = False
     disable_prompt: bool = False
     disable_verify: bool = False
     restart: bool = False
     workers: int = Field(default_factory=lambda: os.cpu_count() or 1)
+    proof_workers: Optional[int] = None  # proof lookup processes; None: one per disk
     seconds_per_reallocate: Optional[int] = None
     max_shard_fraction: float = Field(default=1.0, ge=0.0, le=1.0)  # of the share client shards may take
     seconds_per_weights: Optional[int] = None
@@ -288,6 +299,16 @@ class Settings(BaseModel):
     @property
     def db_root(self) -> Path:
         return checks.db_root(self.db_root_path)
+
+    @property
+    def db_roots(self) -> list[Path]:
+        """Every disk, the first (the node's home: indexes, keys, shards, node.json) first."""
+        return [self.db_root] + [checks.db_root(p) for p in self.more_db_root_paths]
+
+    @property
+    def proof_processes(self) -> int:
+        """--proof_workers, else one lookup process per disk (a disk head serves one lookup at a time)."""
+        return max(1, self.proof_workers or len(self.db_roots))
 
     @property
     def wallet_path(self) -> Path:
@@ -355,6 +376,10 @@ class Settings(BaseModel):
                             ("--seconds_per_round", self.seconds_per_round)):
             if value is not None and value < 1:
                 raise ConfigError(f"{flag} must be at least 1 second (got {value})")
+        checks.distinct_roots(self.db_roots)
+        if self.proof_workers is not None and not (1 <= self.proof_workers <= 256):
+            raise ConfigError(f"--proof_workers must be between 1 and 256 (got {self.proof_workers}); leave it out "
+                              f"for one per disk")
         if self.netuid is not None and not (0 <= self.netuid <= 65535):
             raise ConfigError(f"--netuid must be between 0 and 65535 (got {self.netuid})")
         self.profile  # raises ConfigError for an unknown network
@@ -381,7 +406,9 @@ def _switch(parser: argparse._ActionsContainer, name: str, help: str) -> None:
 # Each command takes only the flags it uses (``tensorage status --restart`` is refused, not
 # ignored). Names are the ones operators know from the original subnet.
 def _storage(g) -> None:
-    _flag(g, "db_root_path", "where plots, shards and indexes live (~/tensorage-db)")
+    _flag(g, "db_root_path", "where plots, shards and indexes live (~/tensorage-db); several directories, one "
+                             "per disk, spread the plots over them (the first keeps indexes, keys, shards and "
+                             "node.json; see docs/operators.md)", nargs="+", metavar="DIR")
 
 
 def _share(g) -> None:
@@ -405,11 +432,13 @@ def _reallocate(g) -> None:
     _flag(g, "seconds_per_reallocate", "reallocation period (600; devnet 30)", type=int)
     _flag(g, "max_shard_fraction", "share of the disk share client shards may take, plots giving way to them "
                                    "(1: all of it; 0: plots only)", type=float)
+    _flag(g, "proof_workers", "proof lookup processes (one per --db_root_path disk: lookups on one disk queue, "
+                              "disks run in parallel)", type=int)
 
 
 def _rounds(g) -> None:
     _flag(g, "seconds_per_weights", "weight-setting period (600; devnet 30)", type=int)
-    _flag(g, "seconds_per_round", "check a proof window at most this often (every window: 300 s; devnet 3 s)",
+    _flag(g, "seconds_per_round", "check a proof window at most this often (every window: 36 s on finney; devnet 3 s)",
           type=float)
 
 
@@ -484,7 +513,11 @@ def settings_from_namespace(ns: argparse.Namespace | dict[str, Any]) -> Settings
         if key.startswith("_") or key in ("command", "func"):
             continue
         head, _, tail = key.partition(".")
-        if tail:
+        if key == "db_root_path" and isinstance(value, (list, tuple)):  # --db_root_path A B: one per disk
+            if not value:
+                raise ConfigError("--db_root_path: name at least one directory")
+            nested["db_root_path"], nested["more_db_root_paths"] = str(value[0]), [str(v) for v in value[1:]]
+        elif tail:
             nested.setdefault(head, {})[tail] = value
         elif key in Settings.model_fields:
             nested[key] = value

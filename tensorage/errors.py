@@ -41,6 +41,17 @@ class ChainError(TensorageError):
     """The chain refused a read or a write, or cannot be reached."""
 
 
+class ChainUnreachable(ChainError):
+    """The chain did not answer (connection refused or dropped, an RPC error): not a refusal.
+
+    Nodes keep serving and their chain jobs retry with backoff; the node's chain health says
+    "unreachable since T"."""
+
+
+class ChainStalled(ChainUnreachable):
+    """A chain call got no answer within its bound (a stalled endpoint)."""
+
+
 class BlockNotYet(ChainError):
     """A block that is not on the chain yet: its hash (a window's beacon) cannot be known."""
 

@@ -83,11 +83,13 @@ class PlanReady(Event):
     plots: list[int]  # k of each planned plot, in plotting order
     to_make: int
     to_remove: int
+    disk: str = ""  # the --db_root_path disk planned, when a miner has several
 
     def summary(self) -> str:
         ks = ", ".join(f"{self.plots.count(k)}×k{k}" for k in sorted(set(self.plots), reverse=True)) or "none"
-        return (f"partition: plots {self.plot_bytes / 1e9:.2f} GB ({ks}), reserve {self.reserve_bytes / 1e9:.2f} GB, "
-                f"{self.to_make} to make, {self.to_remove} to remove")
+        where = f" of {self.disk}" if self.disk else ""
+        return (f"partition{where}: plots {self.plot_bytes / 1e9:.2f} GB ({ks}), reserve "
+                f"{self.reserve_bytes / 1e9:.2f} GB, {self.to_make} to make, {self.to_remove} to remove")
 
 
 @dataclass(kw_only=True)
@@ -143,14 +145,42 @@ class PlotRemoved(Event):
 
 
 @dataclass(kw_only=True)
+class DiskLost(Event):
+    """A --db_root_path disk went away or fails to read: its plots left the listing."""
+
+    path: str
+    reason: str
+    level: ClassVar[str] = "error"
+
+    def summary(self) -> str:
+        return f"disk {self.path} lost, its plots leave the listing: {self.reason}"
+
+
+@dataclass(kw_only=True)
+class DiskReturned(Event):
+    """A lost disk reads again and its plots checked out: they are listed again."""
+
+    path: str
+    plots: int
+    dropped: int = 0
+
+    def summary(self) -> str:
+        dropped = f" ({self.dropped} that failed the check dropped)" if self.dropped else ""
+        return f"disk {self.path} back: {self.plots} plots listed again{dropped}"
+
+
+@dataclass(kw_only=True)
 class AllocationDone(Event):
     plots: int
     verified: int
     plot_bytes: int
     seconds: float
+    disk: str = ""  # the --db_root_path disk allocated, when a miner has several
 
     def summary(self) -> str:
-        return f"allocation complete: {self.plots} plots ({self.verified} verified), {self.plot_bytes / 1e9:.2f} GB in {self.seconds:.1f}s"
+        where = f" on {self.disk}" if self.disk else ""
+        return (f"allocation complete{where}: {self.plots} plots ({self.verified} verified), "
+                f"{self.plot_bytes / 1e9:.2f} GB in {self.seconds:.1f}s")
 
 
 @dataclass(kw_only=True)

@@ -7,6 +7,7 @@ import time
 from typing import Any, Iterator, Optional
 
 from rich.console import Console, Group
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TaskProgressColumn, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
@@ -21,7 +22,8 @@ def gb(n: float) -> str:
 
 
 def plan_table(plan: PartitionPlan, settings: Settings, hotkey: str, cpus: int) -> Table:
-    t = Table(title=f"partition of {settings.db_root} ({settings.network})", show_header=False, box=None)
+    where = " ".join(str(r) for r in settings.db_roots)
+    t = Table(title=f"partition of {where} ({settings.network})", show_header=False, box=None)
     t.add_column(style="bold")
     t.add_column()
     t.add_row("hotkey", hotkey)
@@ -32,6 +34,9 @@ def plan_table(plan: PartitionPlan, settings: Settings, hotkey: str, cpus: int) 
                            f"{'…' if len(plan.add) > 8 else ''})" if plan.add else "0")
     if plan.remove:
         t.add_row("  to remove", f"{len(plan.remove)} (clients need the room)")
+    for d in plan.disks if len(plan.disks) > 1 else []:
+        t.add_row(f"  on {d.root}", f"share {gb(d.size_bytes)}: {d.describe_plots()}"
+                                    f"{f', {len(d.add)} to make' if d.add else ''}")
     t.add_row("client reserve", f"{gb(plan.reserve_bytes)} ({gb(plan.shard_bytes)} stored)")
     t.add_row("temp while plotting", gb(plan.temp_bytes))
     t.add_row("unallocated", gb(plan.free_bytes - (plan.reserve_bytes - plan.shard_bytes)) if
@@ -97,11 +102,26 @@ def status_table(status: dict[str, Any]) -> Table:
         t.add_row(key, str(status.get(key)))
     p = status["plots"]
     t.add_row("plots", f"{p['done']} done / {p['planned']} planned, {p['verified']} verified, {gb(p['bytes'])}")
-    part = status["partition"]
-    t.add_row("partition", f"share {gb(part['size_bytes'])}: plots {gb(part['plot_bytes'])}, "
-                           f"reserve {gb(part['reserve_bytes'])}, free {gb(part['free_bytes'])}")
+    part = status.get("partition")  # a miner's; a validator has none
+    if part is not None:
+        t.add_row("partition", f"share {gb(part['size_bytes'])}: plots {gb(part['plot_bytes'])}, "
+                               f"reserve {gb(part['reserve_bytes'])}, free {gb(part['free_bytes'])}")
+    disks = status.get("disks") or []
+    for d in disks if len(disks) > 1 or any(d["state"] != "ok" for d in disks) else []:
+        share = f"share {gb(d['share_bytes'])}, " if d.get("share_bytes") else ""  # known while the miner runs
+        what = (f"ok, {share}{d.get('plots', 0)} plots, {gb(d.get('device_free', 0))} free"
+                if d["state"] == "ok" else f"[red]lost[/]: {d['reason']}")
+        t.add_row(f"disk {d['path']}", what)
     if status.get("chain_error"):
         t.add_row("chain", f"[red]{status['chain_error']}[/]")
+    health = status.get("chain_health")
+    if health and (status.get("process") or {}).get("state") == "running":
+        from .chain.health import describe
+        from .engines.snapshot import ChainHealthState
+
+        view = ChainHealthState.model_validate(health)
+        style = {"ok": "green", "unreachable": "red"}.get(view.state, "dim")
+        t.add_row("node's chain", f"[{style}]{escape(describe(view))}[/]")
     return t
 
 

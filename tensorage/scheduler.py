@@ -3,6 +3,12 @@
 Jobs run on the event loop (``AsyncIOScheduler``) with ``max_instances=1`` and
 coalescing, so a slow proof round never stacks. Heavy work inside a job goes to
 process pools. The console reads :meth:`Jobs.state` and calls run_now/pause/resume.
+
+A job that fails on a :class:`ChainError` (the chain errored, stalled or refused) is not left to its
+fixed period, which is either far too long (weights every 10 minutes) or a tight loop (a round every
+window): its next run moves to 2 s, 4 s, 8 s ... after the failure, capped at a minute, and the
+first run that works puts it back on its period. :meth:`Jobs.retry_backed_off` runs them all at once
+when the chain is back. APScheduler still drives every run; nothing sleeps in a loop.
 """
 
 from __future__ import annotations
@@ -16,11 +22,20 @@ from typing import Any, Awaitable, Callable, Optional
 
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 
+from .errors import BlockNotYet, ChainError
 from .events import ErrorEvent, EventBus, JobRan
 
 log = logging.getLogger(__name__)
 
 JobFunc = Callable[[], Awaitable[Any]]
+
+BACKOFF_FIRST_S = 2.0
+BACKOFF_MAX_S = 60.0  # a validator notices a chain that is back within a minute (two 36 s windows)
+
+
+def backoff_delay(failures: int, first: float = BACKOFF_FIRST_S, cap: float = BACKOFF_MAX_S) -> float:
+    """Seconds before retrying after ``failures`` chain failures in a row: first, 2x, 4x ... capped."""
+    return min(cap, first * 2 ** max(0, failures - 1))
 
 
 @dataclass
@@ -35,6 +50,8 @@ class JobInfo:
     last_duration_s: Optional[float]
     last_run_at: Optional[float]
     running: bool
+    chain_failures: int = 0  # runs in a row that failed on the chain (0: on its period)
+    retry_at: Optional[float] = None  # unix time of the backed-off retry, while backing off
 
 
 @dataclass
@@ -46,12 +63,17 @@ class _JobStats:
     last_duration_s: Optional[float] = None
     last_run_at: Optional[float] = None
     running: bool = False
+    chain_failures: int = 0
+    retry_at: Optional[float] = None
 
 
 class Jobs:
-    def __init__(self, bus: EventBus, source: str = "") -> None:
+    def __init__(self, bus: EventBus, source: str = "", backoff_first_s: float = BACKOFF_FIRST_S,
+                 backoff_max_s: float = BACKOFF_MAX_S) -> None:
         self.bus = bus
         self.source = source
+        self.backoff_first_s = backoff_first_s
+        self.backoff_max_s = backoff_max_s
         self.scheduler = AsyncIOScheduler(job_defaults={"max_instances": 1, "coalesce": True,
                                                         "misfire_grace_time": None})
         self._stats: dict[str, _JobStats] = {}
@@ -74,12 +96,20 @@ class Jobs:
             try:
                 result = await self._funcs[job_id]()
                 stats.last_ok, stats.last_result = True, "" if result is None else str(result)
+                if stats.chain_failures:
+                    self.bus.log(f"job {job_id} works again after {stats.chain_failures} chain failure(s): back on "
+                                 f"its {stats.seconds:g}s period", source=self.source)
+                stats.chain_failures, stats.retry_at = 0, None
             except asyncio.CancelledError:
                 stats.last_ok, stats.last_result = False, "cancelled"
                 task = asyncio.current_task()
                 if task is not None and task.cancelling():
                     raise  # this run itself is being cancelled (shutdown)
                 # work it waited on was cancelled (an engine stopping its allocation): an ending, not a crash
+            except ChainError as exc:
+                stats.last_ok, stats.last_result = False, f"{type(exc).__name__}: {exc}"
+                log.debug("job %s failed on the chain", job_id, exc_info=True)
+                self._back_off(job_id, stats, exc)
             except Exception as exc:  # a job's failure is reported, never fatal
                 stats.last_ok, stats.last_result = False, f"{type(exc).__name__}: {exc}"
                 log.debug("job %s failed", job_id, exc_info=True)
@@ -92,6 +122,40 @@ class Jobs:
                                         result=stats.last_result, source=self.source))
 
         return run
+
+    def _back_off(self, job_id: str, stats: _JobStats, exc: ChainError) -> None:
+        """Move the next run to the backoff delay (a paused job stays paused). BlockNotYet is the
+        chain answering "not yet", not a failure to back off from."""
+        if isinstance(exc, BlockNotYet):
+            self.bus.publish(ErrorEvent(message=f"job {job_id} failed: {exc}", source=self.source))
+            return
+        stats.chain_failures += 1
+        delay = backoff_delay(stats.chain_failures, self.backoff_first_s, self.backoff_max_s)
+        job = self.scheduler.get_job(job_id)
+        stats.retry_at = None
+        if job is not None and job.next_run_time is not None:  # a paused job stays paused: no retry to show
+            stats.retry_at = time.time() + delay
+            job.modify(next_run_time=datetime.fromtimestamp(stats.retry_at, job.next_run_time.tzinfo))
+        self.bus.publish(ErrorEvent(message=f"job {job_id} failed on the chain (attempt {stats.chain_failures}), "
+                                            f"retrying in {delay:g}s: {exc}", source=self.source))
+
+    def backing_off(self) -> list[str]:
+        """The jobs waiting out a chain backoff."""
+        return [j for j, st in self._stats.items() if st.chain_failures]
+
+    def next_retry(self) -> Optional[float]:
+        """The soonest backed-off retry (unix time), or None when no job is backing off."""
+        return min((st.retry_at for st in self._stats.values() if st.chain_failures and st.retry_at), default=None)
+
+    def retry_backed_off(self) -> list[str]:
+        """The chain answers again: run every backed-off job now instead of at its retry time."""
+        kicked = []
+        for job_id in self.backing_off():
+            job = self.scheduler.get_job(job_id)
+            if job is not None and job.next_run_time is not None and not self._stats[job_id].running:
+                job.modify(next_run_time=datetime.now(job.next_run_time.tzinfo))
+                kicked.append(job_id)
+        return kicked
 
     def start(self) -> None:
         if not self.scheduler.running:
@@ -150,5 +214,6 @@ class Jobs:
             nrt = job.next_run_time
             out.append(JobInfo(id=job.id, seconds=st.seconds, next_run=nrt.timestamp() if nrt else None,
                                paused=nrt is None, runs=st.runs, last_ok=st.last_ok, last_result=st.last_result,
-                               last_duration_s=st.last_duration_s, last_run_at=st.last_run_at, running=st.running))
+                               last_duration_s=st.last_duration_s, last_run_at=st.last_run_at, running=st.running,
+                               chain_failures=st.chain_failures, retry_at=st.retry_at))
         return sorted(out, key=lambda j: j.id)

@@ -42,6 +42,43 @@ def plots_status(layout: Layout) -> dict[str, Any]:
         index.close()
 
 
+def merge_plots(parts: list[dict[str, Any]]) -> dict[str, Any]:
+    """The plot counts of several disks as one."""
+    if len(parts) == 1:
+        return parts[0]
+    by_k: dict[str, int] = {}
+    for p in parts:
+        for k, n in p["by_k"].items():
+            by_k[k] = by_k.get(k, 0) + n
+    merged = {key: sum(p.get(key, 0) for p in parts) for key in ("planned", "done", "verified", "bytes")}
+    merged["by_k"] = by_k
+    merged["expected_proofs_per_challenge"] = round(sum(p.get("expected_proofs_per_challenge", 0) for p in parts), 3)
+    merged["last_verified_at"] = max((p.get("last_verified_at") or 0 for p in parts), default=0) or None
+    return merged
+
+
+def disks_status(settings: Settings, snap: Optional[AnySnapshot]) -> list[dict[str, Any]]:
+    """Each --db_root_path disk: what the running miner says, else what its files say."""
+    if isinstance(snap, MinerSnapshot) and snap.state != "stopped" and snap.disks:
+        return [d.model_dump() for d in snap.disks]
+    out = []
+    for i, root in enumerate(settings.db_roots):
+        layout = Layout(root)
+        entry: dict[str, Any] = {"path": str(root), "home": i == 0, "state": "ok", "reason": ""}
+        if not layout.index.is_dir():
+            entry.update(state="lost", reason=f"{root} holds no tensorage index (gone, unmounted or never allocated)")
+        else:
+            try:
+                plots = plots_status(layout)
+                dev = device_space(root)
+                entry.update(plots=plots["done"], planned=plots["planned"], plot_bytes=plots["bytes"],
+                             device_total=dev.total, device_free=dev.free)
+            except (OSError, pw.DatabaseError) as exc:
+                entry.update(state="lost", reason=f"{root} cannot be read: {exc}")
+        out.append(entry)
+    return out
+
+
 def partition_status(settings: Settings, layout: Layout, plot_bytes: int, size_in_gb: float) -> dict[str, Any]:
     device = device_space(layout.root)
     shards = dir_bytes(layout.shards)
@@ -162,7 +199,7 @@ def share_status(settings: Settings, layout: Layout, snap: Optional[AnySnapshot]
 def node_status(settings: Settings, hotkey: Optional[str], with_chain: bool = True,
                 live: bool = True) -> dict[str, Any]:
     layout = Layout(settings.db_root).require_existing()
-    plots = plots_status(layout)
+    plots = merge_plots([plots_status(Layout(r)) for r in settings.db_roots if Layout(r).index.is_dir()])
     snap = read_snapshot(layout)
     process = process_status(snap, layout)
     source = "file"
@@ -185,10 +222,13 @@ def node_status(settings: Settings, hotkey: Optional[str], with_chain: bool = Tr
         "process": process,
         "state_from": source if snap else None,  # live: the node's operator API; file: its node.json
         "jobs": [j.model_dump() for j in snap.jobs] if snap else [],
+        # the node's own view of its chain (ok / unreachable since T, last error, next retry)
+        "chain_health": snap.chain.model_dump() if snap else None,
     }
     if role == "miner":
         status["share"] = share.model_dump()
         status["partition"] = partition_status(settings, layout, plots["bytes"], share.size_in_gb)
+        status["disks"] = disks_status(settings, snap)
     if layout.validator_state_db.exists():
         try:
             status["validator"] = validator_status(layout)
@@ -207,10 +247,13 @@ def devnet_status(settings: Settings) -> dict[str, Any]:
 
     root = settings.devnet_root
     spec = SubnetSpec.load(root)
+    from .chain.devnet_faults import read_fault
+
     chain = Devnet.open(root, settings.resolved_netuid)
     try:
         mg = chain.metagraph()
         last_epoch = chain.last_epoch_block()
+        fault = read_fault(chain)
     finally:
         chain.close()
     names = spec.hotkey_names(root)
@@ -227,6 +270,7 @@ def devnet_status(settings: Settings) -> dict[str, Any]:
     return {
         "network": "devnet", "netuid": mg.netuid, "secure": False, "block": mg.block, "last_epoch": last_epoch,
         "devnet_root": str(root),
+        "fault": fault.describe() if fault is not None else None,  # `tensorage devnet fault`
         "metagraph": [{"uid": n.uid, "node": names.get(n.hotkey), "hotkey": n.hotkey, "stake": n.total_stake,
                        "validator_permit": n.validator_permit, "axon": n.axon, "trust": n.trust,
                        "consensus": n.consensus, "incentive": n.incentive, "dividends": n.dividends,

@@ -142,7 +142,7 @@ def window_verdict(miner: Miner, listing: Listing, window: int, block: int):
     view = MinerView(neuron=neuron(miner.hotkey, 1, "127.0.0.1:1"), seen=[SeenListing(listing, 0)])
     beacon = os.urandom(32)
     challenge = window_challenge(beacon, window)
-    (task,) = plan(DEV, [view], window, block, challenge)
+    (task,) = plan(DEV, [view], window, block, challenge, beacon_at=float(block), block_s=1.0)
     proofs = miner.service.store.read_proofs(list(task.spec.chunks))
     raw = encode_answer(window, listing.digest_hex, [], proofs)
     task.reply = Reply(status=200, body=raw, latency_ms=1.0, arrived_at=0.0)

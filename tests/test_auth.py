@@ -224,22 +224,30 @@ async def test_a_protocol_1_validator_is_told_to_upgrade(miner, allocated):
     assert miner.challenges_served == 0
 
 
-async def test_only_the_current_and_previous_listing_are_answered(miner, allocated):
-    """The review's slot attack: a caller naming stale listings first. The miner answers its
-    current listing and the one before (what a validator's snapshot can be), nothing older, in
-    any order: the disk looks a window up at most twice and honest validators are never refused."""
-    from tensorage.engines.window_answers import LISTINGS_ANSWERED
+async def test_a_validator_is_answered_its_snapshot_and_nothing_more(miner, allocated):
+    """Two reviews in one. The failed sync: a validator whose syncs failed while the miner plotted
+    still holds an old listing as its snapshot, and is answered (it was refused with
+    unknown_listing when only two listings were kept). The slot attack: a caller naming listings
+    it never fetched, or fetched after the beacon, is refused, so a validator makes the disk look
+    a window up for at most the current listing and the two newest it fetched before the beacon."""
+    from tensorage.engines.window_answers import listings_answered
     from tensorage.proofs.listing import Listing
+    from tensorage.proofs.windows import window_start
 
     v = wallet_of(allocated, "validator-0")
+    me = v.hotkey.ss58_address
     real = miner.current_listing()
+    kept = listings_answered(miner.profile)
+    assert kept >= 4  # (2 missed syncs + 1) x 5 s + a 1 s margin + a 3 s window, at one change per 5 s
     published = []
-    for i in range(4):  # listings it published in turn: its plots minus one, then its real one again
+    for i in range(kept - 1):  # listings it published in turn while plotting, then its real one again
         entries = [e for j, e in enumerate(real.entries()) if j != i] + [(bytes([i + 1]) * 32, 18)]
         published.append(Listing.from_plots(entries))
         miner.answerer.remember(published[-1])
     miner.answerer.remember(real)
     window, beacon, deadline = current_window(miner.chain, miner.profile, min_left_s=1.5)
+    beacon_at = miner.chain.block_timestamp(window_start(window, miner.profile))
+    miner.answerer.fetched(me, published[0].digest_hex, at=beacon_at - 14)  # then its syncs failed
     computed = miner.answerer.computed
 
     async def ask(listing: Listing) -> tuple[int, str | None]:
@@ -249,12 +257,21 @@ async def test_only_the_current_and_previous_listing_are_answered(miner, allocat
                                   signed(v, "POST", "/v1/challenge", body, miner.hotkey))
         return status, data.get("error")
 
-    stale = [await ask(listing) for listing in published[:3]]  # the attacker goes first
-    assert stale == [(409, "unknown_listing")] * 3
-    assert await ask(published[3]) == (200, None)   # the previous listing
+    assert [await ask(listing) for listing in published[1:]] == [(409, "unknown_listing")] * (kept - 2)
+    assert await ask(published[0]) == (200, None)   # its snapshot, three listings old
     assert await ask(real) == (200, None)            # the current one
     assert await ask(real) == (200, None)            # asked again: the same answer
-    assert miner.answerer.computed - computed == LISTINGS_ANSWERED
+    assert miner.answerer.computed - computed == 2
+
+    # it syncs again: the two newest fetches before the beacon count, one after it does not
+    miner.answerer.fetched(me, published[1].digest_hex, at=beacon_at - 8)
+    miner.answerer.fetched(me, published[2].digest_hex, at=beacon_at - 4)
+    miner.answerer.fetched(me, published[3].digest_hex, at=beacon_at + 0.5)
+    assert await ask(published[3]) == (409, "unknown_listing")  # fetched once the beacon was known
+    assert await ask(published[0]) == (409, "unknown_listing")  # no longer one of its two newest
+    assert await ask(published[1]) == (200, None)
+    assert await ask(published[2]) == (200, None)
+    assert miner.answerer.computed - computed == 4
 
 
 async def test_strangers_cannot_make_a_node_reload_the_chain_per_request(allocated, tmp_path):

@@ -125,6 +125,10 @@ def test_listed_plot_missing_then_repair(node):
     assert digest_tree(node / "node") == before
     repaired = tensorage(*node_args(node / "devnet", node / "node", "--repair"), timeout=180)
     assert repaired.returncode == 0, repaired.stderr
-    assert len(list((node / "node" / "plots").glob("*.plot"))) == 4
+    after = list((node / "node" / "plots").glob("*.plot"))
+    # the missing plot is replaced; plot sizes vary with the seed (3.7-4.2 MB), so when the new draws
+    # are small a fifth fits the 0.03 GB share as well (conftest.plotted_devnet_template says so)
+    assert len(after) in (4, 5) and not plots[1].exists()
+    assert sum(p.stat().st_size for p in after) <= 0.03e9
     for kept in (plots[0], plots[2], plots[3]):
         assert kept.exists()

@@ -40,6 +40,7 @@ from .conftest import ALICE
 PROFILE = replace(PROFILES["devnet"], min_sample_plots=2, challenges_per_plot=2, max_sample_plots=64)
 WINDOWS = 240
 BLOCKS = WINDOWS * PROFILE.window_blocks
+BLOCK_S = PROFILE.block_time_s
 
 
 def seed_of(tag: str, i: int) -> bytes:
@@ -131,9 +132,10 @@ def simulate(plan):
         # worst order for the validator: a sync in the window's first block lands before the round
         if block % plan["sync_every"] == plan["sync_phase"] % plan["sync_every"]:
             if view.latest is None or view.latest.listing.digest != presented.digest:
-                view.add(SeenListing(listing=presented, seen_block=block))  # the block read after it arrived
+                # the block read after it arrived, and the latest time consistent with it
+                view.add(SeenListing(listing=presented, seen_block=block, seen_at=(block + 0.999) * BLOCK_S))
         if starts:
-            snap = view.listing_for(window_start(window, PROFILE), PROFILE.listing_margin_blocks)
+            snap = view.listing_for(window_start(window, PROFILE) * BLOCK_S, PROFILE.listing_margin_blocks * BLOCK_S)
             if snap is not None:
                 plots = draw_sample(PROFILE, challenge, ALICE, snap.listing)
                 credit = sample_credit(len(snap.listing), plots, answer(rng, plots, held))

@@ -11,7 +11,9 @@ def connect(settings: Settings) -> ChainPort:
     if settings.network == "devnet":
         from .devnet import Devnet
 
-        return Devnet.open(settings.devnet_root, netuid=settings.resolved_netuid)
+        chain = Devnet.open(settings.devnet_root, netuid=settings.resolved_netuid)
+        chain.faults_apply = True  # a node's connection obeys `tensorage devnet fault` (chain/devnet_faults.py)
+        return chain
     from .bittensor_backend import BittensorChain
 
     return BittensorChain(settings.network, settings.resolved_netuid)

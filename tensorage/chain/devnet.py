@@ -25,6 +25,7 @@ from ..errors import BlockNotYet, ChainError, NotRegistered
 from ..storage.files import atomic_write
 from ..storage.models import open_sqlite
 from .consensus import yuma
+from .devnet_faults import faultable
 from .port import Metagraph, Neuron
 
 MAX_UIDS = 256
@@ -197,17 +198,21 @@ class Devnet:
         return row.value if row else default
 
     # clock -------------------------------------------------------------------------------
+    @faultable
     def block(self) -> int:
         return int((time.time() - self._genesis) / self.seconds_per_block)
 
+    @faultable
     def block_timestamp(self, block: int) -> float:
         if block > self.block():
             raise BlockNotYet(f"devnet block {block} is not made yet (head is {self.block()})")
         return self._genesis + block * self.seconds_per_block
 
+    @faultable
     def block_time(self) -> float:
         return self.seconds_per_block
 
+    @faultable
     def block_hash(self, block: int) -> bytes:
         """A random hash per block, drawn by whoever asks first once the block's time has come, so
         no process can know it before then (the beacon of proof windows). A row dated before its
@@ -227,7 +232,18 @@ class Devnet:
                 self.BlockHashRow.delete().where(self.BlockHashRow.block < block - BLOCK_HASHES_KEPT).execute()
         return bytes(self.BlockHashRow.get(self.BlockHashRow.block == block).hash)
 
+    def reorganise(self, block: int) -> bytes:
+        """Give a made block another hash, as a fork that replaced it would (tests, and operators
+        trying what a reorganisation does to a window). Returns the new hash."""
+        if block < 0 or block > self.block():
+            raise BlockNotYet(f"devnet block {block} is not made yet (head is {self.block()})")
+        new = secrets.token_bytes(32)
+        with self.db.atomic("IMMEDIATE"):
+            self.BlockHashRow.replace(block=block, hash=new, made_at=time.time()).execute()
+        return new
+
     # reads -------------------------------------------------------------------------------
+    @faultable
     def metagraph(self) -> Metagraph:
         block = self.block()
         neurons = [
@@ -286,6 +302,7 @@ class Devnet:
                                 f"or register it with `tensorage devnet register`")
         return row
 
+    @faultable
     def serve(self, wallet: bt.Wallet, ip: str, port: int) -> None:
         self.serve_hotkey(wallet.hotkey.ss58_address, ip, port)
 
@@ -295,6 +312,7 @@ class Devnet:
             row.ip, row.port = ip, port
             row.save()
 
+    @faultable
     def set_weights(self, wallet: bt.Wallet, weights: dict[int, float]) -> int:
         return self.set_weights_hotkey(wallet.hotkey.ss58_address, weights)
 

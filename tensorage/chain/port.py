@@ -1,7 +1,11 @@
 """What tensorage needs from a chain, and nothing more.
 
 Field names follow bittensor 11's ``MetagraphNeuron`` so both backends look alike.
-Calls are synchronous; engines run them with ``asyncio.to_thread``.
+Calls are synchronous; engines run them with ``asyncio.to_thread``, so a backend is called from
+several threads at once and must be safe for it. Every call ends within a bound: a backend raises
+``ChainUnreachable`` when the chain does not answer (``ChainStalled`` when it ran out of time) and a
+plain ``ChainError`` when the chain answered with a refusal; nodes keep serving on either, and
+their chain jobs back off (scheduler.py) while the node's chain health says so (chain/health.py).
 """
 
 from __future__ import annotations

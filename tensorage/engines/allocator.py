@@ -27,7 +27,7 @@ from ..proofs.plots import (estimated_plot_bytes, parse_plot_filename, peak_byte
                             proof_rate)
 from ..proofs.plot_check import verify_plot
 from ..proofs.plotter import PlotJob, run_plot
-from ..storage.layout import Layout, device_space, dir_bytes
+from ..storage.layout import DeviceSpace, Layout, device_space, dir_bytes
 from ..storage.models import MinerIndex, PlotState
 from ..storage.partition import ExistingPlot, PartitionPlan, max_share_bytes, plan_partition, seconds_per_plot
 
@@ -84,11 +84,17 @@ class AllocatorStatus:
 
 class Allocator:
     def __init__(self, settings: Settings, hotkey: str, bus: Optional[EventBus] = None,
-                 source: str = "allocator") -> None:
+                 source: str = "allocator", root: Optional[Path] = None, holds_shards: bool = True) -> None:
+        """One disk: ``root`` (default: the first --db_root_path). ``holds_shards``: client shards live
+        here, so its partition keeps the client reserve (only the first disk; engines/disks.py)."""
         self.settings = settings
         self.hotkey = hotkey
         self.profile = settings.profile
-        self.layout = Layout(settings.db_root)
+        self.layout = Layout(root if root is not None else settings.db_root)
+        self.holds_shards = holds_shards
+        self.share_bytes: Optional[int] = None  # this disk's part of --size_in_gb (None: all of it)
+        self.shared_device = 1  # how many of the node's disks are directories of this one device
+        self.disk_label = ""  # names the disk in its events when the node has several
         self.bus = bus or EventBus()
         self.source = source
         self.status = AllocatorStatus()
@@ -119,20 +125,34 @@ class Allocator:
         return [ExistingPlot(seed=p.seed, k=p.k, bytes=p.bytes) for p in index.plots(*ON_DISK)]
 
     def shard_bytes(self) -> int:
-        return dir_bytes(self.layout.shards)
+        return dir_bytes(self.layout.shards) if self.holds_shards else 0
+
+    def device(self) -> DeviceSpace:
+        """The device's space, split evenly among the node's disks that are directories of it (so
+        two directories of one filesystem never count its free space twice)."""
+        dev = device_space(self.layout.root)
+        n = max(1, self.shared_device)
+        return DeviceSpace(total=dev.total // n, free=dev.free // n)
+
+    @property
+    def share_size(self) -> int:
+        return self.share_bytes if self.share_bytes is not None else self.settings.size_bytes
 
     def plan(self, size_bytes: Optional[int] = None) -> PartitionPlan:
         """The partition for the current disk, index and shards; raises NotEnoughSpace."""
         self.layout.check_writable_target()
         existing = self.existing_plots()
-        return plan_partition(
-            size_bytes if size_bytes is not None else self.settings.size_bytes,
-            device_space(self.layout.root), self.profile, existing=existing, shard_bytes=self.shard_bytes(),
+        plan = plan_partition(
+            size_bytes if size_bytes is not None else self.share_size,
+            self.device(), self.profile, existing=existing, shard_bytes=self.shard_bytes(),
+            holds_shards=self.holds_shards,
         )
+        plan.root = str(self.layout.root)
+        return plan
 
     def max_share_bytes(self) -> int:
         used = sum(p.bytes for p in self.existing_plots()) + self.shard_bytes()
-        return max_share_bytes(device_space(self.layout.root), used)
+        return max_share_bytes(self.device(), used)
 
     def refresh_counts(self) -> None:
         index = self._existing_index()
@@ -266,8 +286,9 @@ class Allocator:
             except NotEnoughSpace as exc:
                 # The device filled up under us: keep what we have, plot nothing new.
                 self.bus.publish(ErrorEvent(message=f"reallocation skipped: {exc}", source=self.source))
-                plan = plan_partition(self.max_share_bytes(), device_space(self.layout.root), self.profile,
-                                      existing=self.existing_plots(), shard_bytes=self.shard_bytes())
+                plan = plan_partition(self.max_share_bytes(), self.device(), self.profile,
+                                      existing=self.existing_plots(), shard_bytes=self.shard_bytes(),
+                                      holds_shards=self.holds_shards)
                 if plan.remove:
                     plan.remove_reason = (f"the device has room for a {plan.size_bytes / 1e9:.3g} GB share only "
                                           f"(other files filled it): {plan.remove_reason}")
@@ -294,14 +315,14 @@ class Allocator:
         self.bus.publish(PlanReady(
             size_bytes=plan.size_bytes, plot_bytes=plan.plot_bytes, reserve_bytes=plan.reserve_bytes,
             temp_bytes=plan.temp_bytes, free_bytes=plan.free_bytes, plots=plan.plot_ks, to_make=len(plan.add),
-            to_remove=len(plan.remove), source=self.source,
+            to_remove=len(plan.remove), disk=self.disk_label, source=self.source,
         ))
 
     def _share_free(self, inflight_peak: int) -> int:
         """Bytes a new plot may still take: within the share and on the device."""
         on_disk = self.index.bytes_in(PlotState.DONE, PlotState.VERIFIED) + self.shard_bytes()
-        share = self.settings.size_bytes - on_disk - inflight_peak
-        device = device_space(self.layout.root).free - inflight_peak
+        share = self.share_size - on_disk - inflight_peak
+        device = self.device().free - inflight_peak
         return min(share, device)
 
     @staticmethod
@@ -380,7 +401,7 @@ class Allocator:
             st.running.clear()
             self.refresh_counts()
         done = AllocationDone(plots=st.done, verified=st.verified, plot_bytes=st.plot_bytes,
-                              seconds=time.monotonic() - began, source=self.source)
+                              seconds=time.monotonic() - began, disk=self.disk_label, source=self.source)
         self.bus.publish(done)
         return done
 
@@ -436,6 +457,16 @@ class Allocator:
         self.layout.ensure()
         ValidatorStore(self.layout.validator_state_db).close()
         return self.layout.validator_state_db
+
+    def release_index(self) -> None:
+        """Close the plot index without a word to the disk it is on (a lost disk: the next use
+        reopens it once the disk reads again)."""
+        index, self._index = self._index, None
+        if index is not None:
+            with contextlib.suppress(Exception):
+                self._io.submit(index.close).result(timeout=5)
+            with contextlib.suppress(Exception):
+                index.close()
 
     def close(self) -> None:
         if self._index is not None:

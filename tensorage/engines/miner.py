@@ -10,7 +10,6 @@ override :meth:`listed_plots`, :meth:`current_listing`, :meth:`prove_sample` or
 from __future__ import annotations
 
 import asyncio
-import os
 import random
 import time
 from dataclasses import dataclass
@@ -24,7 +23,8 @@ from .. import PROTOCOL_VERSION
 from ..chain.port import ChainPort
 from ..config import Settings
 from ..errors import PlotError, TensorageError
-from ..events import ChallengeServed, ErrorEvent, EventBus, PlotDone, PlotRemoved, PlotVerified, ShardEvent
+from ..events import (ChallengeServed, DiskLost, DiskReturned, ErrorEvent, EventBus, PlotDone, PlotRemoved,
+                      PlotVerified, ShardEvent)
 from ..net.auth import BODY, CALLER, OPERATOR, VALIDATOR, access
 from ..net.errors import parse, reject
 from ..net import operator as op
@@ -35,14 +35,17 @@ from ..proofs.plots import plot_filename, plot_id
 from ..proofs.prover_pool import PlotTask, ProverPool
 from ..proofs.windows import MAX_PROOFS_PER_CHALLENGE, SampledChunk
 from ..storage import share as stored_share
-from .window_answers import WindowAnswerer
+from .window_answers import ASKED_BY, WindowAnswerer
 from ..storage.models import PlotState
 from ..storage.partition import PartitionPlan
-from .allocator import Allocator
+from .disks import DiskSet
 from .node import Node
 from .shard_routes import ShardService
 
 SCRUB_SAMPLE = 8
+# How often the disks job probes every disk: a lost disk's plots leave the listing within this and
+# a sync period (a failing lookup or scrub probes its disk at once).
+DISK_CHECK_MAX_S = 30
 MAX_DEADLINE_AHEAD_S = 300.0
 
 
@@ -52,6 +55,8 @@ class HeldPlot:
     k: int
     path: Path
     plot_id: bytes
+    disk: str = ""  # the --db_root_path directory it is on
+    queue: str = ""  # its disk's lookup queue (directories of one device share one)
 
 
 class MinerEngine(Node):
@@ -64,22 +69,21 @@ class MinerEngine(Node):
         # The share stored with the node wins over an unchanged flag (storage.share has the rule).
         self.share_flags = stored_share.flags_of(settings)
         self.settings, self.share, self._share_is_new = stored_share.resolve(settings, self.layout)
-        self.allocator = Allocator(self.settings, self.hotkey, self.bus, self.source)
-        self.shards = ShardService(self.layout, self.allocator, lambda: self.settings.size_bytes, self.hotkey,
+        self.allocator = DiskSet(self.settings, self.hotkey, self.bus, self.source)  # one Allocator per disk
+        self.shards = ShardService(self.layout, self.allocator, self.allocator.home_share_bytes, self.hotkey,
                                    bt.resolve_signer(wallet, role="hotkey"), self.stake_share,
                                    self.profile.max_listed_shards, self.bus, self.source,
                                    lambda: self.settings.max_shard_fraction, self.max_certificate_expiry)
         # ``pool``: a ProverPool shared by several miners in one process (benchmarks); its owner closes it.
         self._owns_pool = pool is None
-        self.pool = pool if pool is not None else ProverPool(proof_workers or min(2, os.cpu_count() or 1))
+        self.pool = pool if pool is not None else ProverPool(proof_workers or self.settings.proof_processes)
         self.plots: dict[str, HeldPlot] = {}
         self.challenges_served = 0
         self._listing: Optional[Listing] = None
         self._listed_state: tuple = ({}, -1)  # (plots, shard generation) the listing was last built from
         self._listed_at = 0.0
-        self._purged: Optional[Listing] = None
         # looked up per call, so a subclass's prove_sample / prove_chunks is the one used
-        self.answerer = WindowAnswerer(self.profile, chain, self.hotkey,
+        self.answerer = WindowAnswerer(self.profile, self.chain, self.hotkey,
                                        lambda entries, c, j: self.prove_sample(entries, c, j),
                                        lambda chunks: self.prove_chunks(chunks))
         self._alloc_task: Optional[asyncio.Task] = None
@@ -90,10 +94,11 @@ class MinerEngine(Node):
         """The plots we stand behind: verified ones (or made ones with --disable_verify)."""
         states = [PlotState.VERIFIED] + ([PlotState.DONE] if self.settings.disable_verify else [])
         held = {}
-        for row in self.allocator.index.plots(*states):
+        for disk, row in self.allocator.held_rows(*states):  # a lost disk's plots are not held
             seed = bytes.fromhex(row.seed)
-            held[row.seed] = HeldPlot(seed=row.seed, k=row.k, path=self.layout.plots / plot_filename(row.k, seed),
-                                      plot_id=plot_id(self.hotkey, seed))
+            held[row.seed] = HeldPlot(seed=row.seed, k=row.k, path=disk.layout.plots / plot_filename(row.k, seed),
+                                      plot_id=plot_id(self.hotkey, seed), disk=str(disk.root),
+                                      queue=disk.queue or str(disk.root))
         self.plots = held
 
     def _on_plot_event(self, event) -> None:
@@ -101,6 +106,8 @@ class MinerEngine(Node):
         made = PlotDone if self.settings.disable_verify else PlotVerified
         if isinstance(event, (made, PlotRemoved)) and event.source == self.source:
             self.refresh_plots()
+        elif isinstance(event, (DiskLost, DiskReturned)) and event.source == self.source:
+            self.refresh_plots()  # whoever noticed (the disks job, a lookup, a reallocation): out or back now
         elif isinstance(event, ShardEvent) and event.source == self.source and event.action != "refused":
             self.write_state()  # the shard counts in node.json follow the shard store (off the loop, coalesced)
 
@@ -133,9 +140,9 @@ class MinerEngine(Node):
 
     def current_listing(self) -> Listing:
         """The canonical listing of what this miner holds (plots and shard certificates), changed
-        at most once per sync period: validators then hold either it or the one before, the two
-        the miner answers for. The bytes of shards that left it are removed once no listing it
-        answers for names them."""
+        at most once per sync period (engines/window_answers.py says which of the listings before it
+        are still answered, and for how long). The bytes of shards that left it are removed once no
+        listing it answers for names them."""
         state = (self.plots, self.shards.store.generation)
         now = time.monotonic()
         changed = self._listing is None or self._listed_state[0] is not self.plots or \
@@ -147,20 +154,11 @@ class MinerEngine(Node):
                 self._listing, self._listed_at = listing, now
                 self.answerer.remember(listing)
                 self.shards.store.purge(self.answerer.shards_answered())
-        elif self._purged is not self._listing and now - self._listed_at >= self.purge_after_s:
-            # every validator has synced the current listing since: the one before is no longer
-            # answered, and the bytes of shards only it named can go
-            self._purged = self._listing
-            self.answerer.keep_only(self._listing)  # type: ignore[arg-type]
+        elif self.answerer.expire():
+            # a listing no validator can still hold as its snapshot stopped being answered: the
+            # bytes of shards only it named can go
             self.shards.store.purge(self.answerer.shards_answered())
         return self._listing  # type: ignore[return-value]
-
-    @property
-    def purge_after_s(self) -> float:
-        """How long a listing is current before the one it replaced stops being answered: two sync
-        periods and two windows (a validator syncs every sync period and needs a listing a window
-        old)."""
-        return 2 * self.profile.sync_s + 2 * self.profile.window_s
 
     async def prove_sample(self, entries: list[tuple[bytes, int]], challenge: bytes,
                            per_plot: int) -> list[list[list[bytes]]]:
@@ -171,12 +169,14 @@ class MinerEngine(Node):
             plot = self.plots.get(seed.hex())
             if plot is not None and plot.k == k:
                 held[plot.seed] = plot
-        tasks = [PlotTask(seed=p.seed, path=str(p.path), plot_id=p.plot_id, k=p.k) for p in held.values()]
+        tasks = [PlotTask(seed=p.seed, path=str(p.path), plot_id=p.plot_id, k=p.k, disk=p.queue or p.disk)
+                 for p in held.values()]
         found: dict[tuple[str, int], list[bytes]] = {}
         for seed, j, payload in await self.pool.prove(tasks, challenge, per_plot):
-            if j is None:  # the plot could not be read: say so (the scrub will deal with it)
+            if j is None:  # the plot could not be read: say so (the scrub will deal with it), and check its disk
                 self.bus.publish(ErrorEvent(message=f"plot {seed[:8]} unreadable during a challenge: {payload}",
                                             source=self.source))
+                await self.disk_trouble(held[seed].disk, payload)
                 continue
             found[(seed, j)] = list(dict.fromkeys(payload))[:MAX_PROOFS_PER_CHALLENGE]
         return [[found.get((seed.hex(), j), []) for j in range(per_plot)] for seed, _ in entries]
@@ -228,6 +228,7 @@ class MinerEngine(Node):
         """The current listing; ``If-None-Match`` with its digest answers 304 (nothing to resend)."""
         listing = self.current_listing()
         self.answerer.remember(listing)
+        self.answerer.fetched(request[CALLER].hotkey_ss58, listing.digest_hex)  # a 304 keeps it as well
         etag = f'"{listing.digest_hex}"'
         if request.headers.get("If-None-Match") == etag:
             return web.Response(status=304, headers={"ETag": etag})
@@ -249,6 +250,7 @@ class MinerEngine(Node):
                                            f"arrived: check the validator's clock (NTP)")
         if req.deadline > now + MAX_DEADLINE_AHEAD_S:
             reject(400, "bad_request", f"deadline more than {MAX_DEADLINE_AHEAD_S:.0f}s ahead: check the clock")
+        ASKED_BY.set(request[CALLER].hotkey_ss58)  # this request's task only
         answer, fresh = await self.window_answer(req)
         self.challenges_served += 1
         plots, proofs = self.answerer.sizes.get((req.window, req.listing), (0, 0))
@@ -296,14 +298,42 @@ class MinerEngine(Node):
         sample = random.sample(list(self.plots.values()), min(SCRUB_SAMPLE, len(self.plots)))
         bad = 0
         for p in sample:
+            if p.disk and not self._disk_ok(p.disk):
+                continue  # its disk was lost during this scrub: its plots wait for it, untouched
             try:
-                await self.pool.check(p.path, p.plot_id, p.k)
+                await self.pool.check(p.path, p.plot_id, p.k, p.queue or p.disk)
             except (PlotError, OSError) as exc:
+                if isinstance(exc, OSError) and await self.disk_trouble(p.disk, str(exc)):
+                    continue  # the disk is lost, not the plot
                 bad += 1
-                self.allocator.forget_plot(p.seed, p.k)
+                self.allocator.forget_plot(p.seed, p.k, p.disk or None)
                 self.bus.publish(PlotRemoved(seed=p.seed, k=p.k, reason=f"failed scrub: {exc}", source=self.source))
         self.refresh_plots()
         return f"{len(sample)} plots checked, {bad} removed"
+
+    def _disk_ok(self, root: str) -> bool:
+        disk = self.allocator.disk_at(root)
+        return disk is None or disk.ok
+
+    async def disk_trouble(self, root: str, reason: str) -> bool:
+        """A lookup or scrub on ``root`` failed: probe the disk (off the loop); True when that lost it
+        (its plots leave the listing, the node goes on with the others)."""
+        if not root:
+            return False
+        lost = await asyncio.to_thread(self.allocator.trouble, root, reason)
+        if lost is not None:
+            self.refresh_plots()
+            self.write_state()
+        return lost is not None
+
+    async def check_disks(self) -> str:
+        """The disks job: lose the disks that went away, bring back the ones that read again."""
+        changes = await asyncio.to_thread(self.allocator.check_disks)
+        if changes:
+            self.refresh_plots()
+            self.write_state()
+        lost = sum(not d.ok for d in self.allocator.disks)
+        return "; ".join(changes) or f"{len(self.allocator.disks) - lost} disk(s) ok, {lost} lost"
 
     async def shard_upkeep(self) -> str:
         """Re-hash a sample of shards; shards whose certificate expired more than the grace period
@@ -320,7 +350,8 @@ class MinerEngine(Node):
     async def start(self) -> None:
         await self.require_registered()
         await asyncio.to_thread(self.allocator.plan)  # refuses an impossible share before anything is written
-        self.allocator.layout.ensure()
+        self.allocator.ensure()
+        await asyncio.to_thread(self.allocator.lock, self.role)  # the other disks are this node's too
         if self._share_is_new:  # a changed flag is the operator's latest decision: keep it
             await asyncio.to_thread(stored_share.store, self.layout, self.settings.size_in_gb,
                                     self.share_flags[1], "flag", self.share_flags)
@@ -334,6 +365,7 @@ class MinerEngine(Node):
         self.jobs.add("reallocate", self.reallocate, self.settings.reallocate_interval, first_in=0)
         self.jobs.add("scrub", self.scrub, self.profile.scrub_s, first_in=None)
         self.jobs.add("shard_scrub", self.shard_upkeep, self.profile.scrub_s, first_in=None)
+        self.jobs.add("disks", self.check_disks, min(DISK_CHECK_MAX_S, self.profile.sync_s), first_in=None)
         self.jobs.start()
         self.write_state()
 
@@ -345,6 +377,7 @@ class MinerEngine(Node):
         await super().stop()
         if self._owns_pool:
             self.pool.close()
+        self.allocator.unlock()
         self.allocator.close()
         self.shards.close()
 
@@ -352,4 +385,11 @@ class MinerEngine(Node):
         st = self.allocator.status
         return {**super().snapshot(), "plots_held": len(self.plots), "challenges_served": self.challenges_served,
                 "allocating": st.busy, "eta_s": st.eta_s, "allocator": st.as_dict(),
-                "share": self.share.model_dump(), **self.shards.snapshot()}
+                "share": self.share.model_dump(), "disks": self.allocator.disk_states(self.plots_per_disk()),
+                **self.shards.snapshot()}
+
+    def plots_per_disk(self) -> dict[str, int]:
+        held: dict[str, int] = {}
+        for p in self.plots.values():
+            held[p.disk] = held.get(p.disk, 0) + 1
+        return held

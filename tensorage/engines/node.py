@@ -15,6 +15,7 @@ import bittensor as bt
 from aiohttp import web
 
 from .. import PROTOCOL_VERSION, __version__
+from ..chain.health import ChainHealth, MonitoredChain
 from ..chain.port import ChainPort, Metagraph, Neuron
 from ..config import Settings
 from ..errors import NotRegistered, TensorageError
@@ -46,7 +47,11 @@ class Node:
         self.profile = settings.profile
         self.wallet = wallet
         self.hotkey = wallet.hotkey.ss58_address
-        self.chain = chain
+        # Every chain call reports to the node's chain health (status, the console); the jobs that
+        # fail on the chain back off (scheduler.py) and all retry at once when it answers again.
+        self.chain_health = ChainHealth()
+        self.chain = MonitoredChain(chain, self.chain_health)  # type: ignore[assignment]
+        self._recoveries_seen = 0
         self.bus = bus or EventBus()
         self.source = source or self.role
         self.layout = Layout(settings.db_root)
@@ -269,7 +274,17 @@ class Node:
     # state for other processes -------------------------------------------------------------
     def _on_event(self, event) -> None:
         if isinstance(event, JobRan):
+            recoveries = self.chain_health.recoveries
+            if recoveries != self._recoveries_seen:  # it came back: don't wait out the backoff
+                self._recoveries_seen = recoveries
+                kicked = self.jobs.retry_backed_off()
+                if kicked:
+                    self.bus.log(f"the chain answers again: retrying {', '.join(kicked)} now", source=self.source)
             self.write_state()
+
+    def chain_view(self) -> dict[str, Any]:
+        """The chain's health as the snapshot carries it, with the soonest backed-off retry."""
+        return self.chain_health.view(self.jobs.next_retry()).as_dict()
 
     def snapshot(self) -> dict[str, Any]:
         """Plain data; subclasses add their part. :meth:`typed_snapshot` validates it."""
@@ -291,6 +306,7 @@ class Node:
             "started_at": self.started_at,
             "updated_at": time.time(),
             "jobs": [asdict(j) for j in self.jobs.state()],
+            "chain": self.chain_view(),
         }
 
     def typed_snapshot(self) -> AnySnapshot:

@@ -38,6 +38,7 @@ from ..proofs.plots import hotkey_public_key
 from ..storage.layout import Layout, device_space, safety_margin
 from ..storage.shards import Occupancy, ShardRefused, ShardStore, parse_certificate
 from .allocator import Allocator
+from .disks import DiskSet
 
 SCRUB_SHARDS = 8
 GATEWAY_SHARE_FACTOR = 3.0
@@ -47,7 +48,7 @@ CHURN_FACTOR = 2  # with the shards it deleted and this miner still keeps, a gat
 
 
 class ShardService:
-    def __init__(self, layout: Layout, allocator: Allocator, share_bytes: Callable[[], int], hotkey: str,
+    def __init__(self, layout: Layout, allocator: Allocator | DiskSet, share_bytes: Callable[[], int], hotkey: str,
                  signer, stake_share: Callable[[str], float], max_shards: int,
                  bus: Optional[EventBus] = None, source: str = "miner",
                  max_fraction: Callable[[], float] = lambda: 1.0,

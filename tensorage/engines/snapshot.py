@@ -38,6 +38,8 @@ class JobState(_Lenient):
     last_duration_s: Optional[float] = None
     last_run_at: Optional[float] = None
     running: bool = False
+    chain_failures: int = 0  # runs in a row that failed on the chain: backing off while > 0
+    retry_at: Optional[float] = None
 
     def info(self) -> JobInfo:
         return JobInfo(**self.model_dump())
@@ -53,6 +55,35 @@ class AllocatorState(_Lenient):
     busy: bool = False
     last_error: str = ""
     running: dict[str, tuple[int, float]] = {}  # seed -> (k, fraction done)
+
+
+class ChainHealthState(_Lenient):
+    """Is the node's chain answering (mirrors :class:`~tensorage.chain.health.ChainHealthView`)."""
+
+    state: Literal["unknown", "ok", "unreachable"] = "unknown"
+    since: Optional[float] = None
+    last_ok_at: Optional[float] = None
+    last_error: str = ""
+    last_error_at: Optional[float] = None
+    failures: int = 0
+    recoveries: int = 0
+    next_retry: Optional[float] = None  # the soonest retry of a job backing off
+
+
+class DiskState(_Lenient):
+    """One --db_root_path disk of a miner (engines/disks.py)."""
+
+    path: str
+    home: bool = False  # the first: it also keeps indexes, keys, shards and node.json
+    state: Literal["ok", "lost"] = "ok"
+    reason: str = ""  # why it is lost
+    since: Optional[float] = None
+    share_bytes: int = 0  # its part of --size_in_gb
+    device_total: int = 0
+    device_free: int = 0
+    plots: int = 0  # plots of it in the listing
+    planned: int = 0
+    plot_bytes: int = 0
 
 
 class NodeSnapshot(_Lenient):
@@ -73,6 +104,7 @@ class NodeSnapshot(_Lenient):
     started_at: float
     updated_at: float
     jobs: list[JobState] = []
+    chain: ChainHealthState = ChainHealthState()
 
     def summary(self) -> str:
         """One line on what the node is doing."""
@@ -92,6 +124,7 @@ class MinerSnapshot(NodeSnapshot):
     eta_s: Optional[float] = None
     allocator: AllocatorState = AllocatorState()
     share: Optional[ShareState] = None
+    disks: list[DiskState] = []  # one per --db_root_path directory, the home first
     # client shards (storage/shards.py): they count against the share together with the plots
     shards: int = 0
     shard_bytes: int = 0
@@ -102,6 +135,8 @@ class MinerSnapshot(NodeSnapshot):
 
     def summary(self) -> str:
         busy = " · allocating" if self.allocating else ""
+        lost = sum(d.state == "lost" for d in self.disks)
+        busy += f" · {lost} disk(s) lost" if lost else ""
         shards = f" · {self.shards} client shards ({self.shard_bytes / 1e6:.1f} MB)" if self.shards else ""
         return f"{self.plots_held} plots held{shards} · {self.challenges_served} challenges answered{busy}"
 

@@ -17,6 +17,8 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections import deque
+from dataclasses import dataclass
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Callable, Optional
 
@@ -45,6 +47,20 @@ SYNC_CONCURRENCY = 32
 # is skipped when less than this share of the deadline is left.
 ROUND_LAG_S = 0.05
 MIN_TIME_LEFT = 0.25
+PENDING_KEPT = 64  # windows waiting for their beacon block to settle (a few at most while the chain moves)
+
+
+@dataclass
+class PendingWindow:
+    """A window asked and checked, recorded once its beacon block is deep enough."""
+
+    window: int
+    start: int
+    beacon: bytes
+    started: float
+    judged: list[RoundOutcome]
+    listings: list[str]
+    refused: list[RoundOutcome]
 # Connections kept open to miners: every serving uid of the largest subnet has its own, so a window's
 # requests never queue for a socket (a queue of hundreds stalls aiohttp's connector for seconds).
 MINER_CONNECTIONS = 2048
@@ -71,6 +87,8 @@ class ValidatorEngine(Node):
         self.scores: dict[str, MinerScore] = {}
         self.rounds_run = 0
         self.last_window = -1
+        self._pending: "deque[PendingWindow]" = deque()
+        self.windows_void = 0  # windows whose beacon a reorganisation replaced
         self._block_s = self.profile.block_time_s  # the chain's, once started
         self.last_weights: dict[int, float] = {}
         self.last_weights_block: Optional[int] = None
@@ -224,7 +242,8 @@ class ValidatorEngine(Node):
         if reply.status != 200:
             view.error = f"GET /v1/plots answered {reply.status} {reply.error_message}"[:300]
             return view
-        seen_block = await asyncio.to_thread(self.chain.block)  # read after the listing arrived
+        seen_at = time.time()  # the margin is measured with this, against the beacon block's timestamp
+        seen_block = await asyncio.to_thread(self.chain.block)  # read after the listing arrived, for the record
         self.head_block = max(self.head_block, seen_block)
         check = await self.verifier.listing(reply.body, neuron.hotkey, self.profile.min_k, self.profile.max_k,
                                             self.profile.max_listed_plots, self.profile.max_listed_shards)
@@ -234,7 +253,7 @@ class ValidatorEngine(Node):
         view.listing_error = ""
         view.refused, view.credited_bytes = check.refused, check.credited_bytes
         if view.latest is None or view.latest.listing.digest != check.listing.digest:
-            view.add(SeenListing(listing=check.listing, seen_block=seen_block))
+            view.add(SeenListing(listing=check.listing, seen_block=seen_block, seen_at=seen_at))
             await self._write(self.store.add_listing, neuron.hotkey, check.listing.digest_hex, check.listing.stored(),
                               seen_block)
             if self.gateway is not None:  # its shards the miner stopped listing are suspect
@@ -252,16 +271,20 @@ class ValidatorEngine(Node):
 
     # windows ---------------------------------------------------------------------------------
     async def proof_round(self) -> str:
-        """Check the current window, once: every miner with a listing from before its beacon."""
+        """Check the current window, once: every miner with a listing from before its beacon.
+        The verdict is recorded when the beacon block is ``settle_blocks`` deep (this round or
+        the next): a beacon that a reorganisation replaced voids the window for every miner."""
         try:
             head = await asyncio.to_thread(self.chain.block)
             self.head_block = max(self.head_block, head)
+            settled = await self._settle(head)
             window = window_of(head, self.profile)
             start = window_start(window, self.profile)
+            if window <= self.last_window:  # before aligning: a lagging head must not schedule into the past
+                self._align_rounds(None)
+                return settled or f"window {window} already checked"
             started = await asyncio.to_thread(self.chain.block_timestamp, start)
             self._align_rounds(started)
-            if window <= self.last_window:
-                return f"window {window} already checked"
             beacon = await asyncio.to_thread(self.chain.block_hash, start)
         except BlockNotYet as exc:
             return f"waiting for the next window ({exc})"
@@ -271,7 +294,8 @@ class ValidatorEngine(Node):
         self.last_window = window
         challenge = window_challenge(beacon, window)
         # Drawing a thousand samples is tens of ms of Python: in a thread, the loop keeps its turns.
-        tasks = await asyncio.to_thread(plan, self.profile, list(self.miners.values()), window, start, challenge)
+        tasks = await asyncio.to_thread(plan, self.profile, list(self.miners.values()), window, start, challenge,
+                                        started, self._block_s)
         refused = [RoundOutcome(uid=v.neuron.uid, hotkey=v.neuron.hotkey, result="fail", plots=0, returned=0,
                                 expected=0.0, latency_ms=0.0, detail=v.listing_error)
                    for v in self.miners.values() if v.listing_error and not v.seen]
@@ -283,12 +307,43 @@ class ValidatorEngine(Node):
         for t, check in zip(answered, await self.verifier.answers([(t.reply.body, t.spec) for t in answered])):
             t.check = check
         judged = [judge_task(t, started) for t in tasks]
-        suspect = self.gateway.window_verdicts(judged) if self.gateway is not None else 0
-        outcomes = [(o, t.seen.listing.digest_hex) for o, t in zip(judged, tasks)] + [(o, "") for o in refused]
-        summary = await self._record(window, started, outcomes)
-        chunks = sum(o.chunks_asked for o in judged)
+        self._pending.append(PendingWindow(window=window, start=start, beacon=beacon, started=started,
+                                           judged=judged, listings=[t.seen.listing.digest_hex for t in tasks],
+                                           refused=refused))
+        head = await asyncio.to_thread(self.chain.block)
+        return await self._settle(head) or f"window {window}: asked {len(tasks)} miners, judged when block " \
+                                           f"{start + self.profile.settle_blocks} is made"
+
+    async def _settle(self, head: int) -> str:
+        """Record the pending windows whose beacon block is deep enough, or void them when the
+        chain no longer has that beacon. A chain that cannot say keeps them pending."""
+        summaries = []
+        while self._pending and head >= self._pending[0].start + self.profile.settle_blocks:
+            p = self._pending.popleft()
+            try:
+                now_hash = await asyncio.to_thread(self.chain.block_hash, p.start)
+            except Exception:
+                self._pending.appendleft(p)
+                break
+            if now_hash != p.beacon:
+                self.windows_void += 1
+                message = (f"window {p.window} void: block {p.start} was reorganised ({p.beacon.hex()[:12]}… -> "
+                           f"{now_hash.hex()[:12]}…), so no miner gains or loses by it")
+                self.bus.log(message, source=self.source)
+                summaries.append(message)
+                continue
+            summaries.append(await self._verdicts(p))
+        while len(self._pending) > PENDING_KEPT:  # a chain stuck for long: the oldest are dropped, not judged
+            self._pending.popleft()
+        return "; ".join(summaries)
+
+    async def _verdicts(self, p: "PendingWindow") -> str:
+        suspect = self.gateway.window_verdicts(p.judged) if self.gateway is not None else 0
+        outcomes = [(o, listing) for o, listing in zip(p.judged, p.listings)] + [(o, "") for o in p.refused]
+        summary = await self._record(p.window, p.started, outcomes)
+        chunks = sum(o.chunks_asked for o in p.judged)
         if chunks:
-            summary += f"; {sum(o.chunks_right for o in judged)}/{chunks} shard chunks right"
+            summary += f"; {sum(o.chunks_right for o in p.judged)}/{chunks} shard chunks right"
             if suspect:
                 summary += f", {suspect} of this gateway's shards suspect"
         return summary
@@ -298,18 +353,29 @@ class ValidatorEngine(Node):
         await asyncio.gather(*(self._fetch(t, request) for t in tasks))
 
     async def _fetch(self, task: WindowTask, request: dict) -> None:
-        """One miner's answer, read up to what its sample allows, timed at arrival. Never raises."""
+        """One miner's answer, read up to what its sample allows, timed at arrival. A 425 (its chain
+        has not reached the beacon block) is asked again while the deadline allows. Never raises."""
         n = task.view.neuron
         body = WindowChallenge(listing=task.spec.listing_hex, **request).model_dump_json().encode()
         bound = answer_bound(len(task.spec.plots), task.spec.per_plot, self.profile.max_k, task.spec.chunks)
         # The answer streams into a spool file and its check starts the moment it is complete, while
         # other miners' answers still arrive: a window holds no answer in memory, whatever the miners.
-        sink = self.verifier.answer_sink()
+        retry_s = min(1.0, max(0.05, self._block_s / 10))
+        sink = None
         try:
             host, port = n.endpoint  # type: ignore[misc]
-            task.reply = await self.client.request("POST", host, port, "/v1/challenge", receiver=n.hotkey, body=body,
-                                                   deadline=request["deadline"], max_reply=bound,
-                                                   sink=None if sink is None else sink.write)
+            while True:
+                sink = self.verifier.answer_sink()
+                task.reply = await self.client.request("POST", host, port, "/v1/challenge", receiver=n.hotkey,
+                                                       body=body, deadline=request["deadline"], max_reply=bound,
+                                                       sink=None if sink is None else sink.write)
+                if task.reply.status != 425 or time.time() + retry_s >= request["deadline"]:
+                    break
+                if sink is not None:
+                    sink.discard()
+                    sink = None
+                task.retries += 1
+                await asyncio.sleep(retry_s)  # bounded by the window's deadline
         except PeerError as exc:
             task.failure = exc
         except Exception as exc:  # anything else is this miner's failure only
@@ -363,12 +429,21 @@ class ValidatorEngine(Node):
         """This validator checks every window, or fewer when ``--seconds_per_round`` says so."""
         return max(self.window_s, self.settings.round_interval or self.window_s)
 
-    def _align_rounds(self, window_started: float) -> None:
+    def _align_rounds(self, window_started: Optional[float]) -> None:
         """Run the next check just after the next window (or the one ``--seconds_per_round`` asks
-        for) begins, whatever the drift of the chain's block times."""
-        if self.jobs.has("proof_round"):
+        for) begins, whatever the drift of the chain's block times. Never into the past: a head
+        that lags (``window_started`` None: the window was checked already, or its start is old)
+        is looked at again in an eighth of a block time, not in a tight loop of chain reads."""
+        if not self.jobs.has("proof_round"):
+            return
+        now = time.time()
+        at = now + max(0.05, self._block_s / 8)  # soon enough to keep the window's deadline, not a tight loop
+        if window_started is not None:
             windows_ahead = max(1, round(self.round_every_s / self.window_s))
-            self.jobs.reschedule("proof_round", window_started + windows_ahead * self.window_s + ROUND_LAG_S)
+            target = window_started + windows_ahead * self.window_s + ROUND_LAG_S
+            if target > now:
+                at = target
+        self.jobs.reschedule("proof_round", at)
 
     # weights -------------------------------------------------------------------------------
     def weights(self) -> dict[int, float]:
@@ -438,6 +513,7 @@ class ValidatorEngine(Node):
         return {
             **super().snapshot(),
             "rounds_run": self.rounds_run,
+            "windows_void": self.windows_void,
             "last_window": self.last_window,
             "last_weights_block": self.last_weights_block,
             "last_weights": {str(uid): w for uid, w in self.last_weights.items()},

@@ -37,10 +37,13 @@ SEEN_KEPT = 3
 
 @dataclass(frozen=True)
 class SeenListing:
-    """A listing as this validator saw it, and the block by which it had arrived."""
+    """A listing as this validator saw it: the head block read after it arrived (for the record)
+    and the unix time it arrived (what the margin is measured with: a validator whose RPC lags
+    reads an old head, but its clock does not lag with it)."""
 
     listing: ListingReader  # in memory (tests) or spooled to a file (the validator: proofs/listing_spool.py)
     seen_block: int
+    seen_at: float = 0.0  # 0: restored from before a restart, so before every window still to come
 
 
 @dataclass
@@ -58,9 +61,11 @@ class MinerView:
     def latest(self) -> Optional[SeenListing]:
         return self.seen[-1] if self.seen else None
 
-    def listing_for(self, start_block: int, margin: int) -> Optional[SeenListing]:
-        """The newest listing seen at least ``margin`` blocks before the window's first block."""
-        usable = [s for s in self.seen if s.seen_block + margin < start_block]
+    def listing_for(self, beacon_at: float, margin_s: float) -> Optional[SeenListing]:
+        """The newest listing that arrived more than ``margin_s`` seconds before the beacon block
+        was made (its chain timestamp): the miner could not have chosen it knowing the beacon,
+        however far behind this validator's own chain node is."""
+        usable = [s for s in self.seen if s.seen_at + margin_s < beacon_at]
         return usable[-1] if usable else None
 
     def add(self, seen: SeenListing) -> None:
@@ -84,6 +89,7 @@ class WindowTask:
     reply: Optional[Reply] = None
     failure: Optional[PeerError] = None
     check: Optional[AnswerCheck] = None
+    retries: int = 0  # 425s asked again inside the deadline
 
 
 @dataclass
@@ -119,12 +125,14 @@ class RoundOutcome:
         return self.credit + self.client_bytes
 
 
-def plan(profile: NetworkProfile, views: list[MinerView], window: int, start: int,
-         challenge: bytes) -> list[WindowTask]:
-    """Every miner with a listing from before the beacon: its sample and what it credits."""
+def plan(profile: NetworkProfile, views: list[MinerView], window: int, start: int, challenge: bytes,
+         beacon_at: float, block_s: float) -> list[WindowTask]:
+    """Every miner with a listing from before the beacon: its sample and what it credits.
+    ``beacon_at`` is the beacon block's chain timestamp, ``block_s`` the chain's block time."""
     tasks = []
+    margin_s = profile.listing_margin_blocks * block_s
     for view in views:
-        seen = view.listing_for(start, profile.listing_margin_blocks)
+        seen = view.listing_for(beacon_at, margin_s)
         if seen is None or not view.neuron.endpoint:
             continue
         hotkey = view.neuron.hotkey

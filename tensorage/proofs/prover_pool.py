@@ -1,5 +1,10 @@
 """Proof lookups in worker processes: chiapos holds the GIL, the event loop must not wait on it.
 
+One disk head serves one lookup at a time (a full proof is ~77 random reads; two at once on one
+head only thrash), while different disks work in parallel. So lookups queue per disk
+(:attr:`PlotTask.disk`) and a free worker takes the next plot of a disk nobody is reading, one plot
+per call, never a static chunk. Tasks with no disk named are not queued (any free worker).
+
 Each worker keeps its open provers keyed by (path, inode, mtime) so a replaced or
 deleted plot is never answered from a stale file handle.
 """
@@ -9,11 +14,11 @@ from __future__ import annotations
 import asyncio
 import os
 from collections import OrderedDict
-from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures import Executor
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from ..errors import PlotError
 from ..procutil import child_pool
@@ -29,6 +34,7 @@ class PlotTask:
     path: str
     plot_id: bytes
     k: int
+    disk: str = ""  # the disk (--db_root_path directory) the plot is on: lookups on it queue
 
 
 def _prover(path: str):
@@ -69,32 +75,60 @@ def check_plot(path: str, plot_id: bytes, k: int) -> int:
     return verify_plot(Path(path), plot_id, k)
 
 
+Lookup = Callable[[list[PlotTask], bytes, int], list]
+
+
 class ProverPool:
-    def __init__(self, workers: int) -> None:
+    """``workers`` lookup processes shared by every disk; at most one lookup per disk at a time.
+    ``lookup`` and ``executor`` are for tests that count what runs where."""
+
+    def __init__(self, workers: int, lookup: Lookup = prove_batch, executor: Optional[Executor] = None) -> None:
         self.workers = max(1, workers)
-        self._pool: Optional[ProcessPoolExecutor] = None
+        self.lookup = lookup
+        self._pool: Optional[Executor] = executor
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._disk_locks: dict[str, asyncio.Lock] = {}
+        self._slots: Optional[asyncio.Semaphore] = None
 
     @property
-    def pool(self) -> ProcessPoolExecutor:
+    def pool(self) -> Executor:
         if self._pool is None:
             self._pool = child_pool(self.workers)
         return self._pool
+
+    def _queues(self) -> tuple[dict[str, asyncio.Lock], asyncio.Semaphore]:
+        """The per-disk queues and the worker slots of the running loop (a pool may outlive one)."""
+        loop = asyncio.get_running_loop()
+        if self._loop is not loop or self._slots is None:
+            self._loop, self._disk_locks, self._slots = loop, {}, asyncio.Semaphore(self.workers)
+        return self._disk_locks, self._slots
 
     async def warm(self) -> None:
         loop = asyncio.get_running_loop()
         await asyncio.gather(*(loop.run_in_executor(self.pool, os.getpid) for _ in range(self.workers)))
 
+    async def _run(self, disk: str, call: Callable[[], object]):
+        """``call`` in a worker: first in ``disk``'s queue (FIFO), then on the next free worker."""
+        locks, slots = self._queues()
+        loop = asyncio.get_running_loop()
+        if not disk:
+            async with slots:
+                return await loop.run_in_executor(self.pool, call)
+        async with locks.setdefault(disk, asyncio.Lock()):
+            async with slots:
+                return await loop.run_in_executor(self.pool, call)
+
     async def prove(self, tasks: list[PlotTask], challenge: bytes, per_plot: int) -> list:
+        """(seed, j, proofs) or (seed, None, reason) for every task, in the tasks' order."""
         if not tasks:
             return []
-        loop = asyncio.get_running_loop()
-        chunks = [tasks[i::self.workers] for i in range(min(self.workers, len(tasks)))]
-        parts = await asyncio.gather(*(loop.run_in_executor(self.pool, partial(prove_batch, c, challenge, per_plot))
-                                       for c in chunks))
+        parts = await asyncio.gather(*(self._run(t.disk, partial(self.lookup, [t], challenge, per_plot))
+                                       for t in tasks))
         return [item for part in parts for item in part]
 
-    async def check(self, path: Path, plot_id: bytes, k: int) -> int:
-        return await asyncio.get_running_loop().run_in_executor(self.pool, check_plot, str(path), plot_id, k)
+    async def check(self, path: Path, plot_id: bytes, k: int, disk: str = "") -> int:
+        """A scrub's sample challenges, queued on the plot's disk like a lookup."""
+        return await self._run(disk, partial(check_plot, str(path), plot_id, k))
 
     def close(self) -> None:
         if self._pool is not None:

@@ -53,6 +53,8 @@ class PartitionPlan:
     remove: list[ExistingPlot] = field(default_factory=list)
     add: list[int] = field(default_factory=list)
     remove_reason: str = ""  # why ``remove`` is not empty, in words an operator can check
+    root: str = ""  # the disk (--db_root_path directory) planned; empty for a whole node's plan
+    disks: list["PartitionPlan"] = field(default_factory=list)  # a node of several disks: each one's plan
 
     @property
     def plot_ks(self) -> list[int]:
@@ -125,7 +127,10 @@ def plan_partition(
     existing: Optional[list[ExistingPlot]] = None,
     shard_bytes: int = 0,
     used_by_us: Optional[int] = None,
+    holds_shards: bool = True,
 ) -> PartitionPlan:
+    """``holds_shards``: client shards live on this disk, so it keeps the client reserve; a disk
+    that holds none (every --db_root_path after the first) gives its whole share to plots."""
     existing = list(existing or [])
     if used_by_us is None:
         used_by_us = sum(p.bytes for p in existing) + shard_bytes
@@ -145,7 +150,7 @@ def plan_partition(
             f" use --size_in_gb {math.ceil(needed / GB * 1000) / 1000:.3f} or more"
         )
 
-    reserve = reserve_bytes(size_bytes, shard_bytes, profile)
+    reserve = reserve_bytes(size_bytes, shard_bytes, profile) if holds_shards else 0
     plan = PartitionPlan(
         requested_bytes=size_bytes, size_bytes=size_bytes, device_total=device.total, device_free=device.free,
         margin_bytes=margin, shard_bytes=shard_bytes, reserve_bytes=reserve,

@@ -311,6 +311,10 @@ class ConsoleApp(App[int]):
     def job_rows(self) -> list[JobRow]:
         return self.backend.jobs(self.snapshots)
 
+    def chain_health(self) -> dict[str, Any]:
+        """Node name -> its view of the chain (ok / unreachable since T, last error, next retry)."""
+        return self.backend.chain_health(self.snapshots)
+
     def on_job_command(self, message: JobCommand) -> None:
         self.run_worker(self._job_command(message.row, message.action), group="jobs", exit_on_error=False)
 

@@ -11,9 +11,9 @@ from collections import deque
 from dataclasses import dataclass, field
 from typing import Generic, Iterable, Iterator, Optional, TypeVar
 
-from ..events import (AllocationDone, ChallengeResult, ChallengeServed, ClientTransfer, ErrorEvent, Event,
-                      JobRan, LogEvent, NodeState, ObjectEvent, PlanReady, PlotDone, PlotProgress, PlotRemoved,
-                      PlotVerified, ShardEvent, ShardLost, ShardRepaired, WeightsSet)
+from ..events import (AllocationDone, ChallengeResult, ChallengeServed, ClientTransfer, DiskLost, DiskReturned,
+                      ErrorEvent, Event, JobRan, LogEvent, NodeState, ObjectEvent, PlanReady, PlotDone, PlotProgress,
+                      PlotRemoved, PlotVerified, ShardEvent, ShardLost, ShardRepaired, WeightsSet)
 
 LEVELS = ("debug", "info", "warning", "error")
 CHAIN_JOBS = ("devnet_epoch", "sync")
@@ -188,6 +188,8 @@ class ConsoleState:
                 topics.add("disk")
                 if not isinstance(event, PlotProgress):
                     topics.add("disk_files")  # the plot index changed: worth re-reading
+            elif isinstance(event, (DiskLost, DiskReturned)):
+                topics.update(("disk", "disk_files"))  # a disk's plots left or rejoined the listing
             elif isinstance(event, WeightsSet):
                 (self.weights if event.ok else self.weights_failed)[event.source] = event
                 topics.update(("weights", "chain"))

@@ -8,6 +8,8 @@ import pytest
 
 from tensorage.tui.app import ConsoleApp
 
+from tensorage.engines.snapshot import DiskState
+
 from .conftest import StaticBackend, feed_fixed_events, settle
 
 SIZES = [(80, 24), (120, 40)]
@@ -66,3 +68,31 @@ def test_help_80x24(snap_compare):
         await settle(pilot)
 
     assert snap_compare(fixed_app(), terminal_size=(80, 24), run_before=run_before)
+
+
+class TwoDiskBackend(StaticBackend):
+    """miner-0 with two disks, the second lost (its plots out of the listing)."""
+
+    def load_node_files(self) -> dict:
+        snaps = super().load_node_files()
+        base = "/srv/tensorage/devnet/nodes/miner-0"
+        snaps["miner-0"].disks = [
+            DiskState(path=base, home=True, share_bytes=15_000_000, device_total=500 * 10**9,
+                      device_free=120 * 10**9, plots=2, planned=2, plot_bytes=7_800_000),
+            DiskState(path="/mnt/disk-b/tensorage", state="lost", share_bytes=15_000_000,
+                      reason="/mnt/disk-b/tensorage is gone (removed, renamed or unmounted)", since=0.0),
+        ]
+        return snaps
+
+
+def test_disk_screen_two_disks_one_lost_80x24(snap_compare):
+    """Each disk on its own line: path, ok with share/plots/free, or lost with the reason."""
+    backend = TwoDiskBackend()
+    feed_fixed_events(backend.bus)
+
+    async def run_before(pilot) -> None:
+        await settle(pilot)
+        await pilot.press("2")
+        await settle(pilot)
+
+    assert snap_compare(ConsoleApp(backend, start_engines=False), terminal_size=(80, 24), run_before=run_before)

@@ -47,6 +47,9 @@ class ConsoleScreen(Screen):
             parts.append(app.engine_state)
         elif ident.link:
             parts.append("node lost")
+        down = [name for name, h in app.chain_health().items() if h.state == "unreachable"]
+        if down:  # short: the title bar keeps it in view at 80 columns
+            parts.append("⚠ chain down" if len(down) == 1 else f"⚠ chain down ({len(down)} nodes)")
         return " ".join(parts)
 
     def need(self, *what: str) -> None:

@@ -31,6 +31,8 @@ def state_text(info) -> Text:
     if info.last_ok is None:
         return Text("-", style="dim")
     took = f" {info.last_duration_s:.2f}s" if info.last_duration_s is not None else ""
+    if not info.last_ok and getattr(info, "chain_failures", 0):  # the chain failed it: backing off, next = retry
+        return Text(f"retry #{info.chain_failures}" + took, style="bold yellow")
     return Text("ok" + took, style="green") if info.last_ok else Text("FAILED" + took, style="bold red")
 
 

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Iterable
+from typing import Iterable, Optional
 
 from rich.table import Table
 from rich.text import Text
 from textual.widget import Widget
 from textual.widgets import Static
 
+from ...chain.health import describe
 from ..format import short
 from ..widgets.chrome import DevnetNotice
 from ..widgets.keyed_table import KeyedTable
@@ -34,6 +35,24 @@ def job_health(rows) -> Text:
     if failing:
         r = failing[0]
         text.append(f"\n{r.source}/{r.info.id}: {r.info.last_result}", style="red")
+    return text
+
+
+def chain_health(views: dict, now: float) -> Optional[Text]:
+    """"✓ ok" when every node reads its chain; else each node that cannot, since when, the next
+    retry and the last error (nodes keep serving meanwhile). None before any node has read it."""
+    known = {name: v for name, v in views.items() if v.state != "unknown"}
+    if not known:
+        return None
+    down = {name: v for name, v in known.items() if v.state == "unreachable"}
+    if not down:
+        return Text("✓ ok" if len(views) == 1 else f"✓ ok on {len(known)} nodes", style="green")
+    text = Text()
+    for i, (name, view) in enumerate(down.items()):
+        text.append("\n" if i else "")
+        text.append(f"{name}: " if len(views) > 1 else "", style="bold")
+        text.append(describe(view, now), style="red")
+    text.append("\nnodes keep serving; chain jobs retry with backoff", style="dim")
     return text
 
 
@@ -93,6 +112,9 @@ class OverviewScreen(ConsoleScreen):
         if summary:
             rows.append(("engine", summary))
         rows.append(("jobs", job_health(app.job_rows())))
+        health = chain_health(app.chain_health(), app.backend.clock())
+        if health is not None:
+            rows.append(("chain link", health))
         if app.chain_error:
             rows.append(("chain", Text(app.chain_error, style="red")))
         if app.state.errors:

@@ -24,7 +24,7 @@ from .views import (Capabilities, Identity, JobRow, MinerRef, NodeRow, WeightRow
                     weight_rows_of)
 
 CONSOLE = "console"
-REFRESH_ON = ("JobRan", "PlotDone", "PlotVerified", "PlotRemoved", "PlanReady", "AllocationDone", "ChallengeServed",
+REFRESH_ON = ("DiskLost", "DiskReturned", "JobRan", "PlotDone", "PlotVerified", "PlotRemoved", "PlanReady", "AllocationDone", "ChallengeServed",
               "PlotProgress", "WeightsSet")
 
 
@@ -190,6 +190,9 @@ class AttachedSource(Source):
     def jobs(self, snapshots: dict[str, AnySnapshot]) -> list[JobRow]:
         return jobs_of(self.source, self.snap)
 
+    def chain_health(self, snapshots: dict[str, AnySnapshot]) -> dict[str, Any]:
+        return {self.source: self.snap.chain} if self.snap is not None else {}
+
     async def control(self, row: JobRow, action: str) -> str:
         operator = self.follower.operator
         if operator is None or self.follower.link.state != "connected":
@@ -238,9 +241,9 @@ class AttachedSource(Source):
             raise ConfigError(f"the attached miner keeps its plots in {self.layout.root}: allocate there")
 
     def _allocator(self):
-        from ...engines.allocator import Allocator
+        from ...engines.disks import DiskSet
 
-        return Allocator(self.settings, self.hotkey)  # read-only use: plans, never plots
+        return DiskSet(self.settings, self.hotkey)  # read-only use: plans, never plots
 
     def max_share(self, path: Path) -> int:
         allocator = self._allocator()

@@ -72,6 +72,10 @@ class Source:
     def jobs(self, snapshots: dict[str, AnySnapshot]) -> list[JobRow]:
         return []
 
+    def chain_health(self, snapshots: dict[str, AnySnapshot]) -> dict[str, Any]:
+        """Node name -> its chain health (``state``, ``since``, ``last_error``, ``next_retry``)."""
+        return {}
+
     def nodes(self) -> list[NodeRow]:
         return []
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Callable, Optional
+from typing import Any, Callable, Optional
 
 from ...client.session import ClientSession
 from ...engines import devnet as rules
@@ -90,6 +90,9 @@ class DevnetSource(Source):
         for name, snap in sorted(snapshots.items()):
             rows += jobs_of(name, snap)  # controlled over the node's operator API
         return rows
+
+    def chain_health(self, snapshots: dict[str, AnySnapshot]) -> dict[str, Any]:
+        return {name: snap.chain for name, snap in sorted(snapshots.items()) if snap.state != "stopped"}
 
     async def control(self, row: JobRow, action: str) -> str:
         if row.source != "devnet":

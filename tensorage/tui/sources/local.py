@@ -59,6 +59,9 @@ class LocalSource(Source):
     def jobs(self, snapshots: dict[str, AnySnapshot]) -> list[JobRow]:
         return jobs_of(self.node.source, self.own_snapshot())
 
+    def chain_health(self, snapshots: dict[str, AnySnapshot]) -> dict[str, Any]:
+        return {self.node.source: self.node.chain_health.view(self.node.jobs.next_retry())}  # no whole snapshot
+
     async def control(self, row: JobRow, action: str) -> str:
         if row.source != self.node.source:
             raise ConfigError(f"no engine named {row.source} in this console")

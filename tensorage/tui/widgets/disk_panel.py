@@ -39,7 +39,15 @@ class DiskView:
         return self.snap.shard_bytes if self.snap is not None else 0
 
     @property
+    def disks(self) -> list:
+        """The miner's disks when it has several or one is lost (one healthy disk: nothing to add)."""
+        disks = self.snap.disks if self.snap is not None else []
+        return disks if len(disks) > 1 or any(d.state != "ok" for d in disks) else []
+
+    @property
     def share(self) -> int:
+        if len(self.disks) > 1:  # each disk's allocator plans its part: the share is their sum
+            return sum(d.share_bytes for d in self.disks)
         if self.live and self.live.plan:
             return self.live.plan.size_bytes
         return self.info.size_bytes if self.info else 0
@@ -73,7 +81,7 @@ class DiskView:
 
     @property
     def planned_bytes(self) -> int:
-        if self.live and self.live.plan:
+        if self.live and self.live.plan and not self.disks:  # several disks: one plan each, not summed here
             return self.live.plan.plot_bytes
         if self.planned and self.done:
             return int(self.plot_bytes / self.done * self.planned)
@@ -136,6 +144,29 @@ def disk_views(state: ConsoleState, source, metagraph, disk_infos: dict[str, Dis
     return views
 
 
+def disk_lines(disks: list, width: int) -> list[Text]:
+    """``disks`` row(s): path, state (with the reason when lost), share, plots, free space."""
+    lines = []
+    path_w = max(8, min(24, max(len(d.path) for d in disks)))
+    for i, d in enumerate(disks):
+        body = Text(_short(d.path, path_w).ljust(path_w) + " ")
+        if d.state == "ok":
+            body.append("ok ", style="green")
+            body.append(f"{size(d.share_bytes)} · {d.plots} plot{'' if d.plots == 1 else 's'} · "
+                        f"{size(d.device_free)} free")
+        else:
+            body.append("lost ", style="bold red")
+            body.append(d.reason, style="red")
+        body.truncate(max(10, width - LABEL - 2), overflow="ellipsis")
+        lines.append(_row("disks" if i == 0 else "", body))
+    return lines
+
+
+def _short(path: str, width: int) -> str:
+    """A path cut from the left (its end names the disk)."""
+    return path if len(path) <= width else "…" + path[-(width - 1):]
+
+
 def _row(label: str, body: Text) -> Text:
     line = Text(label.ljust(LABEL), style="bold")
     line.append_text(body)
@@ -157,7 +188,8 @@ class DiskPanel(Static):
         if v.uid is not None:
             head.append(f"  uid {v.uid}")
         if v.info:
-            head.append(f"  share {size(v.share)} at {v.info.db_root}", style="dim")
+            more = f" +{len(v.disks) - 1} disk{'s' if len(v.disks) > 2 else ''}" if len(v.disks) > 1 else ""
+            head.append(f"  share {size(v.share)} at {v.info.db_root}{more}", style="dim")
         lines.append(head)
         share = v.share or 1
         lines.append(_row("planned", bar(v.planned_bytes / share if v.share else None, w, "blue")
@@ -186,7 +218,9 @@ class DiskPanel(Static):
             note.truncate(max(10, width - LABEL - w - 2), overflow="ellipsis")
             lines.append(_row("shards", bar(s.shard_bytes / v.share if v.share else None, w, "yellow") + note))
         plan = v.live.plan if v.live else None
-        if plan is not None:
+        if v.disks:  # one line per disk instead of the one disk's partition
+            lines.extend(disk_lines(v.disks, width))
+        elif plan is not None:
             temp = plan.temp_bytes if v.busy else 0
             free = max(0, plan.size_bytes - plan.plot_bytes - plan.reserve_bytes - temp)
             parts = [(plan.plot_bytes, "blue"), (plan.reserve_bytes, "yellow"), (temp, "red"), (free, "bright_black")]

@@ -1,0 +1,1 @@
+"""Tools for tests and benchmarks only (never imported by engines): emulated hardware, mostly."""
