@@ -81,7 +81,7 @@ def test_a_spooled_listing_holds_no_entries_in_memory(tmp_path):
         view.add(SeenListing(disk, 0))
         del disk
         for w in range(50):
-            tasks = plan(FINNEY, [view], w, 10, window_challenge(os.urandom(32), w))
+            tasks = plan(FINNEY, [view], w, 10, window_challenge(os.urandom(32), w), beacon_at=120.0, block_s=12.0)
             assert len(tasks[0].spec.plots) == 197  # the finney sample at the limit
             del tasks
         gc.collect()
@@ -140,7 +140,7 @@ def test_a_listing_whose_file_is_gone_sits_the_window_out_alone(tmp_path):
         view.add(SeenListing(spooled(big_listing(100 + i), tmp_path), 0))
         views.append(view)
     os.unlink(views[0].latest.listing.path)
-    tasks = plan(DEV, views, 5, 15, window_challenge(b"\x01" * 32, 5))
+    tasks = plan(DEV, views, 5, 15, window_challenge(b"\x01" * 32, 5), beacon_at=15.0, block_s=1.0)
     assert [t.view.neuron.hotkey for t in tasks] == [BOB]
     assert "gone" in views[0].error and views[0].seen == []  # so the next sync fetches it again
 
