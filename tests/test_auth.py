@@ -146,19 +146,19 @@ async def test_replayed_request_is_refused_once_used(miner, allocated):
 async def test_bad_bodies_get_a_clear_error(miner, allocated, case, status, code):
     v = wallet_of(allocated, "validator-0")
     window = current_window(miner.chain, miner.profile, min_windows=3)[0]  # a window two back exists
-    body = {
-        "malformed_json": b'{"window": ',
-        "wrong_types": challenge_body(miner, window="four"),
-        "unknown_listing": challenge_body(miner, listing="ab" * 32),
-        "deadline_passed": challenge_body(miner, deadline=time.time() - 1),
-        "old_protocol": challenge_body(miner, protocol=PROTOCOL_VERSION + 1),
-        "oversized": b"x" * (2 << 20),
-        "wrong_beacon": challenge_body(miner, beacon="cd" * 32),
-        "future_window": challenge_body(miner, window=window + 1000),
-        "past_window": challenge_body(miner, window=window - 2,
-                                      beacon=miner.chain.block_hash(window_start(window - 2, miner.profile)).hex()),
-        "nan_deadline": challenge_body(miner, deadline=float("nan")),
-    }[case]
+    body = {  # only the case's own body is built: another's current_window() could outlast this one's deadline
+        "malformed_json": lambda: b'{"window": ',
+        "wrong_types": lambda: challenge_body(miner, window="four"),
+        "unknown_listing": lambda: challenge_body(miner, listing="ab" * 32),
+        "deadline_passed": lambda: challenge_body(miner, deadline=time.time() - 1),
+        "old_protocol": lambda: challenge_body(miner, protocol=PROTOCOL_VERSION + 1),
+        "oversized": lambda: b"x" * (2 << 20),
+        "wrong_beacon": lambda: challenge_body(miner, beacon="cd" * 32),
+        "future_window": lambda: challenge_body(miner, window=window + 1000),
+        "past_window": lambda: challenge_body(miner, window=window - 2, beacon=miner.chain.block_hash(
+            window_start(window - 2, miner.profile)).hex()),
+        "nan_deadline": lambda: challenge_body(miner, deadline=float("nan")),
+    }[case]()
     got, data = await send(miner, "POST", "/v1/challenge", body, signed(v, "POST", "/v1/challenge", body, miner.hotkey))
     assert (got, data["error"]) == (status, code), data
     assert miner.challenges_served == 0

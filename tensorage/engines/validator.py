@@ -311,8 +311,9 @@ class ValidatorEngine(Node):
                                            judged=judged, listings=[t.seen.listing.digest_hex for t in tasks],
                                            refused=refused))
         head = await asyncio.to_thread(self.chain.block)
-        return await self._settle(head) or f"window {window}: asked {len(tasks)} miners, judged when block " \
-                                           f"{start + self.profile.settle_blocks} is made"
+        now_settled = await self._settle(head) or f"window {window}: asked {len(tasks)} miners, judged when block " \
+                                                  f"{start + self.profile.settle_blocks} is made"
+        return "; ".join(line for line in (settled, now_settled) if line)
 
     async def _settle(self, head: int) -> str:
         """Record the pending windows whose beacon block is deep enough, or void them when the
