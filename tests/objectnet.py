@@ -3,6 +3,8 @@ test's eyes on it (the gateway's SQLite manifest, the miners' shard directories,
 
 from __future__ import annotations
 
+import re
+
 import asyncio
 import signal
 from contextlib import contextmanager
@@ -159,13 +161,20 @@ class ObjectNet:
         return done["last_result"]
 
     def window(self, timeout: float = 120) -> str:
-        """One proof round on the next fresh window, as the validator's schedule would run it;
-        returns the round's result line."""
+        """One proof round on the next fresh window, as the validator's schedule would run it, and
+        its verdict once the beacon block is deep enough (the settle_windows job); returns the
+        verdict's line."""
         def fresh_round():
-            line = self.run_job("proof_round")
-            return line if line.startswith("window") and "passed" in line else None
+            found = re.search(r"window (\d+): asked", self.run_job("proof_round"))
+            return int(found.group(1)) if found else None
 
-        return wait_for(fresh_round, timeout, "a proof round on a fresh window", every=0.5)
+        window = wait_for(fresh_round, timeout, "a proof round on a fresh window", every=0.5)
+
+        def verdict():
+            last = self.state()["last_verdict"]
+            return last["summary"] if last["window"] >= window else None
+
+        return wait_for(verdict, timeout, f"window {window}'s verdict", every=0.25)
 
     def listed_by_validator(self) -> dict[str, set[str]]:
         """Shard ids each miner's newest listing certifies, as the validator stored it."""

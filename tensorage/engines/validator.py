@@ -89,6 +89,8 @@ class ValidatorEngine(Node):
         self.last_window = -1
         self._pending: "deque[PendingWindow]" = deque()
         self.windows_void = 0  # windows whose beacon a reorganisation replaced
+        self._settling = asyncio.Lock()
+        self.last_verdict: dict[str, Any] = {"window": -1, "summary": ""}  # the newest window recorded (or void)
         self._block_s = self.profile.block_time_s  # the chain's, once started
         self.last_weights: dict[int, float] = {}
         self.last_weights_block: Optional[int] = None
@@ -310,14 +312,27 @@ class ValidatorEngine(Node):
         self._pending.append(PendingWindow(window=window, start=start, beacon=beacon, started=started,
                                            judged=judged, listings=[t.seen.listing.digest_hex for t in tasks],
                                            refused=refused))
+        if self.jobs.has("settle_windows"):  # the verdict is recorded as soon as the beacon block is deep enough
+            self.jobs.reschedule("settle_windows", started + self.profile.settle_blocks * self._block_s + ROUND_LAG_S)
+        asked = f"window {window}: asked {len(tasks)} miners, judged when block {start + self.profile.settle_blocks} " \
+                f"is made"
+        return "; ".join(line for line in (settled, asked) if line)
+
+    async def settle_windows(self) -> str:
+        """The job that records windows once their beacon block is ``settle_blocks`` deep."""
+        if not self._pending:
+            return "no window waiting for its verdict"
         head = await asyncio.to_thread(self.chain.block)
-        now_settled = await self._settle(head) or f"window {window}: asked {len(tasks)} miners, judged when block " \
-                                                  f"{start + self.profile.settle_blocks} is made"
-        return "; ".join(line for line in (settled, now_settled) if line)
+        self.head_block = max(self.head_block, head)
+        return await self._settle(head) or f"{len(self._pending)} window(s) wait for their beacon block to settle"
 
     async def _settle(self, head: int) -> str:
         """Record the pending windows whose beacon block is deep enough, or void them when the
         chain no longer has that beacon. A chain that cannot say keeps them pending."""
+        async with self._settling:  # the round and the settle job never record the same window twice
+            return await self._settle_locked(head)
+
+    async def _settle_locked(self, head: int) -> str:
         summaries = []
         while self._pending and head >= self._pending[0].start + self.profile.settle_blocks:
             p = self._pending.popleft()
@@ -332,8 +347,10 @@ class ValidatorEngine(Node):
                            f"{now_hash.hex()[:12]}…), so no miner gains or loses by it")
                 self.bus.log(message, source=self.source)
                 summaries.append(message)
+                self.last_verdict = {"window": p.window, "summary": message}
                 continue
             summaries.append(await self._verdicts(p))
+            self.last_verdict = {"window": p.window, "summary": summaries[-1]}
         while len(self._pending) > PENDING_KEPT:  # a chain stuck for long: the oldest are dropped, not judged
             self._pending.popleft()
         return "; ".join(summaries)
@@ -488,6 +505,7 @@ class ValidatorEngine(Node):
         await self.sync()
         self.jobs.add("sync", self.sync, self.profile.sync_s, first_in=None)
         self.jobs.add("proof_round", self.proof_round, self.round_every_s, first_in=0.0)
+        self.jobs.add("settle_windows", self.settle_windows, self.window_s, first_in=None)
         self.jobs.add("set_weights", self.set_weights, self.settings.weights_interval,
                       first_in=None if not self.scores else 5.0)
         if self.gateway is not None:  # re-checks, repair, certificate renewal, garbage collection
@@ -515,6 +533,7 @@ class ValidatorEngine(Node):
             **super().snapshot(),
             "rounds_run": self.rounds_run,
             "windows_void": self.windows_void,
+            "last_verdict": self.last_verdict,
             "last_window": self.last_window,
             "last_weights_block": self.last_weights_block,
             "last_weights": {str(uid): w for uid, w in self.last_weights.items()},
