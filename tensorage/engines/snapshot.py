@@ -10,7 +10,7 @@ its per-miner entry keeps extra fields (``extra="allow"``) and grows by adding t
 from __future__ import annotations
 
 import json
-from typing import Literal, Optional, Union
+from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
@@ -160,6 +160,8 @@ class ValidatorSnapshot(NodeSnapshot):
     role: Literal["validator"] = "validator"
     rounds_run: int = 0
     last_window: Optional[int] = None
+    windows_void: int = 0  # windows whose beacon block a fork replaced: they count for nobody
+    last_verdict: dict[str, Any] = {}  # {"window", "summary"} of the newest window recorded
     last_weights_block: Optional[int] = None
     last_weights: dict[str, float] = {}  # uid (JSON key) -> weight last set
     miners_synced: int = 0
