@@ -10,6 +10,7 @@ serves them exactly as it serves allocated plots.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
 import time
@@ -141,6 +142,72 @@ def real_plots(db_root: Path, hotkey: str) -> dict[bytes, PlotTask]:
         index.close()
 
 
+class SharedListing:
+    """A simulated miner's canonical listing at the limits, cheap to hold by the hundred: one
+    sorted table of invented seeds shared by every simulated miner, with each miner's own real
+    seeds spliced in where they sort. It reads like a Listing (len, digest, entry, entries_at)
+    and makes its base64 only when asked (a validator fetches it once, then gets 304s)."""
+
+    def __init__(self, junk: bytes, real: list[tuple[bytes, int]]) -> None:
+        from tensorage.proofs.listing import ENTRY_BYTES, LISTING_DOMAIN
+
+        self.junk, self.step = junk, ENTRY_BYTES
+        self.n_junk = len(junk) // ENTRY_BYTES
+        spliced = []  # (junk index it goes before, entry bytes)
+        for seed, k in sorted(real):
+            lo, hi = 0, self.n_junk
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if junk[mid * ENTRY_BYTES + 1:(mid + 1) * ENTRY_BYTES] < seed:
+                    lo = mid + 1
+                else:
+                    hi = mid
+            spliced.append((lo, bytes([k]) + seed))
+        self.spliced = spliced
+        h = hashlib.sha256(LISTING_DOMAIN + len(self).to_bytes(4, "big"))
+        for part in self.parts():
+            h.update(part)
+        self.digest = h.digest()
+
+    def parts(self):
+        view, at = memoryview(self.junk), 0
+        for before, entry in self.spliced:
+            yield view[at * self.step:before * self.step]
+            yield entry
+            at = before
+        yield view[at * self.step:]
+
+    def __len__(self) -> int:
+        return self.n_junk + len(self.spliced)
+
+    @property
+    def digest_hex(self) -> str:
+        return self.digest.hex()
+
+    def entry(self, i: int) -> tuple[bytes, int]:
+        shift = 0
+        for before, entry in self.spliced:
+            if i == before + shift:
+                return entry[1:], entry[0]
+            if i > before + shift:
+                shift += 1
+        j = (i - shift) * self.step
+        return self.junk[j + 1:j + self.step], self.junk[j]
+
+    def entries_at(self, indices) -> list[tuple[bytes, int]]:
+        return [self.entry(i) for i in indices]
+
+    def to_b64(self) -> str:
+        import base64
+
+        return base64.b64encode(b"".join(self.parts())).decode()
+
+
+def shared_junk(n: int, k: int = K) -> bytes:
+    """``n`` invented plot entries at k, sorted: the table every SharedListing shares."""
+    return b"".join(bytes([k]) + seed for seed in sorted(os.urandom(32) for _ in range(n)))
+
+
 class SimMiner:
     """A simulated miner speaking protocol 2, cheap enough to run hundreds in one process: a plain
     aiohttp app (no signature checks) with a canonical listing (``GET /v1/plots``, 304 on its
@@ -156,14 +223,22 @@ class SimMiner:
     hostile = False
 
     def __init__(self, hotkey: str, real: dict[bytes, PlotTask], pool: ProverPool, plots: Optional[int] = None,
-                 k: int = K, profile: NetworkProfile = PROFILES["devnet"]) -> None:
+                 k: int = K, profile: NetworkProfile = PROFILES["devnet"], junk: Optional[bytes] = None) -> None:
+        """``junk``: list the real plots spliced into this shared table of invented entries
+        (:class:`SharedListing`, for hundreds of miners at the listing limit) instead of ``plots``."""
         self.hotkey, self.real, self.pool, self.profile = hotkey, real, pool, profile
-        n = plots if plots is not None else (len(real) or 4)
-        entries = [(seed, k) for seed in real] + [(os.urandom(32), k) for _ in range(max(0, n - len(real)))]
-        self.listing = Listing.from_plots(entries)
+        if junk is not None:
+            self.listing = SharedListing(junk, [(seed, k) for seed in real])
+        else:
+            n = plots if plots is not None else (len(real) or 4)
+            entries = [(seed, k) for seed in real] + [(os.urandom(32), k) for _ in range(max(0, n - len(real)))]
+            self.listing = Listing.from_plots(entries)
         self.etag = f'"{self.listing.digest_hex}"'
-        self.body = PlotsResponse(hotkey=hotkey, digest=self.listing.digest_hex,
-                                  plots=self.listing.to_b64()).model_dump_json().encode()
+        self._body: Optional[bytes] = None if junk is not None else self.make_body()
+
+    def make_body(self) -> bytes:
+        return PlotsResponse(hotkey=self.hotkey, digest=self.listing.digest_hex,
+                             plots=self.listing.to_b64()).model_dump_json().encode()
 
     def app(self) -> web.Application:
         app = web.Application(client_max_size=1 << 20)
@@ -174,7 +249,8 @@ class SimMiner:
     async def plots(self, request: web.Request) -> web.Response:
         if request.headers.get("If-None-Match") == self.etag:
             return web.Response(status=304, headers={"ETag": self.etag})
-        return web.Response(body=self.body, content_type="application/json", headers={"ETag": self.etag})
+        body = self._body if self._body is not None else await asyncio.to_thread(self.make_body)
+        return web.Response(body=body, content_type="application/json", headers={"ETag": self.etag})
 
     async def challenge(self, request: web.Request) -> web.Response:
         if self.hostile:

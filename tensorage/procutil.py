@@ -37,14 +37,22 @@ def die_with_parent(parent_pid: int | None = None) -> None:
         os._exit(1)
 
 
-def child_pool(workers: int) -> ProcessPoolExecutor:
+def _pool_child(parent_pid: int, niceness: int) -> None:
+    die_with_parent(parent_pid)
+    if niceness:
+        with contextlib.suppress(OSError):
+            os.nice(niceness)
+
+
+def child_pool(workers: int, niceness: int = 0) -> ProcessPoolExecutor:
     """A process pool whose workers die with this process: spawned, not forked (the event loop
-    has threads) nor forkserver (its server would outlive a killed node)."""
+    has threads) nor forkserver (its server would outlive a killed node). ``niceness``: workers
+    yield the CPU to this process (a validator reading answers against their deadline)."""
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor
 
     return ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("spawn"),
-                               initializer=die_with_parent, initargs=(os.getpid(),))
+                               initializer=_pool_child, initargs=(os.getpid(), niceness))
 
 
 def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:

@@ -183,14 +183,17 @@ class ObjectNet:
     def certificates_listed(self) -> dict[str, list]:
         """The certificates each miner's newest listing carries, as the validator stored it."""
         from tensorage.config import PROFILES
-        from tensorage.proofs.listing import Listing
+        from tensorage.proofs.listing_spool import ListingUnavailable
 
         profile = PROFILES["devnet"]
         out: dict[str, list] = {}
         store = self.subnet.store(VALIDATOR)
         try:
             for row in store.listings():  # oldest first per miner: the newest wins
-                listing = Listing.from_stored(row.blob, profile.max_listed_plots, profile.max_listed_shards)
+                try:
+                    listing = store.listing(row, profile.max_listed_plots, profile.max_listed_shards)
+                except ListingUnavailable:  # a snapshot the validator no longer follows
+                    continue
                 out[row.hotkey] = listing.certificates()
         finally:
             store.close()

@@ -22,6 +22,7 @@ import pytest
 from tensorage.chain.devnet import Devnet
 from tensorage.config import PROFILES
 from tensorage.proofs.listing import Listing
+from tensorage.proofs.listing_spool import ListingUnavailable
 from tensorage.proofs.windows import CLIENT_WEIGHT, SERVE_WEIGHT
 
 from .objectnet import ObjectNet
@@ -53,9 +54,14 @@ def listing_of(subnet: Subnet, validator: str, miner: str) -> Listing:
     store = subnet.store(validator)
     try:
         rows = [r for r in store.listings() if r.hotkey == subnet.hotkey(miner)]
+        for row in reversed(rows):  # the newest the validator still follows
+            try:
+                return store.listing(row, PROFILE.max_listed_plots, PROFILE.max_listed_shards)
+            except ListingUnavailable:
+                continue
+        raise AssertionError(f"the validator follows no listing of {miner}")
     finally:
         store.close()
-    return Listing.from_stored(rows[-1].blob, PROFILE.max_listed_plots, PROFILE.max_listed_shards)
 
 
 def credit_of(listing: Listing) -> float:

@@ -18,6 +18,7 @@ miner's result, and every object must come back intact.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import time
 
@@ -29,6 +30,7 @@ from tensorage.chain.wallets import create_wallet
 from tensorage.config import PROFILES
 from tensorage.proofs.certificates import Certificate, ss58_of
 from tensorage.proofs.listing import Listing
+from tensorage.proofs.listing_spool import ListingUnavailable
 from tensorage.proofs.windows import CLIENT_WEIGHT, SERVE_WEIGHT, client_credit, live_certificates
 
 from .objectnet import VALIDATOR, ObjectNet
@@ -148,9 +150,12 @@ def judged_listings(arena: ObjectNet, name: str) -> list[tuple[object, Listing]]
     """(round, the listing its window was drawn from) of the windows since cheating began whose
     listing the validator still keeps (its last three)."""
     store = arena.subnet.store(VALIDATOR)
+    seen = {}
     try:
-        seen = {s.digest: Listing.from_stored(s.blob, PROFILE.max_listed_plots, PROFILE.max_listed_shards)
-                for s in store.listings() if s.hotkey == arena.hotkey(name)}
+        for s in store.listings():
+            if s.hotkey == arena.hotkey(name):
+                with contextlib.suppress(ListingUnavailable):  # a snapshot the validator no longer follows
+                    seen[s.digest] = store.listing(s, PROFILE.max_listed_plots, PROFILE.max_listed_shards)
     finally:
         store.close()
     return [(r, seen[r.listing]) for r in cheating_rounds(arena, name) if r.listing in seen]

@@ -38,7 +38,7 @@ class MinerScore:
     windows: float = 0.0      # decayed count of windows judged
     returned: float = 0.0     # decayed sums of valid proofs and of proofs expected (for display)
     expected: float = 0.0
-    latency_ms: float = 0.0   # EMA over answered windows, measured at arrival
+    latency_ms: float = 0.0   # EMA over the answers that counted (credited bytes), measured at arrival
     last_window: int = -1     # a window is credited at most once
     client: dict[str, float] = field(default_factory=dict)  # gateway hotkey -> decayed sum of certified credit
 
@@ -91,11 +91,16 @@ class MinerScore:
         return ((self.credit + client) * self.fade(decay, now_window) * (1.0 - decay)
                 * latency_factor(self.latency_ms, deadline_s))
 
-    def note_latency(self, result: str, latency_ms: float, deadline_s: float) -> None:
-        if result in ("pass", "fail") and latency_ms > 0:
-            self.latency_ms = latency_ms if self.latency_ms == 0 else 0.8 * self.latency_ms + 0.2 * latency_ms
-        elif result == "timeout":
-            self.latency_ms = deadline_s * 1000
+    def note_latency(self, counts: bool, latency_ms: float) -> bool:
+        """Fold one answer's latency into the average, only when the answer counts (its window credited
+        bytes from it: ``RoundOutcome.counts``). The latency factor scales the credit those answers
+        earned, so it is their latency alone: a fast junk or refused answer cannot pull it down, and a
+        timeout or a refused answer (which credit nothing anyway) cannot pull it up. Returns whether
+        the average moved."""
+        if not counts or latency_ms <= 0:
+            return False
+        self.latency_ms = latency_ms if self.latency_ms == 0 else 0.8 * self.latency_ms + 0.2 * latency_ms
+        return True
 
 
 def stake_bound(plots: float, certified: Mapping[str, float], stake: Mapping[str, float]) -> dict[str, float]:

@@ -33,7 +33,8 @@ from ..gateway import Gateway
 from ..net.client import PeerError, SignedClient
 from ..net.peer_loop import PeerLoop
 from ..net.messages import WindowChallenge
-from ..proofs.listing import Listing, ListingError, max_listing_chars
+from ..proofs import listing_spool
+from ..proofs.listing import Listing, ListingError, ListingReader, max_listing_chars
 from ..proofs.verify_pool import VerifyPool
 from ..proofs.windows import answer_bound, window_challenge, window_of, window_start
 from ..storage.validator_db import ValidatorStore
@@ -75,7 +76,11 @@ class ValidatorEngine(Node):
         self.store = ValidatorStore(self.layout.validator_state_db)
         self.client = SignedClient(wallet, connections=MINER_CONNECTIONS)  # used on the peer loop only
         self.peer_loop = PeerLoop(f"{self.source}-peers")
+        # Listings and answers live in files under the index (proofs/listing_spool.py, proofs/verify_pool.py):
+        # the validator's memory does not grow with the miners it follows nor with a window's answers.
         self.verifier = verify_pool or VerifyPool()
+        if self.verifier.spool is None:
+            self.verifier.spool = self.store.listing_dir.parent  # index/verify
         self._db = ThreadPoolExecutor(max_workers=1, thread_name_prefix="validator-db")  # one writer, off the loop
         self.decay = decay_for(self.profile.half_life_windows)
         self.miners: dict[str, MinerView] = {}
@@ -145,17 +150,29 @@ class ValidatorEngine(Node):
 
     def _restore_listings(self, neurons: dict[str, Neuron]) -> None:
         """Listings seen before a restart still count for the windows after them."""
-        for stored in self.store.listings():
+        for stored in self.store.iter_listings():
             neuron = neurons.get(stored.hotkey)
             if neuron is None:
                 continue
             try:
-                listing = Listing.from_stored(stored.blob, self.profile.max_listed_plots, self.profile.max_listed_shards)
-            except ListingError:  # a damaged row, or a limit lowered since: fetched afresh at this sync
+                listing = self._stored_listing(stored.blob)
+            except ListingError:  # a damaged row or file, or a limit lowered since: fetched afresh at this sync
                 continue
             view = self.miners.setdefault(stored.hotkey, MinerView(neuron=neuron))
             view.add(SeenListing(listing=listing, seen_block=stored.seen_block))
             view.credited_bytes = listing.credited_bytes(self.profile.min_k, self.profile.max_k)
+
+    def _stored_listing(self, blob: bytes) -> ListingReader:
+        """A listing from its database row: a reference to its spooled file, or (rows from before
+        listings were spooled) its bytes, read once more into a file so they are not kept in memory."""
+        limits = (self.profile.max_listed_plots, self.profile.max_listed_shards)
+        directory = self.verifier.listing_dir
+        if listing_spool.is_reference(blob):
+            if directory is None:
+                raise ListingError("a spooled listing, but this validator's verifier has no spool")
+            return listing_spool.open_stored(directory, blob, *limits)
+        listing = Listing.from_stored(blob, *limits)
+        return listing if directory is None else listing_spool.write(directory, listing).own()
 
     def _score_rows(self) -> list[dict]:
         now = time.time()
@@ -198,6 +215,7 @@ class ValidatorEngine(Node):
         serving = {n.hotkey for n in miners}  # built once, not once per known miner
         for hotkey in [h for h in self.miners if h not in serving]:
             del self.miners[hotkey]
+        await asyncio.to_thread(self.verifier.sweep)  # files left by a crash (live ones go with their objects)
         usable = sum(1 for m in self.miners.values() if m.latest is not None)
         return f"block {mg.block}: {len(miners)} miners, {usable} with a listing"
 
@@ -358,24 +376,38 @@ class ValidatorEngine(Node):
         n = task.view.neuron
         body = WindowChallenge(listing=task.spec.listing_hex, **request).model_dump_json().encode()
         bound = answer_bound(len(task.spec.plots), task.spec.per_plot, self.profile.max_k, task.spec.chunks)
+        # The answer streams into a spool file and its check starts the moment it is complete, while
+        # other miners' answers still arrive: a window holds no answer in memory, whatever the miners.
         retry_s = min(1.0, max(0.05, self._block_s / 10))
+        sink = None
         try:
             host, port = n.endpoint  # type: ignore[misc]
             while True:
+                sink = self.verifier.answer_sink()
                 task.reply = await self.client.request("POST", host, port, "/v1/challenge", receiver=n.hotkey,
-                                                       body=body, deadline=request["deadline"], max_reply=bound)
+                                                       body=body, deadline=request["deadline"], max_reply=bound,
+                                                       sink=None if sink is None else sink.write)
                 if task.reply.status != 425 or time.time() + retry_s >= request["deadline"]:
-                    return
+                    break
+                if sink is not None:
+                    sink.discard()
+                    sink = None
                 task.retries += 1
                 await asyncio.sleep(retry_s)  # bounded by the window's deadline
         except PeerError as exc:
             task.failure = exc
         except Exception as exc:  # anything else is this miner's failure only
             task.failure = PeerError("unreachable", f"{type(exc).__name__}: {exc}")
+        if sink is not None:
+            if task.reply is not None and task.reply.status == 200:
+                # VerifyPool.answers takes the answer in flight in place of its bytes (proof_round passes
+                # reply.body on as it always did)
+                task.reply.body = self.verifier.submit(sink, task.spec)  # type: ignore[assignment]
+            else:
+                sink.discard()
 
     async def _record(self, window: int, started: float, outcomes: list[tuple[RoundOutcome, str]]) -> str:
         self.rounds_run += 1
-        deadline_s = self.profile.challenge_deadline_s
         rows = []
         for o, listing_hex in outcomes:
             score = self.scores.get(o.hotkey)
@@ -383,7 +415,7 @@ class ValidatorEngine(Node):
                 score = self.scores[o.hotkey] = MinerScore(hotkey=o.hotkey, uid=o.uid)
             score.uid = o.uid
             score.add_window(window, o.credit, o.returned, o.expected, self.decay, o.client)
-            score.note_latency(o.result, o.latency_ms, deadline_s)
+            score.note_latency(o.counts, o.latency_ms)
             rows.append({"window": window, "started_at": started, "uid": o.uid, "hotkey": o.hotkey,
                          "result": o.result, "plots": o.plots, "proofs_returned": o.returned,
                          "proofs_expected": o.expected, "credit_bytes": o.total_credit, "latency_ms": o.latency_ms,

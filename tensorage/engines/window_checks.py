@@ -27,7 +27,8 @@ from ..config import NetworkProfile
 from ..net.client import PeerError, Reply
 from ..proofs.answers import AnswerCheck, AnswerSpec
 from ..proofs.certificates import ss58_of
-from ..proofs.listing import Listing
+from ..proofs.listing import ListingReader
+from ..proofs.listing_spool import ListingUnavailable
 from ..proofs.windows import draw_chunks, draw_sample, live_by_gateway, sample_credit
 from .scoring import judge
 
@@ -40,7 +41,7 @@ class SeenListing:
     and the unix time it arrived (what the margin is measured with: a validator whose RPC lags
     reads an old head, but its clock does not lag with it)."""
 
-    listing: Listing
+    listing: ListingReader  # in memory (tests) or spooled to a file (the validator: proofs/listing_spool.py)
     seen_block: int
     seen_at: float = 0.0  # 0: restored from before a restart, so before every window still to come
 
@@ -68,9 +69,13 @@ class MinerView:
         return usable[-1] if usable else None
 
     def add(self, seen: SeenListing) -> None:
+        """Keep the newest SEEN_KEPT snapshots. Only the newest two can be planned from (the newest once
+        it is old enough, the one before until then): older ones drop what windows derived from them."""
         self.seen = [s for s in self.seen if s.listing.digest != seen.listing.digest]
         self.seen.append(seen)
         del self.seen[:-SEEN_KEPT]
+        for old in self.seen[:-2]:
+            old.listing.forget_derived()
 
 
 @dataclass
@@ -108,6 +113,14 @@ class RoundOutcome:
         return sum(self.client.values())
 
     @property
+    def counts(self) -> bool:
+        """The window credited bytes from this answer (the answer was checked, not refused, every shard
+        chunk was right and it proved something): the answers whose latency the score's latency factor
+        stands for. A timeout, an unreachable miner, a refused or unchecked answer, wrong chunks or an
+        answer that proved nothing do not count, so they cannot pull the latency average either way."""
+        return self.result in ("pass", "fail") and self.total_credit > 0
+
+    @property
     def total_credit(self) -> float:
         return self.credit + self.client_bytes
 
@@ -123,11 +136,16 @@ def plan(profile: NetworkProfile, views: list[MinerView], window: int, start: in
         if seen is None or not view.neuron.endpoint:
             continue
         hotkey = view.neuron.hotkey
-        plots = draw_sample(profile, challenge, hotkey, seen.listing)
-        chunks = draw_chunks(profile, challenge, hotkey, seen.listing, start)
+        try:
+            plots = draw_sample(profile, challenge, hotkey, seen.listing)
+            chunks = draw_chunks(profile, challenge, hotkey, seen.listing, start)
+            credit = {ss58_of(g.gateway): g.credit for g in live_by_gateway(seen.listing, start)}
+        except ListingUnavailable as exc:  # its file is gone: this miner sits the window out, the others do not
+            view.error = str(exc)[:300]
+            view.seen = [s for s in view.seen if s is not seen]  # so the next sync fetches it again
+            continue
         spec = AnswerSpec(hotkey=hotkey, window=window, listing_hex=seen.listing.digest_hex, challenge=challenge,
                           per_plot=profile.challenges_per_plot, plots=tuple(plots), chunks=tuple(chunks))
-        credit = {ss58_of(g.gateway): g.credit for g in live_by_gateway(seen.listing, start)}
         tasks.append(WindowTask(view=view, seen=seen, spec=spec, client=credit))
     return tasks
 

@@ -122,7 +122,7 @@ class Gateway(ObjectRoutes):
         more than two sync periods and two windows ago, certificate live) and does not are suspect. A
         miner that quietly drops a shard from its listing stops being checked on it in windows; the
         gateway would otherwise only learn of it from a download. Returns shards made suspect."""
-        mine = {c.shard_hex for c in listing.certificates() if c.gateway_hotkey == self.hotkey}
+        mine = {c.shard_hex for c in listing.iter_certificates() if c.gateway_hotkey == self.hotkey}
         due = self.db.listed_due(hotkey, time.time() - self.listing_grace_s, self.head_block())
         return sum(self.suspect(r, "its miner's listing no longer carries it") for r in due if r.hash not in mine)
 

@@ -7,7 +7,7 @@ import json
 import time
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Any, AsyncIterator, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 import aiohttp
 import bittensor as bt
@@ -77,9 +77,12 @@ class SignedClient:
     async def request(self, method: str, host: str, port: int, path: str, receiver: str, *,
                       body: bytes = b"", deadline: Optional[float] = None, timeout: float = 10.0,
                       content_type: str = "application/json", max_reply: int = MAX_REPLY,
-                      headers: Optional[dict[str, str]] = None) -> Reply:
+                      headers: Optional[dict[str, str]] = None,
+                      sink: Optional[Callable[[bytes], None]] = None) -> Reply:
         """Sign and send; ``deadline`` (unix time) bounds the whole exchange, ``max_reply`` the answer
-        (a peer cannot make us buffer more than that)."""
+        (a peer cannot make us buffer more than that). With ``sink``, a successful answer's bytes go to
+        it as they arrive and ``Reply.body`` is empty (an error answer is still read into the body), so
+        many large answers at once are never all held in memory."""
         remaining = timeout if deadline is None else deadline - time.time()
         if remaining <= 0:
             raise PeerError("timeout", "deadline passed before sending")
@@ -107,7 +110,10 @@ class SignedClient:
                         if size > max_reply:
                             raise PeerError("too_large", f"answer of over {max_reply} bytes, more than was asked "
                                                          f"for: refused")
-                        chunks.append(chunk)
+                        if sink is not None and not failed:
+                            sink(chunk)
+                        else:
+                            chunks.append(chunk)
                     data = b"".join(chunks)
                     arrived = time.time()
                     reply_headers = dict(resp.headers)

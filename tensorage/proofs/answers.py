@@ -49,6 +49,7 @@ class AnswerCheck:
     invalid: int = 0
     error: Optional[str] = None  # the answer was refused whole (malformed, wrong window, ...)
     chunks: list[Optional[bool]] = field(default_factory=list)  # per sampled chunk: right, wrong, None: missing
+    fault: bool = False  # not checked: the validator's verifier failed (error says how), not the miner
 
     @property
     def returned(self) -> int:

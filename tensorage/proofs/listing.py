@@ -22,7 +22,7 @@ import hashlib
 import struct
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Callable, Iterable, TypeVar
+from typing import Callable, Iterable, Iterator, Sequence, TypeVar
 
 from ..errors import ProtocolError
 from .certificates import ENTRY_BYTES as CERT_BYTES
@@ -43,17 +43,116 @@ class ListingError(ProtocolError):
     """A listing that is not in canonical form, or larger than the network allows."""
 
 
+class ListingReader:
+    """What every listing offers whatever holds its bytes: entries read by index, never all of
+    them turned into Python objects (a full listing is 65,536 plots and 16,384 certificates, and a
+    validator follows 256 miners). :class:`Listing` holds its bytes in memory (the miner's own, tests);
+    :class:`tensorage.proofs.listing_spool.SpooledListing` keeps them in a file (the validator's)."""
+
+    digest: bytes
+
+    def __len__(self) -> int:  # pragma: no cover - implemented by each holder
+        raise NotImplementedError
+
+    @property
+    def cert_count(self) -> int:  # pragma: no cover
+        raise NotImplementedError
+
+    def _plot_bytes(self, offset: int, size: int) -> bytes:  # pragma: no cover
+        raise NotImplementedError
+
+    def _cert_bytes(self, offset: int, size: int) -> bytes:  # pragma: no cover
+        raise NotImplementedError
+
+    def _plot_chunks(self, chunk: int = 1 << 20) -> Iterator[bytes]:
+        """The plot entries in whole-entry chunks (counting k without holding them all)."""
+        step = chunk - chunk % ENTRY_BYTES
+        total = len(self) * ENTRY_BYTES
+        for off in range(0, total, step):
+            yield self._plot_bytes(off, min(step, total - off))
+
+    @property
+    def digest_hex(self) -> str:
+        return self.digest.hex()
+
+    def entry(self, i: int) -> tuple[bytes, int]:
+        """(seed, k) of the i-th plot."""
+        raw = self._plot_bytes(i * ENTRY_BYTES, ENTRY_BYTES)
+        return raw[1:], raw[0]
+
+    def entries_at(self, indices: Sequence[int]) -> list[tuple[bytes, int]]:
+        """(seed, k) of each of these plots: what a window's sample reads."""
+        return [self.entry(i) for i in indices]
+
+    def entries(self) -> Iterable[tuple[bytes, int]]:
+        return (self.entry(i) for i in range(len(self)))
+
+    def certificate(self, i: int) -> Certificate:
+        """The i-th certificate, parsed now (nothing is kept)."""
+        return Certificate.from_entry(self._cert_bytes(i * CERT_BYTES, CERT_BYTES))
+
+    def iter_certificates(self, chunk: int = 1024) -> Iterator[Certificate]:
+        """Every certificate, parsed a chunk at a time and not kept."""
+        n = self.cert_count
+        for start in range(0, n, chunk):
+            raw = self._cert_bytes(start * CERT_BYTES, min(chunk, n - start) * CERT_BYTES)
+            for off in range(0, len(raw), CERT_BYTES):
+                yield Certificate.from_entry(raw[off:off + CERT_BYTES])
+
+    def certificates(self) -> Sequence[Certificate]:
+        return tuple(self.iter_certificates())
+
+    def derived(self, key: str, stamp: object, make: Callable[[], T]) -> T:
+        """A value derived from this (immutable) listing, kept until asked for with another ``stamp``:
+        one slot per key, so a listing followed across many windows keeps one copy, not one per window.
+        :meth:`forget_derived` drops them (a listing no window plans from any more)."""
+        slot = self.__dict__.get(f"_derived_{key}")
+        if slot is None or slot[0] != stamp:
+            slot = (stamp, make())
+            object.__setattr__(self, f"_derived_{key}", slot)
+        return slot[1]
+
+    def forget_derived(self) -> None:
+        for key in [k for k in self.__dict__ if k.startswith("_derived_")]:
+            object.__delattr__(self, key)
+
+    def k_counts(self) -> Counter:
+        counts: Counter = Counter()
+        for chunk in self._plot_chunks():
+            counts.update(chunk[0::ENTRY_BYTES])
+        return counts
+
+    def credited_bytes(self, min_k: int, max_k: int) -> int:
+        """Bytes this listing claims in plots the network counts (k within its range)."""
+        return sum(estimated_plot_bytes(k) * n for k, n in self.k_counts().items() if min_k <= k <= max_k)
+
+    def out_of_range(self, min_k: int, max_k: int) -> str:
+        """Why some entries cannot count, for the operator ('' when all can)."""
+        counts = self.k_counts()
+        small = sum(n for k, n in counts.items() if k < min_k)
+        large = sum(n for k, n in counts.items() if k > max_k)
+        return ", ".join(f"{n} {what}" for n, what in ((small, f"below k={min_k}"), (large, f"above k={max_k}")) if n)
+
+
+def listing_digest(plot_count: int, parts: Iterable[bytes]) -> bytes:
+    """The digest of a listing of ``plot_count`` plots whose entries (plots, then certificates) are
+    ``parts`` in order: fed piece by piece, so a listing in a file is named without reading it whole."""
+    h = hashlib.sha256(LISTING_DOMAIN + _COUNT.pack(plot_count))
+    for part in parts:
+        h.update(part)
+    return h.digest()
+
+
 @dataclass(frozen=True)
-class Listing:
-    """Canonical entries as bytes: 33 a plot and 152 a certificate, cheap to keep by the thousand."""
+class Listing(ListingReader):
+    """Canonical entries as bytes in memory: 33 a plot and 152 a certificate."""
 
     blob: bytes             # plot entries
     certs: bytes = b""      # certificate entries
     digest: bytes = field(init=False)
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "digest", hashlib.sha256(
-            LISTING_DOMAIN + _COUNT.pack(len(self.blob) // ENTRY_BYTES) + self.blob + self.certs).digest())
+        object.__setattr__(self, "digest", listing_digest(len(self.blob) // ENTRY_BYTES, (self.blob, self.certs)))
 
     # building ------------------------------------------------------------------------------
     @classmethod
@@ -130,53 +229,31 @@ class Listing:
         """Plots listed."""
         return len(self.blob) // ENTRY_BYTES
 
-    @property
-    def digest_hex(self) -> str:
-        return self.digest.hex()
+    def _plot_bytes(self, offset: int, size: int) -> bytes:
+        return self.blob[offset:offset + size]
+
+    def _cert_bytes(self, offset: int, size: int) -> bytes:
+        return self.certs[offset:offset + size]
 
     def entry(self, i: int) -> tuple[bytes, int]:
-        """(seed, k) of the i-th plot."""
         off = i * ENTRY_BYTES
         return self.blob[off + 1:off + ENTRY_BYTES], self.blob[off]
-
-    def entries(self) -> Iterable[tuple[bytes, int]]:
-        return (self.entry(i) for i in range(len(self)))
 
     @property
     def cert_count(self) -> int:
         return len(self.certs) // CERT_BYTES
 
     def certificates(self) -> tuple[Certificate, ...]:
-        """Parsed once per listing (a window plans from the same listing many times)."""
+        """Parsed once per listing (the miner's own listings; a validator's are spooled and parse
+        certificates only when they are drawn)."""
         cached = self.__dict__.get("_certificates")
         if cached is None:
-            cached = tuple(Certificate.from_entry(self.certs[o:o + CERT_BYTES])
-                           for o in range(0, len(self.certs), CERT_BYTES))
+            cached = tuple(self.iter_certificates())
             object.__setattr__(self, "_certificates", cached)
         return cached
 
-    def derived(self, key: str, stamp: object, make: Callable[[], T]) -> T:
-        """A value derived from this (immutable) listing, kept until asked for with another ``stamp``:
-        one slot per key, so a listing followed across many windows keeps one copy, not one per window."""
-        slot = self.__dict__.get(f"_derived_{key}")
-        if slot is None or slot[0] != stamp:
-            slot = (stamp, make())
-            object.__setattr__(self, f"_derived_{key}", slot)
-        return slot[1]
-
     def k_counts(self) -> Counter:
         return Counter(self.blob[0::ENTRY_BYTES])
-
-    def credited_bytes(self, min_k: int, max_k: int) -> int:
-        """Bytes this listing claims in plots the network counts (k within its range)."""
-        return sum(estimated_plot_bytes(k) * n for k, n in self.k_counts().items() if min_k <= k <= max_k)
-
-    def out_of_range(self, min_k: int, max_k: int) -> str:
-        """Why some entries cannot count, for the operator ('' when all can)."""
-        counts = self.k_counts()
-        small = sum(n for k, n in counts.items() if k < min_k)
-        large = sum(n for k, n in counts.items() if k > max_k)
-        return ", ".join(f"{n} {what}" for n, what in ((small, f"below k={min_k}"), (large, f"above k={max_k}")) if n)
 
 
 def _check_certs(certs: bytes, max_shards: int) -> None:

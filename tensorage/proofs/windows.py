@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import bisect
 import hashlib
-import itertools
 import math
+from array import array
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import TYPE_CHECKING, Sequence
@@ -23,7 +23,7 @@ from .plots import estimated_plot_bytes, proof_rate
 
 if TYPE_CHECKING:
     from ..config import NetworkProfile
-    from .listing import Listing
+    from .listing import ListingReader
 
 WINDOW_DOMAIN = b"tensorage/window/v3"
 SAMPLE_DOMAIN = b"tensorage/sample/v3"
@@ -110,13 +110,13 @@ class SampledPlot:
         return self.weight > 0
 
 
-def draw_sample(profile: "NetworkProfile", challenge: bytes, hotkey: str, listing: "Listing") -> list[SampledPlot]:
+def draw_sample(profile: "NetworkProfile", challenge: bytes, hotkey: str, listing: "ListingReader") -> list[SampledPlot]:
     """The plots of ``listing`` a window asks for, with what each counts for: the same on the
     miner and on every validator."""
     s = sample_size(len(listing), profile)
     out = []
-    for i in sample_indices(challenge, hotkey, listing.digest, len(listing), s):
-        seed, k = listing.entry(i)
+    # read by index (one open for a spooled listing): the listing is never turned into objects
+    for seed, k in listing.entries_at(sample_indices(challenge, hotkey, listing.digest, len(listing), s)):
         weight = plot_weight(k, profile)
         out.append(SampledPlot(seed=seed, k=k, weight=weight,
                                expected=profile.challenges_per_plot * expected_per_challenge(k) if weight else 0.0))
@@ -173,41 +173,47 @@ class SampledChunk:
         return proof_bytes(self.size, self.index)
 
 
-def live_certificates(listing: "Listing", block: int) -> list[Certificate]:
+def live_certificates(listing: "ListingReader", block: int) -> list[Certificate]:
     """The listing's certificates that count at ``block`` (a window's first block): not expired."""
-    return [c for c in listing.certificates() if c.counts_at(block)]
+    return [c for c in listing.iter_certificates() if c.counts_at(block)]
 
 
 @dataclass(frozen=True)
 class GatewayShards:
-    """One gateway's live certificates in a listing, with what a window needs of them."""
+    """One gateway's live certificates in a listing, with what a window needs of them: their
+    positions in the listing, not the certificates (a window parses only the few it draws)."""
 
     gateway: bytes
-    certs: tuple[Certificate, ...]
-    starts: tuple[int, ...]  # first chunk of each shard in the gateway's chunk space (and the total, last)
-    credit: float            # client_credit of these certificates
+    indices: array        # listing index of each live certificate, by shard id
+    starts: array         # first chunk of each shard in the gateway's chunk space (and the total, last)
+    credit: float         # client_credit of these certificates
 
 
-def live_by_gateway(listing: "Listing", block: int) -> tuple[GatewayShards, ...]:
+def live_by_gateway(listing: "ListingReader", block: int) -> tuple[GatewayShards, ...]:
     """The listing's live certificates at ``block`` grouped by gateway, sorted by gateway. Computed once
     per listing for as long as no certificate expires: a full listing is 16,384 certificates and a
-    validator plans from it every window (bench_window_shards)."""
-    expiries = listing.derived("expiries", None, lambda: sorted(c.expiry for c in listing.certificates()))
+    validator plans from it every window (bench_window_shards). Kept as arrays of indices and
+    chunk offsets (12 bytes a certificate), not as certificate objects."""
+    expiries = listing.derived("expiries", None, lambda: array("Q", sorted(c.expiry for c in
+                                                                          listing.iter_certificates())))
     expired = bisect.bisect_left(expiries, block)  # certificates with expiry < block: same count, same live set
 
     def group() -> tuple[GatewayShards, ...]:
-        by: dict[bytes, list[Certificate]] = {}
-        for c in live_certificates(listing, block):
-            by.setdefault(c.gateway, []).append(c)
-        return tuple(GatewayShards(gateway=g, certs=tuple(certs),
-                                   starts=tuple(itertools.accumulate((leaf_count(c.size) for c in certs), initial=0)),
-                                   credit=client_credit(certs)[g])
-                     for g, certs in sorted(by.items()))
+        by: dict[bytes, tuple[array, array, list[float]]] = {}
+        for i, c in enumerate(listing.iter_certificates()):
+            if not c.counts_at(block):
+                continue
+            indices, starts, credit = by.setdefault(c.gateway, (array("I"), array("Q", [0]), [0.0]))
+            indices.append(i)
+            starts.append(starts[-1] + leaf_count(c.size))
+            credit[0] += CLIENT_WEIGHT * c.size + SERVE_WEIGHT * c.served  # as client_credit counts it
+        return tuple(GatewayShards(gateway=g, indices=indices, starts=starts, credit=credit[0])
+                     for g, (indices, starts, credit) in sorted(by.items()))
 
     return listing.derived("live", expired, group)
 
 
-def draw_chunks(profile: "NetworkProfile", challenge: bytes, hotkey: str, listing: "Listing",
+def draw_chunks(profile: "NetworkProfile", challenge: bytes, hotkey: str, listing: "ListingReader",
                 start_block: int) -> list[SampledChunk]:
     """The chunks a window asks for: for each gateway whose certificates the listing carries,
     ``chunks_per_gateway`` distinct chunks drawn uniformly over that gateway's certified bytes
@@ -215,11 +221,12 @@ def draw_chunks(profile: "NetworkProfile", challenge: bytes, hotkey: str, listin
     itself (worth nothing) cannot dilute the sample away from the shards that pay."""
     out: list[SampledChunk] = []
     for group in live_by_gateway(listing, start_block):
-        certs, starts, total = group.certs, group.starts, group.starts[-1]
+        starts, total = group.starts, group.starts[-1]
         seed = hashlib.sha256(CHUNK_DOMAIN + challenge + hotkey.encode() + listing.digest + group.gateway).digest()
         for position in sorted(_shuffle(seed, total, min(total, profile.chunks_per_gateway))):
             i = bisect.bisect_right(starts, position) - 1
-            out.append(SampledChunk(shard=certs[i].shard, size=certs[i].size, index=position - starts[i],
+            cert = listing.certificate(group.indices[i])
+            out.append(SampledChunk(shard=cert.shard, size=cert.size, index=position - starts[i],
                                     gateway=group.gateway))
     return out
 

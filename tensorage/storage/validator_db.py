@@ -2,9 +2,10 @@
 are sampled from, window results, scores and weights.
 
 No hash database: proofs of space are verified from the plot id, k and challenge alone,
-so a validator stores only what it measured. A listing is one row (its canonical bytes
-as a blob), written only when it changes: a miner that relists thousands of plots costs
-one row, not thousands.
+so a validator stores only what it measured. A listing is one row, written only when it
+changes: a reference to the file its canonical bytes are spooled in (proofs/listing_spool.py;
+rows from before that hold the bytes), so a miner that relists thousands of plots costs one
+row, not thousands, and the database does not hold a second copy of every listing.
 """
 
 from __future__ import annotations
@@ -209,14 +210,38 @@ class ValidatorStore:
 
     def add_listing(self, hotkey: str, digest: str, blob: bytes, seen_block: int,
                     keep: int = KEEP_LISTINGS_PER_MINER) -> None:
-        """One row per listing a miner published; only the newest ``keep`` are kept."""
+        """One row per listing a miner published; only the newest ``keep`` are kept. A listing seen
+        again replaces its row: the row names the file the validator holds it in now
+        (proofs/listing_spool.py), and the block it was seen at again."""
         with self.db.atomic():
             self.Listing.insert(hotkey=hotkey, digest=digest, blob=blob, seen_block=seen_block
-                                ).on_conflict_ignore().execute()
+                                ).on_conflict(conflict_target=[self.Listing.hotkey, self.Listing.digest],
+                                              update={self.Listing.blob: blob,
+                                                      self.Listing.seen_block: seen_block}).execute()
             old = [r.digest for r in self.Listing.select(self.Listing.digest).where(self.Listing.hotkey == hotkey)
                    .order_by(self.Listing.seen_block.desc()).offset(keep)]
             if old:
                 self.Listing.delete().where((self.Listing.hotkey == hotkey) & self.Listing.digest.in_(old)).execute()
+
+    @property
+    def listing_dir(self) -> Path:
+        """Where the validator spools listing files, next to this database (the VerifyPool's spool is
+        ``index/verify``): what a row's reference names (proofs/listing_spool.py)."""
+        return self.path.parent / "verify" / "listings"
+
+    def listing(self, row: StoredListing, max_plots: int, max_shards: int):
+        """A row's listing in memory, whatever form the row has (never owns the validator's file).
+        Raises ``ListingUnavailable`` when the file is gone: a row outlives the file of a snapshot the
+        validator stopped following (rows are what a restart tries; the newest is the one in use)."""
+        from ..proofs.listing_spool import read_stored
+
+        return read_stored(row.blob, max_plots, max_shards, self.listing_dir)
+
+    def iter_listings(self):
+        """Rows one at a time (a restart at the limits: 256 miners' old-format rows are 2 MB each)."""
+        query = self.Listing.select().order_by(self.Listing.hotkey, self.Listing.seen_block)
+        for r in query.iterator():
+            yield StoredListing(r.hotkey, r.digest, bytes(r.blob), r.seen_block)
 
     def listings(self) -> list[StoredListing]:
         return [StoredListing(r.hotkey, r.digest, bytes(r.blob), r.seen_block)
