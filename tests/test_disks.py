@@ -281,8 +281,9 @@ async def test_an_unmounted_disk_is_lost_and_the_node_answers_from_the_other(dev
         entries = engine.listed_plots()
         # the disk is unmounted under the running node (lazily: the node still has its files open)
         assert subprocess.run(["umount", "-l", str(two_mounts[1])]).returncode == 0
-        result = await engine.check_disks()
-        assert "lost" in result and "another device" in result
+        result = await engine.check_disks()  # (the disks job may have noticed first: the state says why)
+        lost = {d.path: d for d in MinerSnapshot.model_validate(engine.snapshot()).disks}[str(b)]
+        assert "lost" in result and lost.state == "lost" and "another device" in lost.reason, (result, lost)
         assert set(engine.plots_per_disk()) == {str(a)}, (result, engine.snapshot()["disks"], per_disk)
         found = await answer_all(engine, entries)
         assert found.get(str(a), 0) > 0 and found.get("gone", 0) == 0
