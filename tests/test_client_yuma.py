@@ -29,7 +29,9 @@ from .objectnet import ObjectNet
 from .shard_adversaries import CHEAT_FILE, EXTRA_FILE, MAX_JUNK, junk_certificate
 from .subnet import Subnet, wait_for
 
-pytestmark = pytest.mark.timeout(600)
+# 90 s of 7 miners and 3 validators: behind the slow marker so the default suite stays under 10 minutes
+# (the stake bound itself: tests/test_certified_shards.py; the colluder: tests/test_shard_adversaries.py)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.slow]
 
 PROFILE = PROFILES["devnet"]
 STAKES = {"validator-0": 200.0, "validator-1": 480.0, "validator-2": 320.0}  # 0.2 / 0.48 / 0.32; -0 is the gateway

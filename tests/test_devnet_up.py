@@ -10,6 +10,7 @@ import subprocess
 import sys
 
 import psutil
+import pytest
 
 from tensorage.chain.devnet_init import init_devnet
 
@@ -32,6 +33,7 @@ def status(root) -> dict:
     return json.loads(result.stdout)
 
 
+@pytest.mark.slow  # 16 s; tests/tui/test_console_e2e.py runs the devnet under the console in tmux by default
 def test_devnet_up_supervises_and_stops_cleanly(tmp_path):
     root = tmp_path / "devnet"
     init_devnet(root, miners=1, validators=1, miner_sizes_gb=(0.03,))

@@ -7,10 +7,16 @@ from __future__ import annotations
 import json
 import shutil
 
+import pytest
+
 from tensorage.storage.models import MinerIndex, PlotState
 
 from .conftest import tensorage
 from .subnet import Subnet, wait_for
+
+# real allocate, miner and validator processes, 25 s: behind the slow marker; tests/test_disks.py loses and
+# returns a disk under a running miner engine (listing, answers, status snapshot) in the default suite
+pytestmark = pytest.mark.slow
 
 SIZE = "0.05"
 

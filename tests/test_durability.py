@@ -156,6 +156,7 @@ def test_backup_wipe_restore_brings_every_object_back(net, tmp_path):
             client.retrieve(oid, tmp_path / oid)
 
 
+@pytest.mark.slow  # a one-time migration, 23 s: run with -m slow
 def test_a_protocol_2_gateway_and_its_miners_upgrade_without_losing_an_object(net, tmp_path):
     """Protocol 2 named shards by sha256 and kept no trees nor certificates. Here an object's manifest
     rows and its miners' files are put back as protocol 2 left them; after an upgrade (a restart) the
