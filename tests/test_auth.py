@@ -166,11 +166,12 @@ async def test_bad_bodies_get_a_clear_error(miner, allocated, case, status, code
 
 async def test_health_is_public_and_plots_need_a_validator(miner, allocated):
     status, data = await send(miner, "GET", "/v1/health")
-    assert status == 200 and data["role"] == "miner" and data["plots"] == len(miner.plots) == 4
+    # 4 plots, or 5 when the draws are small (plot sizes vary with the seed; conftest says so)
+    assert status == 200 and data["role"] == "miner" and data["plots"] == len(miner.plots) in (4, 5)
     v = wallet_of(allocated, "validator-0")
     status, data = await send(miner, "GET", "/v1/plots", headers=signed(v, "GET", "/v1/plots", b"", miner.hotkey))
     assert status == 200 and data["hotkey"] == miner.hotkey and data["digest"] == miner.current_listing().digest_hex
-    assert len(base64.b64decode(data["plots"])) == 4 * 33
+    assert len(base64.b64decode(data["plots"])) == len(miner.plots) * 33
     m1 = wallet_of(allocated, "miner-1")
     status, data = await send(miner, "GET", "/v1/plots", headers=signed(m1, "GET", "/v1/plots", b"", miner.hotkey))
     assert (status, data["error"]) == (403, "forbidden")
@@ -184,7 +185,7 @@ async def test_operator_endpoints_answer_only_the_nodes_own_hotkey(miner, alloca
     status, data = await send(miner, "GET", "/v1/state", headers=signed(v, "GET", "/v1/state", b"", miner.hotkey))
     assert (status, data["error"]) == (403, "forbidden") and "own hotkey" in data["message"]
     status, data = await send(miner, "GET", "/v1/state", headers=signed(own, "GET", "/v1/state", b"", miner.hotkey))
-    assert status == 200 and data["role"] == "miner" and data["plots_held"] == 4
+    assert status == 200 and data["role"] == "miner" and data["plots_held"] == len(miner.plots)
     path = "/v1/jobs/scrub/pause"
     status, data = await send(miner, "POST", path, headers=signed(own, "POST", path, b"", miner.hotkey))
     assert status == 200 and {j.id: j for j in miner.jobs.state()}["scrub"].paused

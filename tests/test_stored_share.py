@@ -82,7 +82,8 @@ def test_a_share_set_from_the_console_survives_a_restart_with_the_old_flag(plott
         wait_for(lambda: settled(node_json(subnet, "miner-0")) and node_json(subnet, "miner-0")["pid"]
                  == subnet.procs["miner-0"].pid, 60, "the restarted miner to reallocate")
         state = node_json(subnet, "miner-0")
-        assert state["plots_held"] == held and state["size_in_gb"] == 0.045
+        # nothing removed (a small draw can leave room for one more plot, which a restart may add)
+        assert state["plots_held"] >= held and state["size_in_gb"] == 0.045
         assert "removed plot" not in subnet.log("miner-0")
         status = tensorage("status", "--json", "--offline", *subnet.common("miner-0"))
         assert status.returncode == 0, status.stderr
