@@ -25,7 +25,7 @@ import threading
 import time
 import weakref
 from pathlib import Path
-from typing import Iterable, Iterator, Sequence
+from typing import Callable, Iterable, Iterator, Sequence
 
 from .certificates import ENTRY_BYTES as CERT_BYTES
 from .listing import ENTRY_BYTES, Listing, ListingError, ListingReader, listing_digest
@@ -211,23 +211,18 @@ def read_stored(data: bytes, max_plots: int, max_shards: int, root: Path | str) 
     return Listing(listing.blob, listing.certs)
 
 
-def sweep(root: Path | str, min_age_s: float = SWEEP_AGE_S) -> int:
-    """Remove listing files no live listing of this process owns, older than ``min_age_s`` (younger
-    ones may be a worker's, not yet handed over). Returns files removed."""
-    root = Path(root)
+def remove_old(root: Path | str, min_age_s: float, keep: Callable[[str], bool] = lambda path: False) -> int:
+    """Remove the files under ``root`` older than ``min_age_s`` that ``keep`` does not claim (a
+    spool's leftovers; younger files may be in use). Returns files removed."""
     try:
         names = os.listdir(root)
     except FileNotFoundError:
         return 0
     now = time.time()
-    with _lock:
-        owned = set(_owners)
     removed = 0
     for name in names:
-        if not (name.endswith(SUFFIX) or name.endswith(SUFFIX + ".tmp")):
-            continue
-        path = str(root / name)
-        if path in owned:
+        path = str(Path(root) / name)
+        if keep(path):
             continue
         try:
             if now - os.stat(path).st_mtime >= min_age_s:
@@ -236,6 +231,15 @@ def sweep(root: Path | str, min_age_s: float = SWEEP_AGE_S) -> int:
         except FileNotFoundError:
             pass
     return removed
+
+
+def sweep(root: Path | str, min_age_s: float = SWEEP_AGE_S) -> int:
+    """Remove listing files no live listing of this process owns, older than ``min_age_s`` (younger
+    ones may be a worker's, not yet handed over). Returns files removed."""
+    with _lock:
+        owned = set(_owners)
+    return remove_old(root, min_age_s, lambda path: path in owned or not (
+        path.endswith(SUFFIX) or path.endswith(SUFFIX + ".tmp")))
 
 
 def owned_files() -> int:

@@ -30,7 +30,6 @@ import logging
 import os
 import secrets
 import threading
-import time
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -406,22 +405,7 @@ class VerifyPool:
         once checked). Returns files removed."""
         if self.spool is None:
             return 0
-        removed = listing_spool.sweep(self.listing_dir, min_age_s)
-        answers = self.answer_dir
-        try:
-            names = os.listdir(answers)
-        except FileNotFoundError:
-            return removed
-        now = time.time()
-        for name in names:
-            path = os.path.join(answers, name)
-            try:
-                if now - os.stat(path).st_mtime >= min_age_s:
-                    os.unlink(path)
-                    removed += 1
-            except FileNotFoundError:
-                pass
-        return removed
+        return listing_spool.sweep(self.listing_dir, min_age_s) + listing_spool.remove_old(self.answer_dir, min_age_s)
 
     def close(self) -> None:
         with self._lock:
