@@ -67,7 +67,8 @@ def next_miner_name(spec: SubnetSpec) -> str:
 
 
 def node_settings(settings: Settings) -> Settings:
-    """On the devnet a node named by --wallet.name gets its own db root and the spec's share."""
+    """On the devnet a node named by --wallet.name gets its own db root and the spec's share, as
+    defaults: they stay out of ``model_fields_set``, which holds only what the operator typed."""
     if settings.network != "devnet":
         return settings
     root = settings.devnet_root
@@ -78,7 +79,13 @@ def node_settings(settings: Settings) -> Settings:
         node = next((n for n in SubnetSpec.load(root).nodes if n.name == settings.wallet.name), None)
         if node is not None and node.size_in_gb > 0:
             update["size_in_gb"] = node.size_in_gb
-    return settings.model_copy(update=update) if update else settings
+    if not update:
+        return settings
+    # Defaults, not flags: a size the operator did not type must not override the share stored with
+    # the node (storage.share reads the typed flags from model_fields_set).
+    resolved = settings.model_copy(update=update)
+    object.__setattr__(resolved, "__pydantic_fields_set__", set(settings.model_fields_set))
+    return resolved
 
 
 def check_new_miner_root(root: Path, spec: Optional[SubnetSpec], path: Path) -> None:
