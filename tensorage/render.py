@@ -95,25 +95,46 @@ def allocation_progress(bus: EventBus, console: Console) -> Iterator[None]:
 
 
 def status_table(status: dict[str, Any]) -> Table:
+    """`tensorage status` for any role, running or stopped: every field is optional (a validator has
+    no share or partition, a stopped node no jobs), so nothing here may assume one is there."""
     t = Table(show_header=False, box=None)
     t.add_column(style="bold")
     t.add_column()
+    role = status.get("role") or "miner"
+    t.add_row("role", role)
+    t.add_row("process", _process(status.get("process")))
     for key in ("network", "netuid", "block", "hotkey", "uid", "db_root_path"):
-        t.add_row(key, str(status.get(key)))
-    p = status["plots"]
-    t.add_row("plots", f"{p['done']} done / {p['planned']} planned, {p['verified']} verified, {gb(p['bytes'])}")
-    part = status.get("partition")  # a miner's; a validator has none
-    if part is not None:
-        t.add_row("partition", f"share {gb(part['size_bytes'])}: plots {gb(part['plot_bytes'])}, "
-                               f"reserve {gb(part['reserve_bytes'])}, free {gb(part['free_bytes'])}")
+        t.add_row(key, escape(str(status.get(key))))
+    p = status.get("plots") or {}
+    if role == "miner" or p.get("planned"):
+        t.add_row("plots", f"{p.get('done', 0)} done / {p.get('planned', 0)} planned, {p.get('verified', 0)} "
+                           f"verified, {gb(p.get('bytes', 0))}")
+    share = status.get("share")  # a miner's; a validator has none
+    if share:
+        t.add_row("share", escape(f"{share.get('size_in_gb', 0):g} GB, from {share.get('source', '?')}: "
+                                  f"{share.get('detail', '')}".rstrip(": ")))
+    part = status.get("partition")
+    if part:
+        t.add_row("partition", f"share {gb(part.get('size_bytes', 0))}: plots {gb(part.get('plot_bytes', 0))}, "
+                               f"reserve {gb(part.get('reserve_bytes', 0))}, free {gb(part.get('free_bytes', 0))}")
     disks = status.get("disks") or []
-    for d in disks if len(disks) > 1 or any(d["state"] != "ok" for d in disks) else []:
-        share = f"share {gb(d['share_bytes'])}, " if d.get("share_bytes") else ""  # known while the miner runs
-        what = (f"ok, {share}{d.get('plots', 0)} plots, {gb(d.get('device_free', 0))} free"
-                if d["state"] == "ok" else f"[red]lost[/]: {d['reason']}")
-        t.add_row(f"disk {d['path']}", what)
+    for d in disks if len(disks) > 1 or any(d.get("state") != "ok" for d in disks) else []:
+        share_part = f"share {gb(d['share_bytes'])}, " if d.get("share_bytes") else ""  # known while it runs
+        what = (f"ok, {share_part}{d.get('plots', 0)} plots, {gb(d.get('device_free', 0))} free"
+                if d.get("state") == "ok" else f"[red]lost[/]: {escape(str(d.get('reason', '')))}")
+        t.add_row(f"disk {escape(str(d.get('path', '?')))}", what)
+    v = status.get("validator")
+    if v:
+        w = v.get("weights")
+        t.add_row("validator", escape(v.get("note") or f"{len(v.get('miners') or {})} miners scored, weights "
+                                      + (f"set at block {w.get('block')}" if w else "not set yet")))
+    if status.get("allocator_error"):
+        t.add_row("allocation", f"[red]{escape(status['allocator_error'])}[/]")
+    for job in status.get("jobs") or []:
+        if job.get("last_ok") is False:
+            t.add_row(f"job {escape(str(job.get('id')))}", f"[red]failed[/]: {escape(str(job.get('last_result')))}")
     if status.get("chain_error"):
-        t.add_row("chain", f"[red]{status['chain_error']}[/]")
+        t.add_row("chain", f"[red]{escape(status['chain_error'])}[/]")
     health = status.get("chain_health")
     if health and (status.get("process") or {}).get("state") == "running":
         from .chain.health import describe
@@ -123,6 +144,18 @@ def status_table(status: dict[str, Any]) -> Table:
         style = {"ok": "green", "unreachable": "red"}.get(view.state, "dim")
         t.add_row("node's chain", f"[{style}]{escape(describe(view))}[/]")
     return t
+
+
+def _process(process: Optional[dict[str, Any]]) -> str:
+    if not process:
+        return "not started"
+    state = process.get("state", "?")
+    if state == "running":
+        where = f" at {process['endpoint']}" if process.get("endpoint") else ""
+        return f"running (pid {process.get('pid')}){where}"
+    if state == "dead":
+        return f"[red]dead[/] (pid {process.get('pid')} stopped without saying so: see its log)"
+    return escape(str(state))
 
 
 def metagraph_table(mg: Metagraph, names: dict[str, str], last_epoch: Optional[int] = None,

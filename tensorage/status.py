@@ -229,6 +229,8 @@ def node_status(settings: Settings, hotkey: Optional[str], with_chain: bool = Tr
         status["share"] = share.model_dump()
         status["partition"] = partition_status(settings, layout, plots["bytes"], share.size_in_gb)
         status["disks"] = disks_status(settings, snap)
+        if isinstance(snap, MinerSnapshot) and snap.allocator.last_error:
+            status["allocator_error"] = snap.allocator.last_error  # why plotting stopped (e.g. a full disk)
     if layout.validator_state_db.exists():
         try:
             status["validator"] = validator_status(layout)

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 from tensorage.cli import apply_devnet_defaults, run
 from tensorage.config import settings_from_namespace
 from tensorage.storage import share as stored_share
@@ -39,3 +41,54 @@ def test_status_of_a_stopped_devnet_node_keeps_its_stored_share(devnet_root, cap
     share = json.loads(capsys.readouterr().out)["share"]
     assert share["source"] == "stored" and share["size_in_gb"] == 0.06, share
     assert (layout.index / stored_share.SHARE_FILE).read_bytes() == before
+
+
+# --- `status` renders every role, stopped and running ------------------------------------------------
+
+
+def write_node_json(layout: Layout, role: str, state: str, **extra) -> None:
+    import os
+    import time
+
+    from tensorage.engines.snapshot import NODE_STATE_FILE, parse_snapshot
+
+    snap = parse_snapshot({"role": role, "source": role, "state": state, "hotkey": "5x", "network": "devnet",
+                           "db_root_path": str(layout.root), "pid": os.getpid(), "protocol": 1,
+                           "started_at": time.time(), "updated_at": time.time(), **extra})
+    (layout.index / NODE_STATE_FILE).write_text(snap.model_dump_json())
+
+
+@pytest.mark.parametrize("role", ["validator", "miner"])
+@pytest.mark.parametrize("state", ["stopped", "running", "dead"])
+def test_status_table_renders_every_role_and_state(devnet_root, capsys, role, state):
+    """The issue: `tensorage status` for a validator crashed with KeyError: 'partition'. A failed job
+    (the full disk's reallocation) is shown, not only in --json."""
+    from tensorage.storage.lock import NodeLock
+
+    name = f"{role}-0"
+    layout = Layout(devnet_root / "nodes" / name)
+    layout.ensure()
+    if role == "validator":
+        assert run(["allocate", "--validator", "--disable_prompt", *devnet_args(devnet_root, name)]) == 0
+    else:
+        stored_share.store(layout, 0.06, None, "allocate", (0.06, None))
+    failed = {"id": "reallocate", "seconds": 60, "runs": 1, "last_ok": False,
+              "last_result": "DiskFull: the disk under /x is full"}
+    write_node_json(layout, role, "stopped" if state == "stopped" else "running", jobs=[failed])
+    lock = NodeLock(layout)
+    if state == "running":
+        lock.acquire(role)
+    capsys.readouterr()
+    try:
+        code = run(["status", "--offline", *devnet_args(devnet_root, name)])
+    finally:
+        lock.release()
+    out = " ".join(capsys.readouterr().out.split())  # the table's words, whatever the column widths
+    assert code == 0, out
+    assert f"role {role}" in out and "Traceback" not in out
+    assert {"running": "process running (pid", "dead": "process dead", "stopped": "process stopped"}[state] in out
+    assert "job reallocate failed: DiskFull: the disk under /x is full" in out
+    if role == "miner":  # the README: status shows where the share came from
+        assert "share 0.06 GB, from stored: set by `tensorage allocate`" in out
+    else:
+        assert "share" not in out and "partition" not in out and "validator 0 miners scored" in out
