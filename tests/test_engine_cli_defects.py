@@ -10,7 +10,7 @@ import json
 import pytest
 
 from tensorage.cli import apply_devnet_defaults, run
-from tensorage.config import settings_from_namespace
+from tensorage.config import DEVNET_INSECURE_NOTICE, settings_from_namespace
 from tensorage.storage import share as stored_share
 from tensorage.storage.layout import Layout
 
@@ -92,3 +92,40 @@ def test_status_table_renders_every_role_and_state(devnet_root, capsys, role, st
         assert "share 0.06 GB, from stored: set by `tensorage allocate`" in out
     else:
         assert "share" not in out and "partition" not in out and "validator 0 miners scored" in out
+
+
+# --- a path that cannot hold data is refused in one line, by every command --------------------------
+
+
+def one_line_error(capsys, code: int) -> str:
+    err = capsys.readouterr().err.strip()
+    assert code != 0, err
+    notice = DEVNET_INSECURE_NOTICE.split(";")[0]
+    lines = [ln for ln in err.splitlines() if ln.strip() and not ln.startswith(notice)]
+    assert len(lines) == 1 and lines[0].startswith("error:"), err
+    return lines[0]
+
+
+@pytest.mark.parametrize("kind", ["file", "proc"])
+@pytest.mark.parametrize("argv", [
+    ["miner", "--db_root_path", "{p}"],
+    ["miner", "--db_root_path", "{tmp}/home", "{p}"],  # a second disk
+    ["validator", "--db_root_path", "{p}"],
+    ["allocate", "--db_root_path", "{p}", "--size_in_gb", "0.03", "--disable_prompt"],
+    ["devnet", "init", "--devnet.root", "{p}"],
+    ["ls", "--wallet.path", "{p}"],
+])
+def test_a_path_that_cannot_hold_data_is_refused_in_one_line(devnet_root, tmp_path, capsys, argv, kind):
+    """The issue: `tensorage miner --db_root_path <a file or /proc/x>` gave a traceback (shards/ was
+    made before the path was checked); `allocate` and `validator` refused it in one line."""
+    path = tmp_path / "a-file" if kind == "file" else "/proc/tensorage-x"
+    (tmp_path / "a-file").write_text("not a directory")
+    args = [a.format(p=path, tmp=tmp_path) for a in argv]
+    if args[0] != "devnet":
+        name = "validator-0" if args[0] == "validator" else "miner-0"
+        args += ["--subtensor.network", "devnet", "--devnet.root", str(devnet_root)]
+        args += ["--wallet.name", name] if args[0] not in ("ls",) else []
+    line = one_line_error(capsys, run(args))
+    assert str(path) in line or "--wallet.path" in line, line
+    assert not (tmp_path / "home").exists()  # nothing made on the good disk either
+    assert (tmp_path / "a-file").read_text() == "not a directory"

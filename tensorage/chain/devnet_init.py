@@ -6,6 +6,7 @@ import shutil
 from pathlib import Path
 from typing import Optional
 
+from .. import checks
 from ..errors import ConfigError
 from .devnet import CHAIN_FILE, Devnet, DevnetNode, SubnetSpec
 from .wallets import create_wallet
@@ -32,6 +33,7 @@ def init_devnet(root: Path, miners: int = 6, validators: int = 2, force: bool = 
     if miners < 1 or validators < 1 or miners + validators > 256:
         raise ConfigError("a devnet needs at least 1 miner and 1 validator, and at most 256 neurons")
     root = Path(root).expanduser()
+    checks.writable_target(root)  # a file or /proc/x: one line, before anything is made
     if devnet_exists(root):
         if not force:
             raise ConfigError(f"a devnet already exists at {root}: run `tensorage devnet up` to use it, "

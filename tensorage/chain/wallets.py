@@ -35,6 +35,9 @@ def load_wallet(settings: Settings) -> bt.Wallet:
 
 def missing_wallet_hint(settings: Settings, wallet: bt.Wallet) -> str:
     """The command that makes what is missing, as the btcli installed with bittensor 11 spells it."""
+    if settings.network == "devnet" and "path" in settings.wallet.model_fields_set:
+        return (f"check --wallet.path (the devnet's wallets are under {settings.devnet_root / 'wallets'}), "
+                f"or leave it out")
     if settings.network == "devnet":
         return "run `tensorage devnet init` first"
     where = "" if "path" not in settings.wallet.model_fields_set else f" --wallet-path {settings.wallet.path}"

@@ -36,9 +36,11 @@ def load_key(path: Path) -> ClientKey:
     path = Path(path).expanduser()
     try:
         st = path.stat()
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):  # NotADirectory: a --wallet.path that is a file
         raise KeyFileError(f"no key file at {path}: pass the right --key_file (objects stored with another "
                            f"key cannot be read without it)") from None
+    except OSError as exc:
+        raise KeyFileError(f"cannot read {path} ({exc.strerror or exc}): check its owner and permissions") from None
     if st.st_mode & (stat.S_IRWXG | stat.S_IRWXO):
         raise KeyFileError(f"{path} is readable by other users (mode {stat.S_IMODE(st.st_mode):o}): "
                            f"run `chmod 600 {path}` and try again")

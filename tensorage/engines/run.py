@@ -27,6 +27,8 @@ def build_node(role: str, settings: Settings, bus: EventBus, source: Optional[st
     from .validator import ValidatorEngine
 
     plan_axon(settings)  # an address validators cannot reach is refused before the wallet or the chain
+    for root in settings.db_roots if role == "miner" else [settings.db_root]:
+        Layout(root).check_writable_target()  # a file or /proc/x is refused in one line, before any mkdir
     refuse_if_held(Layout(settings.db_root), role)  # a second copy opens none of the running node's files
     wallet = load_wallet(settings)
     chain = connect(settings)
