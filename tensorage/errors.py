@@ -25,6 +25,10 @@ class NotEnoughSpace(DiskError):
     """The requested share does not fit on the device."""
 
 
+class DiskFull(DiskError):
+    """The device is full: a write (an index row, a file) could not be made; nothing was changed."""
+
+
 class CorruptIndex(TensorageError):
     """A SQLite index cannot be read; nothing was changed."""
 

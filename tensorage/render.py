@@ -99,7 +99,7 @@ def status_table(status: dict[str, Any]) -> Table:
     no share or partition, a stopped node no jobs), so nothing here may assume one is there."""
     t = Table(show_header=False, box=None)
     t.add_column(style="bold")
-    t.add_column()
+    t.add_column(overflow="fold")  # a long path wraps, never ends in "…"
     role = status.get("role") or "miner"
     t.add_row("role", role)
     t.add_row("process", _process(status.get("process")))
@@ -128,6 +128,8 @@ def status_table(status: dict[str, Any]) -> Table:
         w = v.get("weights")
         t.add_row("validator", escape(v.get("note") or f"{len(v.get('miners') or {})} miners scored, weights "
                                       + (f"set at block {w.get('block')}" if w else "not set yet")))
+    if status.get("disk_full"):
+        t.add_row("disk", f"[red]{escape(status['disk_full'])}[/]")
     if status.get("allocator_error"):
         t.add_row("allocation", f"[red]{escape(status['allocator_error'])}[/]")
     for job in status.get("jobs") or []:

@@ -12,7 +12,7 @@ from .engines.snapshot import AnySnapshot, MinerSnapshot, read_snapshot
 from .errors import TensorageError
 from .proofs.plots import proof_rate
 from .storage import share as stored_share
-from .storage.layout import Layout, device_space, dir_bytes
+from .storage.layout import Layout, device_space, dir_bytes, safety_margin
 from .storage.lock import holder as lock_holder
 from .storage.models import MinerIndex, PlotState
 from .storage.partition import reserve_bytes
@@ -237,9 +237,25 @@ def node_status(settings: Settings, hotkey: Optional[str], with_chain: bool = Tr
         except pw.OperationalError:  # the validator is creating its tables right now: ask again in a moment
             status["validator"] = {"miners": {}, "weights": None,
                                    "note": "the validator is creating its database; ask again in a moment"}
+    full = disk_full_status(layout)
+    if full:
+        status["disk_full"] = full
     if with_chain:
         status.update(chain_status(settings, hotkey))
     return status
+
+
+def disk_full_status(layout: Layout) -> Optional[str]:
+    """Said from the device itself: a full disk also stops the node writing its node.json, so the
+    state file cannot be what tells."""
+    try:
+        dev = device_space(layout.root)
+    except OSError:
+        return None
+    if dev.free >= safety_margin(dev.total):
+        return None
+    return (f"the disk under {layout.root} is full ({dev.free / 1e6:.1f} MB free of {dev.total / 1e9:.3g} GB): "
+            f"the node cannot write its index or state; free some space on it")
 
 
 def devnet_status(settings: Settings) -> dict[str, Any]:

@@ -129,3 +129,78 @@ def test_a_path_that_cannot_hold_data_is_refused_in_one_line(devnet_root, tmp_pa
     assert str(path) in line or "--wallet.path" in line, line
     assert not (tmp_path / "home").exists()  # nothing made on the good disk either
     assert (tmp_path / "a-file").read_text() == "not a directory"
+
+
+# --- a full disk: an operator's error, nothing lost, shown by `status` ------------------------------
+
+
+@pytest.fixture
+def small_disk(tmp_path):
+    """A 40 MB tmpfs (root only: skipped elsewhere)."""
+    import os
+    import subprocess
+
+    mnt = tmp_path / "disk"
+    mnt.mkdir()
+    if os.geteuid() != 0:
+        pytest.skip("needs root to mount a 40 MB tmpfs")
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=40m", "tmpfs", str(mnt)], capture_output=True)
+    if made.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {made.stderr.decode().strip()}")
+    try:
+        yield mnt
+    finally:
+        subprocess.run(["umount", "-l", str(mnt)], check=False)
+
+
+def fill(path) -> None:
+    """Write zeros until the device refuses."""
+    import errno
+
+    with open(path, "wb") as f:
+        try:
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        except OSError as exc:
+            assert exc.errno == errno.ENOSPC
+
+
+def test_a_full_disk_is_an_operators_error_that_loses_nothing_and_status_shows_it(devnet_root, small_disk, capsys):
+    """The issue: a 40 MB tmpfs showed `OperationalError: cannot rollback - no transaction is active`
+    as the reallocate job's result, and `status` mentioned no failure."""
+    import asyncio
+
+    from tensorage.chain.wallets import load_wallet
+    from tensorage.engines.disks import DiskSet
+    from tensorage.errors import DiskError
+    from tensorage.events import EventBus
+
+    root = small_disk / "m"
+    settings = apply_devnet_defaults(settings_from_namespace({
+        "subtensor.network": "devnet", "devnet.root": str(devnet_root), "wallet.name": "miner-0",
+        "db_root_path": str(root), "size_in_gb": 0.02, "workers": 1, "disable_verify": True}))
+    disks = DiskSet(settings, load_wallet(settings).hotkey.ss58_address, EventBus())
+    try:
+        done = asyncio.run(disks.allocate())
+        assert done.plots >= 1
+        plots_before = sorted(p.name for p in (root / "plots").glob("*.plot"))
+        rows_before = sorted((p.seed, p.k) for p in disks.existing_plots())
+        fill(small_disk / "filler")
+        with pytest.raises(Exception) as refused:
+            asyncio.run(disks.reallocate())
+        assert isinstance(refused.value, DiskError), repr(refused.value)  # one line at the CLI, not a traceback
+        assert "is full" in str(refused.value) and "free some space" in str(refused.value)
+        assert "rollback" not in str(refused.value)
+    finally:
+        disks.close()
+    assert sorted(p.name for p in (root / "plots").glob("*.plot")) == plots_before  # nothing lost
+    reopened = DiskSet(settings, load_wallet(settings).hotkey.ss58_address, EventBus())
+    try:
+        assert sorted((p.seed, p.k) for p in reopened.existing_plots()) == rows_before
+    finally:
+        reopened.close()
+    capsys.readouterr()
+    assert run(["status", "--offline", "--db_root_path", str(root), *devnet_args(devnet_root)]) == 0
+    out = " ".join(capsys.readouterr().out.split())
+    assert "disk the disk under" in out and "is full" in out and "free some space" in out, out

@@ -27,6 +27,7 @@ from ..proofs.plots import (estimated_plot_bytes, parse_plot_filename, peak_byte
                             proof_rate)
 from ..proofs.plot_check import verify_plot
 from ..proofs.plotter import PlotJob, run_plot
+from ..storage.full import disk_full
 from ..storage.layout import DeviceSpace, Layout, device_space, dir_bytes
 from ..storage.models import MinerIndex, PlotState
 from ..storage.partition import ExistingPlot, PartitionPlan, max_share_bytes, plan_partition, seconds_per_plot
@@ -278,7 +279,19 @@ class Allocator:
         return await asyncio.get_running_loop().run_in_executor(self._io, func, *args)
 
     async def reallocate(self) -> PartitionPlan:
-        """Follow the current client reserve and free space; returns the plan it applied."""
+        """Follow the current client reserve and free space; returns the plan it applied. A full
+        device is a :class:`DiskFull` that says so (index rows change in transactions and a plot's
+        file goes only after its row, so a failed write loses nothing)."""
+        try:
+            return await self._reallocate()
+        except Exception as exc:
+            full = disk_full(exc, self.layout.root, "the plot index")
+            if full is None:
+                raise
+            self.status.last_error = str(full)
+            raise full from None
+
+    async def _reallocate(self) -> PartitionPlan:
         async with self._lock:
             await self._off_loop(self.recover, True)
             try:
