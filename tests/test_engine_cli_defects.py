@@ -204,3 +204,56 @@ def test_a_full_disk_is_an_operators_error_that_loses_nothing_and_status_shows_i
     assert run(["status", "--offline", "--db_root_path", str(root), *devnet_args(devnet_root)]) == 0
     out = " ".join(capsys.readouterr().out.split())
     assert "disk the disk under" in out and "is full" in out and "free some space" in out, out
+
+
+# --- false errors: a state is not a failure ------------------------------------------------------------
+
+
+class PoolThatRacesARemoval:
+    """The real prover pool, with ``before`` run as a lookup starts (what a reallocation or a shard
+    upload does to a plot at that moment)."""
+
+    def __init__(self, real, before) -> None:
+        self.real, self.before = real, before
+
+    async def prove(self, tasks, challenge, per_plot):
+        self.before()
+        return await self.real.prove(tasks, challenge, per_plot)
+
+    def __getattr__(self, name):
+        return getattr(self.real, name)
+
+
+@pytest.mark.parametrize("on_purpose", [True, False])
+async def test_a_plot_removed_on_purpose_is_not_reported_unreadable(plotted_devnet, on_purpose):
+    """The issue: `removed plot … client shards need the room` was followed in the same second by
+    `ERROR plot … unreadable during a challenge`. A plot that vanishes without being removed is
+    still reported (the control)."""
+    from tensorage.engines.run import build_node
+    from tensorage.events import ErrorEvent, EventBus
+
+    settings = settings_from_namespace({"subtensor.network": "devnet", "devnet.root": str(plotted_devnet),
+                                        "wallet.name": "miner-0", "size_in_gb": 0.03,
+                                        "db_root_path": str(plotted_devnet / "nodes" / "miner-0")})
+    bus, errors = EventBus(), []
+    bus.subscribe(lambda e: errors.append(e.message) if isinstance(e, ErrorEvent) else None)
+    miner = build_node("miner", settings, bus)
+    try:
+        miner.refresh_plots()
+        victim = min(miner.plots.values(), key=lambda p: p.path.stat().st_size)
+        if on_purpose:
+            remove = lambda: miner.allocator.home.free_for_shards(1)  # noqa: E731 - the smallest plot goes
+        else:
+            remove = lambda: victim.path.unlink()  # noqa: E731 - the disk lost it
+        miner.pool = PoolThatRacesARemoval(miner.pool, remove)
+        entries = [(bytes.fromhex(p.seed), p.k) for p in miner.plots.values()]
+        proofs = await miner.prove_sample(entries, bytes(32), 1)
+        assert len(proofs) == len(entries) and not victim.path.exists()
+    finally:
+        await miner.shutdown()
+    unreadable = [m for m in errors if "unreadable" in m]
+    if on_purpose:
+        assert not unreadable, errors
+        assert all(d.ok for d in miner.allocator.disks)
+    else:
+        assert unreadable and victim.seed[:8] in unreadable[0]

@@ -174,12 +174,22 @@ class MinerEngine(Node):
         found: dict[tuple[str, int], list[bytes]] = {}
         for seed, j, payload in await self.pool.prove(tasks, challenge, per_plot):
             if j is None:  # the plot could not be read: say so (the scrub will deal with it), and check its disk
+                if self.removed_on_purpose(held[seed]):
+                    continue  # removed during the lookup (client shards took its room): no proof, no error
                 self.bus.publish(ErrorEvent(message=f"plot {seed[:8]} unreadable during a challenge: {payload}",
                                             source=self.source))
                 await self.disk_trouble(held[seed].disk, payload)
                 continue
             found[(seed, j)] = list(dict.fromkeys(payload))[:MAX_PROOFS_PER_CHALLENGE]
         return [[found.get((seed.hex(), j), []) for j in range(per_plot)] for seed, _ in entries]
+
+    def removed_on_purpose(self, plot: HeldPlot) -> bool:
+        """A plot this miner removed itself (a reallocation, client shards, a smaller share) since the
+        lookup began: its file is gone on purpose, so a failed read of it is no fault of the disk."""
+        if self.plots.get(plot.seed) is plot:
+            return False
+        self.refresh_plots()  # the event that removed it may not have reached us yet
+        return plot.seed not in self.plots
 
     async def prove_chunks(self, chunks: list[SampledChunk]) -> list[Optional[bytes]]:
         """Each sampled shard chunk with its Merkle path, read off the event loop; None for one this
