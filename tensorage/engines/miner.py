@@ -313,6 +313,8 @@ class MinerEngine(Node):
             try:
                 await self.pool.check(p.path, p.plot_id, p.k, p.queue or p.disk)
             except (PlotError, OSError) as exc:
+                if self.removed_on_purpose(p):
+                    continue  # removed during the scrub (client shards took its room): not a failed plot
                 if isinstance(exc, OSError) and await self.disk_trouble(p.disk, str(exc)):
                     continue  # the disk is lost, not the plot
                 bad += 1
