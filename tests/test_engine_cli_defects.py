@@ -257,3 +257,64 @@ async def test_a_plot_removed_on_purpose_is_not_reported_unreadable(plotted_devn
         assert all(d.ok for d in miner.allocator.disks)
     else:
         assert unreadable and victim.seed[:8] in unreadable[0]
+
+
+@pytest.mark.parametrize("shards_mb", [3, 14, 26])
+async def test_a_share_full_of_client_shards_is_a_state_not_a_failure(plotted_devnet, shards_mb):
+    """The issue: `job reallocate failed: no room to build a k=18 plot` was logged when shards
+    legitimately filled the share, and counted in the Overview's error total."""
+    from tensorage.engines.disks import DiskSet
+    from tensorage.events import ErrorEvent, EventBus
+
+    settings = settings_from_namespace({"subtensor.network": "devnet", "devnet.root": str(plotted_devnet),
+                                        "wallet.name": "miner-0", "size_in_gb": 0.03, "workers": 2,
+                                        "disable_verify": True,
+                                        "db_root_path": str(plotted_devnet / "nodes" / "miner-0")})
+    shards = settings.db_root / "shards"
+    shards.mkdir(exist_ok=True)
+    (shards / ("cd" * 32)).write_bytes(b"\1" * (shards_mb * 1_000_000))
+    bus, errors = EventBus(), []
+    bus.subscribe(lambda e: errors.append(e.message) if isinstance(e, ErrorEvent) else None)
+    from tensorage.chain.wallets import load_wallet
+
+    disks = DiskSet(settings, load_wallet(settings).hotkey.ss58_address, bus)
+    try:
+        await disks.reallocate()
+        await disks.reallocate()  # and again, with the room the first one left
+    finally:
+        disks.close()
+    assert not errors, errors
+
+
+async def test_plots_planned_before_shards_filled_the_share_wait_without_an_error(plotted_devnet):
+    """The plan counted the shards, yet the planned plot has no room once plotting starts (the plan
+    reckons with estimated plot sizes, the share with real ones): the plots wait, no error."""
+    from tensorage.chain.wallets import load_wallet
+    from tensorage.engines.allocator import Allocator
+    from tensorage.events import ErrorEvent, EventBus
+    from tensorage.proofs.plots import peak_bytes
+    from tensorage.storage.models import PlotState
+
+    settings = settings_from_namespace({"subtensor.network": "devnet", "devnet.root": str(plotted_devnet),
+                                        "wallet.name": "miner-0", "size_in_gb": 0.03, "workers": 2,
+                                        "disable_verify": True,
+                                        "db_root_path": str(plotted_devnet / "nodes" / "miner-0")})
+    bus, errors = EventBus(), []
+    bus.subscribe(lambda e: errors.append(e.message) if isinstance(e, ErrorEvent) else None)
+    allocator = Allocator(settings, load_wallet(settings).hotkey.ss58_address, bus)
+    try:
+        for row in allocator.index.plots(PlotState.VERIFIED)[:2]:  # room for a plot being made
+            allocator.forget_plot(row.seed, row.k)
+        plan = allocator.plan()
+        plots = allocator.index.bytes_in(PlotState.DONE, PlotState.VERIFIED)
+        room = allocator.share_size - plots
+        shards = room - peak_bytes(18) // 2  # half a plot's room left: the shards took the rest
+        (settings.db_root / "shards").mkdir(exist_ok=True)
+        (settings.db_root / "shards" / ("ef" * 32)).write_bytes(b"\1" * shards)
+        plan.add, plan.shard_bytes = [18], allocator.shard_bytes()  # the plan knew of them
+        allocator._apply(plan)
+        done = await allocator._make_plots()
+        assert not allocator.index.plots(PlotState.PLANNED) and done.plots == len(plan.keep)
+    finally:
+        allocator.close()
+    assert not errors, errors

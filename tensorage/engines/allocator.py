@@ -338,6 +338,14 @@ class Allocator:
         device = self.device().free - inflight_peak
         return min(share, device)
 
+    def _shards_took_the_room(self, need: int) -> bool:
+        """A plot of ``need`` peak bytes would fit the share but for the client shards in it."""
+        shards = self.shard_bytes()
+        if shards <= 0:
+            return False
+        plots = self.index.bytes_in(PlotState.DONE, PlotState.VERIFIED)
+        return self.share_size - plots >= need > self.share_size - plots - shards and self.device().free + shards >= need
+
     @staticmethod
     def _concurrent_fit(pending: list, free: int, slots: int) -> int:
         """How many of the next pending plots can start now (threads are split among them)."""
@@ -376,6 +384,13 @@ class Allocator:
                     index.remove([r.seed for r in pending])
                     self.bus.log(f"client shards took the room of {len(pending)} planned plots; the next "
                                  f"reallocation plans around them", source=self.source)
+                    pending.clear()
+                    break
+                if not running and self._shards_took_the_room(peak_bytes(pending[0].k)):
+                    # a share full of client shards is a state, not a failure: the plots wait for room
+                    index.remove([r.seed for r in pending])
+                    self.bus.log(f"client shards fill the share: {len(pending)} planned plot(s) wait until "
+                                 f"they leave room", source=self.source)
                     pending.clear()
                     break
                 if not running:
