@@ -144,7 +144,13 @@ def cmd_status(settings: Settings, args: argparse.Namespace) -> int:
     if settings.network == "devnet" and "name" not in settings.wallet.model_fields_set:
         from .status import devnet_status
 
-        print(json.dumps(devnet_status(settings), indent=2, default=str))
+        report = devnet_status(settings)
+        if args.json:
+            print(json.dumps(report, indent=2, default=str))
+        else:
+            from .render import devnet_status_table
+
+            out.print(devnet_status_table(report))
         return 0
     hotkey = _hotkey_or_none(settings)
     status = node_status(settings, hotkey, with_chain=not args.offline)

@@ -29,13 +29,19 @@ from .net.objects import DEFAULT_K, DEFAULT_N
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 
+# One convention for every client command (README, "Client data"): a failure is an error, whether
+# the command was given one object or several, so scripts test one code.
+EXIT_FAILED = 2  # TensorageError.exit_code: what `guarded` returns for an error raised outright
+EXIT_CODES = ("exit status: 0 when everything given is done; 2 on any error (with several files or ids: when any "
+              "failed, each named on stderr); 130 when interrupted")
+
 
 def add_client_commands(sub: argparse._SubParsersAction) -> None:
     """Register the client subcommands on ``cli.build_parser``'s subparsers: only the flags a client
     uses (chain, wallet, gateway, key file), not a node's."""
 
     def command(name: str, handler: Callable, text: str) -> argparse.ArgumentParser:
-        p = sub.add_parser(name, help=text, description=text)
+        p = sub.add_parser(name, help=text, description=text, epilog=EXIT_CODES)
         p.set_defaults(func=handler)
         return p
 
@@ -114,7 +120,7 @@ def cmd_store(settings: Settings, args: argparse.Namespace) -> int:
                     out.print(f"{stored.id}  {path}", highlight=False)
         finally:
             await client.close()
-        return 1 if failed else 0
+        return EXIT_FAILED if failed else 0
 
     tune_for_bulk_bytes()
     return asyncio.run(run())
@@ -209,7 +215,7 @@ def cmd_rm(settings: Settings, args: argparse.Namespace) -> int:
                     err.print(f"[bold red]error:[/] {exc}", highlight=False)
         finally:
             await client.close()
-        return 1 if failed else 0
+        return EXIT_FAILED if failed else 0
 
     return asyncio.run(run())
 

@@ -528,3 +528,13 @@ def settings_from_namespace(ns: argparse.Namespace | dict[str, Any]) -> Settings
         where = ".".join(str(p) for p in first["loc"])
         raise ConfigError(f"--{where}: {first['msg']}") from None
     return settings.validate_ranges()
+
+
+def with_defaults(settings: Settings, update: dict[str, Any]) -> Settings:
+    """``settings`` with ``update`` applied as defaults, not as typed flags: ``model_fields_set``
+    stays what the operator typed (storage.share tells a typed --size_in_gb from a default by it)."""
+    if not update:
+        return settings
+    resolved = settings.model_copy(update=update)
+    object.__setattr__(resolved, "__pydantic_fields_set__", set(settings.model_fields_set))
+    return resolved

@@ -148,6 +148,31 @@ def status_table(status: dict[str, Any]) -> Table:
     return t
 
 
+def devnet_status_table(report: dict[str, Any]) -> Group:
+    """`tensorage status` on the devnet without --wallet.name: the chain, then one row per node."""
+    head = (f"devnet at {escape(str(report.get('devnet_root')))}: netuid {report.get('netuid')}, block "
+            f"{report.get('block')}, last epoch {report.get('last_epoch')}")
+    t = Table(box=None, pad_edge=False, padding=(0, 1), header_style="bold underline")
+    for col in ("node", "uid", "role", "process", "plots", "share", "problems"):
+        t.add_column(col, overflow="fold")
+    for name, node in (report.get("nodes") or {}).items():
+        p = node.get("plots") or {}
+        share = node.get("share") or {}
+        problems = [node["error"]] if node.get("error") else []
+        problems += [f"{j.get('id')}: {j.get('last_result')}" for j in node.get("jobs") or [] if j.get("last_ok") is False]
+        problems += [node["disk_full"]] if node.get("disk_full") else []
+        t.add_row(escape(name), str(node.get("uid") if node.get("uid") is not None else "-"), node.get("role", "?"),
+                  _process(node.get("process")).split(" at ")[0],
+                  f"{p.get('done', 0)}/{p.get('planned', 0)}" if node.get("role") == "miner" else "-",
+                  f"{share.get('size_in_gb', 0):g} GB ({share.get('source', '?')})" if share else "-",
+                  f"[red]{escape('; '.join(problems))}[/]" if problems else "")
+    parts: list[Any] = [head, t]
+    if report.get("fault"):
+        parts.append(f"[yellow]fault switch on: {escape(report['fault'])}[/]")
+    parts.append("`tensorage devnet show` for the metagraph, `--json` for everything")
+    return Group(*parts)
+
+
 def _process(process: Optional[dict[str, Any]]) -> str:
     if not process:
         return "not started"

@@ -7,7 +7,7 @@ from typing import Any, Optional
 
 import peewee as pw
 
-from .config import GB, Settings
+from .config import GB, Settings, with_defaults
 from .engines.snapshot import AnySnapshot, MinerSnapshot, read_snapshot
 from .errors import TensorageError
 from .proofs.plots import proof_rate
@@ -277,8 +277,8 @@ def devnet_status(settings: Settings) -> dict[str, Any]:
     names = spec.hotkey_names(root)
     nodes: dict[str, Any] = {}
     for node in spec.nodes:
-        node_settings = settings.model_copy(update={"db_root_path": str(node_db_root(root, node)),
-                                                    "size_in_gb": node.size_in_gb or 0.001})
+        node_settings = with_defaults(settings, {"db_root_path": str(node_db_root(root, node)),
+                                                 "size_in_gb": node.size_in_gb or 0.001})  # not typed flags
         hotkey = next((h for h, n in names.items() if n == node.name), None)
         try:
             nodes[node.name] = node_status(node_settings, hotkey, with_chain=False, live=False)

@@ -233,6 +233,19 @@ def test_unknown_and_other_clients_ids_are_refused(net, stored, tmp_path):
     assert same(stored["one"][0], tmp_path / "one")
 
 
+def test_every_client_command_exits_2_for_an_unknown_object(net, stored, tmp_path):
+    """Issue 15: a 404 exited 2 from `retrieve` but 1 from `rm`; one convention (README, --help)."""
+    unknown = secrets.token_hex(16)
+    key = ("--key_file", str(net.root / "keys" / "client.key"))
+    got = tensorage("retrieve", unknown, "-o", str(tmp_path / "x"), *key, *net.flags)
+    assert got.returncode == 2 and "no object" in got.stderr, got.stderr
+    gone = tensorage("rm", unknown, *key, *net.flags)
+    assert gone.returncode == 2 and "no object" in gone.stderr, gone.stderr
+    missing = tensorage("store", str(tmp_path / "no-such-file"), *key, *net.flags)
+    assert missing.returncode == 2, missing.stderr
+    assert not (tmp_path / "x").exists()
+
+
 def test_quota_counts_what_the_code_puts_on_miners_and_expansion_is_bounded(net, tmp_path):
     big = tmp_path / "big"
     with open(big, "wb") as f:

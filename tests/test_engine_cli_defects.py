@@ -318,3 +318,39 @@ async def test_plots_planned_before_shards_filled_the_share_wait_without_an_erro
     finally:
         allocator.close()
     assert not errors, errors
+
+
+# --- small mismatches ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("argv", [["ls"], ["status", "--offline"], ["miner", "--wallet.name", "miner-0"],
+                                  ["validator", "--wallet.name", "validator-0"]])
+def test_another_netuid_on_the_devnet_is_refused(devnet_root, capsys, argv):
+    """The issue: `--netuid 99` was silently ignored on the devnet (it has one subnet)."""
+    line = one_line_error(capsys, run([*argv, "--subtensor.network", "devnet", "--devnet.root", str(devnet_root),
+                                       "--netuid", "99"]))
+    assert "runs netuid 7 only, not 99" in line and "--netuid" in line
+
+
+def test_devnet_status_renders_a_table_and_json_on_request(devnet_root, capsys):
+    """The issue: `devnet status` without --json printed JSON. A node's stored share is what it says
+    (the spec's size is a default there too)."""
+    layout = Layout(devnet_root / "nodes" / "miner-0")
+    layout.ensure()
+    stored_share.store(layout, 0.06, None, "allocate", (0.06, None))
+    args = ["status", "--offline", "--subtensor.network", "devnet", "--devnet.root", str(devnet_root)]
+    assert run(args) == 0
+    text = capsys.readouterr().out
+    with pytest.raises(ValueError):
+        json.loads(text)
+    words = " ".join(text.split())
+    assert "miner-0" in words and "validator-0" in words and "0.06 GB (stored)" in words, words
+    assert run([*args, "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["nodes"]["miner-0"]["share"]["source"] == "stored"
+
+
+def test_the_stop_message_says_what_this_role_leaves_behind():
+    from tensorage.engines.run import STOPPING
+
+    assert "plot" in STOPPING["miner"] and "plot" not in STOPPING["validator"]

@@ -21,7 +21,7 @@ import bittensor as bt
 import peewee as pw
 
 from ..config import PROFILES
-from ..errors import BlockNotYet, ChainError, NotRegistered
+from ..errors import BlockNotYet, ChainError, ConfigError, NotRegistered
 from ..storage.files import atomic_write
 from ..storage.models import open_sqlite
 from .consensus import yuma
@@ -164,6 +164,11 @@ class Devnet:
         self._genesis = float(self._meta("genesis", "0"))
         self.seconds_per_block = float(self._meta("block_time", str(PROFILES["devnet"].block_time_s)))
         self.tempo = int(self._meta("tempo", str(PROFILES["devnet"].tempo)))
+        runs = int(self._meta("netuid", str(netuid)))
+        if runs != netuid:  # one subnet per devnet: another netuid is a mistake, never silently this one
+            self.db.close()
+            raise ConfigError(f"the devnet at {self.root} runs netuid {runs} only, not {netuid}: leave out --netuid "
+                              f"(or pass --netuid {runs})")
 
     # lifecycle -------------------------------------------------------------------------
     @classmethod

@@ -21,7 +21,7 @@ from typing import IO, Optional
 from ..chain.devnet import Devnet, DevnetNode, SubnetSpec
 from ..chain.devnet_init import devnet_exists, init_devnet
 from ..chain.wallets import create_wallet
-from ..config import Settings
+from ..config import Settings, with_defaults
 from ..errors import ChainError, DiskError, TensorageError
 from ..events import Event, EventBus, NodeState
 from ..procutil import child_env
@@ -79,13 +79,8 @@ def node_settings(settings: Settings) -> Settings:
         node = next((n for n in SubnetSpec.load(root).nodes if n.name == settings.wallet.name), None)
         if node is not None and node.size_in_gb > 0:
             update["size_in_gb"] = node.size_in_gb
-    if not update:
-        return settings
-    # Defaults, not flags: a size the operator did not type must not override the share stored with
-    # the node (storage.share reads the typed flags from model_fields_set).
-    resolved = settings.model_copy(update=update)
-    object.__setattr__(resolved, "__pydantic_fields_set__", set(settings.model_fields_set))
-    return resolved
+    # Defaults, not flags: a size the operator did not type must not override the share stored with it.
+    return with_defaults(settings, update)
 
 
 def check_new_miner_root(root: Path, spec: Optional[SubnetSpec], path: Path) -> None:

@@ -93,11 +93,18 @@ def relay_events_as_json(bus: EventBus, stream: Optional[TextIO] = None) -> Even
     return EventRelay(bus, stream or sys.stdout)
 
 
+# What a stop leaves behind, by role (said when SIGINT/SIGTERM arrives).
+STOPPING = {
+    "miner": "a plot being made is undone; finished plots stay",
+    "validator": "a proof window in flight is left unscored; scores, weights and client data stay",
+}
+
+
 async def run_node(node: Node) -> None:
     loop = asyncio.get_running_loop()
 
     def stop(sig: signal.Signals) -> None:
-        node.bus.log(f"{sig.name}: stopping (a plot being made is undone; finished plots stay)", source=node.source)
+        node.bus.log(f"{sig.name}: stopping ({STOPPING.get(node.role, 'its state is kept')})", source=node.source)
         node.request_stop()
 
     for sig in (signal.SIGINT, signal.SIGTERM):
