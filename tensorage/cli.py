@@ -355,8 +355,8 @@ COMMAND_FLAGS = {
         "devnet show": ("devnet",),
     "devnet epoch": ("devnet",),
     "devnet fault": ("devnet",),
-    "gateway backup": ("storage", "chain", "wallet", "devnet"),
-    "gateway restore": ("storage", "chain", "wallet", "devnet"),
+    "gateway backup": ("home", "chain", "wallet", "devnet"),
+    "gateway restore": ("home", "chain", "wallet", "devnet"),
 }
 
 

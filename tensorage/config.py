@@ -411,6 +411,13 @@ def _storage(g) -> None:
                              "node.json; see docs/operators.md)", nargs="+", metavar="DIR")
 
 
+def _home(g) -> None:
+    """One --db_root_path for commands that use only the node's home directory (a gateway's custody):
+    several would swallow the command's own path argument."""
+    _flag(g, "db_root_path", "the node's database directory (~/tensorage-db; with several disks, the first)",
+          metavar="DIR")
+
+
 def _share(g) -> None:
     _flag(g, "size_in_gb", "disk share in GB (100; a share stored with the node is kept unless this flag "
                            "changes, see docs/operators.md)", type=float)
@@ -478,11 +485,11 @@ def _axon(g) -> None:
 
 
 FLAG_GROUPS = {
-    "storage": _storage, "share": _share, "prompt": _prompt, "allocate": _allocate, "reallocate": _reallocate,
+    "storage": _storage, "home": _home, "share": _share, "prompt": _prompt, "allocate": _allocate, "reallocate": _reallocate,
     "rounds": _rounds, "weights_store": _weights_store, "chain": _chain, "wallet": _wallet, "devnet": _devnet,
     "logging": _logging, "axon": _axon,
 }
-GROUP_TITLES = {"storage": "disk", "share": "disk", "prompt": "disk", "allocate": "disk", "reallocate": "miner",
+GROUP_TITLES = {"storage": "disk", "home": "disk", "share": "disk", "prompt": "disk", "allocate": "disk", "reallocate": "miner",
                 "rounds": "validator", "weights_store": "validator", "chain": "chain and wallet",
                 "wallet": "chain and wallet", "devnet": "chain and wallet", "logging": "logging", "axon": "axon"}
 

@@ -354,3 +354,32 @@ def test_the_stop_message_says_what_this_role_leaves_behind():
     from tensorage.engines.run import STOPPING
 
     assert "plot" in STOPPING["miner"] and "plot" not in STOPPING["validator"]
+
+
+@pytest.mark.parametrize("where", ["in-a-file", "proc", "no-such-dir"])
+def test_gateway_backup_and_restore_refuse_paths_that_cannot_hold_data_in_one_line(tmp_path, capsys, where):
+    """Siblings of the miner's traceback: the backup's destination and the restore's root."""
+    from tensorage.storage.gateway_db import GatewayStore
+    from tensorage.storage.wrap import SECRET_FILE, load_or_create_secret
+
+    layout = Layout(tmp_path / "v").ensure()
+    GatewayStore(layout.index / "gateway.sqlite").close()
+    load_or_create_secret(layout.index / SECRET_FILE)
+    (tmp_path / "a-file").write_text("not a directory")
+    bad = {"in-a-file": tmp_path / "a-file" / "x", "proc": "/proc/tensorage-x",
+           "no-such-dir": tmp_path / "none" / "x"}[where]
+    line = one_line_error(capsys, run(["gateway", "backup", "--db_root_path", str(layout.root), f"{bad}/b.tar"]))
+    assert str(bad) in line
+    assert run(["gateway", "backup", "--db_root_path", str(layout.root), str(tmp_path / "b.tar")]) == 0  # the src
+    capsys.readouterr()
+    if where != "no-such-dir":  # a new root is where a restore may go
+        line = one_line_error(capsys, run(["gateway", "restore", "--db_root_path", str(bad), str(tmp_path / "b.tar")]))
+        assert "a-file" in line or str(bad) in line
+    assert (tmp_path / "a-file").read_text() == "not a directory"
+
+
+def test_restore_of_a_file_that_is_no_backup_is_one_line(tmp_path, capsys):
+    (tmp_path / "junk").write_bytes(b"\0" * 10)
+    line = one_line_error(capsys, run(["gateway", "restore", "--db_root_path", str(tmp_path / "v"),
+                                       str(tmp_path / "junk")]))
+    assert "is not a gateway backup" in line

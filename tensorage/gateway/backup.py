@@ -19,7 +19,8 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from ..errors import ConfigError, CorruptIndex
+from .. import checks
+from ..errors import ConfigError, CorruptIndex, DiskError
 from ..storage.files import atomic_write, fsync_dir
 from ..storage.layout import Layout
 from ..storage.lock import NodeLock
@@ -59,6 +60,10 @@ def backup(layout: Layout, dest: Path) -> BackupSummary:
     dest = Path(dest).expanduser()
     if dest.exists() and dest.is_dir():
         dest = dest / f"tensorage-gateway-{time.strftime('%Y%m%d-%H%M%S')}.tar"
+    if not dest.parent.is_dir():
+        raise DiskError(f"cannot write {dest}: {dest.parent} is not a directory; give a file in an existing "
+                        f"directory, or the directory")
+    checks.writable_target(dest.parent)  # /proc, a read-only disk: one line, before the copy is made
     with tempfile.TemporaryDirectory(prefix=".gateway-backup-", dir=dest.parent) as tmp:
         copy = Path(tmp) / MANIFEST_FILE
         src = sqlite3.connect(f"file:{manifest}?mode=ro", uri=True)
@@ -88,6 +93,7 @@ def restore(layout: Layout, src: Path) -> BackupSummary:
     """Put a backup's manifest and secret under ``layout`` (the validator must be stopped). What was
     there is moved aside, not deleted."""
     src = Path(src).expanduser()
+    layout.check_writable_target()  # a file or /proc/x as the root: one line, before anything is read or made
     if not src.is_file():
         raise ConfigError(f"{src} is not a file: give the path `tensorage gateway backup` wrote")
     try:
@@ -99,8 +105,12 @@ def restore(layout: Layout, src: Path) -> BackupSummary:
             manifest = tar.extractfile(members[MANIFEST_FILE]).read()  # type: ignore[union-attr]
             secret = tar.extractfile(members[SECRET_FILE]).read()  # type: ignore[union-attr]
             about = json.loads(tar.extractfile(members[ABOUT_FILE]).read())  # type: ignore[union-attr]
-    except (tarfile.TarError, OSError, ValueError) as exc:
-        raise ConfigError(f"{src} cannot be read as a gateway backup ({exc}): check the file") from None
+    except tarfile.TarError:
+        raise ConfigError(f"{src} is not a gateway backup (not a tar file `tensorage gateway backup` wrote): "
+                          f"check the file") from None
+    except (OSError, ValueError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else " ".join(str(exc).split())
+        raise ConfigError(f"{src} cannot be read as a gateway backup ({reason}): check the file") from None
     if about.get("format") != FORMAT:
         raise ConfigError(f"{src} is a backup of format {about.get('format')!r}; this tensorage reads {FORMAT}")
     if len(secret) != SECRET_BYTES:
