@@ -51,7 +51,8 @@ def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
         settings = stored_share.resolve(settings, Layout(settings.db_root))[0]
     allocator = DiskSet(settings, hotkey, bus)  # one Allocator per --db_root_path disk
     layout = allocator.layout
-    layout.check_writable_target()  # a clear refusal before the lock creates anything
+    for root in [settings.db_root] if settings.validator else settings.db_roots:
+        Layout(root).check_writable_target()  # a clear refusal, for every disk, before the lock creates anything
     footprint, lock = Footprint.of(layout), NodeLock(layout)
     lock.acquire("allocate")  # one node or allocation per root
     try:

@@ -112,6 +112,7 @@ def one_line_error(capsys, code: int) -> str:
     ["miner", "--db_root_path", "{tmp}/home", "{p}"],  # a second disk
     ["validator", "--db_root_path", "{p}"],
     ["allocate", "--db_root_path", "{p}", "--size_in_gb", "0.03", "--disable_prompt"],
+    ["allocate", "--db_root_path", "{tmp}/home", "{p}", "--size_in_gb", "0.03", "--disable_prompt"],
     ["devnet", "init", "--devnet.root", "{p}"],
     ["ls", "--wallet.path", "{p}"],
 ])
