@@ -384,3 +384,32 @@ def test_restore_of_a_file_that_is_no_backup_is_one_line(tmp_path, capsys):
     line = one_line_error(capsys, run(["gateway", "restore", "--db_root_path", str(tmp_path / "v"),
                                        str(tmp_path / "junk")]))
     assert "is not a gateway backup" in line
+
+
+def test_devnet_up_starts_a_node_without_typing_the_specs_share_for_it(devnet_root, tmp_path):
+    """A sibling: `devnet up` typed the spec's --size_in_gb for every miner it started, so a share
+    stored with `tensorage allocate --size_in_gb 0.06` (or from the console) was overridden at the
+    next `devnet up`. The child now gets the spec's size as a default."""
+    from tensorage.cli import OWN_ARGS, build_parser
+    from tensorage.engines.devnet import DevnetSupervisor
+
+    supervisor = DevnetSupervisor(settings_from_namespace({"subtensor.network": "devnet",
+                                                           "devnet.root": str(devnet_root)}))
+    node = next(n for n in supervisor_spec(devnet_root) if n.name == "miner-0")
+    argv = supervisor.argv(node)
+    assert argv[3] == "miner"  # python -m tensorage miner ...
+    args, extra = build_parser().parse_known_args(argv[3:])
+    assert not extra
+    settings = apply_devnet_defaults(settings_from_namespace({k: v for k, v in vars(args).items()
+                                                              if k not in OWN_ARGS}))
+    layout = Layout(settings.db_root)
+    layout.ensure()
+    stored_share.store(layout, 0.06, None, "allocate", (0.06, None))
+    resolved, state, _ = stored_share.resolve(settings, layout)
+    assert state.source == "stored" and resolved.size_in_gb == 0.06, state
+
+
+def supervisor_spec(root):
+    from tensorage.chain.devnet import SubnetSpec
+
+    return SubnetSpec.load(root).nodes

@@ -75,10 +75,12 @@ def node_settings(settings: Settings) -> Settings:
     update: dict = {}
     if "db_root_path" not in settings.model_fields_set:
         update["db_root_path"] = str(root / "nodes" / settings.wallet.name)
-    if "size_in_gb" not in settings.model_fields_set and devnet_exists(root):
-        node = next((n for n in SubnetSpec.load(root).nodes if n.name == settings.wallet.name), None)
-        if node is not None and node.size_in_gb > 0:
-            update["size_in_gb"] = node.size_in_gb
+    node = (next((n for n in SubnetSpec.load(root).nodes if n.name == settings.wallet.name), None)
+            if devnet_exists(root) else None)
+    if node is not None and node.size_in_gb > 0 and "size_in_gb" not in settings.model_fields_set:
+        update["size_in_gb"] = node.size_in_gb
+    if node is not None and node.workers and "workers" not in settings.model_fields_set:
+        update["workers"] = node.workers
     # Defaults, not flags: a size the operator did not type must not override the share stored with it.
     return with_defaults(settings, update)
 
@@ -199,10 +201,8 @@ class DevnetSupervisor:
         argv = [sys.executable, "-m", "tensorage", node.role, "--subtensor.network", "devnet",
                 "--devnet.root", str(self.root), "--wallet.name", node.wallet_name,
                 "--db_root_path", str(self.db_root(node)), "--events", "jsonl", *flags_for(node.role, self.node_args)]
-        if node.role == "miner":
-            argv += ["--size_in_gb", repr(node.size_in_gb)]
-        if node.workers:
-            argv += ["--workers", str(node.workers)]
+        # No --size_in_gb / --workers from the spec: typed here they would be the operator's flags and
+        # override the share stored with the node; the child takes them as defaults (node_settings).
         return argv
 
     async def add_miner(self, size_in_gb: float, db_root_path: Optional[str] = None,
