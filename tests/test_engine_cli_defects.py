@@ -154,17 +154,20 @@ def small_disk(tmp_path):
         subprocess.run(["umount", "-l", str(mnt)], check=False)
 
 
-def fill(path) -> None:
-    """Write zeros until the device refuses."""
+def fill(path, leave: int = 0) -> None:
+    """Write zeros until the device refuses, then give back ``leave`` bytes."""
     import errno
+    import os
 
     with open(path, "wb") as f:
         try:
             while True:
-                f.write(b"\0" * (1 << 20))
+                f.write(b"\0" * (1 << 16))
                 f.flush()
         except OSError as exc:
             assert exc.errno == errno.ENOSPC
+        if leave:
+            f.truncate(max(0, os.fstat(f.fileno()).st_size - leave))
 
 
 def test_a_full_disk_is_an_operators_error_that_loses_nothing_and_status_shows_it(devnet_root, small_disk, capsys):
@@ -413,3 +416,35 @@ def supervisor_spec(root):
     from tensorage.chain.devnet import SubnetSpec
 
     return SubnetSpec.load(root).nodes
+
+
+def test_a_disk_other_files_filled_keeps_every_plot(devnet_root, small_disk):
+    """With a little room left (so the index can be written), the reallocation used to remove plots
+    to fit what the full device could still give ("other files filled it"): that lost the operator's
+    plots for someone else's files. It keeps them all, plots nothing new and says why once."""
+    import asyncio
+
+    from tensorage.chain.wallets import load_wallet
+    from tensorage.engines.disks import DiskSet
+    from tensorage.errors import DiskError
+    from tensorage.events import ErrorEvent, EventBus, PlotRemoved
+
+    root = small_disk / "m"
+    settings = apply_devnet_defaults(settings_from_namespace({
+        "subtensor.network": "devnet", "devnet.root": str(devnet_root), "wallet.name": "miner-0",
+        "db_root_path": str(root), "size_in_gb": 0.02, "workers": 1, "disable_verify": True}))
+    bus, seen = EventBus(), []
+    bus.subscribe(lambda e: seen.append(e) if isinstance(e, (ErrorEvent, PlotRemoved)) else None)
+    disks = DiskSet(settings, load_wallet(settings).hotkey.ss58_address, bus)
+    try:
+        asyncio.run(disks.allocate())
+        plots_before = sorted(p.name for p in (root / "plots").glob("*.plot"))
+        fill(small_disk / "filler", leave=300_000)  # under the 0.8 MB margin, room for the index
+        with pytest.raises(DiskError) as refused:  # the job fails with why; nothing else says it twice
+            asyncio.run(disks.reallocate())
+        assert "is full" in str(refused.value) and "every plot is kept" in str(refused.value)
+        assert "is full" in disks.status.last_error
+    finally:
+        disks.close()
+    assert sorted(p.name for p in (root / "plots").glob("*.plot")) == plots_before
+    assert not seen, seen  # no plot removed, no second error

@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Optional
 
 from ..config import Settings
-from ..errors import NotEnoughSpace, PlotError
+from ..errors import DiskFull, NotEnoughSpace, PlotError
 from ..events import (AllocationDone, ErrorEvent, EventBus, PlanReady, PlotDone, PlotProgress, PlotRemoved,
                       PlotVerified)
 from ..proofs.plots import (estimated_plot_bytes, parse_plot_filename, peak_bytes, plot_filename, plot_id,
@@ -28,7 +28,7 @@ from ..proofs.plots import (estimated_plot_bytes, parse_plot_filename, peak_byte
 from ..proofs.plot_check import verify_plot
 from ..proofs.plotter import PlotJob, run_plot
 from ..storage.full import disk_full
-from ..storage.layout import DeviceSpace, Layout, device_space, dir_bytes
+from ..storage.layout import DeviceSpace, Layout, device_space, dir_bytes, safety_margin
 from ..storage.models import MinerIndex, PlotState
 from ..storage.partition import ExistingPlot, PartitionPlan, max_share_bytes, plan_partition, seconds_per_plot
 
@@ -285,11 +285,12 @@ class Allocator:
         try:
             return await self._reallocate()
         except Exception as exc:
-            full = disk_full(exc, self.layout.root, "the plot index")
-            if full is None:
+            known = disk_full(exc, self.layout.root, "the plot index") or (
+                exc if isinstance(exc, NotEnoughSpace) else None)
+            if known is None:
                 raise
-            self.status.last_error = str(full)
-            raise full from None
+            self.status.last_error = str(known)  # `status` and the console say why plotting stopped
+            raise known from None
 
     async def _reallocate(self) -> PartitionPlan:
         async with self._lock:
@@ -297,14 +298,15 @@ class Allocator:
             try:
                 plan = self.plan()
             except NotEnoughSpace as exc:
-                # The device filled up under us: keep what we have, plot nothing new.
-                self.bus.publish(ErrorEvent(message=f"reallocation skipped: {exc}", source=self.source))
-                plan = plan_partition(self.max_share_bytes(), self.device(), self.profile,
-                                      existing=self.existing_plots(), shard_bytes=self.shard_bytes(),
-                                      holds_shards=self.holds_shards)
-                if plan.remove:
-                    plan.remove_reason = (f"the device has room for a {plan.size_bytes / 1e9:.3g} GB share only "
-                                          f"(other files filled it): {plan.remove_reason}")
+                # The device filled up under us (other files): keep every plot, plot nothing new, and
+                # fail the job with why. The plots are not what filled it; removing them would lose
+                # what the operator set.
+                device = self.device()
+                if device.free < safety_margin(device.total):
+                    raise DiskFull(f"the disk under {self.layout.root} is full ({device.free / 1e6:.1f} MB free): "
+                                   f"every plot is kept and none is made; free some space on it (or lower "
+                                   f"--size_in_gb) and the next run plots again") from None
+                raise NotEnoughSpace(f"every plot is kept and none is made: {exc}") from None
             self._apply(plan)
             await self._make_plots()
             return plan
