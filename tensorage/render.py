@@ -158,11 +158,12 @@ def devnet_status_table(report: dict[str, Any]) -> Group:
     for name, node in (report.get("nodes") or {}).items():
         p = node.get("plots") or {}
         share = node.get("share") or {}
-        problems = [node["error"]] if node.get("error") else []
+        never_ran = "does not exist" in str(node.get("error", ""))  # its root is made when it first starts
+        problems = [node["error"]] if node.get("error") and not never_ran else []
         problems += [f"{j.get('id')}: {j.get('last_result')}" for j in node.get("jobs") or [] if j.get("last_ok") is False]
         problems += [node["disk_full"]] if node.get("disk_full") else []
         t.add_row(escape(name), str(node.get("uid") if node.get("uid") is not None else "-"), node.get("role", "?"),
-                  _process(node.get("process")).split(" at ")[0],
+                  "never started" if never_ran else _process(node.get("process")).split(" at ")[0],
                   f"{p.get('done', 0)}/{p.get('planned', 0)}" if node.get("role") == "miner" else "-",
                   f"{share.get('size_in_gb', 0):g} GB ({share.get('source', '?')})" if share else "-",
                   f"[red]{escape('; '.join(problems))}[/]" if problems else "")
