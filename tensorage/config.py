@@ -504,8 +504,9 @@ def add_flags(parser: argparse.ArgumentParser, *groups: str) -> None:
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
-    """Every flag but the axon's (the console runs any role, so it takes them all)."""
-    add_flags(parser, *(g for g in FLAG_GROUPS if g != "axon"))
+    """Every flag but the axon's (the console runs any role, so it takes them all); "home" is the
+    one-directory spelling of "storage"'s --db_root_path, for commands that take only that."""
+    add_flags(parser, *(g for g in FLAG_GROUPS if g not in ("axon", "home")))
 
 
 def add_axon_flags(parser: argparse.ArgumentParser) -> None:

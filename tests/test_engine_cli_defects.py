@@ -448,3 +448,16 @@ def test_a_disk_other_files_filled_keeps_every_plot(devnet_root, small_disk):
         disks.close()
     assert sorted(p.name for p in (root / "plots").glob("*.plot")) == plots_before
     assert not seen, seen  # no plot removed, no second error
+
+
+def test_the_console_and_the_adversaries_still_take_every_flag_once():
+    """A one-directory --db_root_path for the gateway commands must not be added twice where every
+    flag group is (the console, the test adversaries): argparse refuses a conflicting option."""
+    import argparse
+
+    from tensorage.config import add_axon_flags, add_common_flags
+
+    p = argparse.ArgumentParser()
+    add_common_flags(p)
+    add_axon_flags(p)
+    assert p.parse_args(["--db_root_path", "/a", "/b"]).__dict__["db_root_path"] == ["/a", "/b"]
