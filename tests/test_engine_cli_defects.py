@@ -461,3 +461,14 @@ def test_the_console_and_the_adversaries_still_take_every_flag_once():
     add_common_flags(p)
     add_axon_flags(p)
     assert p.parse_args(["--db_root_path", "/a", "/b"]).__dict__["db_root_path"] == ["/a", "/b"]
+
+
+def test_settings_resolved_from_the_stored_share_claim_no_typed_flag(tmp_path):
+    """Whoever reads the resolved settings' flags again (a restart path, the console) must not take
+    the stored size for one the operator typed."""
+    layout = Layout(tmp_path / "node")
+    layout.ensure()
+    stored_share.store(layout, 0.06, 3, "console", (None, None))
+    resolved, state, _ = stored_share.resolve(settings_from_namespace({"db_root_path": str(layout.root)}), layout)
+    assert (resolved.size_in_gb, resolved.workers, state.source) == (0.06, 3, "stored")
+    assert stored_share.flags_of(resolved) == (None, None)

@@ -19,7 +19,7 @@ from typing import Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from ..config import Settings
+from ..config import Settings, with_defaults
 from .files import atomic_write
 from .layout import Layout
 
@@ -103,7 +103,7 @@ def resolve(settings: Settings, layout: Layout) -> tuple[Settings, ShareState, b
         update["size_in_gb"] = stored.size_in_gb
     if not workers_changed and stored.workers is not None:
         update["workers"] = stored.workers
-    resolved = settings.model_copy(update=update) if update else settings
+    resolved = with_defaults(settings, update)  # the stored share is not a typed flag either
     if size_changed:
         state = ShareState(size_in_gb=resolved.size_in_gb, workers=resolved.workers, source="flag",
                            detail=f"--size_in_gb {size_flag:g}, changed since the stored {stored.size_in_gb:g} GB "
