@@ -22,6 +22,7 @@ import pytest
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
 CHALLENGE_PASS = re.compile(r"validator-\d\s+miner-\d\s+\d+\s+\d+/[\d.]+\s+(?:[-\d/]+\s+)?pass")  # audits: - or 3/3
+FITS = re.compile(r"fits here: ([0-9.]+) GB to ([0-9.]+) GB")
 PLOTTING = re.compile(r"(plotting\s+k\d\d [0-9a-f]{8} \d+%|plotting \d+/\d+)")
 
 
@@ -110,7 +111,12 @@ def add_miner_with_the_wizard(tmux: Tmux, size_gb: str) -> str:
     tmux.keys("a")
     tmux.wait_for("the wizard", lambda s: "Add a miner to the devnet" in s, 20)
     tmux.keys("Enter")  # the proposed path: <root>/nodes/miner-N
-    tmux.wait_for("the size step", lambda s: "Size in GB" in s and "fits here" in s, 20)
+    screen = tmux.wait_for("the size step", lambda s: "Size in GB" in s and FITS.search(s) is not None, 20)
+    low = FITS.search(screen).group(1)  # the range shown is the range accepted (issue 15)
+    tmux.keys("C-u")
+    tmux.keys(f"{float(low) - 0.001:.3f}", literal=True)
+    tmux.keys("Enter")
+    tmux.wait_for("one step below the range refused in its words", lambda s: f"use {low} GB or more" in s, 20)
     tmux.keys("C-u")
     tmux.keys(size_gb, literal=True)
     tmux.keys("Enter")
