@@ -4,6 +4,8 @@ block follows the chain while a dialog is open. Pilot tests on fixed state (test
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tensorage.events import JobRan
@@ -27,12 +29,20 @@ def row_lines(text: str, name: str) -> list[str]:
     return [line for line in text.splitlines() if line.strip().startswith(name + " ")]
 
 
+def in_table(app, table, names: list[str]) -> set[str]:
+    """The names shown in ``table``'s own rows on screen (not elsewhere on the screen)."""
+    r = table.region
+    lines = screen_text(app).splitlines()[r.y:r.y + r.height]
+    return {n for n in names if any(re.search(rf"(^|\s){re.escape(n)}\s", line[r.x:r.x + r.width] + " ")
+                                    for line in lines)}
+
+
 async def reachable(pilot, table_id: str, names: list[str]) -> set[str]:
     """The rows of ``table_id`` seen on screen, before and while moving through it by keys (tab to
     the table, then down to its end)."""
     app = pilot.app
-    seen = {n for n in names if row_lines(screen_text(app), n)}
     table = app.screen.query_one(table_id, KeyedTable)
+    seen = in_table(app, table, names)
     for _ in range(8):  # tab until the table has the focus
         if app.focused is table:
             break
@@ -42,7 +52,7 @@ async def reachable(pilot, table_id: str, names: list[str]) -> set[str]:
     for _ in range(len(names) + 2):
         await pilot.press("down")
         await pilot.pause()
-        seen |= {n for n in names if row_lines(screen_text(app), n)}
+        seen |= in_table(app, table, names)
     return seen
 
 
@@ -136,3 +146,15 @@ async def test_no_table_scrolls_sideways(size):
                 if table.display and table.virtual_size.width > table.scrollable_content_region.width:
                     wide.append(f"{key}:{table.id} {table.virtual_size.width} > {table.scrollable_content_region.width}")
         assert wide == [], screen_text(app)
+
+
+@pytest.mark.parametrize("size", [(80, 24), (80, 16)], ids=lambda s: f"{s[0]}x{s[1]}")
+@pytest.mark.parametrize("key,table_id,names", [("1", "#ov-metagraph", NODES), ("4", "#weights-table", MINERS),
+                                                ("2", "#disk-table", MINERS)], ids=["overview", "weights", "disk"])
+async def test_every_row_is_reachable_by_keys_on_a_small_terminal(size, key, table_id, names):
+    app = nine_node_app()
+    async with app.run_test(size=size) as pilot:
+        await settle(pilot)
+        await pilot.press(key)
+        await settle(pilot)
+        assert await reachable(pilot, table_id, names) == set(names), screen_text(app)
