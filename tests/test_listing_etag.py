@@ -108,3 +108,38 @@ async def test_a_removed_and_an_added_plot_change_the_digest(miner, plotted_devn
     assert Listing.from_plots([(bytes.fromhex(s), p.k) for s, p in miner.plots.items()], []).digest_hex == \
         third.strip('"')
     assert (await get_plots(miner, v, third))[0] == 304
+
+
+async def test_the_validator_asks_with_its_digest_and_keeps_its_listing_on_304(miner, plotted_devnet, tmp_path):
+    from tensorage.engines.validator import ValidatorEngine
+
+    settings = settings_from_namespace({"subtensor.network": "devnet", "devnet.root": str(plotted_devnet),
+                                        "wallet.name": "validator-0", "db_root_path": str(tmp_path / "v"),
+                                        "no_store_weights": True, "seconds_per_round": 3600})
+    validator = ValidatorEngine(settings, wallet(plotted_devnet, "validator-0"), Devnet.open(plotted_devnet),
+                                EventBus())
+    await validator.start()  # its first sync fetched the listing
+    try:
+        validator.jobs.pause("sync")  # the test's syncs only
+        assert miner.jobs.pause("reallocate")[0]
+        view = validator.miners[miner.hotkey]
+        first = view.latest.listing.digest_hex
+        assert first == miner.current_listing().digest_hex
+
+        await validator.sync()  # asked with its digest: 304, nothing re-read, the listing kept
+        assert validator._unchanged == [miner.hotkey] and view.latest.listing.digest_hex == first
+        assert len(view.seen) == 1 and view.error == ""
+
+        gone = sorted(miner.plots)[0]
+        k = miner.plots[gone].k
+        miner.allocator.forget_plot(gone, k)
+        miner.bus.publish(PlotRemoved(seed=gone, k=k, reason="test: removed", source=miner.source))
+        deadline = time.monotonic() + 60
+        while view.latest.listing.digest_hex == first:  # the miner republishes once per sync period
+            assert time.monotonic() < deadline, "the validator never saw the new listing"
+            await asyncio.sleep(0.5)
+            await validator.sync()
+        assert validator._unchanged == [] and view.latest.listing.digest_hex == miner.current_listing().digest_hex
+        assert len(view.latest.listing) == len(miner.plots) and len(view.seen) == 2
+    finally:
+        await validator.stop()
