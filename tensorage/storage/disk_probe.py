@@ -21,8 +21,8 @@ def is_io_error(exc_or_reason: BaseException | str) -> bool:
 
 def probe(layout: Layout, device_id: Optional[int] = None) -> Optional[str]:
     """Why the disk at ``layout`` cannot serve plots, or None when it can. Reads the root, the index
-    and plot directories and the plot index's metadata. ``device_id``: the st_dev it had when it was seen well
-    (an unmounted disk leaves its mount point, an empty directory on another device)."""
+    and plot directories and the plot index's metadata. ``device_id``: the st_dev it had when it
+    was seen well (an unmounted disk leaves its mount point, an empty directory on another device)."""
     root = layout.root
     try:
         st = os.stat(root)

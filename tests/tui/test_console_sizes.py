@@ -143,8 +143,9 @@ async def test_no_table_scrolls_sideways(size):
             await pilot.press(key)
             await settle(pilot)
             for table in app.screen.query(KeyedTable):
-                if table.display and table.virtual_size.width > table.scrollable_content_region.width:
-                    wide.append(f"{key}:{table.id} {table.virtual_size.width} > {table.scrollable_content_region.width}")
+                room = table.scrollable_content_region.width
+                if table.display and table.virtual_size.width > room:
+                    wide.append(f"{key}:{table.id} {table.virtual_size.width} > {room}")
         assert wide == [], screen_text(app)
 
 
