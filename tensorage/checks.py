@@ -22,7 +22,9 @@ EXAMPLE_ROOT = "~/tensorage-db"
 
 
 def size_in_gb(value: Union[float, int, str]) -> float:
-    """A disk share in (decimal) GB: a finite number above zero and below a petabyte."""
+    """A disk share in (decimal) GB: a finite number above zero and below a petabyte. A refusal
+    names the value as typed (``1e400``, not the ``inf`` it parses to)."""
+    shown = ""
     if isinstance(value, str):
         text = value.strip().lower().removesuffix("gb").strip()
         if not text:
@@ -31,11 +33,18 @@ def size_in_gb(value: Union[float, int, str]) -> float:
             value = float(text)
         except ValueError:
             raise ConfigError(f"{text!r} is not a number: give the share in GB, e.g. 100") from None
+        shown = text
     value = float(value)
-    if not math.isfinite(value) or not value > 0:
-        raise ConfigError(f"the share must be positive (got {value:g} GB): give it in GB, e.g. 100")
-    if value > MAX_SIZE_IN_GB:
-        raise ConfigError(f"{value:g} GB is more than a petabyte: give the share in GB, e.g. 100")
+    shown = shown or f"{value:g}"
+    if math.isnan(value):
+        raise ConfigError(f"{shown!r} is not a number: give the share in GB, e.g. 100")
+    if value > MAX_SIZE_IN_GB:  # infinity too: 1e400 parses to it
+        raise ConfigError(f"{shown} GB is more than a petabyte ({MAX_SIZE_IN_GB:,} GB): give the share in GB, "
+                          f"e.g. 100")
+    if not value > 0:
+        if value == 0 and any(c in "123456789" for c in shown.split("e")[0]):  # 1e-400: below a float's range
+            raise ConfigError(f"{shown} GB is too small to be a share: give it in GB, e.g. 100")
+        raise ConfigError(f"the share must be positive (got {shown} GB): give it in GB, e.g. 100")
     return value
 
 

@@ -20,9 +20,9 @@ def is_io_error(exc_or_reason: BaseException | str) -> bool:
 
 
 def probe(layout: Layout, device_id: Optional[int] = None) -> Optional[str]:
-    """Why the disk at ``layout`` cannot serve plots, or None when it can. Reads the root, the plot
-    index's header and the plot directory. ``device_id``: the st_dev it had when it was seen well
-    (an unmounted disk leaves its mount point, an empty directory on another device)."""
+    """Why the disk at ``layout`` cannot serve plots, or None when it can. Reads the root, the index
+    and plot directories and the plot index's metadata. ``device_id``: the st_dev it had when it
+    was seen well (an unmounted disk leaves its mount point, an empty directory on another device)."""
     root = layout.root
     try:
         st = os.stat(root)
@@ -33,8 +33,10 @@ def probe(layout: Layout, device_id: Optional[int] = None) -> Optional[str]:
     if device_id is not None and st.st_dev != device_id:
         return f"{root} is on another device than when it was seen (unmounted?)"
     try:
-        with open(layout.miner_db, "rb") as f:
-            f.read(100)
+        # stat, never open: closing any descriptor of the plot index drops this process's SQLite
+        # locks on it, and the next reader elsewhere then deletes the WAL the miner writes into
+        os.stat(layout.miner_db)
+        os.listdir(layout.index)
         os.listdir(layout.plots)
     except FileNotFoundError as exc:
         return f"{root} holds no tensorage plot index any more ({exc.filename} is missing)"

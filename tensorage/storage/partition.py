@@ -115,6 +115,25 @@ def max_share_bytes(device: DeviceSpace, used_by_us: int) -> int:
     return max(0, device.free + used_by_us - safety_margin(device.total))
 
 
+def share_bytes(size_in_gb: float) -> int:
+    """A share typed in GB, in bytes (the one conversion: what is printed as accepted is accepted)."""
+    return int(size_in_gb * GB)
+
+
+def share_range_gb(min_bytes: int, max_bytes: int) -> tuple[float, float]:
+    """The shares from ``min_bytes`` to ``max_bytes`` as an operator types them (GB, 3 decimals): the
+    smallest such value not below the minimum and the largest not above the maximum. The wizard's
+    "fits here" line and the refusals' "use … or more / or less" print these, so both agree and
+    typing either back is accepted."""
+    lo = math.ceil(min_bytes / GB * 1000) / 1000
+    while share_bytes(lo) < min_bytes:  # float rounding
+        lo = round(lo + 0.001, 3)
+    hi = math.floor(max(0, max_bytes) / GB * 1000) / 1000
+    while hi > 0 and share_bytes(hi) > max_bytes:
+        hi = round(hi - 0.001, 3)
+    return lo, hi
+
+
 def min_share_bytes(profile: NetworkProfile) -> int:
     """Smallest share that can build one plot of the minimum k and keep a reserve."""
     return int(peak_bytes(profile.min_k) / (1 - profile.reserve_fraction)) + 1
@@ -136,18 +155,19 @@ def plan_partition(
         used_by_us = sum(p.bytes for p in existing) + shard_bytes
     margin = safety_margin(device.total)
     available = max_share_bytes(device, used_by_us)
+    needed = min_share_bytes(profile)
+    lo_gb, hi_gb = share_range_gb(needed, available)
     if size_bytes > available:
         raise NotEnoughSpace(
             f"--size_in_gb {size_bytes / GB:g} does not fit: the device has {device.free / GB:.2f} GB free"
             f" (+{used_by_us / GB:.2f} GB already used by tensorage, keeping a {margin / GB:.2f} GB margin);"
-            f" use --size_in_gb {int(available / GB * 1000) / 1000:g} or less, or free some space"
+            f" use --size_in_gb {hi_gb:.3f} or less, or free some space"
         )
-    needed = min_share_bytes(profile)
     if size_bytes < needed and not existing and shard_bytes == 0:
         raise NotEnoughSpace(
             f"--size_in_gb {size_bytes / GB:g} is too small for one k={profile.min_k} plot"
             f" ({peak_bytes(profile.min_k) / GB:.3f} GB while plotting, plus the client reserve);"
-            f" use --size_in_gb {math.ceil(needed / GB * 1000) / 1000:.3f} or more"
+            f" use --size_in_gb {lo_gb:.3f} or more"
         )
 
     reserve = reserve_bytes(size_bytes, shard_bytes, profile) if holds_shards else 0

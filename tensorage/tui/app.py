@@ -220,8 +220,10 @@ class ConsoleApp(App[int]):
             self.load_objects()
 
     def refresh_screen(self, topics) -> None:
-        screen = self.screen
-        if isinstance(screen, (ConsoleScreen, WizardScreen)) and screen.is_mounted:
+        """Redraw the screen in view: the top one, or the one under a dialog (help, a job's result,
+        the palette, a prompt), which stays visible behind it with its header's block."""
+        screen = next((s for s in reversed(self.screen_stack) if isinstance(s, (ConsoleScreen, WizardScreen))), None)
+        if screen is not None and screen.is_mounted:
             self.redraws += 1
             screen.refresh_view(set(topics))
 

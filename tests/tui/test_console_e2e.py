@@ -22,6 +22,7 @@ import pytest
 pytestmark = pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 
 CHALLENGE_PASS = re.compile(r"validator-\d\s+miner-\d\s+\d+\s+\d+/[\d.]+\s+(?:[-\d/]+\s+)?pass")  # audits: - or 3/3
+FITS = re.compile(r"fits here: ([0-9.]+) GB to ([0-9.]+) GB")
 PLOTTING = re.compile(r"(plotting\s+k\d\d [0-9a-f]{8} \d+%|plotting \d+/\d+)")
 
 
@@ -110,7 +111,12 @@ def add_miner_with_the_wizard(tmux: Tmux, size_gb: str) -> str:
     tmux.keys("a")
     tmux.wait_for("the wizard", lambda s: "Add a miner to the devnet" in s, 20)
     tmux.keys("Enter")  # the proposed path: <root>/nodes/miner-N
-    tmux.wait_for("the size step", lambda s: "Size in GB" in s and "fits here" in s, 20)
+    screen = tmux.wait_for("the size step", lambda s: "Size in GB" in s and FITS.search(s) is not None, 20)
+    low = FITS.search(screen).group(1)  # the range shown is the range accepted (issue 15)
+    tmux.keys("C-u")
+    tmux.keys(f"{float(low) - 0.001:.3f}", literal=True)
+    tmux.keys("Enter")
+    tmux.wait_for("one step below the range refused in its words", lambda s: f"use {low} GB or more" in s, 20)
     tmux.keys("C-u")
     tmux.keys(size_gb, literal=True)
     tmux.keys("Enter")
@@ -183,19 +189,25 @@ def test_console_runs_a_devnet_in_tmux(tmp_path):
 
 @pytest.mark.slow
 def test_console_default_devnet_at_80x24_every_screen(tmp_path):
-    """README's first command as is (3 miners, 2 validators) at 80x24, every screen, then quit."""
+    """README's first command as is (6 miners, 2 validators) at 80x24, a 7th miner added, every screen,
+    every row and every ETA whole (issue 15), then quit."""
     tmux, root, exit_file = run_console(tmp_path, (80, 24), "", f"tsg-e2e-slow-{os.getpid()}")
     try:
-        tmux.wait_for("the devnet running", lambda s: "5/5 node processes running" in s, 90)
+        tmux.wait_for("the devnet running", lambda s: "8/8 node processes running" in s, 120)
         add_miner_with_the_wizard(tmux, "0.05")
         tmux.keys("Escape", "2")
-        tmux.wait_for("four miners", lambda s: "miners (4)" in s, 30)
+        tmux.wait_for("seven miners, each with its whole ETA", lambda s: "miners (7)" in s and all(
+            re.search(rf"^  miner-{i} .* (done|\d+s|\d+ min|[\d.]+ h|-)[ ▁▂▃▄▅▆▇█]*$", s, re.M) for i in range(7)),
+            60)
         tmux.keys("3")
         tmux.wait_for("a passed challenge", lambda s: CHALLENGE_PASS.search(s) is not None, 120)
         tmux.keys("4")
         tmux.wait_for("a non-zero weight", nonzero_weight, 120)
         tmux.keys("5")
         tmux.wait_for("jobs", lambda s: "devnet_epoch" in s and "node processes" in s, 30)
+        tmux.keys("Tab", *["Down"] * 9)  # the node processes that do not fit: scrolled to by keys
+        tmux.wait_for("the last node process", lambda s: re.search(r"^  miner-6 +miner ", s.split("node processes")[-1],
+                                                                    re.M) is not None, 30)
         tmux.keys("6")
         tmux.wait_for("logs", lambda s: "level ≥ info" in s, 30)
         tmux.keys("?", literal=True)

@@ -49,12 +49,16 @@ class DiskScreen(ConsoleScreen):
         views = self.views()
         table = self.query_one("#disk-table", KeyedTable)
         rows = []
+        # below 100 columns the shards column is the count only (the panel has the bytes): the table
+        # then fits 80 columns with a scrollbar, so no cell is cut and no row hides behind a scrollbar
+        compact = self.size.width < 100
         for v in views:
             proven = pct(v.proven_ratio) if v.served is None else f"{v.served} ans."
             rate = f"{v.rate_per_hour:.0f}" if v.rate_per_hour else "-"
             eta = duration(v.eta_s) if v.eta_s is not None else ("done" if v.planned and v.done >= v.planned else "-")
             plotted = Text(f"{v.done}/{v.planned}", style="yellow" if v.busy else "")
-            shards = "-" if v.shards is None else f"{v.shards} · {size(v.shard_bytes)}" if v.shards else "0"
+            shards = ("-" if v.shards is None else str(v.shards) if compact or not v.shards
+                      else f"{v.shards} · {size(v.shard_bytes)}")
             rows.append((v.name, [v.name, "-" if v.uid is None else str(v.uid), size(v.share), plotted,
                                   f"{v.verified}/{v.planned}", proven, shards, rate, eta]))
         table.sync(rows)

@@ -43,7 +43,7 @@ class JobsScreen(ConsoleScreen):
             "in this process or in a node process (through the node's operator API); on the devnet the node "
             "processes themselves are listed below.")
     KEYS = (("↑/↓", "choose a job"), ("enter", "the job's whole last result"), ("r", "run the job now"),
-            ("p", "pause it"), ("u", "resume it"))
+            ("p", "pause it"), ("u", "resume it"), ("tab", "jobs ↔ node processes (↑/↓ scroll them)"))
     TOPICS = frozenset({"jobs", "nodes", "nodefiles"})
     BINDINGS = [
         Binding("r", "job('run')", "Run now"),
@@ -76,22 +76,24 @@ class JobsScreen(ConsoleScreen):
 
     def redraw(self, topics: set[str]) -> None:
         now = self.console.backend.clock()
-        out = []
-        rows = self.rows()
-        # what the other columns take (cells, 2 columns of padding each): the result gets the rest
-        fixed = (max((len(r.source) for r in rows), default=6) + max((len(r.info.id) for r in rows), default=3)
-                 + len("every") + len("08:00:00") + len("runs") + len("FAILED 0.00s") + 2 * len(JOB_COLUMNS))
-        room = max(10, min(RESULT_WIDTH, self.size.width - fixed - 2))
-        for r in rows:
+        cells = []
+        for r in self.rows():
             i = r.info
-            result = (i.last_result or "").replace("\n", " ")
-            if len(result) > room:
-                result = result[: room - 1] + "…"
             # a clock time, not "in 5s": screens redraw on events, not on a timer, so a countdown would go stale
             nxt = Text("paused", style="yellow") if i.paused else Text(
                 "due" if i.next_run is not None and i.next_run <= now else clock(i.next_run))
-            source = Text(r.source)
-            out.append((r.key, [source, i.id, duration(i.seconds), nxt, str(i.runs), state_text(i), result]))
+            cells.append((r.key, [Text(r.source), i.id, duration(i.seconds), nxt, str(i.runs), state_text(i)],
+                          (i.last_result or "").replace("\n", " ")))
+        # the result gets what the other columns (2 cells of padding each), the margins and the
+        # scrollbar leave, so the table never scrolls sideways (that would cut it and hide a row)
+        fixed = sum(max([len(label)] + [len(str(c[1][n])) for c in cells]) + 2
+                    for n, (_, label) in enumerate(JOB_COLUMNS[:-1]))
+        room = max(10, min(RESULT_WIDTH, self.size.width - fixed - 2 - 2 - 1))
+        out = []
+        for key, row, result in cells:
+            if len(result) > room:
+                result = result[: room - 1] + "…"
+            out.append((key, row + [result]))
         self.query_one("#jobs-table", KeyedTable).sync(out)
         row = self.selected()
         hint = Text()

@@ -21,9 +21,9 @@ from textual.binding import Binding
 from textual.screen import Screen
 from textual.widgets import Footer, Input, Static
 
-from ...config import GB
 from ...errors import TensorageError
 from ...render import plan_table
+from ...storage.partition import share_bytes, share_range_gb
 from ..format import clock, duration, size
 from ..messages import AllocationFailed, AllocationStarted, NeedData, WizardChecked
 from ..state import level_of
@@ -136,7 +136,8 @@ class WizardScreen(Screen):
             return Text("The check is read-only: nothing is created before you confirm.", style="dim")
         if self.step == "size" and self.path_check is not None:
             c = self.path_check
-            return Text(f"fits here: {c.min_share / GB:.3f} GB to {c.max_share / GB:.3f} GB "
+            lo, hi = share_range_gb(c.min_share, c.max_share)  # what the refusals say too
+            return Text(f"fits here: {lo:.3f} GB to {hi:.3f} GB "
                         f"({size(c.device_free)} free of {size(c.device_total)} on the device, minus a safety margin)")
         if self.step == "preview" and self.plan is not None:
             return self.plan_view(self.console.backend.default_workers())
@@ -176,7 +177,7 @@ class WizardScreen(Screen):
                 value: Any = backend.check_path(text)
             elif step == "size":
                 gb = backend.parse_size(text)
-                value = (gb, backend.plan(self.path_check.path, int(gb * GB)))
+                value = (gb, backend.plan(self.path_check.path, share_bytes(gb)))
             elif step == "workers":
                 value = backend.parse_workers(text)
             else:
@@ -229,7 +230,7 @@ class WizardScreen(Screen):
 
     def suggest_size(self) -> str:
         current = self.console.backend.suggested_size_gb()
-        fits = self.path_check.max_share / GB
+        fits = share_range_gb(self.path_check.min_share, self.path_check.max_share)[1]
         return f"{min(current, fits):g}"
 
     # -- keys ---------------------------------------------------------------------------------------

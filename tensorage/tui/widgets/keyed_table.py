@@ -15,10 +15,10 @@ class KeyedTable(DataTable):
 
     def __init__(self, columns: Sequence[tuple[str, str]], *, id: Optional[str] = None,
                  classes: Optional[str] = None, cursor: bool = True) -> None:
-        """``columns``: (key, label) pairs."""
+        """``columns``: (key, label) pairs. ``cursor=False``: no row to choose, but still focusable
+        (tab), so ↑/↓ scroll the rows that do not fit (the console has no mouse)."""
         super().__init__(id=id, classes=classes, cursor_type="row" if cursor else "none", zebra_stripes=False)
         self._column_spec = list(columns)
-        self.can_focus = cursor
 
     def on_mount(self) -> None:
         self._ensure_columns()
