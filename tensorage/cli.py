@@ -37,12 +37,12 @@ def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
     from .chain.wallets import load_wallet
     from .engines.disks import DiskSet
     from .events import EventBus
-    from .logs import setup_logging
+    from .logs import setup_logging_for
     from .storage import share as stored_share
     from .storage.layout import Footprint, Layout
     from .storage.lock import NodeLock
 
-    setup_logging(settings.logging.debug, settings.logging.trace)
+    setup_logging_for(settings.logging, "allocate", settings.wallet.name)
     wallet = load_wallet(settings)
     hotkey = wallet.hotkey.ss58_address
     bus = EventBus()
@@ -223,9 +223,9 @@ def node_passthrough(settings: Settings) -> tuple[str, ...]:
 def cmd_devnet_up(settings: Settings, args: argparse.Namespace) -> int:
     from .engines.devnet import DevnetSupervisor
     from .events import EventBus
-    from .logs import log_events, setup_logging
+    from .logs import log_events, setup_logging_for
 
-    setup_logging(settings.logging.debug, settings.logging.trace)
+    setup_logging_for(settings.logging, "devnet")
     err.print(f"[yellow]{DEVNET_INSECURE_NOTICE}[/]")
     bus = EventBus()
     log_events(bus)
@@ -342,8 +342,8 @@ Handler = Callable[[Settings, argparse.Namespace], int]
 
 COMMAND_FLAGS = {
     "allocate": ("storage", "share", "allocate", "prompt", "chain", "wallet", "devnet", "logging"),
-    "miner": ("storage", "share", "reallocate", "prompt", "chain", "wallet", "devnet", "logging", "axon"),
-    "validator": ("storage", "rounds", "weights_store", "chain", "wallet", "devnet", "logging", "axon"),
+    "miner": ("storage", "share", "reallocate", "prompt", "chain", "wallet", "devnet", "logging", "axon", "metrics"),
+    "validator": ("storage", "rounds", "weights_store", "chain", "wallet", "devnet", "logging", "axon", "metrics"),
     "status": ("storage", "chain", "wallet", "devnet"),
     "devnet init": ("devnet", "logging"),
         "devnet show": ("devnet",),

@@ -1,0 +1,158 @@
+"""Issue 15: Prometheus metrics. Real nodes on the devnet serve /metrics on a port of their own;
+the families and their values agree with what `status` and the node's state say."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import logging
+import re
+import time
+
+import aiohttp
+from prometheus_client.parser import text_string_to_metric_families
+
+from tensorage import PROTOCOL_VERSION, __version__
+from tensorage.config import settings_from_namespace
+from tensorage.events import EventBus
+from tensorage.logs import log_events
+from tensorage.metrics.names import FAMILIES, of_role
+
+
+def settings_for(root, name: str, **flags):
+    return settings_from_namespace({"subtensor.network": "devnet", "devnet.root": str(root), "wallet.name": name,
+                                    "db_root_path": str(root / "nodes" / name), **flags})
+
+
+async def until(predicate, timeout: float, what: str, every: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return
+        await asyncio.sleep(every)
+    raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+async def scrape(endpoint: str) -> dict[str, dict[tuple, float]]:
+    """GET /metrics over HTTP; {family: {(sample name, sorted labels): value}}."""
+    async with aiohttp.ClientSession() as session:
+        async with session.get(f"http://{endpoint}/metrics") as reply:
+            assert reply.status == 200
+            assert reply.headers["Content-Type"].startswith("text/plain")
+            text = await reply.text()
+    out: dict[str, dict[tuple, float]] = {}
+    for fam in text_string_to_metric_families(text):
+        name = fam.name + ("_total" if fam.type == "counter" else "")
+        out[name] = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in fam.samples}
+    return out
+
+
+def value(families, family: str, sample: str | None = None, **labels) -> float:
+    want = tuple(sorted(labels.items()))
+    got = [v for (name, lab), v in families[family].items() if name == (sample or family) and lab == want]
+    assert len(got) == 1, (family, labels, families[family])
+    return got[0]
+
+
+def total(families, family: str, sample: str | None = None) -> float:
+    return sum(v for (name, _), v in families[family].items() if name == (sample or family))
+
+
+async def quiesce(node) -> None:
+    """Pause every job and wait for those running to end: the state stops moving, so a scrape and
+    the state read after it see the same numbers."""
+    for job in node.jobs.state():
+        if not job.paused:
+            node.jobs.pause(job.id)
+    await until(lambda: not any(j.running for j in node.jobs.state()), 30, "running jobs to end")
+
+
+async def test_live_devnet_nodes_serve_metrics_that_match_their_status(plotted_devnet):
+    from tensorage.engines.run import build_node
+    from tensorage.status import node_status
+
+    root = plotted_devnet
+    miner_settings = settings_for(root, "miner-0", size_in_gb=0.03, seconds_per_reallocate=3600,
+                                  **{"metrics.port": 0})
+    validator_settings = settings_for(root, "validator-0", seconds_per_weights=2, **{"metrics.port": 0})
+    miner = build_node("miner", miner_settings, EventBus())
+    validator = build_node("validator", validator_settings, EventBus())
+    # the validator's headless log, as `nohup tensorage validator` writes it (INFO)
+    captured = io.StringIO()
+    handler = logging.StreamHandler(captured)
+    logger = logging.getLogger("tensorage.test_metrics")
+    logger.addHandler(handler)
+    logger.setLevel(logging.INFO)
+    logger.propagate = False
+    log_events(validator.bus, "tensorage.test_metrics")
+    try:
+        await miner.launch()
+        await validator.launch()
+        await until(lambda: validator.rounds_run >= 2 and validator.last_weights_block is not None, 90,
+                    "two windows judged and weights set")
+        await quiesce(validator)
+        await quiesce(miner)
+
+        # -- miner ----------------------------------------------------------------------------
+        await miner.flush_state()
+        status = node_status(miner_settings, miner.hotkey, with_chain=False, live=False)
+        assert status["metrics"] == miner.metrics_endpoint
+        m = await scrape(status["metrics"])
+        assert set(m) <= set(FAMILIES), set(m) - set(FAMILIES)
+        assert {f.name for f in of_role("node", "jobs", "miner")} <= set(m)
+        assert total(m, "tensorage_miner_plots") == status["plots"]["verified"] == len(miner.plots) > 0
+        assert total(m, "tensorage_miner_plot_bytes") == status["plots"]["bytes"]
+        disk = str(miner.layout.root)
+        assert value(m, "tensorage_miner_disk_up", disk=disk) == 1
+        assert value(m, "tensorage_miner_disk_free_bytes", disk=disk) > 0
+        served = miner.typed_snapshot().challenges_served
+        assert total(m, "tensorage_miner_windows_answered_total") == served >= 2
+        looked_up = value(m, "tensorage_miner_windows_answered_total", result="looked_up")
+        assert value(m, "tensorage_miner_lookup_seconds", "tensorage_miner_lookup_seconds_count") == looked_up
+        for job in status["jobs"]:
+            assert value(m, "tensorage_job_runs_total", job=job["id"]) == job["runs"]
+            assert value(m, "tensorage_job_failures_total", job=job["id"]) == job["failures"]
+        assert value(m, "tensorage_chain_up") == 1
+        assert value(m, "tensorage_node_info", role="miner", network="devnet", hotkey=miner.hotkey,
+                     version=__version__, protocol=str(PROTOCOL_VERSION)) == 1
+
+        # -- validator and its gateway ----------------------------------------------------------
+        await validator.flush_state()
+        status = node_status(validator_settings, validator.hotkey, with_chain=False, live=False)
+        v = await scrape(status["metrics"])
+        assert set(v) <= set(FAMILIES), set(v) - set(FAMILIES)
+        assert {f.name for f in of_role("node", "jobs", "validator", "gateway")} <= set(v)
+        snap = validator.typed_snapshot()
+        judged = value(v, "tensorage_validator_windows_total", state="judged")
+        assert judged == snap.rounds_run >= 2
+        assert value(v, "tensorage_validator_windows_total", state="void") == snap.windows_void == 0
+        # one miner: one verdict a judged window
+        assert total(v, "tensorage_validator_verdicts_total") == judged
+        assert value(v, "tensorage_validator_window_seconds", "tensorage_validator_window_seconds_count") == judged
+        assert value(v, "tensorage_validator_weights_block") == status["validator"]["weights"]["block"] \
+            == snap.last_weights_block
+        assert value(v, "tensorage_validator_weights_set_total", result="ok") >= 1
+        uid = str(miner.uid)
+        assert value(v, "tensorage_validator_weight", uid=uid) == snap.last_weights[uid]
+        assert value(v, "tensorage_validator_miner_score", uid=uid, hotkey=miner.hotkey) == \
+            snap.miners[miner.hotkey].score > 0
+        assert value(v, "tensorage_validator_miner_proven_bytes", uid=uid, hotkey=miner.hotkey) == \
+            status["validator"]["miners"][uid]["proven_bytes"]
+        assert value(v, "tensorage_validator_last_window") == snap.last_window
+        assert value(v, "tensorage_validator_verifier_queue") == 0  # nothing in flight once the jobs stopped
+        assert value(v, "tensorage_gateway_shards", state="lost") == 0
+        assert value(v, "tensorage_gateway_repair_queue") == 0
+        assert total(v, "tensorage_event_loop_lag_seconds", "tensorage_event_loop_lag_seconds_count") > 0
+        sync = next(j for j in status["jobs"] if j["id"] == "sync")
+        assert value(v, "tensorage_job_duration_seconds", "tensorage_job_duration_seconds_count", job="sync") == \
+            sync["runs"]
+
+        # the headless log: one INFO line a judged window, no line per passing miner
+        lines = captured.getvalue().splitlines()
+        windows = [ln for ln in lines if re.search(r"window \d+: 1 miners judged, \d passed, \d failed in ", ln)]
+        assert len(windows) == judged, lines
+        assert not any("uid " in ln and " pass:" in ln for ln in lines), lines
+    finally:
+        await validator.shutdown()
+        await miner.shutdown()
+    assert miner.metrics_endpoint is None and validator.metrics_endpoint is None  # the ports are closed
