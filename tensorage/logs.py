@@ -58,7 +58,7 @@ def setup_logging(debug: bool = False, trace: bool = False, stream: Optional[Tex
             old.close()
     root.handlers[:] = handlers
     root.setLevel(level)
-    for noisy in ("aiohttp.access", "apscheduler.executors.default", "apscheduler.scheduler", "peewee", "asyncio"):
+    for noisy in ("aiohttp.access", "apscheduler.executors.default", "apscheduler.scheduler", "peewee", "asyncio", "tzlocal"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not trace else logging.DEBUG)
 
 
