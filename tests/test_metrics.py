@@ -5,11 +5,14 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import logging
 import re
 import time
+from pathlib import Path
 
 import aiohttp
+import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from tensorage import PROTOCOL_VERSION, __version__
@@ -156,3 +159,61 @@ async def test_live_devnet_nodes_serve_metrics_that_match_their_status(plotted_d
         await validator.shutdown()
         await miner.shutdown()
     assert miner.metrics_endpoint is None and validator.metrics_endpoint is None  # the ports are closed
+
+
+# -- the Grafana dashboard ------------------------------------------------------------------------
+
+DASHBOARD = Path(__file__).resolve().parent.parent / "docs" / "grafana" / "tensorage.json"
+ROWS = {"Miner": "miner", "Validator": "validator", "Gateway": "gateway", "Jobs": "jobs"}
+
+
+def dashboard_rows() -> dict[str, list[str]]:
+    """Row title -> the exprs of the panels under it."""
+    dash = json.loads(DASHBOARD.read_text())
+    rows: dict[str, list[str]] = {}
+    current = None
+    for panel in dash["panels"]:
+        if panel["type"] == "row":
+            current = panel["title"]
+            rows[current] = []
+            continue
+        assert current is not None, f"panel {panel['title']!r} sits above every row"
+        assert panel["targets"], panel["title"]
+        rows[current] += [t["expr"] for t in panel["targets"]]
+    return rows
+
+
+def families_in(expr: str) -> set[str]:
+    """The metric families an expr reads (a histogram through its _bucket, _count or _sum series)."""
+    found = set()
+    for token in re.findall(r"\btensorage_[a-z0-9_]+", expr):
+        base = re.sub(r"_(bucket|count|sum)$", "", token)
+        if token != base and base in FAMILIES and FAMILIES[base].kind == "histogram":
+            found.add(base)
+            continue
+        assert token in FAMILIES, f"{token} in {expr!r} is no metric family a node serves"
+        assert FAMILIES[token].kind != "histogram", f"{token}: a histogram is read through {token}_bucket"
+        found.add(token)
+    return found
+
+
+def test_the_grafana_dashboard_reads_families_that_exist_one_row_per_role():
+    rows = dashboard_rows()
+    assert list(rows) == list(ROWS)
+    used: set[str] = set()
+    for title, exprs in rows.items():
+        in_row = set()
+        for expr in exprs:
+            assert expr.count("(") == expr.count(")") and expr.count("{") == expr.count("}"), expr
+            in_row |= families_in(expr)
+        assert {f.name for f in of_role(ROWS[title])} <= in_row, \
+            (title, {f.name for f in of_role(ROWS[title])} - in_row)
+        used |= in_row
+    assert used == set(FAMILIES), set(FAMILIES) - used  # every family is on the dashboard
+
+
+def test_the_dashboard_check_catches_a_misspelt_family():
+    with pytest.raises(AssertionError, match="no metric family"):
+        families_in("rate(tensorage_miner_plotz[5m])")
+    with pytest.raises(AssertionError, match="_bucket"):
+        families_in("tensorage_miner_lookup_seconds")
