@@ -505,7 +505,8 @@ def _logging(g) -> None:
     _flag(g, "logging.file", "also write the log to this file, rotated (see --logging.max_mb, --logging.backups)",
           metavar="PATH")
     _flag(g, "logging.max_mb", "rotate --logging.file at this size in MB (50)", type=float)
-    _flag(g, "logging.backups", "rotated files kept beside --logging.file (5)", type=int)
+    _flag(g, "logging.backups", "rotated files kept beside --logging.file (5; 0: never rotate, for logrotate)",
+          type=int)
 
 
 def _metrics(g) -> None:
