@@ -249,11 +249,6 @@ class ChallengeServed(Event):
     window: int = -1
     cached: bool = False  # answered with the window's answer already looked up for another validator
 
-    @property
-    def level(self) -> str:  # type: ignore[override]
-        # one line a window in a headless log: the lookup; the same answer sent to other validators is debug
-        return "debug" if self.cached else "info"
-
     def summary(self) -> str:
         how = "shared answer" if self.cached else "looked up"
         return (f"answered {self.validator_hotkey[:8]}: {self.proofs} proofs over {self.plots} plots in "

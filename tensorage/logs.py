@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.logging import RichHandler
 
 from .errors import ConfigError
-from .events import ChallengeResult, ErrorEvent, Event, EventBus, LogEvent
+from .events import ChallengeResult, ChallengeServed, ErrorEvent, Event, EventBus, LogEvent
 
 if TYPE_CHECKING:
     from .config import LoggingSettings
@@ -94,16 +94,19 @@ FAILURES_LOGGED_PER_WINDOW = 5
 def log_events(bus: EventBus, logger_name: str = "tensorage") -> None:
     """Every event becomes one log line (its summary), at the event's level, except a window's
     per-miner verdicts: passes are debug lines and at most a few failures a window are shown
-    (the window's own line, its proof_round job, says how many passed). A validator checking a
+    (the window's own line, ``WindowJudged``, says how many passed). A validator checking a
     thousand miners writes a handful of lines a window, not a thousand, and does not spend its
-    event loop rendering them."""
+    event loop rendering them. A miner's window is one line too: its lookup (the same answer sent
+    to the other validators is debug). A job's crash is one record with its traceback."""
     logger = logging.getLogger(logger_name)
     failures: dict[str, tuple[int, int]] = {}  # source -> (window, failures logged)
 
     def _log(event: Event) -> None:
         source = f"[{event.source}] " if event.source else ""
         level = event_level(event)
-        if isinstance(event, ChallengeResult):
+        if isinstance(event, ChallengeServed) and event.cached:
+            level = logging.DEBUG  # a miner's line a window is its lookup; the same answer to the others is debug
+        elif isinstance(event, ChallengeResult):
             if event.result == "pass":
                 level = logging.DEBUG
             else:

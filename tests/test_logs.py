@@ -131,3 +131,24 @@ def test_logging_and_metrics_flags_reach_the_settings():
 ])
 def test_metrics_port_defaults(flags, port):
     assert settings_from_namespace(flags).metrics_port == port
+
+
+def test_a_headless_log_has_one_line_a_window():
+    """`nohup tensorage validator`: the window's verdict line, not a line per passing miner;
+    `nohup tensorage miner`: the window's lookup, not the same answer once per validator."""
+    from tensorage.events import ChallengeResult, ChallengeServed, WindowJudged
+
+    out = io.StringIO()
+    setup_logging(stream=out, fmt="json")
+    bus = EventBus()
+    log_events(bus)
+    for uid in range(50):
+        bus.publish(ChallengeResult(validator="v", miner_uid=uid, miner_hotkey=f"m{uid}", plots=4, proofs_returned=4,
+                                    proofs_expected=3.8, result="pass", latency_ms=80.0, window=7, source="validator"))
+    bus.publish(WindowJudged(window=7, miners=52, results={"pass": 50, "timeout": 2}, seconds=1.25, source="validator"))
+    for v in range(3):
+        bus.publish(ChallengeServed(validator_hotkey=f"5Validator{v}", plots=4, proofs=5, latency_ms=90.0, window=7,
+                                    cached=v > 0, source="miner"))
+    lines = [json.loads(line)["message"] for line in out.getvalue().splitlines()]
+    assert lines == ["[validator] window 7: 52 miners judged, 50 passed, 2 failed (2 timeout) in 1.25s",
+                     "[miner] answered 5Validat: 5 proofs over 4 plots in 90 ms (window 7, looked up)"], lines
