@@ -95,6 +95,11 @@ async def test_live_devnet_nodes_serve_metrics_that_match_their_status(plotted_d
                     "two windows judged and weights set")
         await quiesce(validator)
         await quiesce(miner)
+        async with aiohttp.ClientSession() as session:  # an unsigned challenge: refused, and counted
+            host, port = miner.axon.local_endpoint(miner.served.port).rsplit(":", 1)
+            async with session.post(f"http://{host}:{port}/v1/challenge", data=b"{}") as reply:
+                assert reply.status >= 400
+                refusal = (await reply.json())["error"]
 
         # -- miner ----------------------------------------------------------------------------
         await miner.flush_state()
@@ -109,7 +114,9 @@ async def test_live_devnet_nodes_serve_metrics_that_match_their_status(plotted_d
         assert value(m, "tensorage_miner_disk_up", disk=disk) == 1
         assert value(m, "tensorage_miner_disk_free_bytes", disk=disk) > 0
         served = miner.typed_snapshot().challenges_served
-        assert total(m, "tensorage_miner_windows_answered_total") == served >= 2
+        assert value(m, "tensorage_requests_refused_total", route="/v1/challenge", reason=refusal) == 1
+        assert value(m, "tensorage_miner_windows_answered_total", result=refusal) == 1
+        assert total(m, "tensorage_miner_windows_answered_total") == served + 1 >= 3
         looked_up = value(m, "tensorage_miner_windows_answered_total", result="looked_up")
         assert value(m, "tensorage_miner_lookup_seconds", "tensorage_miner_lookup_seconds_count") == looked_up
         for job in status["jobs"]:

@@ -26,7 +26,8 @@ CLIENT = "client"  # registered, or listed in the app's ALLOWED_CLIENTS (a gatew
 ALLOWED_CLIENTS = web.AppKey("allowed_clients", frozenset)
 # Told (route, error code) of every request the middleware refuses: a node counts them for its metrics.
 ON_REFUSED = web.AppKey("on_refused", Callable)
-REFUSAL = "tensorage_refusal"  # the error code, kept on the response the middleware made
+# the error code, kept on the response the middleware made (aiohttp before 3.13 has no ResponseKey)
+REFUSAL = web.ResponseKey("tensorage_refusal", str) if hasattr(web, "ResponseKey") else "tensorage_refusal"
 CALLER = web.RequestKey("caller", bt.http_auth.Caller)
 NEURON = web.RequestKey("neuron", Neuron)
 BODY = web.RequestKey("body", bytes)
