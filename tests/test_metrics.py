@@ -224,3 +224,69 @@ def test_the_dashboard_check_catches_a_misspelt_family():
         families_in("rate(tensorage_miner_plotz[5m])")
     with pytest.raises(AssertionError, match="_bucket"):
         families_in("tensorage_miner_lookup_seconds")
+
+
+# -- the gateway's families over a real manifest ----------------------------------------------------
+
+def test_gateway_metrics_count_the_manifest_and_the_transfers(tmp_path):
+    """Objects and shards by state, and the repair queue, are read from the gateway's SQLite (in the
+    scrape's thread); transfer bytes and seconds come from its ObjectEvents."""
+    from types import SimpleNamespace
+
+    from tensorage.events import ObjectEvent, ShardLost
+    from tensorage.metrics import NodeMetrics
+    from tensorage.metrics.gateway import GatewayCollector, GatewayEvents
+    from tensorage.storage.gateway_db import GatewayStore
+
+    db = GatewayStore(tmp_path / "gateway.sqlite")
+    rows = {}
+    for oid, size, segments in (("a" * 32, 3_000_000, 2), ("b" * 32, 1_000_000, 1)):
+        db.declare(id=oid, client="c", size=size, k=4, n=6, block=1, per_segment=1, segments=segments)
+        for seg in range(segments):
+            for idx in range(6):
+                rows[(oid, seg, idx)] = db.add_shard(object_id=oid, segment=seg, idx=idx, hash=f"{oid}{seg}{idx}",
+                                                     wrap="w" * 32, miner=f"m{idx}", size=size // 4)
+                db.update_shard(rows[(oid, seg, idx)], state="placed")
+        db.commit(oid)
+    db.declare(id="c" * 32, client="c", size=5, k=4, n=6, block=1, per_segment=1, segments=1)  # never uploaded
+    assert db.suspect(rows[("a" * 32, 0, 1)], "window: chunk 3 wrong")
+    assert db.suspect(rows[("a" * 32, 0, 2)], "window: chunk 0 missing")  # the same segment: one to repair
+    assert db.mark_lost(rows[("a" * 32, 1, 5)], "3 signed re-checks failed")
+
+    gateway = SimpleNamespace(db=db, active={"d" * 32}, _retrieves=0)
+    metrics = NodeMetrics()
+    metrics.add(GatewayCollector(gateway), in_thread=True)
+    events = GatewayEvents(metrics, "validator")
+    bus = EventBus()
+    bus.subscribe(events)
+    bus.publish(ObjectEvent(action="stored", object_id="a" * 32, client="c", bytes=3_000_000, seconds=1.5,
+                            source="validator"))
+    bus.publish(ObjectEvent(action="retrieved", object_id="a" * 32, client="c", bytes=3_000_000, seconds=0.5,
+                            source="validator"))
+    bus.publish(ObjectEvent(action="retrieved", object_id="b" * 32, client="c", bytes=1_000_000, seconds=0.2,
+                            source="validator"))
+    bus.publish(ObjectEvent(action="stored", object_id="e" * 32, client="c", bytes=7, seconds=1.0,
+                            source="another-node"))  # another node's event on a shared bus: not ours
+    bus.publish(ShardLost(object_id="a" * 32, segment=1, index=5, miner_hotkey="m5", reason="x", source="validator"))
+
+    fams = {}
+    for fam in text_string_to_metric_families(metrics.scrape().decode()):
+        name = fam.name + ("_total" if fam.type == "counter" else "")
+        fams[name] = {(s.name, tuple(sorted(s.labels.items()))): s.value for s in fam.samples}
+    assert value(fams, "tensorage_gateway_objects", state="stored") == 2
+    assert value(fams, "tensorage_gateway_objects", state="declared") == 1
+    assert value(fams, "tensorage_gateway_object_bytes", state="stored") == 4_000_000
+    assert value(fams, "tensorage_gateway_shards", state="healthy") == 18 - 3
+    assert value(fams, "tensorage_gateway_shards", state="suspect") == 2
+    assert value(fams, "tensorage_gateway_shards", state="lost") == 1
+    assert value(fams, "tensorage_gateway_repair_queue") == 2  # segments a/0 and a/1
+    assert value(fams, "tensorage_gateway_transfers_in_flight", op="store") == 1
+    assert value(fams, "tensorage_gateway_stored_bytes_total") == 3_000_000
+    assert value(fams, "tensorage_gateway_retrieved_bytes_total") == 4_000_000
+    assert value(fams, "tensorage_gateway_retrieve_seconds", "tensorage_gateway_retrieve_seconds_count") == 2
+    assert value(fams, "tensorage_gateway_retrieve_seconds", "tensorage_gateway_retrieve_seconds_sum") == \
+        pytest.approx(0.7)
+    assert value(fams, "tensorage_gateway_store_seconds", "tensorage_gateway_store_seconds_count") == 1
+    assert value(fams, "tensorage_gateway_object_events_total", action="retrieved") == 2
+    assert value(fams, "tensorage_gateway_shards_lost_total") == 1
+    db.close()
