@@ -64,7 +64,7 @@ class Node:
         self.jobs = Jobs(self.bus, self.source)
         self.directory = PeerDirectory(self._load_metagraph)
         self.served: Optional[Served] = None
-        self.refused: Counter[tuple[str, str]] = Counter()  # (route, error code) -> requests refused
+        self.requests_refused: Counter[tuple[str, str]] = Counter()  # (route, error code) -> requests refused
         self.metrics: Optional[NodeMetrics] = None  # --metrics.port: built when the node starts serving
         self.metrics_server: Optional[MetricsServer] = None
         self._metrics_unsubscribe: list = []
@@ -157,7 +157,7 @@ class Node:
         """Subclasses add their endpoints."""
 
     def _note_refused(self, route: str, code: str) -> None:
-        self.refused[(route, code)] += 1
+        self.requests_refused[(route, code)] += 1
 
     @access(PUBLIC)
     async def health(self, request: web.Request) -> web.Response:

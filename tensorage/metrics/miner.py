@@ -42,7 +42,7 @@ class MinerCollector:
         answered = counter("tensorage_miner_windows_answered_total", ["result"])
         for result, n in sorted(m.windows_answered.items()):
             answered.add_metric([result], n)
-        for (route, reason), n in sorted(m.refused.items()):
+        for (route, reason), n in sorted(m.requests_refused.items()):
             if route == CHALLENGE_ROUTE:
                 answered.add_metric([reason], n)
         yield from (plots, plot_bytes, free, share, up, allocating, answered)

@@ -44,7 +44,7 @@ class NodeCollector:
         if mg is not None:
             block.add_metric([], mg.block)
         refused = counter("tensorage_requests_refused_total", ["route", "reason"])
-        for (route, reason), n in sorted(node.refused.items()):
+        for (route, reason), n in sorted(node.requests_refused.items()):
             refused.add_metric([route, reason], n)
         yield from (info, up, block, refused)
         yield from self._jobs()

@@ -112,7 +112,10 @@ def auth_middleware(self_hotkey: str, directory: PeerDirectory, netuid: int,
         code = response.get(REFUSAL) if response.status >= 400 else None
         if code is not None and ON_REFUSED in request.app:
             resource = request.match_info.route.resource
-            request.app[ON_REFUSED](resource.canonical if resource is not None else "unknown", code)
+            try:
+                request.app[ON_REFUSED](resource.canonical if resource is not None else "unknown", code)
+            except Exception:  # counting must never change the answer
+                log.exception("counting a refused request failed")
         return response
 
     def _refused(status: int, code: str, message: str) -> web.Response:
