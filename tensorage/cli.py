@@ -217,6 +217,8 @@ def node_passthrough(settings: Settings) -> tuple[str, ...]:
             args.append(f"--{flag}")
     if settings.logging.debug:
         args.append("--logging.debug")
+    if settings.logging.format != "rich":  # each node's log file in the same format as the supervisor's
+        args += ["--logging.format", settings.logging.format]
     return tuple(args)
 
 

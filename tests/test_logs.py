@@ -152,3 +152,15 @@ def test_a_headless_log_has_one_line_a_window():
     lines = [json.loads(line)["message"] for line in out.getvalue().splitlines()]
     assert lines == ["[validator] window 7: 52 miners judged, 50 passed, 2 failed (2 timeout) in 1.25s",
                      "[miner] answered 5Validat: 5 proofs over 4 plots in 90 ms (window 7, looked up)"], lines
+
+
+def test_devnet_up_hands_the_log_format_to_its_nodes():
+    from tensorage.cli import node_passthrough
+    from tensorage.engines.devnet import flags_for
+
+    settings = settings_from_namespace({"subtensor.network": "devnet", "logging.format": "json", "workers": 1})
+    args = node_passthrough(settings)
+    for role in ("miner", "validator"):
+        kept = flags_for(role, args)
+        assert kept[kept.index("--logging.format") + 1] == "json", kept
+    assert "--logging.format" not in node_passthrough(settings_from_namespace({"subtensor.network": "devnet"}))
