@@ -22,6 +22,20 @@ from .gateway_config import add_gateway_flags
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 DEVNET_MINERS = 6
+_json_stderr: Optional[tuple[str, str]] = None  # --logging.format json: (role, node); stderr is JSON lines too
+
+
+def say(text: str, level: str = "warning") -> None:
+    """A notice or an error on stderr: rich for a person, a JSON line under --logging.format json."""
+    if _json_stderr:
+        import logging
+
+        from .logs import json_line
+
+        print(json_line(logging.getLevelName(level.upper()), text, *_json_stderr), file=sys.stderr, flush=True)
+        return
+    style = {"warning": "yellow", "error": "bold red"}.get(level, "")
+    err.print(f"[{style}]{text}[/]" if style else text, highlight=False)
 
 
 def apply_devnet_defaults(settings: Settings) -> Settings:
@@ -269,7 +283,7 @@ def cmd_miner(settings: Settings, args: argparse.Namespace) -> int:
     from .engines.run import main as run_main
 
     if not settings.profile.secure:
-        err.print(f"[yellow]{DEVNET_INSECURE_NOTICE}[/]")
+        say(DEVNET_INSECURE_NOTICE)
     if not confirm_smaller_share(settings):
         out.print("nothing changed: start the miner without --size_in_gb to keep the stored share")
         return 1
@@ -440,6 +454,9 @@ def run(argv: Optional[list[str]] = None, parser: Optional[argparse.ArgumentPars
         if getattr(args, "command", None) == "devnet":
             ns.setdefault("subtensor.network", "devnet")
         settings = apply_devnet_defaults(settings_from_namespace(ns))
+        global _json_stderr
+        if settings.logging.format == "json":
+            _json_stderr = (getattr(args, "command", None) or "", settings.wallet.name)
         return func(settings, args)
 
     return guarded(call)
@@ -450,10 +467,13 @@ def guarded(call: Callable[[], int]) -> int:
     try:
         return call()
     except TensorageError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        if _json_stderr:
+            say(f"error: {exc}", "error")
+        else:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
         return exc.exit_code
     except KeyboardInterrupt:
-        err.print("interrupted")
+        say("interrupted", "info")
         return 130
 
 

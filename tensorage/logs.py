@@ -33,6 +33,13 @@ def json_formatter(role: str = "", node: str = "") -> logging.Formatter:
                          static_fields={"role": role, "node": node}, json_ensure_ascii=False)
 
 
+def json_line(level: int, message: str, role: str = "", node: str = "", logger: str = "tensorage") -> str:
+    """One log line in the JSON format, for what a command says before or without logging set up
+    (a startup refusal, a notice), so a --logging.format json run's stderr is JSON throughout."""
+    record = logging.LogRecord(logger, level, "(cli)", 0, message, None, None)
+    return json_formatter(role, node).format(record)
+
+
 def setup_logging(debug: bool = False, trace: bool = False, stream: Optional[TextIO] = None, fmt: str = "rich",
                   file: Optional[str] = None, max_mb: float = 50.0, backups: int = 5, role: str = "",
                   node: str = "") -> None:

@@ -290,3 +290,48 @@ def test_gateway_metrics_count_the_manifest_and_the_transfers(tmp_path):
     assert value(fams, "tensorage_gateway_object_events_total", action="retrieved") == 2
     assert value(fams, "tensorage_gateway_shards_lost_total") == 1
     db.close()
+
+
+# -- a real node process, headless ----------------------------------------------------------------
+
+def test_a_headless_miner_process_logs_json_lines_and_serves_metrics(plotted_devnet, tmp_path):
+    """`tensorage miner --logging.format json --logging.file F --metrics.port 0` as pm2 would run it:
+    every line it writes is a JSON object, the file gets the same, and its metrics port answers
+    with what its node.json says."""
+    import json as _json
+    import urllib.request
+
+    from .subnet import Subnet, wait_for
+
+    subnet = Subnet(plotted_devnet)
+    (subnet.root / "logs").mkdir(exist_ok=True)
+    log_file = tmp_path / "logs" / "miner.log"
+    state = subnet.db_root("miner-0") / "index" / "node.json"
+
+    def node_json() -> dict:
+        try:
+            return _json.loads(state.read_text())
+        except (OSError, ValueError):
+            return {}
+
+    subnet.start_miner("miner-0", 0.03, "--seconds_per_reallocate", "3600", "--logging.format", "json",
+                       "--logging.file", str(log_file), "--metrics.port", "0")
+    try:
+        wait_for(lambda: node_json().get("state") == "running" and node_json().get("metrics"), 60, "miner serving")
+        snap = node_json()
+        with urllib.request.urlopen(f"http://{snap['metrics']}/metrics", timeout=10) as reply:
+            text = reply.read().decode()
+        fams = {f.name: f for f in text_string_to_metric_families(text)}
+        assert sum(s.value for s in fams["tensorage_miner_plots"].samples) == snap["plots_held"] > 0
+        (info,) = fams["tensorage_node_info"].samples
+        assert info.labels["role"] == "miner" and info.labels["hotkey"] == snap["hotkey"]
+    finally:
+        subnet.stop_all()
+    out = [ln for ln in subnet.log("miner-0").splitlines() if ln.strip()]
+    records = [_json.loads(ln) for ln in out]  # every line: stderr and stdout alike
+    assert any(r["message"].startswith("[miner] metrics on http://") for r in records), out
+    assert all(r["role"] == "miner" and r["node"] == "miner-0" for r in records)
+    assert any(r["message"].startswith("devnet: plots are k=18-20") for r in records)  # the notice too
+    in_file = [_json.loads(ln) for ln in log_file.read_text().splitlines()]
+    # the file has what the log has since logging was set up (the notice is printed before)
+    assert [r["message"] for r in in_file] == [r["message"] for r in records if not r["message"].startswith("devnet:")]
