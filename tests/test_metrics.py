@@ -193,7 +193,7 @@ def dashboard_rows() -> dict[str, list[str]]:
 def families_in(expr: str) -> set[str]:
     """The metric families an expr reads (a histogram through its _bucket, _count or _sum series)."""
     found = set()
-    for token in re.findall(r"\btensorage_[a-z0-9_]+", expr):
+    for token in re.findall(r"\b(?:tensorage|process)_[a-z0-9_]+", expr):
         base = re.sub(r"_(bucket|count|sum)$", "", token)
         if token != base and base in FAMILIES and FAMILIES[base].kind == "histogram":
             found.add(base)

@@ -19,8 +19,11 @@ def metrics_for(node: "Node") -> tuple[NodeMetrics, list[Callable]]:
     them to the node's bus)."""
     from .node import JobDurations, NodeCollector
 
+    from prometheus_client import ProcessCollector
+
     metrics = NodeMetrics()
     metrics.add(NodeCollector(node))
+    metrics.add(ProcessCollector(registry=None), in_thread=True)  # memory, CPU, open files (against LimitNOFILE)
     subscribers: list[Callable] = [JobDurations(metrics, node.source)]
     if node.role == "miner":
         from .miner import MinerCollector, MinerEvents

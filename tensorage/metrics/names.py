@@ -26,6 +26,13 @@ _ALL = [
     Family("tensorage_chain_block", "gauge", "Block of the metagraph the node synced last", "node"),
     Family("tensorage_requests_refused_total", "counter", "Requests refused, by route and error code", "node"),
     Family("tensorage_event_loop_lag_seconds", "histogram", "How late the node's event loop ran a timer", "node"),
+    # the process (prometheus_client's ProcessCollector, read from /proc in the scrape's thread)
+    Family("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", "node"),
+    Family("process_virtual_memory_bytes", "gauge", "Virtual memory size in bytes.", "node"),
+    Family("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", "node"),
+    Family("process_open_fds", "gauge", "Number of open file descriptors.", "node"),
+    Family("process_max_fds", "gauge", "Maximum number of open file descriptors (LimitNOFILE).", "node"),
+    Family("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", "node"),
     # jobs (tensorage/scheduler.py)
     Family("tensorage_job_runs_total", "counter", "Runs of a scheduled job", "jobs"),
     Family("tensorage_job_failures_total", "counter", "Runs of a scheduled job that failed", "jobs"),
