@@ -26,9 +26,10 @@ def metrics_for(node: "Node") -> tuple[NodeMetrics, list[Callable]]:
     metrics.add(ProcessCollector(registry=None), in_thread=True)  # memory, CPU, open files (against LimitNOFILE)
     subscribers: list[Callable] = [JobDurations(metrics, node.source)]
     if node.role == "miner":
-        from .miner import MinerCollector, MinerEvents
+        from .miner import MinerCollector, MinerEvents, MinerStorageCollector
 
         metrics.add(MinerCollector(node))  # type: ignore[arg-type]
+        metrics.add(MinerStorageCollector(node), in_thread=True)  # type: ignore[arg-type]
         subscribers.append(MinerEvents(metrics, node.source))
     elif node.role == "validator":
         from .validator import ValidatorCollector, ValidatorEvents

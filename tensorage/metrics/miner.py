@@ -19,6 +19,29 @@ LOOKUP_BUCKETS = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0, 8.0, 16.0)  
 
 
 class MinerCollector:
+    """Counters of the miner's in-memory state, on the event loop."""
+
+    def __init__(self, miner: "MinerEngine") -> None:
+        self.miner = miner
+
+    def collect(self) -> Iterable[Metric]:
+        m = self.miner
+        allocating = gauge("tensorage_miner_allocating")
+        allocating.add_metric([], 1 if m.allocator.status.busy else 0)
+        answered = counter("tensorage_miner_windows_answered_total", ["result"])
+        for result, n in sorted(m.windows_answered.items()):
+            answered.add_metric([result], n)
+        for (route, reason), n in sorted(m.requests_refused.items()):
+            if route == CHALLENGE_ROUTE:
+                answered.add_metric([reason], n)
+        return (allocating, answered)
+
+
+class MinerStorageCollector:
+    """Disks (a statvfs each) and shards (the per-validator SQLite indexes): in the scrape's thread,
+    so a slow or hung disk holds a scrape, never the event loop. It reads what the loop replaces
+    whole (the held plots, the listing) or copies first (the index map)."""
+
     def __init__(self, miner: "MinerEngine") -> None:
         self.miner = miner
 
@@ -37,15 +60,7 @@ class MinerCollector:
             free.add_metric(path, disk.get("device_free", 0))
             share.add_metric(path, disk.get("share_bytes", 0))
             up.add_metric(path, 1 if disk.get("state", "ok") == "ok" else 0)
-        allocating = gauge("tensorage_miner_allocating")
-        allocating.add_metric([], 1 if m.allocator.status.busy else 0)
-        answered = counter("tensorage_miner_windows_answered_total", ["result"])
-        for result, n in sorted(m.windows_answered.items()):
-            answered.add_metric([result], n)
-        for (route, reason), n in sorted(m.requests_refused.items()):
-            if route == CHALLENGE_ROUTE:
-                answered.add_metric([reason], n)
-        yield from (plots, plot_bytes, free, share, up, allocating, answered)
+        yield from (plots, plot_bytes, free, share, up)
         yield from self._shards()
 
     def _shards(self) -> Iterable[Metric]:

@@ -1,6 +1,7 @@
 """The metrics port: plain HTTP ``GET /metrics`` on the node's own loop, apart from its signed API,
-on --metrics.host (loopback by default). A scrape reads engine state on the loop (a few dicts)
-and encodes the text in a thread; a timer that measures the loop's lag is the only other cost."""
+on --metrics.host (loopback by default). A scrape reads in-memory engine state on the loop (a few
+dicts); disks, SQLite and /proc are read, and the text encoded, in a thread. A timer that measures
+the loop's lag is the only other cost."""
 
 from __future__ import annotations
 
