@@ -358,8 +358,10 @@ Handler = Callable[[Settings, argparse.Namespace], int]
 
 COMMAND_FLAGS = {
     "allocate": ("storage", "share", "allocate", "prompt", "chain", "wallet", "devnet", "logging"),
-    "miner": ("storage", "share", "reallocate", "prompt", "chain", "wallet", "devnet", "logging", "axon", "metrics"),
-    "validator": ("storage", "rounds", "weights_store", "chain", "wallet", "devnet", "logging", "axon", "metrics"),
+    "miner": ("storage", "share", "reallocate", "prompt", "chain", "wallet", "devnet", "logging", "axon",
+              "metrics"),
+    "validator": ("storage", "rounds", "weights_store", "chain", "wallet", "devnet", "logging", "axon",
+                  "metrics"),
     "status": ("storage", "chain", "wallet", "devnet"),
     "devnet init": ("devnet", "logging"),
         "devnet show": ("devnet",),

@@ -65,7 +65,8 @@ def setup_logging(debug: bool = False, trace: bool = False, stream: Optional[Tex
             old.close()
     root.handlers[:] = handlers
     root.setLevel(level)
-    for noisy in ("aiohttp.access", "apscheduler.executors.default", "apscheduler.scheduler", "peewee", "asyncio", "tzlocal"):
+    for noisy in ("aiohttp.access", "apscheduler.executors.default", "apscheduler.scheduler", "peewee", "asyncio",
+                  "tzlocal"):
         logging.getLogger(noisy).setLevel(logging.WARNING if not trace else logging.DEBUG)
 
 

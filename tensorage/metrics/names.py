@@ -21,8 +21,10 @@ class Family:
 
 _ALL = [
     # every node
-    Family("tensorage_node_info", "gauge", "Always 1; labels say the node's role, network, hotkey and versions", "node"),
-    Family("tensorage_chain_up", "gauge", "1 while the node's chain answers, 0 when it is unreachable or unknown", "node"),
+    Family("tensorage_node_info", "gauge", "Always 1; labels say the node's role, network, hotkey and versions",
+           "node"),
+    Family("tensorage_chain_up", "gauge", "1 while the node's chain answers, 0 when it is unreachable or unknown",
+           "node"),
     Family("tensorage_chain_block", "gauge", "Block of the metagraph the node synced last", "node"),
     Family("tensorage_requests_refused_total", "counter", "Requests refused, by route and error code", "node"),
     Family("tensorage_event_loop_lag_seconds", "histogram", "How late the node's event loop ran a timer", "node"),

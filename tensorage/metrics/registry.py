@@ -62,7 +62,8 @@ class NodeMetrics:
 
     def render(self, on_loop: Sequence[Metric]) -> bytes:
         """The exposition text: what was collected on the loop and what the threaded collectors read now."""
-        return generate_latest(_Families([*on_loop, *(m for c in self._in_thread for m in c.collect())]))  # type: ignore[arg-type]
+        families = [*on_loop, *(m for c in self._in_thread for m in c.collect())]
+        return generate_latest(_Families(families))  # type: ignore[arg-type]
 
     def scrape(self) -> bytes:
         """Everything at once, on the caller's thread (tests, a node without a loop)."""
