@@ -21,6 +21,8 @@ from tensorage.events import EventBus
 from tensorage.logs import log_events
 from tensorage.metrics.names import FAMILIES, of_role
 
+from .conftest import tensorage
+
 
 def settings_for(root, name: str, **flags):
     return settings_from_namespace({"subtensor.network": "devnet", "devnet.root": str(root), "wallet.name": name,
@@ -325,6 +327,8 @@ def test_a_headless_miner_process_logs_json_lines_and_serves_metrics(plotted_dev
         assert sum(s.value for s in fams["tensorage_miner_plots"].samples) == snap["plots_held"] > 0
         (info,) = fams["tensorage_node_info"].samples
         assert info.labels["role"] == "miner" and info.labels["hotkey"] == snap["hotkey"]
+        shown = tensorage("status", "--offline", *subnet.common("miner-0"))  # where an operator finds the port
+        assert shown.returncode == 0 and f"http://{snap['metrics']}/metrics" in shown.stdout, shown.stdout
     finally:
         subnet.stop_all()
     out = [ln for ln in subnet.log("miner-0").splitlines() if ln.strip()]
