@@ -141,9 +141,9 @@ def follow_headless(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from .logs import log_events, setup_logging
+    from .logs import log_events, setup_logging_for
 
-    setup_logging(settings.logging.debug, settings.logging.trace)
+    setup_logging_for(settings.logging, "console", settings.wallet.name)
     backend = build_backend(settings, "attached", args)
     log_events(backend.bus)
 
