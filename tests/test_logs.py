@@ -164,3 +164,11 @@ def test_devnet_up_hands_the_log_format_to_its_nodes():
         kept = flags_for(role, args)
         assert kept[kept.index("--logging.format") + 1] == "json", kept
     assert "--logging.format" not in node_passthrough(settings_from_namespace({"subtensor.network": "devnet"}))
+
+
+def test_the_console_takes_the_metrics_and_logging_flags_of_the_node_it_runs():
+    from tensorage.console_cli import resolve
+
+    settings, role, _ = resolve(["--network", "finney", "--role", "miner", "--metrics.port", "9300",
+                                 "--logging.format", "json"])
+    assert role == "miner" and settings.metrics_port == 9300 and settings.logging.format == "json"
