@@ -22,6 +22,20 @@ from .gateway_config import add_gateway_flags
 err = Console(stderr=True, soft_wrap=True)
 out = Console(soft_wrap=True)
 DEVNET_MINERS = 6
+_json_stderr: Optional[tuple[str, str]] = None  # --logging.format json: (role, node); stderr is JSON lines too
+
+
+def say(text: str, level: str = "warning") -> None:
+    """A notice or an error on stderr: rich for a person, a JSON line under --logging.format json."""
+    if _json_stderr:
+        import logging
+
+        from .logs import json_line
+
+        print(json_line(logging.getLevelName(level.upper()), text, *_json_stderr), file=sys.stderr, flush=True)
+        return
+    style = {"warning": "yellow", "error": "bold red"}.get(level, "")
+    err.print(f"[{style}]{text}[/]" if style else text, highlight=False)
 
 
 def apply_devnet_defaults(settings: Settings) -> Settings:
@@ -37,12 +51,12 @@ def cmd_allocate(settings: Settings, args: argparse.Namespace) -> int:
     from .chain.wallets import load_wallet
     from .engines.disks import DiskSet
     from .events import EventBus
-    from .logs import setup_logging
+    from .logs import setup_logging_for
     from .storage import share as stored_share
     from .storage.layout import Footprint, Layout
     from .storage.lock import NodeLock
 
-    setup_logging(settings.logging.debug, settings.logging.trace)
+    setup_logging_for(settings.logging, "allocate", settings.wallet.name)
     wallet = load_wallet(settings)
     hotkey = wallet.hotkey.ss58_address
     bus = EventBus()
@@ -224,15 +238,17 @@ def node_passthrough(settings: Settings) -> tuple[str, ...]:
             args.append(f"--{flag}")
     if settings.logging.debug:
         args.append("--logging.debug")
+    if settings.logging.format != "rich":  # each node's log file in the same format as the supervisor's
+        args += ["--logging.format", settings.logging.format]
     return tuple(args)
 
 
 def cmd_devnet_up(settings: Settings, args: argparse.Namespace) -> int:
     from .engines.devnet import DevnetSupervisor
     from .events import EventBus
-    from .logs import log_events, setup_logging
+    from .logs import log_events, setup_logging_for
 
-    setup_logging(settings.logging.debug, settings.logging.trace)
+    setup_logging_for(settings.logging, "devnet")
     err.print(f"[yellow]{DEVNET_INSECURE_NOTICE}[/]")
     bus = EventBus()
     log_events(bus)
@@ -274,7 +290,7 @@ def cmd_miner(settings: Settings, args: argparse.Namespace) -> int:
     from .engines.run import main as run_main
 
     if not settings.profile.secure:
-        err.print(f"[yellow]{DEVNET_INSECURE_NOTICE}[/]")
+        say(DEVNET_INSECURE_NOTICE)
     if not confirm_smaller_share(settings):
         out.print("nothing changed: start the miner without --size_in_gb to keep the stored share")
         return 1
@@ -349,8 +365,10 @@ Handler = Callable[[Settings, argparse.Namespace], int]
 
 COMMAND_FLAGS = {
     "allocate": ("storage", "share", "allocate", "prompt", "chain", "wallet", "devnet", "logging"),
-    "miner": ("storage", "share", "reallocate", "prompt", "chain", "wallet", "devnet", "logging", "axon"),
-    "validator": ("storage", "rounds", "weights_store", "chain", "wallet", "devnet", "logging", "axon"),
+    "miner": ("storage", "share", "reallocate", "prompt", "chain", "wallet", "devnet", "logging", "axon",
+              "metrics"),
+    "validator": ("storage", "rounds", "weights_store", "chain", "wallet", "devnet", "logging", "axon",
+                  "metrics"),
     "status": ("storage", "chain", "wallet", "devnet"),
     "devnet init": ("devnet", "logging"),
         "devnet show": ("devnet",),
@@ -445,6 +463,9 @@ def run(argv: Optional[list[str]] = None, parser: Optional[argparse.ArgumentPars
         if getattr(args, "command", None) == "devnet":
             ns.setdefault("subtensor.network", "devnet")
         settings = apply_devnet_defaults(settings_from_namespace(ns))
+        global _json_stderr
+        if settings.logging.format == "json":
+            _json_stderr = (getattr(args, "command", None) or "", settings.wallet.name)
         return func(settings, args)
 
     return guarded(call)
@@ -455,10 +476,13 @@ def guarded(call: Callable[[], int]) -> int:
     try:
         return call()
     except TensorageError as exc:
-        err.print(f"[bold red]error:[/] {exc}", highlight=False)
+        if _json_stderr:
+            say(f"error: {exc}", "error")
+        else:
+            err.print(f"[bold red]error:[/] {exc}", highlight=False)
         return exc.exit_code
     except KeyboardInterrupt:
-        err.print("interrupted")
+        say("interrupted", "info")
         return 130
 
 

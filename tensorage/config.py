@@ -10,7 +10,7 @@ import argparse
 import os
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, Field, ValidationError
 
@@ -237,9 +237,29 @@ class SubtensorSettings(BaseModel):
     network: str = "finney"
 
 
+LOG_FORMATS = ("rich", "json")
+
+
 class LoggingSettings(BaseModel):
     debug: bool = False
     trace: bool = False
+    format: Literal["rich", "json"] = "rich"  # json: one object a line, for log shippers (logs.py)
+    file: Optional[str] = None  # also write the log here, rotated at max_mb and keeping `backups` old files
+    max_mb: float = Field(default=50.0, gt=0)
+    backups: int = Field(default=5, ge=0, le=1000)
+
+
+# Metrics (tensorage/metrics/): off on local networks, whose nodes bind any free port and run many to a
+# machine; on real networks on loopback at the axon's port + METRICS_PORT_OFFSET (9091 beside the default
+# 8091): two nodes on one machine already need two axon ports, so their metrics ports differ too, and
+# loopback exposes nothing to the internet (a Prometheus on the machine, or an SSH tunnel, scrapes it).
+METRICS_PORT_OFFSET = 1000
+
+
+class MetricsSettings(BaseModel):
+    host: str = "127.0.0.1"
+    port: Optional[int] = Field(default=None, ge=0, le=65535)  # None: the network's default (see above)
+    disable: bool = False
 
 
 # Networks whose nodes all run on this machine: bind loopback and any free port. On every other
@@ -285,6 +305,7 @@ class Settings(BaseModel):
     subtensor: SubtensorSettings = SubtensorSettings()
     logging: LoggingSettings = LoggingSettings()
     axon: AxonSettings = AxonSettings()
+    metrics: MetricsSettings = MetricsSettings()
     devnet: DevnetSettings = DevnetSettings()
     gateway: GatewaySettings = GatewaySettings()
 
@@ -339,6 +360,19 @@ class Settings(BaseModel):
         if self.axon.port is not None:
             return self.axon.port
         return 0 if self.is_local_network else PUBLIC_AXON_PORT
+
+    @property
+    def metrics_port(self) -> Optional[int]:
+        """Where this node serves Prometheus metrics: --metrics.port; else none on a local network and
+        the axon's port + 1000 on a real one (any free port when the axon's is); None: not served."""
+        if self.metrics.disable:
+            return None
+        if self.metrics.port is not None:
+            return self.metrics.port
+        if self.is_local_network:
+            return None
+        axon = self.bind_port
+        return axon + METRICS_PORT_OFFSET if axon and axon + METRICS_PORT_OFFSET <= 65535 else 0
 
     @property
     def resolved_netuid(self) -> int:
@@ -473,6 +507,20 @@ def _devnet(g) -> None:
 def _logging(g) -> None:
     _switch(g, "logging.debug", "debug logging")
     _switch(g, "logging.trace", "trace logging (very verbose)")
+    _flag(g, "logging.format", "rich (for people) or json (one object a line, for pm2, systemd and log shippers)",
+          choices=LOG_FORMATS)
+    _flag(g, "logging.file", "also write the log to this file, rotated (see --logging.max_mb, --logging.backups)",
+          metavar="PATH")
+    _flag(g, "logging.max_mb", "rotate --logging.file at this size in MB (50)", type=float)
+    _flag(g, "logging.backups", "rotated files kept beside --logging.file (5; 0: never rotate, for logrotate)",
+          type=int)
+
+
+def _metrics(g) -> None:
+    _flag(g, "metrics.port", f"serve Prometheus metrics on this port (devnet and local: off; real networks: the "
+                             f"axon port + {METRICS_PORT_OFFSET}, 9091; 0: any free port, shown by status)", type=int)
+    _flag(g, "metrics.host", "address the metrics port binds (127.0.0.1; 0.0.0.0 only behind a firewall)")
+    _switch(g, "metrics.disable", "serve no metrics")
 
 
 def _axon(g) -> None:
@@ -487,11 +535,12 @@ def _axon(g) -> None:
 FLAG_GROUPS = {
     "storage": _storage, "home": _home, "share": _share, "prompt": _prompt, "allocate": _allocate, "reallocate": _reallocate,
     "rounds": _rounds, "weights_store": _weights_store, "chain": _chain, "wallet": _wallet, "devnet": _devnet,
-    "logging": _logging, "axon": _axon,
+    "logging": _logging, "axon": _axon, "metrics": _metrics,
 }
 GROUP_TITLES = {"storage": "disk", "home": "disk", "share": "disk", "prompt": "disk", "allocate": "disk", "reallocate": "miner",
                 "rounds": "validator", "weights_store": "validator", "chain": "chain and wallet",
-                "wallet": "chain and wallet", "devnet": "chain and wallet", "logging": "logging", "axon": "axon"}
+                "wallet": "chain and wallet", "devnet": "chain and wallet", "logging": "logging", "axon": "axon",
+                "metrics": "metrics"}
 
 
 def add_flags(parser: argparse.ArgumentParser, *groups: str) -> None:
@@ -504,9 +553,10 @@ def add_flags(parser: argparse.ArgumentParser, *groups: str) -> None:
 
 
 def add_common_flags(parser: argparse.ArgumentParser) -> None:
-    """Every flag but the axon's (the console runs any role, so it takes them all); "home" is the
-    one-directory spelling of "storage"'s --db_root_path, for commands that take only that."""
-    add_flags(parser, *(g for g in FLAG_GROUPS if g not in ("axon", "home")))
+    """Every flag but the axon's and the metrics' (the console runs any role, so it takes the rest; it adds
+    --metrics.* itself); "home" is the one-directory spelling of "storage"'s --db_root_path, for commands that
+    take only that."""
+    add_flags(parser, *(g for g in FLAG_GROUPS if g not in ("axon", "home", "metrics")))
 
 
 def add_axon_flags(parser: argparse.ArgumentParser) -> None:

@@ -22,7 +22,7 @@ from typing import Optional
 
 from rich.console import Console
 
-from .config import ArgumentParser, Settings, add_axon_flags, add_common_flags, settings_from_namespace
+from .config import ArgumentParser, Settings, add_axon_flags, add_common_flags, add_flags, settings_from_namespace
 from .errors import ConfigError
 
 err = Console(stderr=True, soft_wrap=True)
@@ -46,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--validators", type=int, default=2, help="devnet: validators to create on first run (2)")
     add_common_flags(p)
     add_axon_flags(p)
+    add_flags(p, "metrics")  # a node the console runs serves metrics as `tensorage miner` would
     return p
 
 
@@ -141,9 +142,9 @@ def follow_headless(settings: Settings, args: argparse.Namespace) -> int:
     import asyncio
     import signal
 
-    from .logs import log_events, setup_logging
+    from .logs import log_events, setup_logging_for
 
-    setup_logging(settings.logging.debug, settings.logging.trace)
+    setup_logging_for(settings.logging, "console", settings.wallet.name)
     backend = build_backend(settings, "attached", args)
     log_events(backend.bus)
 

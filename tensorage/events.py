@@ -67,6 +67,7 @@ class LogEvent(Event):
 @dataclass(kw_only=True)
 class ErrorEvent(Event):
     message: str
+    traceback: str = ""  # a job's crash: the headless log shows it once, with the message (logs.py)
     level: ClassVar[str] = "error"
 
     def summary(self) -> str:
@@ -209,6 +210,34 @@ class ChallengeResult(Event):
         return (f"uid {self.miner_uid} {self.result}: {self.proofs_returned}/{self.proofs_expected:.1f} proofs over "
                 f"{self.plots} plots in {self.latency_ms:.0f} ms, {self.credit_bytes / 1e6:.1f} MB proven{chunks} "
                 f"(window {self.window}){' — ' + self.detail if self.detail else ''}")
+
+
+@dataclass(kw_only=True)
+class WindowJudged(Event):
+    """A validator recorded a window's verdicts (or voided it): the one line a window gets in a
+    headless log, whatever the number of miners."""
+
+    window: int
+    miners: int = 0
+    results: dict[str, int] = field(default_factory=dict)  # pass | fail | timeout | unreachable -> miners
+    seconds: float = 0.0  # asking every miner and checking their answers
+    void: bool = False  # its beacon block was reorganised away: it counts for nobody
+    detail: str = ""
+
+    @property
+    def passed(self) -> int:
+        return self.results.get("pass", 0)
+
+    @property
+    def failed(self) -> int:
+        return self.miners - self.passed
+
+    def summary(self) -> str:
+        if self.void:
+            return f"window {self.window} void: {self.detail}" if self.detail else f"window {self.window} void"
+        how = ", ".join(f"{n} {r}" for r, n in sorted(self.results.items()) if r not in ("pass", "fail") and n)
+        return (f"window {self.window}: {self.miners} miners judged, {self.passed} passed, {self.failed} failed"
+                f"{f' ({how})' if how else ''} in {self.seconds:.2f}s{'; ' + self.detail if self.detail else ''}")
 
 
 @dataclass(kw_only=True)

@@ -145,6 +145,8 @@ def status_table(status: dict[str, Any]) -> Table:
         view = ChainHealthState.model_validate(health)
         style = {"ok": "green", "unreachable": "red"}.get(view.state, "dim")
         t.add_row("node's chain", f"[{style}]{escape(describe(view))}[/]")
+    if status.get("metrics") and (status.get("process") or {}).get("state") == "running":
+        t.add_row("metrics", f"http://{status['metrics']}/metrics")
     return t
 
 

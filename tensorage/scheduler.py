@@ -16,6 +16,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+import traceback
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Awaitable, Callable, Optional
@@ -52,6 +53,8 @@ class JobInfo:
     running: bool
     chain_failures: int = 0  # runs in a row that failed on the chain (0: on its period)
     retry_at: Optional[float] = None  # unix time of the backed-off retry, while backing off
+    failures: int = 0  # runs that failed, since the node started
+    last_ok_at: Optional[float] = None  # unix time the last run that worked ended
 
 
 @dataclass
@@ -65,6 +68,8 @@ class _JobStats:
     running: bool = False
     chain_failures: int = 0
     retry_at: Optional[float] = None
+    failures: int = 0
+    last_ok_at: Optional[float] = None
 
 
 class Jobs:
@@ -100,6 +105,7 @@ class Jobs:
                     self.bus.log(f"job {job_id} works again after {stats.chain_failures} chain failure(s): back on "
                                  f"its {stats.seconds:g}s period", source=self.source)
                 stats.chain_failures, stats.retry_at = 0, None
+                stats.last_ok_at = time.time()
             except asyncio.CancelledError:
                 stats.last_ok, stats.last_result = False, "cancelled"
                 task = asyncio.current_task()
@@ -112,11 +118,13 @@ class Jobs:
                 self._back_off(job_id, stats, exc)
             except Exception as exc:  # a job's failure is reported, never fatal
                 stats.last_ok, stats.last_result = False, f"{type(exc).__name__}: {exc}"
-                log.debug("job %s failed", job_id, exc_info=True)
-                self.bus.publish(ErrorEvent(message=f"job {job_id} failed: {exc}", source=self.source))
+                # the traceback travels with the event: the headless log shows it once, at every level
+                self.bus.publish(ErrorEvent(message=f"job {job_id} failed: {exc}",
+                                            traceback=traceback.format_exc(), source=self.source))
             finally:
                 stats.running = False
                 stats.runs += 1
+                stats.failures += stats.last_ok is False and stats.last_result != "cancelled"
                 stats.last_duration_s = time.monotonic() - started
                 self.bus.publish(JobRan(job_id=job_id, ok=bool(stats.last_ok), duration_s=stats.last_duration_s,
                                         result=stats.last_result, source=self.source))
@@ -215,5 +223,6 @@ class Jobs:
             out.append(JobInfo(id=job.id, seconds=st.seconds, next_run=nrt.timestamp() if nrt else None,
                                paused=nrt is None, runs=st.runs, last_ok=st.last_ok, last_result=st.last_result,
                                last_duration_s=st.last_duration_s, last_run_at=st.last_run_at, running=st.running,
-                               chain_failures=st.chain_failures, retry_at=st.retry_at))
+                               chain_failures=st.chain_failures, retry_at=st.retry_at, failures=st.failures,
+                               last_ok_at=st.last_ok_at))
         return sorted(out, key=lambda j: j.id)

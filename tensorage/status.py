@@ -224,6 +224,7 @@ def node_status(settings: Settings, hotkey: Optional[str], with_chain: bool = Tr
         "jobs": [j.model_dump() for j in snap.jobs] if snap else [],
         # the node's own view of its chain (ok / unreachable since T, last error, next retry)
         "chain_health": snap.chain.model_dump() if snap else None,
+        "metrics": snap.metrics if snap else None,  # host:port of its Prometheus metrics, when served
     }
     if role == "miner":
         status["share"] = share.model_dump()

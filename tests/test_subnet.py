@@ -34,7 +34,7 @@ def subnet(tmp_path_factory):
                            sizes=tuple(SIZES.values()))
     subnet.allocate_here(SIZES)
     for name, size in SIZES.items():
-        subnet.start_miner(name, size)
+        subnet.start_miner(name, size, "--logging.debug")  # a shared answer is a debug line
     try:
         wait_for(lambda: subnet.served(list(SIZES)), 60, "miners to serve")
         for v in ("validator-0", "validator-1"):

@@ -36,8 +36,10 @@ NEW_MINER_SIZE_GB = 0.03  # what the wizard proposes for a new devnet miner: 4 k
 
 # Flags the supervisor hands on, by the role that takes them (each command takes only its own).
 ROLE_FLAGS = {
-    "miner": {"--seconds_per_reallocate", "--workers", "--disable_verify", "--logging.debug", "--logging.trace"},
-    "validator": {"--seconds_per_round", "--seconds_per_weights", "--logging.debug", "--logging.trace"},
+    "miner": {"--seconds_per_reallocate", "--workers", "--disable_verify", "--logging.debug", "--logging.trace",
+              "--logging.format"},
+    "validator": {"--seconds_per_round", "--seconds_per_weights", "--logging.debug", "--logging.trace",
+                  "--logging.format"},
 }
 
 

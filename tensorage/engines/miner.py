@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Optional
@@ -78,7 +79,7 @@ class MinerEngine(Node):
         self._owns_pool = pool is None
         self.pool = pool if pool is not None else ProverPool(proof_workers or self.settings.proof_processes)
         self.plots: dict[str, HeldPlot] = {}
-        self.challenges_served = 0
+        self.windows_answered: Counter[str] = Counter()  # looked_up | shared -> challenges answered
         self._listing: Optional[Listing] = None
         self._listed_state: tuple = ({}, -1)  # (plots, shard generation) the listing was last built from
         self._listed_at = 0.0
@@ -113,6 +114,11 @@ class MinerEngine(Node):
 
     def plot_count(self) -> int:
         return len(self.plots)
+
+    @property
+    def challenges_served(self) -> int:
+        """Window challenges answered, looked up or shared."""
+        return sum(self.windows_answered.values())
 
     def listed_plots(self) -> list[tuple[bytes, int]]:
         """(seed, k) of every plot this miner stands behind."""
@@ -262,7 +268,7 @@ class MinerEngine(Node):
             reject(400, "bad_request", f"deadline more than {MAX_DEADLINE_AHEAD_S:.0f}s ahead: check the clock")
         ASKED_BY.set(request[CALLER].hotkey_ss58)  # this request's task only
         answer, fresh = await self.window_answer(req)
-        self.challenges_served += 1
+        self.windows_answered["looked_up" if fresh else "shared"] += 1
         plots, proofs = self.answerer.sizes.get((req.window, req.listing), (0, 0))
         self.bus.publish(ChallengeServed(validator_hotkey=request[CALLER].hotkey_ss58, plots=plots, proofs=proofs,
                                          latency_ms=(time.perf_counter() - started) * 1000, window=req.window,

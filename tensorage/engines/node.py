@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import time
+from collections import Counter
 from dataclasses import asdict
 from typing import Any, Optional
 
@@ -22,7 +23,8 @@ from ..errors import NotRegistered, TensorageError
 from ..events import ErrorEvent, EventBus, JobRan
 from ..net import operator as op
 from ..net.address import AxonPlan, plan_axon
-from ..net.auth import OPERATOR, PUBLIC, PeerDirectory, access
+from ..metrics import MetricsServer, NodeMetrics
+from ..net.auth import ON_REFUSED, OPERATOR, PUBLIC, PeerDirectory, access
 from ..net.errors import reject
 from ..net.messages import HealthResponse
 from ..net.server import Served, make_app, serve
@@ -62,6 +64,10 @@ class Node:
         self.jobs = Jobs(self.bus, self.source)
         self.directory = PeerDirectory(self._load_metagraph)
         self.served: Optional[Served] = None
+        self.requests_refused: Counter[tuple[str, str]] = Counter()  # (route, error code) -> requests refused
+        self.metrics: Optional[NodeMetrics] = None  # --metrics.port: built when the node starts serving
+        self.metrics_server: Optional[MetricsServer] = None
+        self._metrics_unsubscribe: list = []
         self.started_at = time.time()
         self.uid: Optional[int] = None
         self._stop = asyncio.Event()
@@ -139,6 +145,7 @@ class Node:
     # http ---------------------------------------------------------------------------------
     def build_app(self) -> web.Application:
         app = make_app(self.hotkey, self.directory, self.settings.resolved_netuid)
+        app[ON_REFUSED] = self._note_refused
         app.router.add_get("/v1/health", self.health)
         app.router.add_get(op.EVENTS_PATH, self.handle_events)
         app.router.add_get(op.STATE_PATH, self.handle_state)
@@ -148,6 +155,9 @@ class Node:
 
     def add_routes(self, app: web.Application) -> None:
         """Subclasses add their endpoints."""
+
+    def _note_refused(self, route: str, code: str) -> None:
+        self.requests_refused[(route, code)] += 1
 
     @access(PUBLIC)
     async def health(self, request: web.Request) -> web.Response:
@@ -220,7 +230,29 @@ class Node:
         await asyncio.to_thread(self.chain.serve, self.wallet, ip, port)
         self.bus.log(f"{self.role} serving on {self.axon.bind_ip}:{self.served.port} (published {ip}:{port})",
                      source=self.source)
+        await self.start_metrics()
         return self.served
+
+    async def start_metrics(self) -> None:
+        """Serve Prometheus metrics on --metrics.port (config.Settings.metrics_port says when)."""
+        port = self.settings.metrics_port
+        if port is None or self.metrics_server is not None:
+            return
+        from ..metrics import metrics_for
+
+        self.metrics, subscribers = metrics_for(self)
+        self.metrics_server = MetricsServer(self.metrics, self.settings.metrics.host, port)
+        self._metrics_unsubscribe = [self.bus.subscribe(s) for s in subscribers]
+        await self.metrics_server.start()
+        self.bus.log(f"metrics on http://{self.metrics_endpoint}/metrics", source=self.source)
+
+    @property
+    def metrics_endpoint(self) -> Optional[str]:
+        """host:port of the metrics, as a process on this machine reaches it."""
+        if self.metrics_server is None or not self.metrics_server.listening:
+            return None
+        host = self.metrics_server.host
+        return f"{'127.0.0.1' if host in ('0.0.0.0', '::', '') else host}:{self.metrics_server.port}"
 
     # lifecycle ----------------------------------------------------------------------------
     async def start(self) -> None:
@@ -252,6 +284,10 @@ class Node:
         if self.served is not None:
             await self.served.close()
             self.served = None
+        if self.metrics_server is not None:
+            await self.metrics_server.close()
+            for unsubscribe in self._metrics_unsubscribe:
+                unsubscribe()
         self._unsubscribe()
 
     async def shutdown(self) -> None:
@@ -303,6 +339,7 @@ class Node:
             "protocol": PROTOCOL_VERSION,
             "endpoint": self.axon.local_endpoint(self.served.port) if self.served else None,
             "published": f"{self.published[0]}:{self.published[1]}" if self.published else None,
+            "metrics": self.metrics_endpoint,
             "started_at": self.started_at,
             "updated_at": time.time(),
             "jobs": [asdict(j) for j in self.jobs.state()],

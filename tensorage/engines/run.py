@@ -14,7 +14,7 @@ from ..chain import connect
 from ..chain.wallets import load_wallet
 from ..config import Settings
 from ..events import Event, EventBus, LogEvent
-from ..logs import log_events, setup_logging
+from ..logs import log_events, setup_logging_for
 from ..net.address import plan_axon
 from ..storage.layout import Layout
 from ..storage.lock import refuse_if_held
@@ -114,7 +114,7 @@ async def run_node(node: Node) -> None:
 
 def main(role: str, settings: Settings, events_jsonl: bool = False, node_factory=build_node) -> int:
     die_with_parent()  # only under a supervisor that asked (devnet up, the console): never for nohup or pm2
-    setup_logging(settings.logging.debug, settings.logging.trace)
+    setup_logging_for(settings.logging, role, settings.wallet.name)
     bus = EventBus()
     log_events(bus)
     relay = relay_events_as_json(bus) if events_jsonl else None

@@ -40,6 +40,8 @@ class JobState(_Lenient):
     running: bool = False
     chain_failures: int = 0  # runs in a row that failed on the chain: backing off while > 0
     retry_at: Optional[float] = None
+    failures: int = 0  # runs that failed since the node started
+    last_ok_at: Optional[float] = None
 
     def info(self) -> JobInfo:
         return JobInfo(**self.model_dump())
@@ -101,6 +103,7 @@ class NodeSnapshot(_Lenient):
     protocol: int
     endpoint: Optional[str] = None  # how a process on this machine reaches it (host:port)
     published: Optional[str] = None  # what it published on chain for validators
+    metrics: Optional[str] = None  # host:port of its Prometheus metrics, when it serves them
     started_at: float
     updated_at: float
     jobs: list[JobState] = []

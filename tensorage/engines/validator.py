@@ -28,7 +28,7 @@ from .. import PROTOCOL_VERSION
 from ..chain.port import ChainPort, Neuron
 from ..config import Settings
 from ..errors import BlockNotYet
-from ..events import ChallengeResult, ErrorEvent, EventBus, WeightsSet
+from ..events import ChallengeResult, ErrorEvent, EventBus, WeightsSet, WindowJudged
 from ..gateway import Gateway
 from ..net.client import PeerError, SignedClient
 from ..net.peer_loop import PeerLoop
@@ -61,6 +61,7 @@ class PendingWindow:
     judged: list[RoundOutcome]
     listings: list[str]
     refused: list[RoundOutcome]
+    seconds: float = 0.0  # asking the miners and checking their answers
 # Connections kept open to miners: every serving uid of the largest subnet has its own, so a window's
 # requests never queue for a socket (a queue of hundreds stalls aiohttp's connector for seconds).
 MINER_CONNECTIONS = 2048
@@ -294,6 +295,7 @@ class ValidatorEngine(Node):
         if time.time() > deadline - MIN_TIME_LEFT * self.profile.challenge_deadline_s:
             return f"window {window} is nearly over; waiting for the next one"
         self.last_window = window
+        asked_at = time.monotonic()
         challenge = window_challenge(beacon, window)
         # Drawing a thousand samples is tens of ms of Python: in a thread, the loop keeps its turns.
         tasks = await asyncio.to_thread(plan, self.profile, list(self.miners.values()), window, start, challenge,
@@ -311,7 +313,7 @@ class ValidatorEngine(Node):
         judged = [judge_task(t, started) for t in tasks]
         self._pending.append(PendingWindow(window=window, start=start, beacon=beacon, started=started,
                                            judged=judged, listings=[t.seen.listing.digest_hex for t in tasks],
-                                           refused=refused))
+                                           refused=refused, seconds=time.monotonic() - asked_at))
         if self.jobs.has("settle_windows"):  # the verdict is recorded as soon as the beacon block is deep enough
             self.jobs.reschedule("settle_windows", started + self.profile.settle_blocks * self._block_s + ROUND_LAG_S)
         asked = f"window {window}: asked {len(tasks)} miners, judged when block {start + self.profile.settle_blocks} " \
@@ -343,9 +345,12 @@ class ValidatorEngine(Node):
                 break
             if now_hash != p.beacon:
                 self.windows_void += 1
-                message = (f"window {p.window} void: block {p.start} was reorganised ({p.beacon.hex()[:12]}… -> "
-                           f"{now_hash.hex()[:12]}…), so no miner gains or loses by it")
-                self.bus.log(message, source=self.source)
+                why = (f"block {p.start} was reorganised ({p.beacon.hex()[:12]}… -> {now_hash.hex()[:12]}…), so no "
+                       f"miner gains or loses by it")
+                event = WindowJudged(window=p.window, miners=len(p.judged) + len(p.refused), seconds=p.seconds,
+                                     void=True, detail=why, source=self.source)
+                self.bus.publish(event)
+                message = event.summary()
                 summaries.append(message)
                 self.last_verdict = {"window": p.window, "summary": message}
                 continue
@@ -359,11 +364,18 @@ class ValidatorEngine(Node):
         suspect = self.gateway.window_verdicts(p.judged) if self.gateway is not None else 0
         outcomes = [(o, listing) for o, listing in zip(p.judged, p.listings)] + [(o, "") for o in p.refused]
         summary = await self._record(p.window, p.started, outcomes)
+        detail = ""
         chunks = sum(o.chunks_asked for o in p.judged)
         if chunks:
-            summary += f"; {sum(o.chunks_right for o in p.judged)}/{chunks} shard chunks right"
+            detail = f"{sum(o.chunks_right for o in p.judged)}/{chunks} shard chunks right"
             if suspect:
-                summary += f", {suspect} of this gateway's shards suspect"
+                detail += f", {suspect} of this gateway's shards suspect"
+            summary += f"; {detail}"
+        results: dict[str, int] = {}
+        for o, _ in outcomes:
+            results[o.result] = results.get(o.result, 0) + 1
+        self.bus.publish(WindowJudged(window=p.window, miners=len(outcomes), results=results, seconds=p.seconds,
+                                      detail=detail, source=self.source))
         return summary
 
     async def _fetch_all(self, tasks: list[WindowTask], request: dict) -> None:

@@ -24,6 +24,10 @@ log = logging.getLogger(__name__)
 PUBLIC, REGISTERED, VALIDATOR, OPERATOR = "public", "registered", "validator", "operator"
 CLIENT = "client"  # registered, or listed in the app's ALLOWED_CLIENTS (a gateway's --gateway.allow)
 ALLOWED_CLIENTS = web.AppKey("allowed_clients", frozenset)
+# Told (route, error code) of every request the middleware refuses: a node counts them for its metrics.
+ON_REFUSED = web.AppKey("on_refused", Callable)
+# the error code, kept on the response the middleware made (aiohttp before 3.13 has no ResponseKey)
+REFUSAL = web.ResponseKey("tensorage_refusal", str) if hasattr(web, "ResponseKey") else "tensorage_refusal"
 CALLER = web.RequestKey("caller", bt.http_auth.Caller)
 NEURON = web.RequestKey("neuron", Neuron)
 BODY = web.RequestKey("body", bytes)
@@ -104,6 +108,22 @@ def auth_middleware(self_hotkey: str, directory: PeerDirectory, netuid: int,
 
     @web.middleware
     async def middleware(request: web.Request, handler: Callable) -> web.StreamResponse:
+        response = await _handled(request, handler)
+        code = response.get(REFUSAL) if response.status >= 400 else None
+        if code is not None and ON_REFUSED in request.app:
+            resource = request.match_info.route.resource
+            try:
+                request.app[ON_REFUSED](resource.canonical if resource is not None else "unknown", code)
+            except Exception:  # counting must never change the answer
+                log.exception("counting a refused request failed")
+        return response
+
+    def _refused(status: int, code: str, message: str) -> web.Response:
+        response = error_response(status, code, message)
+        response[REFUSAL] = code
+        return response
+
+    async def _handled(request: web.Request, handler: Callable) -> web.StreamResponse:
         try:
             if request.match_info.http_exception is not None:
                 raise request.match_info.http_exception  # no such route: 404/405 before any signature work
@@ -113,19 +133,19 @@ def auth_middleware(self_hotkey: str, directory: PeerDirectory, netuid: int,
                 await _authenticate(request, level, getattr(target, "__tensorage_streamed__", False))
             return await handler(request)
         except RequestRejected as exc:
-            return error_response(exc.status, exc.code, exc.message)
+            return _refused(exc.status, exc.code, exc.message)
         except web.HTTPRequestEntityTooLarge as exc:
-            return error_response(413, "too_large", f"the body is larger than this endpoint accepts "
+            return _refused(413, "too_large", f"the body is larger than this endpoint accepts "
                                   f"({exc.text or 'limit exceeded'}); send less")
         except web.HTTPException as exc:
             if exc.status < 400:
                 raise
             hint = {404: "unknown endpoint: see GET /v1/health for this node's role and protocol",
                     405: "method not allowed on this endpoint"}.get(exc.status, exc.reason)
-            return error_response(exc.status, exc.reason.lower().replace(" ", "_"), hint)
+            return _refused(exc.status, exc.reason.lower().replace(" ", "_"), hint)
         except Exception:
             log.exception("handler failed on %s %s", request.method, request.path)
-            return error_response(500, "internal", "the node failed to handle this request; its operator can "
+            return _refused(500, "internal", "the node failed to handle this request; its operator can "
                                   "see why in its log")
 
     async def _authenticate(request: web.Request, level: str, streamed: bool = False) -> None:

@@ -229,6 +229,7 @@ class VerifyPool:
         self._pool: Optional[ProcessPoolExecutor] = None
         self._lock = threading.Lock()  # answers are submitted from the peer loop's thread too
         self.faults = 0  # verifier failures seen (a bug or a dead worker), for the operator and tests
+        self.in_flight = 0  # listings and answers submitted and not checked yet (the verifier's queue, for metrics)
 
     @property
     def pool(self) -> ProcessPoolExecutor:
@@ -258,11 +259,18 @@ class VerifyPool:
     async def _run(self, func, *args):
         loop = asyncio.get_running_loop()
         pool = self.pool
+        self._queued(1)
         try:
             return await asyncio.wait_for(loop.run_in_executor(pool, func, *args), WORK_TIMEOUT_S)
         except BrokenProcessPool:
             self._broken(pool)
             raise
+        finally:
+            self._queued(-1)
+
+    def _queued(self, change: int) -> None:
+        with self._lock:
+            self.in_flight += change
 
     async def warm(self) -> None:
         """Start the workers and pay their imports (chiapos, the ss58 decoder) before a round does."""
@@ -323,6 +331,8 @@ class VerifyPool:
             pool = self.pool
             future = (pool.submit(check_answer_file, path, spec) if raw is None else
                       pool.submit(check_answer_bytes, raw, spec))
+            self._queued(1)
+            future.add_done_callback(lambda _: self._queued(-1))
         except Exception as exc:  # a pool shut down under us: the check fails now and is retried alone later
             future = concurrent.futures.Future()
             future.set_exception(exc)

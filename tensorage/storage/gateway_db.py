@@ -20,6 +20,7 @@ its replacement is placed; only then is it doomed.
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional
 
@@ -41,6 +42,13 @@ LIVE_OBJECTS = ("stored", "damaged")
 LIVE_SHARDS = ("placing", "placed", "healthy", "suspect")
 SOURCES = ("healthy", "suspect", "lost")  # shards a retrieval or repair may read (hash-checked)
 SCHEMA_VERSION = 3  # 3: Merkle ids, certificates, suspect shards (protocol 3); 2: sha256 ids, one-use audits
+
+
+@dataclass(frozen=True)
+class ManifestTotals:
+    objects: dict[str, tuple[int, int]]  # state -> (objects, bytes)
+    shards: dict[str, int]  # state -> shards
+    repair_segments: int
 
 
 def _models(db: pw.Database):
@@ -359,6 +367,20 @@ class GatewayStore:
     def add_served(self, row_id: int, size: int) -> None:
         with self.db.atomic():
             self.Shard.update(served=self.Shard.served + size).where(self.Shard.id == row_id).execute()
+
+    def totals(self) -> "ManifestTotals":
+        """Counts for metrics: objects (count, bytes) and shards by state, and the segments of live
+        objects that have a suspect or lost shard (what repair has to look at)."""
+        objects = {r.state: (int(r.c), int(r.b or 0)) for r in self.Object.select(
+            self.Object.state, pw.fn.COUNT(self.Object.id).alias("c"), pw.fn.SUM(self.Object.size).alias("b"))
+            .group_by(self.Object.state)}
+        shards = {r.state: int(r.c) for r in self.Shard.select(self.Shard.state, pw.fn.COUNT(self.Shard.id).alias("c"))
+                  .group_by(self.Shard.state)}
+        live = self.Object.select(self.Object.id).where(self.Object.state.in_(list(LIVE_OBJECTS)))
+        repair = (self.Shard.select(self.Shard.object_id, self.Shard.segment)
+                  .where(self.Shard.state.in_(["suspect", "lost"]) & self.Shard.object_id.in_(live))
+                  .distinct().count())
+        return ManifestTotals(objects=objects, shards=shards, repair_segments=int(repair))
 
     def stats(self) -> dict[str, int]:
         objects = {r.state: r.c for r in self.Object.select(self.Object.state, pw.fn.COUNT(self.Object.id).alias("c"))

@@ -290,13 +290,15 @@ class ShardStore:
                                                  f"id, or the miner lost it")
 
     def counts(self) -> ShardCounts:
-        per = {v: i.stats() for v, i in self._indexes.items()}
+        """Shards and bytes per validator (a copy of the index map is walked: a metrics scrape calls
+        this from a thread while the loop may add a validator's index)."""
+        per = {v: i.stats() for v, i in list(self._indexes.items())}
         return ShardCounts(files=sum(c for c, _ in per.values()), bytes=self.used_bytes, validators=per,
                            certified=self.certified())
 
     def certified(self) -> int:
         """Shards whose certificate this miner holds (what its listing may carry)."""
-        return sum(i.certified() for i in self._indexes.values())
+        return sum(i.certified() for i in list(self._indexes.values()))
 
     def leaving_bytes(self) -> int:
         """Bytes of shards that left the listing and are kept only until no answered listing names
