@@ -110,9 +110,10 @@ def fuzz_settings(examples: int) -> settings:
 
 def assert_refused_clearly(reply: Response, method: str, context: str) -> None:
     """A hostile request's answer: never a 5xx; a 4xx says what is wrong in a JSON error with a
-    message (aiohttp's own 400 for a request its parser cannot read is plain text, and HEAD has no body)."""
+    message. aiohttp's own answers before any handler runs are plain text and still clear: 400 for a
+    request its parser cannot read, 417 for an Expect it does not know; HEAD has no body."""
     assert reply.status < 500, f"{context}: {reply.status} {reply.body[:300]!r}"
     if reply.status >= 400 and method != "HEAD":
-        parser_level = reply.status in (400, 431) and "json" not in reply.headers.get("content-type", "")
+        parser_level = reply.status in (400, 417, 431) and "json" not in reply.headers.get("content-type", "")
         if not parser_level:
             assert reply.error and len(reply.message) > 10, f"{context}: {reply.status} {reply.body[:300]!r}"
