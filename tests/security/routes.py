@@ -23,6 +23,7 @@ class Route:
     body: str = "none"             # none | json | stream
     headers: tuple[str, ...] = ()  # headers the handler reads
     fields: dict[str, str] = field(default_factory=dict)  # a JSON body's fields -> kind, for mutations
+    reads_only: bool = False       # a POST that changes nothing (a re-check): it may answer 200 to a valid body
 
     @property
     def key(self) -> str:
@@ -31,6 +32,10 @@ class Route:
     @property
     def signer(self) -> str:
         return SIGNER[self.access]
+
+    def mutates(self, method: str) -> bool:
+        """Whether a 2xx to this method may change the node: never for hostile input."""
+        return method not in ("GET", "HEAD") and not self.reads_only
 
     def target(self, values: dict[str, str]) -> str:
         out = self.path
@@ -58,7 +63,7 @@ MINER = [
     Route("miner", GET, "/v1/shards/{id}", "validator", params=("id",)),
     Route("miner", ("DELETE",), "/v1/shards/{id}", "validator", params=("id",)),
     Route("miner", ("POST",), "/v1/shards/{id}/check", "validator", params=("id",), body="json",
-          fields={"chunks": "intlist", "leaves": "bool", "protocol": "int"}),
+          fields={"chunks": "intlist", "leaves": "bool", "protocol": "int"}, reads_only=True),
     Route("miner", GET, "/v1/shards/legacy/{sha}", "validator", params=("sha",)),
     Route("miner", ("POST",), "/v1/certificates", "validator", body="json",
           fields={"certificates": "strlist", "protocol": "int"}),
@@ -76,7 +81,7 @@ GATEWAY = [
 
 def _for(node: str, route: Route) -> Route:
     return Route(node, route.methods, route.path, route.access, route.params, route.query, route.body,
-                 route.headers, dict(route.fields))
+                 route.headers, dict(route.fields), route.reads_only)
 
 
 ROUTES: list[Route] = [_for(n, r) for n in ("miner", "validator") for r in COMMON] + MINER + GATEWAY

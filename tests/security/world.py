@@ -73,6 +73,8 @@ class World:
     nodes: dict[str, Node] = field(default_factory=dict)
     wallets: dict[str, bt.Wallet] = field(default_factory=dict)
     errors: ErrorLog = field(default_factory=ErrorLog)
+    object_id: str = ""  # the client's object on the gateway (see _seed)
+    shard_id: str = ""   # its one shard, on the miner
     _thread: Optional[threading.Thread] = None
 
     # lifecycle --------------------------------------------------------------------------------
@@ -111,6 +113,37 @@ class World:
                 engine.jobs.pause(job.id)
             self.nodes[name] = Node(name, engine, engine.served.port)
         await asyncio.to_thread(self.settle)
+        await self._seed()
+        await asyncio.to_thread(self.settle)
+
+    async def _seed(self) -> None:
+        """One object stored by the client through the real gateway (k=1, n=1): the gateway then has
+        an object and the miner a certified shard placed by the validator, so ids near real ones
+        (and real ones asked by the wrong peer) are tried against real state."""
+        from tensorage.client.api import ObjectClient
+        from tensorage.client.keyfile import load_or_create_key
+
+        chain = Devnet.open(self.root)
+        try:
+            gateway = chain.metagraph().by_hotkey(self.nodes["validator"].hotkey)
+        finally:
+            chain.close()
+        source = self.root.parent / "seed.bin"
+        source.write_bytes(bytes(range(256)) * 64)
+        key = load_or_create_key(self.root.parent / "client.key").key
+        client = ObjectClient(self.wallets["client"], key, gateway)
+        try:
+            self.object_id = (await client.store(source, k=1, n=1)).id
+        finally:
+            await client.close()
+        shards = self.nodes["miner"].root / "shards"
+        (self.shard_id,) = [p.name for p in shards.iterdir() if len(p.name) == 64]
+        miner = self.nodes["miner"].engine
+        for _ in range(120):  # a listing changes at most once per sync period: wait until it names the shard
+            if miner.current_listing().cert_count == 1:
+                return
+            await asyncio.sleep(0.5)
+        raise AssertionError("the miner's listing never named the seeded shard")
 
     def settle(self) -> None:
         """Wait for jobs that were already running when they were paused."""
