@@ -54,19 +54,21 @@ def encode(method: Text, target: Text, body: bytes, headers: dict[Text, Text], l
 
 
 def request(host: str, port: int, method: Text, target: Text, body: bytes = b"",
-            headers: Optional[dict[Text, Text]] = None, timeout: float = 30.0, max_body: int = 1 << 20) -> Response:
+            headers: Optional[dict[Text, Text]] = None, timeout: float = 30.0, max_body: int = 1 << 20,
+            whole: bool = False) -> Response:
     """Send one request and read the answer (up to ``max_body`` bytes of it; a stream that has no
-    length, such as the event stream, only up to its headers)."""
+    length, such as the event stream, only up to its headers unless ``whole``)."""
     started = time.perf_counter()
     with socket.create_connection((host, port), timeout=timeout) as s:
         try:
             s.sendall(encode(method, target, body, headers or {}))
         except (BrokenPipeError, ConnectionResetError):
             pass  # the node answered and closed before the body was all sent: read what it said
-        return read_response(s, max_body, started)
+        return read_response(s, max_body, started, whole)
 
 
-def read_response(s: socket.socket, max_body: int = 1 << 20, started: Optional[float] = None) -> Response:
+def read_response(s: socket.socket, max_body: int = 1 << 20, started: Optional[float] = None,
+                  whole: bool = False) -> Response:
     started = time.perf_counter() if started is None else started
     data = b""
     while b"\r\n\r\n" not in data:
@@ -81,7 +83,7 @@ def read_response(s: socket.socket, max_body: int = 1 << 20, started: Optional[f
     for line in header_lines:
         k, _, v = line.partition(":")
         headers[k.strip().lower()] = v.strip()
-    if status == 200 and "content-length" not in headers:
+    if status == 200 and "content-length" not in headers and not whole:
         return Response(status, headers, b"", time.perf_counter() - started)  # a stream (events): it started
     if "content-length" in headers:
         want = int(headers["content-length"])

@@ -183,14 +183,15 @@ class World:
                                  nonce_ns=nonce_ns)
 
     def send(self, node: str, method: str, target: str, body: bytes = b"", headers: Optional[dict] = None,
-             signer: Optional[str] = None, receiver: Optional[str] = None, timeout: float = 30.0) -> Response:
+             signer: Optional[str] = None, receiver: Optional[str] = None, timeout: float = 30.0,
+             whole: bool = False) -> Response:
         """One raw HTTP request to ``node``; with ``signer``, signed by that identity for ``receiver``
         (default: the node itself) over exactly the bytes sent."""
         n = self.nodes[node]
         all_headers = dict(headers or {})
         if signer is not None:
             all_headers.update(self.signed(signer, method, target, body, receiver or n.hotkey))
-        return request("127.0.0.1", n.port, method, target, body, all_headers, timeout=timeout)
+        return request("127.0.0.1", n.port, method, target, body, all_headers, timeout=timeout, whole=whole)
 
     # honest traffic ---------------------------------------------------------------------------
     def challenge_body(self) -> tuple[bytes, float]:
