@@ -123,6 +123,11 @@ def auth_middleware(self_hotkey: str, directory: PeerDirectory, netuid: int,
             hint = {404: "unknown endpoint: see GET /v1/health for this node's role and protocol",
                     405: "method not allowed on this endpoint"}.get(exc.status, exc.reason)
             return error_response(exc.status, exc.reason.lower().replace(" ", "_"), hint)
+        except ConnectionError as exc:  # the peer hung up mid-request: its doing, not a failure of this node's
+            log.info("%s %s: the client went away before the request was done (%s)", request.method,
+                     request.path[:200], exc)
+            return error_response(400, "incomplete", "the connection closed before the request was complete: "
+                                  "send it again")
         except Exception:
             log.exception("handler failed on %s %s", request.method, request.path)
             return error_response(500, "internal", "the node failed to handle this request; its operator can "
