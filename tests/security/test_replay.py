@@ -54,6 +54,7 @@ def test_a_signed_request_works_once_and_only_where_it_was_signed_for(world, tal
     assert first.status not in (401, 409, 421), first.body[:200]  # through authentication
     if route.path == "/v1/challenge":
         assert first.status == 200  # an honest window answer, so the replay below is of a real one
+    world.quiet()
     before = {n: world.snapshot(n) for n in world.nodes}  # after it: a retrieval counts the bytes served
 
     refused = {

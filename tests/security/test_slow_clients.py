@@ -78,7 +78,9 @@ def test_slow_clients_do_not_delay_honest_peers(world, tally, clean_log):
         for s in socks:
             s.close()
     for node in world.nodes:
-        tally.add(f"(slow connection) ({node})", "slowloris", n=SLOW_PER_NODE)
+        tally.add(f"GET /v1/health ({node})", "slowloris-headers", n=SLOW_PER_NODE // 2)
+        body_route = "POST /v1/challenge" if node == "miner" else "POST /v1/objects"
+        tally.add(f"{body_route} ({node})", "slowloris-body", n=SLOW_PER_NODE // 2)
     assert sent[0] > len(socks)  # the slow clients really were sending all along
     assert health and max(health) < HEALTH_BOUND_S, sorted(health)[-5:]
     assert len(windows) >= 2
@@ -87,8 +89,8 @@ def test_slow_clients_do_not_delay_honest_peers(world, tally, clean_log):
     assert {n: world.snapshot(n) for n in world.nodes} == before
 
 
-def oversized_requests(world) -> list[tuple[str, str, str, bytes, dict]]:
-    """(node, method, target, body, headers): bodies over every limit on every route that takes one,
+def oversized_requests(world) -> list[tuple[str, str, str, str, bytes, dict]]:
+    """(endpoint, node, method, target, body, headers): bodies over every limit on every route that takes one,
     signed and not, a header block of 1.6 MB, and a 100 kB path."""
     out = []
     for r in ROUTES:
@@ -97,13 +99,15 @@ def oversized_requests(world) -> list[tuple[str, str, str, bytes, dict]]:
                 continue
             target = r.target({p: ("sync" if p == "job" else "pause" if p == "action" else "ab" * 32)
                                for p in r.params}) + ("?size=16" if r.body == "stream" else "")
-            out.append((r.node, method, target, b"\x00" * BIG, {}))
+            endpoint = f"{method} {r.path} ({r.node})"
+            out.append((endpoint, r.node, method, target, b"\x00" * BIG, {}))
             signer = r.node if r.signer == "own" else r.signer
-            out.append((r.node, method, target, b"\x00" * BIG,
+            out.append((endpoint, r.node, method, target, b"\x00" * BIG,
                         world.signed(signer, method, target, b"\x00" * BIG, world.hotkey(r.node))))
     for node in world.nodes:
-        out.append((node, "GET", "/v1/health", b"", {f"X-Big-{i}": "a" * 8000 for i in range(200)}))
-        out.append((node, "GET", "/v1/health?" + "a" * 100_000, b"", {}))
+        endpoint = f"GET /v1/health ({node})"
+        out.append((endpoint, node, "GET", "/v1/health", b"", {f"X-Big-{i}": "a" * 8000 for i in range(200)}))
+        out.append((endpoint, node, "GET", "/v1/health?" + "a" * 100_000, b"", {}))
     return out
 
 
@@ -112,12 +116,12 @@ def test_oversized_requests_are_refused_while_honest_peers_are_answered(world, t
     requests = oversized_requests(world)
 
     def one(req):
-        node, method, target, body, headers = req
+        endpoint, node, method, target, body, headers = req
         try:
             reply = world.send(node, method, target, body, headers, timeout=30)
         except ConnectionError:  # closed on us mid-upload without an answer: refused, the hard way
-            return node, method, target, None
-        return node, method, target, reply
+            return endpoint, node, method, target, None
+        return endpoint, node, method, target, reply
 
     started = time.time()
     with ThreadPoolExecutor(max_workers=6) as pool:
@@ -126,8 +130,8 @@ def test_oversized_requests_are_refused_while_honest_peers_are_answered(world, t
         results = [f.result() for f in futures]
     took = time.time() - started
     refused = 0
-    for node, method, target, reply in results:
-        tally.add(f"(oversized) ({node})", "oversized", reply.status if reply else 0)
+    for endpoint, node, method, target, reply in results:
+        tally.add(endpoint, "oversized", reply.status if reply else 0)
         if reply is None:
             continue
         assert_refused_clearly(reply, method, f"{node} {method} {target[:80]} oversized")

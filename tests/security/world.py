@@ -171,6 +171,15 @@ class World:
         """Run a coroutine on the nodes' loop (the nodes' own objects live there)."""
         return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
 
+    def quiet(self) -> None:
+        """Wait for the gateway's retrievals still running after their answer was read (they count
+        the bytes they served when they end)."""
+        async def no_retrievals() -> None:
+            while self.nodes["validator"].engine.gateway._retrieves:
+                await asyncio.sleep(0.01)
+
+        self.run(no_retrievals(), timeout=30)
+
     # identities -------------------------------------------------------------------------------
     def hotkey(self, who: str) -> str:
         if who in self.nodes:
@@ -209,6 +218,7 @@ class World:
         """What a request could have changed on ``node``: every file's content (SQLite by its rows,
         so a checkpoint that rewrites pages is no change), and the miner's listing digest. node.json
         (timestamps the node rewrites on any event) and the lock file are left out."""
+        self.quiet()
         n = self.nodes[node]
         out = {}
         for p in sorted(n.root.rglob("*")):
@@ -239,10 +249,16 @@ async def _listing_digest(miner) -> str:
 
 
 def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
+    """Content hash; a plot (MBs, written once) by its size, mtime and both ends, which any write moves."""
+    st = path.stat()
+    h = hashlib.sha256(f"{st.st_size}:{st.st_mtime_ns}:{st.st_ino}".encode())
     with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
+        if st.st_size <= 1 << 20:
+            h.update(f.read())
+        else:
+            h.update(f.read(1 << 16))
+            f.seek(-(1 << 16), 2)
+            h.update(f.read())
     return h.hexdigest()
 
 
