@@ -29,6 +29,10 @@ NEURON = web.RequestKey("neuron", Neuron)
 BODY = web.RequestKey("body", bytes)
 MAX_AGE_S = 10.0
 ALLOWED_SKEW_S = 2.0
+# A signed body is read before its signature is checked, so the read is bounded: one slower than the
+# freshness window would be refused as stale anyway, and without a bound any stranger could hold a
+# handler and a 1 MiB buffer per connection for as long as it liked by never finishing its body.
+BODY_READ_S = MAX_AGE_S + ALLOWED_SKEW_S
 
 _STATUS = {
     bt.http_auth.MalformedAuth: (401, "unauthorized", "the request is not signed correctly ({}); sign it with "
@@ -98,6 +102,15 @@ class PeerDirectory:
         return neuron
 
 
+async def _read_body(request: web.Request) -> bytes:
+    try:
+        async with asyncio.timeout(BODY_READ_S):
+            return await request.read()
+    except TimeoutError:
+        raise RequestRejected(408, "too_slow", f"the body did not arrive within {BODY_READ_S:g}s, after which "
+                              f"its signature is stale anyway: sign the request and send it at once") from None
+
+
 def auth_middleware(self_hotkey: str, directory: PeerDirectory, netuid: int,
                     nonce_store: Optional[bt.http_auth.NonceStore] = None) -> Callable:
     store = nonce_store or bt.http_auth.InMemoryNonceStore(retention=60.0)
@@ -134,7 +147,7 @@ def auth_middleware(self_hotkey: str, directory: PeerDirectory, netuid: int,
                                   "see why in its log")
 
     async def _authenticate(request: web.Request, level: str, streamed: bool = False) -> None:
-        body = b"" if streamed else await request.read()
+        body = b"" if streamed else await _read_body(request)
         try:
             caller = bt.http_auth.verify(
                 request.headers, body, method=request.method, path=request.raw_path,
