@@ -42,9 +42,14 @@ class Served:
         await self.runner.cleanup()
 
 
+# A connection that has not finished a request by then is closed (aiohttp starts this clock when the
+# connection opens): a peer dribbling its headers a byte at a time holds a connection this long at most.
+IDLE_CONNECTION_S = 75.0
+
+
 async def serve(app: web.Application, host: str = "127.0.0.1", port: int = 0,
-                shutdown_timeout: float = 2.0) -> Served:
-    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout,
+                shutdown_timeout: float = 2.0, idle_s: float = IDLE_CONNECTION_S) -> Served:
+    runner = web.AppRunner(app, access_log=None, shutdown_timeout=shutdown_timeout, keepalive_timeout=idle_s,
                            logger=PeerLogger(logging.getLogger("aiohttp.server"), {}))
     await runner.setup()
     site = web.TCPSite(runner, host, port, reuse_address=True)
