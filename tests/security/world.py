@@ -15,6 +15,7 @@ import json
 import logging
 import sqlite3
 import threading
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Coroutine, Optional
@@ -147,8 +148,6 @@ class World:
 
     def settle(self) -> None:
         """Wait for jobs that were already running when they were paused."""
-        import time
-
         for _ in range(600):
             if not any(j.running for n in self.nodes.values() for j in n.engine.jobs.state()):
                 return
