@@ -74,3 +74,13 @@ def test_a_share_the_operator_mistyped_is_a_400_not_a_500(world, tally, clean_lo
     assert reply.status == 400, reply.body[:300]
     assert reply.error == "bad_request" and "size_in_gb" in reply.message or "workers" in reply.message
     assert world.snapshot("miner") == before
+
+
+@pytest.mark.parametrize("since", ["nan", "NaN", "inf", "-inf", "1e309", "Infinity"])
+def test_an_event_stream_since_a_time_that_is_no_time_is_a_400(world, tally, clean_log, since):
+    """Found by the query suite: ``since=nan`` (or inf) opened a stream that could never carry an
+    event (every comparison with NaN is false): the console would wait on it forever. Now a 400."""
+    for node in world.nodes:
+        reply = world.send(node, "GET", f"/v1/events?since={since}", signer=node)
+        tally.add(f"GET /v1/events ({node})", "since-not-a-time", reply.status)
+        assert reply.status == 400 and "since" in reply.message, reply.body[:200]
