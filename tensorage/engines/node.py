@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import math
 import os
 import time
 from collections import Counter
@@ -176,6 +177,8 @@ class Node:
         try:
             since = float(request.query["since"]) if "since" in request.query else None
         except ValueError:
+            since = math.nan
+        if since is not None and not math.isfinite(since):  # NaN or inf: a stream no event could ever pass
             reject(400, "bad_request", "since must be a unix time, e.g. since=1700000000.5")
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[str] = asyncio.Queue(maxsize=EVENT_STREAM_QUEUE)

@@ -5,6 +5,7 @@
   PUT    /v1/objects/{id}       the declared object's stripes, streamed
   GET    /v1/objects            the caller's objects
   GET    /v1/objects/{id}       the object: k shards per segment, fastest first, checked and unwrapped
+                                (HEAD: its parameters only, nothing fetched)
   DELETE /v1/objects/{id}       remove it (its shards are deleted from miners by the ``gc`` job)
 
 Thin handlers: what to check is here, what to do is in placement, retrieval and the manifest.
@@ -27,8 +28,8 @@ from aiohttp import web
 from ..events import ObjectEvent
 from ..net.auth import ALLOWED_CLIENTS, BODY, CALLER, CLIENT, PUBLIC, access
 from ..net.errors import parse, reject
-from ..net.objects import (DEFAULT_K, DEFAULT_N, MAX_N, GatewayInfo, ObjectDeclare, ObjectDeclared, ObjectDeleted,
-                           ObjectEntry, ObjectLayout, ObjectList, ObjectStored, is_object_id)
+from ..net.objects import (DEFAULT_K, DEFAULT_N, MAX_N, OBJECT_HEADER, GatewayInfo, ObjectDeclare, ObjectDeclared,
+                           ObjectDeleted, ObjectEntry, ObjectLayout, ObjectList, ObjectStored, is_object_id)
 from ..storage.gateway_db import MIN_SHARD_CHARGE, charged_bytes
 from .placement import PlacementFailed, candidates, place_segment
 from .spool import ShardFile, Spool, SpoolError, demux_sync, finish_sync
@@ -242,6 +243,10 @@ class ObjectRoutes:
         from .retrieval import stream
 
         obj = self._own(request, ("stored", "damaged"))
+        if request.method == "HEAD":  # the object's parameters only: no shard fetched, nothing counted as served
+            entry = self._entry(obj, self.db.health([obj.id]).get(obj.id, 0))
+            return web.Response(headers={OBJECT_HEADER: entry.model_dump_json(),
+                                         "Content-Type": "application/octet-stream"})
         if self._retrieves >= MAX_RETRIEVES:
             reject(429, "busy", "too many retrievals at once on this gateway: try again in a moment")
         self._retrieves += 1

@@ -33,6 +33,10 @@ NEURON = web.RequestKey("neuron", Neuron)
 BODY = web.RequestKey("body", bytes)
 MAX_AGE_S = 10.0
 ALLOWED_SKEW_S = 2.0
+# A signed body is read before its signature is checked, so the read is bounded: one slower than the
+# freshness window would be refused as stale anyway, and without a bound any stranger could hold a
+# handler and a 1 MiB buffer per connection for as long as it liked by never finishing its body.
+BODY_READ_S = MAX_AGE_S + ALLOWED_SKEW_S
 
 _STATUS = {
     bt.http_auth.MalformedAuth: (401, "unauthorized", "the request is not signed correctly ({}); sign it with "
@@ -102,6 +106,15 @@ class PeerDirectory:
         return neuron
 
 
+async def _read_body(request: web.Request) -> bytes:
+    try:
+        async with asyncio.timeout(BODY_READ_S):
+            return await request.read()
+    except TimeoutError:
+        raise RequestRejected(408, "too_slow", f"the body did not arrive within {BODY_READ_S:g}s, after which "
+                              f"its signature is stale anyway: sign the request and send it at once") from None
+
+
 def auth_middleware(self_hotkey: str, directory: PeerDirectory, netuid: int,
                     nonce_store: Optional[bt.http_auth.NonceStore] = None) -> Callable:
     store = nonce_store or bt.http_auth.InMemoryNonceStore(retention=60.0)
@@ -143,13 +156,18 @@ def auth_middleware(self_hotkey: str, directory: PeerDirectory, netuid: int,
             hint = {404: "unknown endpoint: see GET /v1/health for this node's role and protocol",
                     405: "method not allowed on this endpoint"}.get(exc.status, exc.reason)
             return _refused(exc.status, exc.reason.lower().replace(" ", "_"), hint)
+        except ConnectionError as exc:  # the peer hung up mid-request: its doing, not a failure of this node's
+            log.info("%s %s: the client went away before the request was done (%s)", request.method,
+                     request.path[:200], exc)
+            return _refused(400, "incomplete", "the connection closed before the request was complete: "
+                                  "send it again")
         except Exception:
             log.exception("handler failed on %s %s", request.method, request.path)
             return _refused(500, "internal", "the node failed to handle this request; its operator can "
                                   "see why in its log")
 
     async def _authenticate(request: web.Request, level: str, streamed: bool = False) -> None:
-        body = b"" if streamed else await request.read()
+        body = b"" if streamed else await _read_body(request)
         try:
             caller = bt.http_auth.verify(
                 request.headers, body, method=request.method, path=request.raw_path,

@@ -25,8 +25,10 @@ from pydantic import Field, field_validator
 
 from .messages import Message
 
-OBJECT_ID = re.compile(r"^[0-9a-f]{32}$")
-SHARD_ID = re.compile(r"^[0-9a-f]{64}$")
+# fullmatch, never ``match`` with ``$``: "$" also matches before a trailing newline, and an id from
+# a URL path may end in one ("%0a")
+OBJECT_ID = re.compile(r"[0-9a-f]{32}")
+SHARD_ID = re.compile(r"[0-9a-f]{64}")
 HEX16 = r"^[0-9a-f]{32}$"
 HEX32 = r"^[0-9a-f]{64}$"
 
@@ -44,11 +46,11 @@ CERTIFICATE_HEADER = "X-Tensorage-Certificate"  # the gateway's certificate, sen
 
 
 def is_object_id(value: str) -> bool:
-    return bool(OBJECT_ID.match(value))
+    return bool(OBJECT_ID.fullmatch(value))
 
 
 def is_shard_id(value: str) -> bool:
-    return bool(SHARD_ID.match(value))
+    return bool(SHARD_ID.fullmatch(value))
 
 
 @dataclass(frozen=True)

@@ -20,7 +20,7 @@ from pydantic import BaseModel, ConfigDict, field_validator
 
 from .. import PROTOCOL_VERSION, checks
 from ..engines.snapshot import AnySnapshot, SnapshotError, parse_snapshot
-from ..errors import TensorageError
+from ..errors import ConfigError, TensorageError
 from ..events import Event
 from .client import PeerError, SignedClient
 
@@ -60,15 +60,23 @@ class ShareRequest(_Payload):
     workers: Optional[int] = None
     remove_plots: bool = False
 
+    # checks raise ConfigError, which pydantic would let through (a 500 for a mistyped share):
+    # as a ValueError it is a validation error, and the caller gets a 400 with the check's message
     @field_validator("size_in_gb")
     @classmethod
     def _size(cls, value: float) -> float:
-        return checks.size_in_gb(value)
+        try:
+            return checks.size_in_gb(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
     @field_validator("workers")
     @classmethod
     def _workers(cls, value: Optional[int]) -> Optional[int]:
-        return None if value is None else checks.workers(value)
+        try:
+            return None if value is None else checks.workers(value)
+        except ConfigError as exc:
+            raise ValueError(str(exc)) from None
 
 
 class ShareReply(_Payload):
@@ -160,6 +168,9 @@ class OperatorClient:
 
     async def set_share(self, size_in_gb: float, workers: Optional[int] = None,
                         remove_plots: bool = False) -> ShareReply:
+        checks.size_in_gb(size_in_gb)  # a mistyped share is the operator's ConfigError here, before any request
+        if workers is not None:
+            checks.workers(workers)
         req = ShareRequest(size_in_gb=size_in_gb, workers=workers, remove_plots=remove_plots)
         return ShareReply.model_validate_json(await self._call("POST", SHARE_PATH, req.model_dump_json().encode()))
 

@@ -198,7 +198,7 @@ class ShardStore:
         self._indexes: dict[str, ShardIndex] = {}
         for path in sorted(layout.index.glob(INDEX_GLOB)):
             hotkey = path.name[len("validator-"):-len(".sqlite")]
-            if SS58.match(hotkey):
+            if SS58.fullmatch(hotkey):
                 self._indexes[hotkey] = ShardIndex(path)
         self.reserved = 0
         self.inflight: set[str] = set()
@@ -263,7 +263,7 @@ class ShardStore:
     def index(self, validator: str, create: bool = False) -> Optional[ShardIndex]:
         index = self._indexes.get(validator)
         if index is None and create:
-            if not SS58.match(validator):
+            if not SS58.fullmatch(validator):
                 raise ShardRefused(400, "bad_request", "the validator hotkey is not an ss58 address")
             index = self._indexes[validator] = ShardIndex(self.layout.validator_index(validator))
         return index
