@@ -133,6 +133,8 @@ def check_answer_bytes(raw: bytes, spec: AnswerSpec) -> AnswerCheck:
 
 
 def _warm() -> int:
+    """Run once in each new worker, so the first window it checks does not pay for loading chiapos
+    (imported for its side effect: the module loads the native verifier) or the sr25519 code."""
     from . import chia  # noqa: F401
 
     hotkey_public_key("5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY")
