@@ -32,6 +32,7 @@ from ..events import ChallengeResult, ErrorEvent, EventBus, WeightsSet
 from ..gateway import Gateway
 from ..net.client import PeerError, SignedClient
 from ..net.peer_loop import PeerLoop
+from ..net.signer import SignItem, SigningService
 from ..net.messages import WindowChallenge
 from ..proofs import listing_spool
 from ..proofs.listing import Listing, ListingError, ListingReader, max_listing_chars
@@ -76,6 +77,7 @@ class ValidatorEngine(Node):
         self.store = ValidatorStore(self.layout.validator_state_db)
         self.client = SignedClient(wallet, connections=MINER_CONNECTIONS)  # used on the peer loop only
         self.peer_loop = PeerLoop(f"{self.source}-peers")
+        self.signer = SigningService(wallet, self.client.signer)  # signs each window's requests in a child process
         # Listings and answers live in files under the index (proofs/listing_spool.py, proofs/verify_pool.py):
         # the validator's memory does not grow with the miners it follows nor with a window's answers.
         self.verifier = verify_pool or VerifyPool()
@@ -367,14 +369,20 @@ class ValidatorEngine(Node):
         return summary
 
     async def _fetch_all(self, tasks: list[WindowTask], request: dict) -> None:
-        """On the peer loop: every miner's request at once, each with the window's deadline."""
-        await asyncio.gather(*(self._fetch(t, request) for t in tasks))
+        """On the peer loop: every miner's request at once, each with the window's deadline. The
+        requests are signed first, in one batch, by the signing service's process (net/signer.py):
+        a thousand signatures would otherwise hold the GIL the node's own loop needs."""
+        bodies = [WindowChallenge(listing=t.spec.listing_hex, **request).model_dump_json().encode() for t in tasks]
+        signed = await self.signer.sign([SignItem("POST", "/v1/challenge", body, t.view.neuron.hotkey)
+                                         for t, body in zip(tasks, bodies)])
+        await asyncio.gather(*(self._fetch(t, request, body, headers)
+                               for t, body, headers in zip(tasks, bodies, signed)))
 
-    async def _fetch(self, task: WindowTask, request: dict) -> None:
+    async def _fetch(self, task: WindowTask, request: dict, body: bytes, signed: dict[str, str]) -> None:
         """One miner's answer, read up to what its sample allows, timed at arrival. A 425 (its chain
-        has not reached the beacon block) is asked again while the deadline allows. Never raises."""
+        has not reached the beacon block) is asked again, signed anew, while the deadline allows.
+        Never raises."""
         n = task.view.neuron
-        body = WindowChallenge(listing=task.spec.listing_hex, **request).model_dump_json().encode()
         bound = answer_bound(len(task.spec.plots), task.spec.per_plot, self.profile.max_k, task.spec.chunks)
         # The answer streams into a spool file and its check starts the moment it is complete, while
         # other miners' answers still arrive: a window holds no answer in memory, whatever the miners.
@@ -386,7 +394,8 @@ class ValidatorEngine(Node):
                 sink = self.verifier.answer_sink()
                 task.reply = await self.client.request("POST", host, port, "/v1/challenge", receiver=n.hotkey,
                                                        body=body, deadline=request["deadline"], max_reply=bound,
-                                                       sink=None if sink is None else sink.write)
+                                                       sink=None if sink is None else sink.write, signed=signed)
+                signed = None  # a retry signs a fresh nonce (the miner keeps the first one as used)
                 if task.reply.status != 425 or time.time() + retry_s >= request["deadline"]:
                     break
                 if sink is not None:
@@ -500,6 +509,7 @@ class ValidatorEngine(Node):
                                                 f"challenges and the chain its weights until it has stake",
                                         source=self.source))
         await self.verifier.warm()
+        await self.signer.warm()
         await self.start_server()
         self._block_s = await asyncio.to_thread(self.chain.block_time)
         await self.sync()
@@ -523,6 +533,7 @@ class ValidatorEngine(Node):
         finally:
             self._db.shutdown(wait=True)
             self.verifier.close()
+            self.signer.close()
             self.store.close()
             if self.gateway is not None:
                 self.gateway.close()
