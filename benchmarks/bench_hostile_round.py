@@ -45,7 +45,7 @@ from tensorage.proofs.prover_pool import PlotTask, ProverPool
 from tensorage.storage.layout import Layout
 from tensorage.storage.models import MinerIndex
 
-from .common import pct, report
+from .common import pct, report, headline, parse_args
 from .harness import SimMiner, make_plots
 
 PROFILE = PROFILES["devnet"]
@@ -195,6 +195,11 @@ async def run(a: argparse.Namespace, base: Path) -> None:
                (f"{a.honest} honest miners: mean latency", f"{lat_b:.0f} ms", f"{lat_a:.0f} ms (A)",
                 f"{lat_b / max(lat_a, 1e-9):.2f}×", "unaffected"),
            ])
+    headline(f"/v1/health p99, validator with {a.miners} miners, one answering 8 MiB of junk", pct(health_b, 99),
+             "ms", pct(health_a, 99), "all answers well-formed (A)", "≤ 100 ms",
+             max(health_b) <= 100 and max(health_a) <= 100,
+             note=f"max {max(health_b):.0f} ms vs {max(health_a):.0f} ms (A); p50 {pct(health_b, 50):.1f} ms; "
+                  f"honest verdicts {json.dumps(honest_b)}")
     print(f"junk miner in B: {junk_b}; its last detail: {detail[0] if detail else '-'}")
     print(f"{len(health_a) + len(health_b)} health samples; {2 * a.honest} real plots made in {plot_s:.0f}s; "
           f"the validator is a separate process with its proof-check pool; windows are "
@@ -207,7 +212,7 @@ def main() -> None:
     p.add_argument("--honest", type=int, default=16)
     p.add_argument("--windows", type=int, default=12)
     p.add_argument("--port", type=int, default=18391)
-    a = p.parse_args()
+    a = parse_args(p)
     base = Path(tempfile.mkdtemp(prefix="tensorage-bench-"))
     try:
         asyncio.run(run(a, base))

@@ -59,7 +59,7 @@ from tensorage.proofs.prover_pool import PlotTask, ProverPool
 from tensorage.proofs.verify_pool import check_answers
 from tensorage.proofs.windows import window_start
 
-from .common import report
+from .common import report, headline, parse_args
 from .harness import make_plots, next_window, start_echo, start_miner, stop_miner, wallet_of
 
 
@@ -250,6 +250,8 @@ async def run(a: argparse.Namespace, base: Path) -> None:
                ("validator CPU per verified proof (check_answers, direct)", f"{direct * 1e6:.1f} µs",
                 f"{bare * 1e6:.1f} µs chia.verify", f"{direct / bare:.2f}×", ""),
            ])
+    headline(f"proof window over {a.miners} miners, wall time (median)", r50 * 1000, "ms", e50 * 1000,
+             f"{a.miners} echoes", "≤ 2×", r50 <= 2 * e50, note=f"proof lookups {l50 / r50:.0%} of it")
     print("NOTE: validator, miners and echo servers share ONE process (the validator sends from its peer-loop thread) (2 cores, also "
           "running the proof workers and the verify worker); round trips include the miners' Python work.")
     print(f"deadline {profile.challenge_deadline_s:g}s; outcomes over {a.rounds} windows: {dict(outcomes)} "
@@ -269,7 +271,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--miners", type=int, default=64)
     p.add_argument("--rounds", type=int, default=15)
-    a = p.parse_args()
+    a = parse_args(p)
     base = Path(tempfile.mkdtemp(prefix="tensorage-bench-"))
     try:
         asyncio.run(run(a, base))
