@@ -10,6 +10,10 @@ process the signatures cost the node one pickled batch each way.
 A signer that dies (killed, out of memory) is started again and the batch signed again, with an
 error in the log; if the new one fails too, the batch is signed in this process, so a window is
 never lost to the signer. :attr:`SigningService.restarts` counts the restarts.
+
+A batch is signed when the window starts and every request is sent before the window's deadline,
+well inside the receivers' freshness bound (``net.auth.MAX_AGE_S``). A request sent again (a miner
+that answered 425) is signed anew, in the node, with a fresh nonce.
 """
 
 from __future__ import annotations
