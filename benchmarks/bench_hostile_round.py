@@ -74,6 +74,13 @@ def cpu_s(proc: psutil.Process) -> float:
     return total
 
 
+def loop_cpu_s(proc: psutil.Process) -> tuple[float, float]:
+    """(the main thread's CPU: the node's event loop; the process's other threads': the peer loop,
+    chain and SQLite threads). CPU time, unlike latency, is little disturbed by a shared machine."""
+    main = next((t.user_time + t.system_time for t in proc.threads() if t.id == proc.pid), 0.0)
+    return main, sum(proc.cpu_times()[:2]) - main
+
+
 async def run(a: argparse.Namespace, base: Path) -> None:
     devnet_module.MAX_UIDS = a.miners + 8
     root = base / "devnet"
@@ -137,19 +144,23 @@ async def run(a: argparse.Namespace, base: Path) -> None:
             except (OSError, ValueError):
                 return 0
 
-        async def phase(windows: int) -> tuple[float, float, float, int]:
-            start_rounds, t0, c0 = windows_done(), time.time(), cpu_s(ps)
+        threads: dict[str, tuple[float, float]] = {}
+
+        async def phase(windows: int, name: str) -> tuple[float, float, float, int]:
+            start_rounds, t0, c0, l0 = windows_done(), time.time(), cpu_s(ps), loop_cpu_s(ps)
             while windows_done() < start_rounds + windows:
                 if proc.returncode is not None:
                     raise RuntimeError("the validator exited: see its log")
                 await asyncio.sleep(0.2)
-            return t0, time.time(), cpu_s(ps) - c0, windows_done() - start_rounds
+            l1, n = loop_cpu_s(ps), windows_done() - start_rounds
+            threads[name] = ((l1[0] - l0[0]) / n, (l1[1] - l0[1]) / n)
+            return t0, time.time(), cpu_s(ps) - c0, n
 
         while windows_done() < 2:  # the first windows include the first sync of every listing
             await asyncio.sleep(0.2)
-        a_t0, a_t1, a_cpu, a_n = await phase(a.windows)
+        a_t0, a_t1, a_cpu, a_n = await phase(a.windows, "A")
         sims[junk_name].hostile = True
-        b_t0, b_t1, b_cpu, b_n = await phase(a.windows)
+        b_t0, b_t1, b_cpu, b_n = await phase(a.windows, "B")
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)
         proc = None
@@ -190,6 +201,11 @@ async def run(a: argparse.Namespace, base: Path) -> None:
            f"(A: all well-formed; B: one answers 8 MiB of junk)", [
                ("validator CPU per window", f"{b_cpu / b_n:.2f} s", f"{a_cpu / a_n:.2f} s (A)",
                 f"{(b_cpu / b_n) / (a_cpu / a_n):.2f}×", "unaffected"),
+               ("  of it, the event loop's thread", f"{threads['B'][0] * 1000:.0f} ms",
+                f"{threads['A'][0] * 1000:.0f} ms (A)", f"{threads['B'][0] / threads['A'][0]:.2f}×", ""),
+               ("  of it, the validator's other threads (peer loop, chain, SQLite)",
+                f"{threads['B'][1] * 1000:.0f} ms", f"{threads['A'][1] * 1000:.0f} ms (A)",
+                f"{threads['B'][1] / threads['A'][1]:.2f}×", ""),
                ("/v1/health p99", f"{pct(health_b, 99):.1f} ms", f"{pct(health_a, 99):.1f} ms (A)",
                 f"{pct(health_b, 99) / pct(health_a, 99):.2f}×", "≤ 100 ms"),
                ("/v1/health max", f"{max(health_b):.1f} ms", f"{max(health_a):.1f} ms (A)", "", "≤ 100 ms"),
@@ -203,7 +219,8 @@ async def run(a: argparse.Namespace, base: Path) -> None:
              "ms", pct(health_a, 99), "all answers well-formed (A)", "≤ 100 ms",
              max(health_b) <= 100 and max(health_a) <= 100,
              note=f"max {max(health_b):.0f} ms vs {max(health_a):.0f} ms (A); p50 {pct(health_b, 50):.1f} ms; "
-                  f"honest verdicts {json.dumps(honest_b)}")
+                  f"honest verdicts {json.dumps(honest_b)}; event-loop thread CPU a window "
+                  f"{threads['B'][0] * 1000:.0f} ms, other threads {threads['B'][1] * 1000:.0f} ms")
     print(f"junk miner in B: {junk_b}; its last detail: {detail[0] if detail else '-'}")
     print(f"{len(health_a) + len(health_b)} health samples; {2 * a.honest} real plots made in {plot_s:.0f}s; "
           f"the validator is a separate process with its proof-check pool; windows are "
