@@ -49,6 +49,7 @@ BENCHES = [
     Bench("allocator", ("--plots", "2", "--k", "19", "--rounds", "1")),
     Bench("challenge", ("--requests", "40", "--reps", "1")),
     Bench("round", ("--miners", "32", "--rounds", "5")),
+    Bench("signing", ("--reps", "5")),
     Bench("hostile_round", ("--windows", "5")),
     Bench("disk_budget", ("--challenges", "100", "--sizes", "2", "--no-burst")),
     Bench("window_shards", ("--shards", "8", "--windows", "40")),
