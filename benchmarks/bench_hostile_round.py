@@ -74,6 +74,13 @@ def cpu_s(proc: psutil.Process) -> float:
     return total
 
 
+def renice(pid: int, nice: int) -> None:
+    try:
+        os.setpriority(os.PRIO_PROCESS, pid, nice)
+    except PermissionError:
+        print(f"--nice {nice} needs root: measuring at the default priority")
+
+
 def loop_cpu_s(proc: psutil.Process) -> tuple[float, float]:
     """(the main thread's CPU: the node's event loop; the process's other threads': the peer loop,
     chain and SQLite threads). CPU time, unlike latency, is little disturbed by a shared machine."""
@@ -126,7 +133,7 @@ async def run(a: argparse.Namespace, base: Path) -> None:
                                                     env={**os.environ, "COLUMNS": "200"})
         ps = psutil.Process(proc.pid)
         if a.nice:  # before it starts its threads and children: they inherit it
-            os.setpriority(os.PRIO_PROCESS, proc.pid, a.nice)
+            renice(proc.pid, a.nice)
         state_file = Layout(db_root).index / "node.json"
         deadline = time.monotonic() + 300
         while not state_file.exists():
@@ -136,7 +143,7 @@ async def run(a: argparse.Namespace, base: Path) -> None:
         health_file = base / "health.txt"
         poller = subprocess.Popen([sys.executable, "-c", HEALTH_POLLER, str(a.port), str(health_file), "0.02"])
         if a.nice:
-            os.setpriority(os.PRIO_PROCESS, poller.pid, a.nice)
+            renice(poller.pid, a.nice)
 
         def windows_done() -> int:
             try:
