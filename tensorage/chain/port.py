@@ -60,8 +60,8 @@ class Metagraph:
 
     def by_hotkey(self, hotkey: str) -> Optional[Neuron]:
         """By a hotkey -> position index, rebuilt when the list is replaced or grows: a window's
-        verdicts look up every miner, and a scan each time is quadratic (1,024 miners: ~100 ms on
-        the node's loop a window). A hit is checked against the list, a miss scans it, so a list
+        verdicts look up every miner, and a scan each time is quadratic (1,024 miners: 15-30 ms of
+        CPU in one callback on the node's loop a window, against 0.14 ms indexed). A hit is checked against the list, a miss scans it, so a list
         edited in place still answers right."""
         index = self._index
         if index is None or index[0] != id(self.neurons) or index[1] != len(self.neurons):

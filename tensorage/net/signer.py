@@ -2,10 +2,11 @@
 
 A validator signs a request to every miner each window, each bound to its receiver (the
 ``bittensor.http_auth`` signature covers the receiver's hotkey and a fresh nonce, so one signature
-cannot serve two miners nor be replayed). At a thousand miners that is about half a second of
-Python holding the GIL (``http_auth.sign`` resolves the signer and checks its protocol on every
-call), which the node's own loop waits behind: its health answer stalled over 200 ms. In a child
-process the signatures cost the node one pickled batch each way.
+cannot serve two miners nor be replayed). At 1,024 miners that is 30 ms of CPU holding the GIL
+(``http_auth.sign`` also resolves the signer and checks its protocol on every call), and on a busy
+machine the thread holding it is descheduled too: py-spy counted it as 28 % of the time the peer
+thread held the GIL, which the node's own loop waits for. In a child process the batch costs the
+node 2.3 ms of CPU (``benchmarks/bench_signing.py``): one pickled batch each way.
 
 A signer that dies (killed, out of memory) is started again and the batch signed again, with an
 error in the log; if the new one fails too, the batch is signed in this process, so a window is
