@@ -177,7 +177,8 @@ def render_table(outcomes: list[Outcome], box: dict[str, str], full: bool) -> st
             lines.append(f"| {command} | {what} | {_num(h['value'])}{unit} | {_cell(baseline)} | {ratio} | "
                          f"{_cell(h.get('target') or '–')} | {met} |")
     lines += ["", f"Machine: {box['cpu']}, {box['cores']} cores, {box['ram']} RAM; disk {box['disk']}; "
-                  f"Python {box['python']}, {box['os']}; load average at the start {box['load']}."]
+                  f"Python {box['python']}, {box['os']}; load average (1, 5, 15 min) at the start {box['load']}"
+                  + (f", at the end {box['load_end']}" if box.get("load_end") else "") + "."]
     return "\n".join(lines)
 
 
@@ -218,6 +219,7 @@ def main() -> None:
     finally:
         if a.keep is None:
             shutil.rmtree(workdir, ignore_errors=True)
+    box["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     table = render_table(outcomes, box, a.full)
     print(table)
     if not a.no_write and not a.only:
