@@ -56,7 +56,7 @@ from tensorage.proofs.answers import AnswerSpec
 from tensorage.proofs.challenges import derive
 from tensorage.proofs.plots import plot_id
 from tensorage.proofs.prover_pool import PlotTask, ProverPool
-from tensorage.proofs.verify_pool import check_answers
+from tensorage.proofs.verify_pool import AnswerInFlight, check_answers
 from tensorage.proofs.windows import window_start
 
 from .common import report, headline, parse_args
@@ -123,9 +123,17 @@ async def run(a: argparse.Namespace, base: Path) -> None:
         checked = {"proofs": 0, "valid": 0}
         check_in_pool = validator.verifier.answers
 
+        def answer_bytes(body) -> bytes:
+            """An answer streamed to a spool file arrives as an AnswerInFlight: its bytes, read before
+            the pool removes the file (after the check)."""
+            if isinstance(body, AnswerInFlight):
+                return body.raw if body.raw is not None else Path(body.path).read_bytes()
+            return body
+
         async def recording_answers(items: list[tuple[bytes, AnswerSpec]]):
+            kept = [(answer_bytes(body), spec) for body, spec in items]
             checks = await check_in_pool(items)
-            received.extend(items)
+            received.extend(kept)
             checked["proofs"] += sum(c.returned + c.invalid for c in checks)
             checked["valid"] += sum(c.returned for c in checks)
             return checks
