@@ -8,7 +8,7 @@ names the machine it was measured on (CPU, cores, RAM, disk, Python, date, load)
 The default (quick) mode runs smaller versions of the long benchmarks so that all of them fit in
 about ten minutes on 2 cores; ``--full`` runs each as its docstring describes (hours).
 
-Run: python -m benchmarks.run_all [--full] [--only NAME,...] [--no-write] [--keep DIR]
+Run: python -m benchmarks.run_all [--full] [--only NAME,...] [--no-write] [--keep DIR [--resume]]
 """
 
 from __future__ import annotations
@@ -128,7 +128,25 @@ def run_one(bench: Bench, full: bool, workdir: Path) -> Outcome:
             error = error or f"unreadable --json ({exc})"
     if not headlines and not error:
         error = "stated no headline figure"
-    return Outcome(bench, args, time.monotonic() - started, headlines, error)
+    outcome = Outcome(bench, args, time.monotonic() - started, headlines, error)
+    (workdir / f"{bench.name}.outcome.json").write_text(json.dumps(
+        {"args": list(args), "seconds": outcome.seconds, "headlines": headlines, "error": error}))
+    return outcome
+
+
+def kept_outcome(bench: Bench, workdir: Path) -> Optional[Outcome]:
+    """What an earlier run into ``workdir`` (``--keep``) measured for ``bench``, if it ran there."""
+    try:
+        saved = json.loads((workdir / f"{bench.name}.outcome.json").read_text())
+        return Outcome(bench, tuple(saved["args"]), saved["seconds"], saved["headlines"], saved["error"])
+    except (OSError, ValueError, KeyError):
+        pass
+    try:  # a run that kept only the benchmark's own --json (and its log)
+        return Outcome(bench, bench.quick, 0.0, json.loads((workdir / f"{bench.name}.json").read_text())["headlines"])
+    except (OSError, ValueError, KeyError):
+        if (workdir / f"{bench.name}.log").exists():
+            return Outcome(bench, bench.quick, 0.0, [], f"failed in the kept run (its log: {bench.name}.log)")
+    return None
 
 
 # --- the table ------------------------------------------------------------------------------------
@@ -154,8 +172,8 @@ def render_table(outcomes: list[Outcome], box: dict[str, str], full: bool) -> st
     """The Markdown that goes between the markers: one row per headline figure, then the machine."""
     lines = [
         f"Measured by `python -m benchmarks.run_all{' --full' if full else ''}` "
-        f"({'full' if full else 'quick'} mode) on {box['date']}. Each ratio is against a baseline measured "
-        f"in the same run.",
+        f"({'full' if full else 'quick'} mode) on {box['date']}{box.get('resumed', '')}. Each ratio is against a "
+        f"baseline measured in the same run.",
         "",
         "| benchmark | headline | measured | baseline | ratio | target | met |",
         "|---|---|---|---|---|---|---|",
@@ -201,14 +219,25 @@ def main() -> None:
     p.add_argument("--no-write", action="store_true", help="print the table, leave the README as it is (always "
                    "so with --only: the README's table covers every benchmark)")
     p.add_argument("--keep", type=Path, help="keep each benchmark's log and JSON in this folder")
+    p.add_argument("--resume", action="store_true", help="with --keep and --only: run only those again and take "
+                   "the others from the earlier run kept there; the table then covers every benchmark and is written")
     a = p.parse_args()
+    if a.resume and not (a.keep and a.only):
+        p.error("--resume needs --keep DIR (an earlier run's) and --only NAME,...")
     chosen = [b for b in BENCHES if not a.only or b.name in a.only.split(",")]
     box = machine()
+    if a.resume:
+        box["resumed"] = f" ({', '.join('bench_' + b.name for b in chosen)}; the others from the earlier run kept " \
+                         f"in {a.keep})"
     workdir = a.keep or Path(tempfile.mkdtemp(prefix="tensorage-run-all-"))
     workdir.mkdir(parents=True, exist_ok=True)
     outcomes = []
     try:
-        for bench in chosen:
+        for bench in BENCHES if a.resume else chosen:
+            if bench not in chosen:
+                kept = kept_outcome(bench, workdir)
+                outcomes.append(kept or Outcome(bench, bench.quick, 0.0, [], "not run"))
+                continue
             print(f"bench_{bench.name} ...", end=" ", flush=True)
             outcome = run_one(bench, a.full, workdir)
             outcomes.append(outcome)
@@ -222,7 +251,7 @@ def main() -> None:
     box["load_end"] = " ".join(f"{x:.1f}" for x in os.getloadavg())
     table = render_table(outcomes, box, a.full)
     print(table)
-    if not a.no_write and not a.only:
+    if not a.no_write and (not a.only or a.resume):
         write_numbers(a.readme, table)
         print(f"written to {a.readme}")
 

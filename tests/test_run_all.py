@@ -76,3 +76,13 @@ def test_headlines_reach_run_all_as_json_not_printed_text(tmp_path, monkeypatch)
 def test_machine_names_cpu_cores_ram_disk_python_and_date():
     box = machine()
     assert set(BOX) <= set(box) and int(box["cores"]) >= 1 and box["date"].endswith("UTC")
+
+
+def test_resume_takes_the_benchmarks_not_rerun_from_the_kept_run(tmp_path):
+    from benchmarks.run_all import kept_outcome
+
+    (tmp_path / "proofs.json").write_text('{"headlines": [{"what": "x", "value": 1.0}]}')
+    (tmp_path / "round.log").write_text("Traceback ...")
+    assert kept_outcome(Bench("proofs", ("--k", "18")), tmp_path).headlines == [{"what": "x", "value": 1.0}]
+    assert "failed in the kept run" in kept_outcome(Bench("round", ()), tmp_path).error
+    assert kept_outcome(Bench("console", ()), tmp_path) is None
