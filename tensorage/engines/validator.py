@@ -48,6 +48,7 @@ SYNC_CONCURRENCY = 32
 # is skipped when less than this share of the deadline is left.
 ROUND_LAG_S = 0.05
 MIN_TIME_LEFT = 0.25
+SIGN_BATCH = 128  # window requests signed per round trip to the signing process
 PENDING_KEPT = 64  # windows waiting for their beacon block to settle (a few at most while the chain moves)
 
 
@@ -370,13 +371,24 @@ class ValidatorEngine(Node):
 
     async def _fetch_all(self, tasks: list[WindowTask], request: dict) -> None:
         """On the peer loop: every miner's request at once, each with the window's deadline. The
-        requests are signed first, in one batch, by the signing service's process (net/signer.py):
-        a thousand signatures would otherwise hold the GIL the node's own loop needs."""
-        bodies = [WindowChallenge(listing=t.spec.listing_hex, **request).model_dump_json().encode() for t in tasks]
-        signed = await self.signer.sign([SignItem("POST", "/v1/challenge", body, t.view.neuron.hotkey)
-                                         for t, body in zip(tasks, bodies)])
-        await asyncio.gather(*(self._fetch(t, request, body, headers)
-                               for t, body, headers in zip(tasks, bodies, signed)))
+        requests are signed by the signing service's process (net/signer.py), a thousand
+        signatures would otherwise hold the GIL the node's own loop needs; in batches of
+        ``SIGN_BATCH``, each sent while the next is signed, so the first miners are not kept
+        waiting for the last one's signature."""
+        fetches: list[asyncio.Future] = []
+        try:
+            for i in range(0, len(tasks), SIGN_BATCH):
+                batch = tasks[i:i + SIGN_BATCH]
+                bodies = [WindowChallenge(listing=t.spec.listing_hex, **request).model_dump_json().encode()
+                          for t in batch]
+                signed = await self.signer.sign([SignItem("POST", "/v1/challenge", body, t.view.neuron.hotkey)
+                                                 for t, body in zip(batch, bodies)])
+                fetches += [asyncio.ensure_future(self._fetch(t, request, body, headers))
+                            for t, body, headers in zip(batch, bodies, signed)]
+            await asyncio.gather(*fetches)
+        finally:  # a cancelled window leaves no request behind
+            for f in fetches:
+                f.cancel()
 
     async def _fetch(self, task: WindowTask, request: dict, body: bytes, signed: dict[str, str]) -> None:
         """One miner's answer, read up to what its sample allows, timed at arrival. A 425 (its chain
