@@ -1,4 +1,4 @@
-"""A signing service: a child process that holds the hotkey and signs a window's requests in one batch.
+"""A signing service: a child process that holds the hotkey and signs a window's requests in batches.
 
 A validator signs a request to every miner each window, each bound to its receiver (the
 ``bittensor.http_auth`` signature covers the receiver's hotkey and a fresh nonce, so one signature
