@@ -54,7 +54,7 @@ BENCHES = [
     Bench("disk_budget", ("--challenges", "100", "--sizes", "2", "--no-burst")),
     Bench("window_shards", ("--shards", "8", "--windows", "40")),
     Bench("proof_rate", ("--ks", "18", "--plots", "16", "--challenges", "300")),
-    Bench("validator_scale", ("--shapes", "100", "--windows", "20", "--block_time", "0.5")),
+    Bench("validator_scale", ("--shapes", "100", "--windows", "20", "--block_time", "0.5", "--real_plots", "0")),
     Bench("objects", ("--size-mb", "64", "--reps", "1", "--rss-gb", "0.25")),
     Bench("console", ("--seconds", "10", "--warmup", "10")),
 ]
