@@ -188,7 +188,7 @@ def render_table(outcomes: list[Outcome], box: dict[str, str], full: bool) -> st
             unit = f" {h['unit']}" if h.get("unit") else ""
             baseline = f"{_num(h.get('baseline'))}{unit} {h.get('baseline_what') or ''}".strip() \
                 if h.get("baseline") is not None else "–"
-            ratio = f"{h['ratio']:.2f}×" if h.get("ratio") is not None else "–"
+            ratio = f"{_num(h['ratio'])}×" if h.get("ratio") is not None else "–"
             met = {True: "yes", False: "**no**", None: "–"}[h.get("met")]
             if o.error:
                 met += f" ({_cell(o.error)})"
