@@ -52,7 +52,7 @@ from tensorage.net.messages import PlotsResponse, WindowChallenge
 from tensorage.proofs.listing import Listing
 from tensorage.proofs.windows import draw_sample, window_start
 
-from .common import pct, report
+from .common import pct, report, headline, parse_args
 from .harness import make_plots, next_window, start_echo, start_miner, stop_miner, wallet_of
 
 PATH = "/v1/challenge"
@@ -226,6 +226,8 @@ async def run(a: argparse.Namespace, base: Path) -> None:
     ]
     report(f"window request round trip: {n} windows, first and second request of each vs {n} echoes, "
            f"interleaved, median of {a.reps} repetitions (best shown too)", rows)
+    headline("a second validator's window request p50 (the stored answer)", s50 * 1000, "ms", e50 * 1000,
+             "plain aiohttp echo of the same bytes", note=f"first request p99 {ms(f99)} vs {ms(e99)} echo")
     print(f"request body {len(window_body['raw'])} B (echo: the same bytes both ways); answer "
           f"{statistics.median(reply_bytes):.0f} B; {statistics.mean(proofs_seen):.2f} proofs per answer "
           f"({statistics.mean(proofs_seen) / (sampled * per_plot):.3f} per lookup); {a.plots} k=18 plots made in "
@@ -239,7 +241,7 @@ def main() -> None:
     p.add_argument("--requests", type=int, default=150, help="windows (first, second and echo) per repetition")
     p.add_argument("--reps", type=int, default=3)
     p.add_argument("--block_time", type=float, default=0.2, help="devnet seconds a block (a window is 3 blocks)")
-    a = p.parse_args()
+    a = parse_args(p)
     base = Path(tempfile.mkdtemp(prefix="tensorage-bench-"))
     try:
         asyncio.run(run(a, base))

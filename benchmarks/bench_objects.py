@@ -45,7 +45,7 @@ from tensorage.client.api import ObjectClient
 from tensorage.client.keyfile import load_or_create_key
 from tensorage.net.client import SignedClient
 
-from .common import console, report
+from .common import console, report, headline, parse_args
 
 GiB = 1 << 30
 MiB = 1 << 20
@@ -207,7 +207,7 @@ def main() -> None:
     ap.add_argument("--rss-gb", type=float, default=1.0)
     ap.add_argument("--miners", type=int, default=6)
     ap.add_argument("--baseline-server", nargs=2, metavar=("DIR", "PORT_FILE"), help=argparse.SUPPRESS)
-    args = ap.parse_args()
+    args = parse_args(ap)
     if args.baseline_server:
         baseline_server(*args.baseline_server)
         return
@@ -323,6 +323,9 @@ def main() -> None:
              f"{miners_cpu / base_cpu:.1f}x", "≤ 3 s"),
             ("client CPU per GiB stored", f"{client_cpu[0] / gib_stored:.1f} s", "", "", ""),
         ])
+        headline(f"store throughput through a gateway and {args.miners} miners ({args.size_mb} MiB × {args.reps})",
+                 store_rate, "MB/s", up_rate, "plain aiohttp upload to one server", "≥ 0.3×", store_rate / up_rate >= 0.3,
+                 note=f"retrieve {get_rate:.0f} vs {down_rate:.0f} MB/s; client peak RSS {rss_mb:.0f} MB")
         console.print("[dim]All processes share the 2 cores: the pipeline's CPU per GiB (client + gateway + miners) "
                       "bounds its throughput here; on separate machines each stage runs on its own.[/]")
     finally:

@@ -35,7 +35,7 @@ from tensorage.proofs.plots import plot_filename, plot_id, proof_rate
 from tensorage.proofs.plotter import PlotJob, run_plot
 from tensorage.proofs.windows import MAX_PROOFS_PER_CHALLENGE, expected_per_challenge
 
-from .common import report
+from .common import report, headline, parse_args
 
 HOTKEY = "5GrwvaEF5zXb26Fz9rcQpDWS57CtERHpNehXCPcNoHGKutQY"
 
@@ -77,7 +77,7 @@ def main() -> None:
     p.add_argument("--plots", default="64,32,16", help="plots per k (one figure, or one per k)")
     p.add_argument("--challenges", type=int, default=1000, help="challenges counted per plot")
     p.add_argument("--parallel", type=int, default=os.cpu_count() or 1)
-    a = p.parse_args()
+    a = parse_args(p)
     ks = [int(k) for k in a.ks.split(",")]
     plots = [int(n) for n in a.plots.split(",")]
     plots = plots * len(ks) if len(plots) == 1 else plots
@@ -93,6 +93,8 @@ def main() -> None:
             mean, se = statistics.fmean(means), statistics.stdev(means) / math.sqrt(len(means))
             cmean, cse = statistics.fmean(capped), statistics.stdev(capped) / math.sqrt(len(capped))
             assumed, expected = proof_rate(k), expected_per_challenge(k)
+            headline(f"k={k} proofs per challenge ({n} plots × {a.challenges} challenges; ± {se:.4f} SE)", mean, "",
+                     assumed, "the estimator's assumed rate", "|Δ| ≤ 2 SE", abs(mean - assumed) <= 2 * se)
             rows.append((f"k={k}: proofs / challenge ({n} plots × {a.challenges} challenges)",
                          f"{mean:.4f} ± {se:.4f}", f"{assumed:.3f} assumed", f"{(mean - assumed) / se:+.1f} SE",
                          "|Δ| ≤ 2 SE"))

@@ -56,10 +56,10 @@ from tensorage.proofs.answers import AnswerSpec
 from tensorage.proofs.challenges import derive
 from tensorage.proofs.plots import plot_id
 from tensorage.proofs.prover_pool import PlotTask, ProverPool
-from tensorage.proofs.verify_pool import check_answers
+from tensorage.proofs.verify_pool import AnswerInFlight, check_answers
 from tensorage.proofs.windows import window_start
 
-from .common import report
+from .common import report, headline, parse_args
 from .harness import make_plots, next_window, start_echo, start_miner, stop_miner, wallet_of
 
 
@@ -123,9 +123,17 @@ async def run(a: argparse.Namespace, base: Path) -> None:
         checked = {"proofs": 0, "valid": 0}
         check_in_pool = validator.verifier.answers
 
+        def answer_bytes(body) -> bytes:
+            """An answer streamed to a spool file arrives as an AnswerInFlight: its bytes, read before
+            the pool removes the file (after the check)."""
+            if isinstance(body, AnswerInFlight):
+                return body.raw if body.raw is not None else Path(body.path).read_bytes()
+            return body
+
         async def recording_answers(items: list[tuple[bytes, AnswerSpec]]):
+            kept = [(answer_bytes(body), spec) for body, spec in items]
             checks = await check_in_pool(items)
-            received.extend(items)
+            received.extend(kept)
             checked["proofs"] += sum(c.returned + c.invalid for c in checks)
             checked["valid"] += sum(c.returned for c in checks)
             return checks
@@ -250,6 +258,8 @@ async def run(a: argparse.Namespace, base: Path) -> None:
                ("validator CPU per verified proof (check_answers, direct)", f"{direct * 1e6:.1f} µs",
                 f"{bare * 1e6:.1f} µs chia.verify", f"{direct / bare:.2f}×", ""),
            ])
+    headline(f"proof window over {a.miners} miners, wall time (median)", r50 * 1000, "ms", e50 * 1000,
+             f"{a.miners} echoes", "≤ 2×", r50 <= 2 * e50, note=f"proof lookups {l50 / r50:.0%} of it")
     print("NOTE: validator, miners and echo servers share ONE process (the validator sends from its peer-loop thread) (2 cores, also "
           "running the proof workers and the verify worker); round trips include the miners' Python work.")
     print(f"deadline {profile.challenge_deadline_s:g}s; outcomes over {a.rounds} windows: {dict(outcomes)} "
@@ -269,7 +279,7 @@ def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--miners", type=int, default=64)
     p.add_argument("--rounds", type=int, default=15)
-    a = p.parse_args()
+    a = parse_args(p)
     base = Path(tempfile.mkdtemp(prefix="tensorage-bench-"))
     try:
         asyncio.run(run(a, base))

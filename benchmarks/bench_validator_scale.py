@@ -63,7 +63,7 @@ from tensorage.proofs.prover_pool import ProverPool
 from tensorage.storage.layout import Layout
 from tensorage.storage.validator_db import KEEP_ROUNDS_PER_MINER
 
-from .common import report
+from .common import report, headline, parse_args
 from .harness import SimMiner, make_plots, real_plots, shared_junk
 
 MB = 1e6
@@ -251,6 +251,9 @@ def print_shape(a: argparse.Namespace, f: dict) -> None:
          f"{main_db / MB:.1f} + {wal / MB:.1f} MB", "", "≤ 50 MB"),
         ("listing files spooled (on disk, not in RSS)", f"{spool / MB:.1f} MB", f"{files} files", "", ""),
     ])
+    headline(f"validator RSS, {a.miners} miners × {plots:,} listed plots, {f['windows']} windows", end["rss"] / MB, "MB",
+             f["bare"] / MB, "bare import", target, end["rss"] / MB <= (300 if plots <= 1000 else 600) and in_time,
+             note=f"every window in time: {'yes' if in_time else 'NO'}; SQLite+WAL {(main_db + wal) / MB:.1f} MB")
     if f["timeout_windows"]:
         print(f"windows with a timed-out answer: {len(f['timeout_windows'])} of {f['n_windows']} "
               f"({', '.join(str(w) for w in f['timeout_windows'][:20])})")
@@ -280,7 +283,7 @@ def main() -> None:
                                                           "(260 reaches the rounds table's steady state)")
     p.add_argument("--block_time", type=float, default=PROFILE.block_time_s, help="devnet seconds a block")
     p.add_argument("--timeout", type=float, default=1800, help="stop after this many seconds whatever the windows")
-    a = p.parse_args()
+    a = parse_args(p)
     figures = []
     for plots in (int(x) for x in a.shapes.split(",")):
         base = Path(tempfile.mkdtemp(prefix="tensorage-bench-"))

@@ -32,6 +32,7 @@ from ..events import ChallengeResult, ErrorEvent, EventBus, WeightsSet, WindowJu
 from ..gateway import Gateway
 from ..net.client import PeerError, SignedClient
 from ..net.peer_loop import PeerLoop
+from ..net.signer import SignItem, SigningService
 from ..net.messages import WindowChallenge
 from ..proofs import listing_spool
 from ..proofs.listing import Listing, ListingError, ListingReader, max_listing_chars
@@ -47,6 +48,7 @@ SYNC_CONCURRENCY = 32
 # is skipped when less than this share of the deadline is left.
 ROUND_LAG_S = 0.05
 MIN_TIME_LEFT = 0.25
+SIGN_BATCH = 128  # window requests signed per round trip to the signing process
 PENDING_KEPT = 64  # windows waiting for their beacon block to settle (a few at most while the chain moves)
 
 
@@ -77,6 +79,7 @@ class ValidatorEngine(Node):
         self.store = ValidatorStore(self.layout.validator_state_db)
         self.client = SignedClient(wallet, connections=MINER_CONNECTIONS)  # used on the peer loop only
         self.peer_loop = PeerLoop(f"{self.source}-peers")
+        self.signer = SigningService(wallet, self.client.signer)  # signs each window's requests in a child process
         # Listings and answers live in files under the index (proofs/listing_spool.py, proofs/verify_pool.py):
         # the validator's memory does not grow with the miners it follows nor with a window's answers.
         self.verifier = verify_pool or VerifyPool()
@@ -379,14 +382,31 @@ class ValidatorEngine(Node):
         return summary
 
     async def _fetch_all(self, tasks: list[WindowTask], request: dict) -> None:
-        """On the peer loop: every miner's request at once, each with the window's deadline."""
-        await asyncio.gather(*(self._fetch(t, request) for t in tasks))
+        """On the peer loop: every miner's request at once, each with the window's deadline. The
+        requests are signed by the signing service's process (net/signer.py), a thousand
+        signatures would otherwise hold the GIL the node's own loop needs; in batches of
+        ``SIGN_BATCH``, each sent while the next is signed, so the first miners are not kept
+        waiting for the last one's signature."""
+        fetches: list[asyncio.Future] = []
+        try:
+            for i in range(0, len(tasks), SIGN_BATCH):
+                batch = tasks[i:i + SIGN_BATCH]
+                bodies = [WindowChallenge(listing=t.spec.listing_hex, **request).model_dump_json().encode()
+                          for t in batch]
+                signed = await self.signer.sign([SignItem("POST", "/v1/challenge", body, t.view.neuron.hotkey)
+                                                 for t, body in zip(batch, bodies)])
+                fetches += [asyncio.ensure_future(self._fetch(t, request, body, headers))
+                            for t, body, headers in zip(batch, bodies, signed)]
+            await asyncio.gather(*fetches)
+        finally:  # a cancelled window leaves no request behind
+            for f in fetches:
+                f.cancel()
 
-    async def _fetch(self, task: WindowTask, request: dict) -> None:
+    async def _fetch(self, task: WindowTask, request: dict, body: bytes, signed: dict[str, str]) -> None:
         """One miner's answer, read up to what its sample allows, timed at arrival. A 425 (its chain
-        has not reached the beacon block) is asked again while the deadline allows. Never raises."""
+        has not reached the beacon block) is asked again, signed anew, while the deadline allows.
+        Never raises."""
         n = task.view.neuron
-        body = WindowChallenge(listing=task.spec.listing_hex, **request).model_dump_json().encode()
         bound = answer_bound(len(task.spec.plots), task.spec.per_plot, self.profile.max_k, task.spec.chunks)
         # The answer streams into a spool file and its check starts the moment it is complete, while
         # other miners' answers still arrive: a window holds no answer in memory, whatever the miners.
@@ -398,7 +418,8 @@ class ValidatorEngine(Node):
                 sink = self.verifier.answer_sink()
                 task.reply = await self.client.request("POST", host, port, "/v1/challenge", receiver=n.hotkey,
                                                        body=body, deadline=request["deadline"], max_reply=bound,
-                                                       sink=None if sink is None else sink.write)
+                                                       sink=None if sink is None else sink.write, signed=signed)
+                signed = None  # a retry signs a fresh nonce (the miner keeps the first one as used)
                 if task.reply.status != 425 or time.time() + retry_s >= request["deadline"]:
                     break
                 if sink is not None:
@@ -512,6 +533,7 @@ class ValidatorEngine(Node):
                                                 f"challenges and the chain its weights until it has stake",
                                         source=self.source))
         await self.verifier.warm()
+        await self.signer.warm()
         await self.start_server()
         self._block_s = await asyncio.to_thread(self.chain.block_time)
         await self.sync()
@@ -535,6 +557,7 @@ class ValidatorEngine(Node):
         finally:
             self._db.shutdown(wait=True)
             self.verifier.close()
+            self.signer.close()
             self.store.close()
             if self.gateway is not None:
                 self.gateway.close()

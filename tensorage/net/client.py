@@ -78,16 +78,19 @@ class SignedClient:
                       body: bytes = b"", deadline: Optional[float] = None, timeout: float = 10.0,
                       content_type: str = "application/json", max_reply: int = MAX_REPLY,
                       headers: Optional[dict[str, str]] = None,
-                      sink: Optional[Callable[[bytes], None]] = None) -> Reply:
+                      sink: Optional[Callable[[bytes], None]] = None,
+                      signed: Optional[dict[str, str]] = None) -> Reply:
         """Sign and send; ``deadline`` (unix time) bounds the whole exchange, ``max_reply`` the answer
         (a peer cannot make us buffer more than that). With ``sink``, a successful answer's bytes go to
         it as they arrive and ``Reply.body`` is empty (an error answer is still read into the body), so
-        many large answers at once are never all held in memory."""
+        many large answers at once are never all held in memory. ``signed``: auth headers already made
+        for exactly this method, path, body and receiver (net/signer.py signs a window's in a batch)."""
         remaining = timeout if deadline is None else deadline - time.time()
         if remaining <= 0:
             raise PeerError("timeout", "deadline passed before sending")
         extra = headers or {}
-        headers = bt.http_auth.sign(self._signer, method=method, path=path, body=body, receiver_ss58=receiver)
+        headers = dict(signed) if signed is not None else \
+            bt.http_auth.sign(self._signer, method=method, path=path, body=body, receiver_ss58=receiver)
         headers["X-Tensorage-Protocol"] = str(PROTOCOL_VERSION)
         headers.update(extra)
         if body:

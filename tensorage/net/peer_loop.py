@@ -4,7 +4,9 @@ A validator signs and sends a request to every miner each window and each sync: 
 thousand miners that is most of a second of Python per burst. Run on the node's own loop,
 it would delay everything else that loop serves (its health check, the operator's console,
 other miners' answers being timed). On this loop the burst only shares the interpreter,
-which hands the node's loop a turn every few milliseconds.
+which hands the node's loop a turn every few milliseconds. A window's signatures are not made
+here but in batches by the signing process (net/signer.py): they were 28 % of the time this
+thread held the GIL at 1,024 miners.
 """
 
 from __future__ import annotations
