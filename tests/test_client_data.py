@@ -311,7 +311,8 @@ def test_shards_only_from_validators_with_a_certificate_and_under_their_id(net, 
     assert reply.status == 400 and "certificate is for shard" in reply.json()["message"]
     for bad in ("ABCDEF", "..%2F..%2Findex%2Fminer.sqlite", "0" * 63 + "g"):
         reply = asyncio.run(put(VALIDATOR, bad, data))
-        assert reply.status in (400, 404), (bad, reply.status)
+        # bad input, not an unknown shard: 400 with the JSON error that says what a shard id is
+        assert (reply.status, reply.json()["error"]) == (400, "bad_shard_id"), (bad, reply.status, reply.body[:200])
     reply = asyncio.run(put(VALIDATOR, good, data[:-1], declared=len(data)))  # fewer bytes than signed
     assert reply.status == 400 and "signed size" in reply.json()["message"]
     assert net.shard_files(miner) == before  # nothing stored, no temp file left

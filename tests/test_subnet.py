@@ -8,7 +8,6 @@ import math
 import re
 import signal
 import statistics
-import time
 from collections import Counter
 
 import pytest
@@ -63,6 +62,15 @@ def chain_weights(subnet: Subnet) -> dict[int, dict[int, float]]:
         chain.close()
 
 
+def last_updates(subnet: Subnet, uids: list[int]) -> dict[int, int]:
+    """The block each of these uids last set weights at."""
+    chain = Devnet.open(subnet.root)
+    try:
+        return {n.uid: n.last_update for n in chain.metagraph().neurons if n.uid in uids}
+    finally:
+        chain.close()
+
+
 def noise_bound(subnet: Subnet, validator: str, name: str, share: float) -> float:
     """How far a weight may sit from the miner's share of capacity by sampling alone: 3.5 standard
     errors of its per-window credit (one more half for the other miners' errors, which the
@@ -83,7 +91,9 @@ def test_weights_converge_to_proven_capacity_and_incentive_follows(subnet):
     share = capacity_share(subnet)
     v_uids = [subnet.uid("validator-0"), subnet.uid("validator-1")]
     wait_for(lambda: all(v in chain_weights(subnet) for v in v_uids), 30, "both validators to set weights")
-    time.sleep(7)  # one more weight period on top of the rounds above
+    set_at = last_updates(subnet, v_uids)  # one more weight setting by each, on top of the rounds above
+    wait_for(lambda: all(b > set_at[v] for v, b in last_updates(subnet, v_uids).items()), 30,
+             "both validators to set weights once more")
     weights = chain_weights(subnet)
     names = {subnet.uid(m): m for m in SIZES}
     bound = {(v, uid): noise_bound(subnet, v, names[uid], expected)
