@@ -52,8 +52,10 @@ class ObjectNet:
 
     # processes ---------------------------------------------------------------------------------
     def start(self) -> None:
-        """Everything at once (2 cores: the imports overlap), then one metagraph sync so the gateway
-        sees every miner's endpoint."""
+        """Every miner's plots first, in this process (one plotting child per core, and plots this
+        session made for the same hotkeys copied in), then every process at once (2 cores: the
+        imports overlap), then one metagraph sync so the gateway sees every miner's endpoint."""
+        self.subnet.allocate_here({name: self.size for name in self.miners}, verify=False)
         for name in self.miners:
             self._start_miner(name)
         self.start_validator()

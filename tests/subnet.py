@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -12,11 +14,68 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
 
+import tempfile
+from unittest import mock
+
+import bittensor as bt
 import peewee
 
+from tensorage.chain import devnet_init
 from tensorage.chain.devnet import Devnet, SubnetSpec
 from tensorage.chain.devnet_init import init_devnet
+from tensorage.chain.wallets import create_wallet
+from tensorage.proofs.plots import parse_plot_filename
 from tensorage.storage.validator_db import ValidatorStore
+
+# One test session's keys and plots. A devnet made by Subnet.create gives its n-th node the same
+# wallet as every other such devnet's n-th node (a wallet is made once per name, then copied), so
+# the plots made for a hotkey in one test module serve it in the next: a k=18 plot costs seconds
+# of plotting and verifying on two cores, a copy a few milliseconds. Plots are bound to a hotkey
+# (plot id = hash of its key and the seed), so a cached plot is only ever handed to its own hotkey.
+_SESSION = Path(tempfile.mkdtemp(prefix="tensorage-test-session-"))
+atexit.register(shutil.rmtree, _SESSION, True)
+_KEYS, _PLOTS = _SESSION / "wallets", _SESSION / "plots"
+
+
+def _session_wallet(path: Path, name: str, hotkey: str = "default") -> bt.Wallet:
+    """``create_wallet`` for init_devnet: this session's wallet of that name, copied in."""
+    if not (_KEYS / name).exists():
+        create_wallet(_KEYS, name, hotkey)
+    if not (Path(path) / name).exists():
+        shutil.copytree(_KEYS / name, Path(path) / name)
+    return bt.Wallet(name=name, hotkey=hotkey, path=str(path))
+
+
+def _cached_plots(hotkey: str) -> list[Path]:
+    return sorted((_PLOTS / hotkey).glob("plot-k*.plot"))
+
+
+def provide_plots(plots_dir: Path, hotkey: str, ks: list[int]) -> int:
+    """Copy cached plots of this hotkey (one per k asked, as far as the cache has them) into
+    ``plots_dir``, where the allocator adopts them as a restarted miner does; returns how many."""
+    wanted = list(ks)
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    have = {p.name for p in plots_dir.glob("plot-k*.plot")}
+    copied = 0
+    for path in _cached_plots(hotkey):
+        parsed = parse_plot_filename(path.name)
+        if parsed is None or parsed[0] not in wanted or path.name in have:
+            continue
+        wanted.remove(parsed[0])
+        shutil.copyfile(path, plots_dir / path.name)  # a copy: tests delete and damage their plots
+        copied += 1
+    return copied
+
+
+def remember_plots(plots_dir: Path, hotkey: str) -> None:
+    """Add a node's finished plot files to the session's cache for its hotkey."""
+    cache = _PLOTS / hotkey
+    cache.mkdir(parents=True, exist_ok=True)
+    for path in plots_dir.glob("plot-k*.plot"):
+        if not (cache / path.name).exists():
+            tmp = cache / (path.name + ".tmp")
+            shutil.copyfile(path, tmp)
+            tmp.rename(cache / path.name)
 
 
 def wait_for(predicate: Callable[[], object], timeout: float, what: str, every: float = 0.5):
@@ -40,7 +99,8 @@ class Subnet:
     def create(cls, root: Path, miners: int, validators: int, sizes: tuple[float, ...],
                names: Optional[list[str]] = None) -> "Subnet":
         """``names``: the miners' names (and their wallets'), instead of miner-0, miner-1, ..."""
-        init_devnet(root, miners=miners, validators=validators, miner_sizes_gb=sizes)
+        with mock.patch.object(devnet_init, "create_wallet", _session_wallet):
+            init_devnet(root, miners=miners, validators=validators, miner_sizes_gb=sizes)
         (root / "logs").mkdir(exist_ok=True)
         subnet = cls(root)
         if names is not None:
@@ -88,7 +148,8 @@ class Subnet:
     def allocate_here(self, sizes: dict[str, float], workers: int = 1, verify: bool = True) -> None:
         """Allocate several miners with the real Allocator engine in this process (one event loop,
         one plotting child per miner at a time): the same plots, files and index rows as
-        ``tensorage allocate``, without paying a node process's start-up per miner."""
+        ``tensorage allocate``, without paying a node process's start-up per miner. Plots this
+        session already made for a miner's hotkey are copied in and adopted, not made again."""
         from tensorage.config import settings_from_namespace
         from tensorage.engines.allocator import Allocator
 
@@ -99,7 +160,9 @@ class Subnet:
                                                     "wallet.name": name, "db_root_path": str(self.db_root(name)),
                                                     "size_in_gb": size, "workers": workers, "disable_prompt": True,
                                                     "disable_verify": not verify})
-                allocators.append(Allocator(settings, self.hotkey(name)))
+                allocator = Allocator(settings, self.hotkey(name))
+                provide_plots(allocator.layout.plots, allocator.hotkey, allocator.plan().add)
+                allocators.append(allocator)
             cores = asyncio.Semaphore(os.cpu_count() or 2)  # one plotting child per core, not one per miner
 
             async def one(a: Allocator) -> None:
@@ -108,6 +171,8 @@ class Subnet:
 
             try:
                 await asyncio.gather(*(one(a) for a in allocators))
+                for a in allocators:
+                    remember_plots(a.layout.plots, a.hotkey)
             finally:
                 for a in allocators:
                     a.close()

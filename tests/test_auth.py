@@ -29,7 +29,7 @@ from .windows import current_window
 def allocated(tmp_path_factory):
     root = tmp_path_factory.mktemp("auth") / "devnet"
     subnet = Subnet.create(root, miners=2, validators=1, sizes=(0.03,))
-    subnet.allocate({"miner-0": 0.03})
+    subnet.allocate_here({"miner-0": 0.03})
     return subnet
 
 
