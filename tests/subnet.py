@@ -67,12 +67,24 @@ def provide_plots(plots_dir: Path, hotkey: str, ks: list[int]) -> int:
     return copied
 
 
-def remember_plots(plots_dir: Path, hotkey: str) -> None:
-    """Add a node's finished plot files to the session's cache for its hotkey."""
+def remember_plots(db_root: Path, hotkey: str) -> None:
+    """Add a node's finished plots (the files its plot index calls done or verified) to the
+    session's cache for its hotkey."""
+    from tensorage.proofs.plots import plot_filename
+    from tensorage.storage.models import MinerIndex, PlotState
+
+    index_path = db_root / "index" / "miner.sqlite"
+    if not index_path.exists():
+        return
+    index = MinerIndex(index_path)
+    try:
+        names = [plot_filename(r.k, bytes.fromhex(r.seed)) for r in index.plots(PlotState.DONE, PlotState.VERIFIED)]
+    finally:
+        index.close()
     cache = _PLOTS / hotkey
     cache.mkdir(parents=True, exist_ok=True)
-    for path in plots_dir.glob("plot-k*.plot"):
-        if not (cache / path.name).exists():
+    for path in (db_root / "plots" / name for name in names):
+        if path.exists() and not (cache / path.name).exists():
             tmp = cache / (path.name + ".tmp")
             shutil.copyfile(path, tmp)
             tmp.rename(cache / path.name)
@@ -172,12 +184,33 @@ class Subnet:
             try:
                 await asyncio.gather(*(one(a) for a in allocators))
                 for a in allocators:
-                    remember_plots(a.layout.plots, a.hotkey)
+                    remember_plots(a.layout.root, a.hotkey)
             finally:
                 for a in allocators:
                     a.close()
 
         asyncio.run(all_of())
+
+    def provide_cached(self, sizes: dict[str, float]) -> None:
+        """Copy in the plots this session already made for these miners' hotkeys, as many as each
+        share plans; the miner processes adopt them and plot only the rest."""
+        from tensorage.config import settings_from_namespace
+        from tensorage.engines.allocator import Allocator
+
+        for name, size in sizes.items():
+            settings = settings_from_namespace({"subtensor.network": "devnet", "devnet.root": str(self.root),
+                                                "wallet.name": name, "db_root_path": str(self.db_root(name)),
+                                                "size_in_gb": size, "disable_prompt": True})
+            allocator = Allocator(settings, self.hotkey(name))
+            try:
+                provide_plots(allocator.layout.plots, allocator.hotkey, allocator.plan().add)
+            finally:
+                allocator.close()
+
+    def remember(self, names: list[str]) -> None:
+        """Keep these miners' finished plots for later modules of the session."""
+        for name in names:
+            remember_plots(self.db_root(name), self.hotkey(name))
 
     def start(self, name: str, argv: list[str], *extra: str) -> subprocess.Popen:
         log = open(self.root / "logs" / f"{name}.log", "ab")
@@ -230,12 +263,15 @@ class Subnet:
         finally:
             store.close()
 
-    def stop_all(self) -> None:
+    def stop_all(self, graceful: bool = True) -> None:
+        """SIGTERM and wait (up to 10 s) for a clean stop; ``graceful=False``: SIGKILL, for a
+        fixture whose tests never look at how nodes stop (twenty nodes shutting down at once
+        on two cores take longer than the grace and are killed anyway)."""
         procs = list(self.procs.values())
         self.procs.clear()
         for proc in procs:
             if proc.poll() is None:
-                proc.terminate()
+                proc.terminate() if graceful else proc.kill()
         deadline = time.monotonic() + 10
         for proc in procs:
             try:

@@ -77,7 +77,7 @@ def arena(tmp_path_factory):
         print(f"arena: {WINDOWS} windows judged {time.monotonic() - started:.0f}s in")
         yield subnet
     finally:
-        subnet.stop_all()
+        subnet.stop_all(graceful=False)  # no test here looks at how nodes stop
 
 
 def judged(subnet: Subnet, name: str) -> list:

@@ -4,7 +4,8 @@ and shard directories inspected. Proof rounds (which check certified shard chunk
 signed re-checks), certificate renewal and GC are run as the validator's own jobs, on demand: its
 schedule runs a round only every hour here.
 
-The tests share the subnet and run in order: the kill test leaves two miners dead for the rest.
+The tests share the subnet; after each one every node is up again (``ObjectNet.restore``), so
+they pass in any order.
 """
 
 from __future__ import annotations
@@ -62,6 +63,13 @@ def stored(net, tmp_path_factory):
     assert result.returncode == 0, result.stderr
     ids = cli_ids(result.stdout)
     return {name: (d / name, ids[str(d / name)]) for name in files}
+
+
+@pytest.fixture(autouse=True)
+def whole_net(net):
+    """A test that kills miners or the validator leaves them up again, even when it fails."""
+    yield
+    net.restore()
 
 
 def same(a: Path, b: Path) -> bool:
