@@ -43,6 +43,21 @@ def subnet(tmp_path_factory):
         subnet.stop_all()
 
 
+@pytest.fixture(autouse=True)
+def whole_subnet(subnet):
+    """A test that kills a node starts it again itself; if it fails before that, this does, so
+    the next test never finds a node dead because of the one before."""
+    yield
+    for name, size in SIZES.items():
+        if not subnet.alive(name):
+            subnet.procs.pop(name, None)
+            subnet.start_miner(name, size)
+    for v in ("validator-0", "validator-1"):
+        if not subnet.alive(v):
+            subnet.procs.pop(v, None)
+            subnet.start_validator(v, *VALIDATOR_ARGS)
+
+
 def capacity_share(subnet: Subnet) -> dict[int, float]:
     """What each miner really holds: its verified plots' bytes, as a share of all."""
     held = {}
