@@ -9,12 +9,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Optional
-
-import tempfile
 from unittest import mock
 
 import bittensor as bt
