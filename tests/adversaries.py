@@ -138,6 +138,7 @@ class OnDemand(Adversary):
 
     MARGIN_S = 0.2
     deadline = 0.0
+    window = -1
 
     def seeds(self) -> list[str]:
         path = self.layout.root / "on-demand-seeds.json"
@@ -152,7 +153,7 @@ class OnDemand(Adversary):
         return len(self.seeds())
 
     async def window_answer(self, req: WindowChallenge):
-        self.deadline = req.deadline
+        self.deadline, self.window = req.deadline, req.window
         return await super().window_answer(req)
 
     async def prove_sample(self, entries, challenge, per_plot):
@@ -171,7 +172,7 @@ class OnDemand(Adversary):
         found = {(s, j): proofs for s, j, proofs in await self.pool.prove(tasks, challenge, per_plot) if j is not None}
         shutil.rmtree(work, ignore_errors=True)  # keeps nothing between windows
         late = time.time() > self.deadline
-        self.bus.log(f"on-demand: built {len(built)} of {len(entries)} sampled plots in "
+        self.bus.log(f"on-demand: window {self.window} built {len(built)} of {len(entries)} sampled plots in "
                      f"{time.monotonic() - started:.1f}s ({'after' if late else 'before'} the deadline)",
                      source=self.source)
         return [[found.get((seed.hex(), j), []) for j in range(per_plot)] for seed, _ in entries]

@@ -52,8 +52,10 @@ class ObjectNet:
 
     # processes ---------------------------------------------------------------------------------
     def start(self) -> None:
-        """Everything at once (2 cores: the imports overlap), then one metagraph sync so the gateway
-        sees every miner's endpoint."""
+        """Every process at once (2 cores: the imports overlap; each miner plots what the plots
+        this session already made for its hotkey, copied in first, leave to make), then one
+        metagraph sync so the gateway sees every miner's endpoint."""
+        self.subnet.provide_cached({name: self.size for name in self.miners})
         for name in self.miners:
             self._start_miner(name)
         self.start_validator()
@@ -92,8 +94,39 @@ class ObjectNet:
         self.dead.discard(name)
         self.run_job("sync")
 
-    def close(self) -> None:
-        self.subnet.stop_all()
+    def restore(self) -> list[str]:
+        """Put back whatever a test left broken, whether it passed or not: paused processes go
+        on, a miner or validator that is down is started again. Tests of one module share the
+        net, so each of them starts from a whole one whatever ran (or failed) before. Returns
+        what it had to restore."""
+        fixed = []
+        for name, proc in list(self.subnet.procs.items()):
+            if proc.poll() is None and self._stopped(proc.pid):
+                proc.send_signal(signal.SIGCONT)
+                fixed.append(f"{name} continued")
+        for name in self.miners:
+            if not self.subnet.alive(name):
+                self.subnet.procs.pop(name, None)
+                self.revive(name)
+                fixed.append(f"{name} revived")
+        if not self.subnet.alive(VALIDATOR):
+            self.subnet.procs.pop(VALIDATOR, None)
+            self.start_validator()
+            self.run_job("sync")
+            fixed.append(f"{VALIDATOR} restarted")
+        return fixed
+
+    @staticmethod
+    def _stopped(pid: int) -> bool:
+        try:
+            stat = Path(f"/proc/{pid}/stat").read_text()
+        except OSError:
+            return False
+        return stat.rsplit(")", 1)[1].split()[0] == "T"
+
+    def close(self, graceful: bool = True) -> None:
+        self.subnet.stop_all(graceful)
+        self.subnet.remember(self.miners)
 
     # identities ------------------------------------------------------------------------------------
     def wallet(self, name: str) -> bt.Wallet:

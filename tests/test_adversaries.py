@@ -62,13 +62,14 @@ def arena(tmp_path_factory):
         size = SIZE if name in FULL or name not in PLOTTED else SMALL
         subnet.start(name, ["tests.adversaries", name], "--size_in_gb", str(size), *extra)
     try:
-        wait_for(lambda: subnet.served(names), 90, "every miner to serve")
+        # a bound, not a wait: twenty-two processes importing on two cores that others share
+        wait_for(lambda: subnet.served(names), 300, "every miner to serve")
         print(f"arena: {len(names)} miners serving {time.monotonic() - started:.0f}s in")
         subnet.start_validator("validator-0", "--seconds_per_weights", "30")
         honest = subnet.hotkey("honest")
         # twenty processes starting on two cores: count from the first window the honest miner passed
         first = wait_for(lambda: min((r.window for r in subnet.rounds("validator-0", honest) if r.result == "pass"),
-                                     default=None), 120, "the honest miner's first pass")
+                                     default=None), 240, "the honest miner's first pass")
         subnet.first_window = first
         print(f"arena: first honest pass {time.monotonic() - started:.0f}s in")
         wait_for(lambda: len(judged(subnet, "honest")) >= WINDOWS - 10, 300, f"{WINDOWS - 10} windows")
@@ -77,7 +78,7 @@ def arena(tmp_path_factory):
         print(f"arena: {WINDOWS} windows judged {time.monotonic() - started:.0f}s in")
         yield subnet
     finally:
-        subnet.stop_all()
+        subnet.stop_all(graceful=False)  # no test here looks at how nodes stop
 
 
 def judged(subnet: Subnet, name: str) -> list:
@@ -172,7 +173,8 @@ def test_rounds_say_why(arena):
 
     assert "listed twice" in details("duplicate")
     assert "more than the" in details("huge_listing")
-    assert "lowercase hex" in details("multi_spell") or "sent twice" in details("multi_spell")
+    # each valid proof goes plain, then upper case: the second spelling refuses the answer
+    assert "lowercase hex" in details("multi_spell") and "sent twice" not in details("multi_spell")
     assert "lowercase hex of 152 bytes" in details("small_k")  # its k=18 proofs, listed as k=19
     assert "invalid proofs" in details("borrower")
     assert "invalid proofs" in details("replayer")
@@ -187,21 +189,46 @@ def test_rounds_say_why(arena):
     assert "listing refused" in miners[arena.hotkey("junk_listing")].refused
 
 
-def test_on_demand_plotter_wins_only_at_devnet_k(arena, measured):
-    """It rebuilds sampled plots when asked. Its plotter works (it builds plots, never fails),
-    it scores no more than a miner holding the plots, and only in windows where it built in
-    time: devnet k makes that possible on an idle machine, mainnet k makes it impossible (a
-    k=29 plot takes ~10.6 GPU-seconds, hours on a CPU)."""
+def on_demand_builds(log: str) -> dict[int, tuple[int, int, bool]]:
+    """{window: (plots built, plots sampled, answered before the deadline)} from the on-demand
+    plotter's own log lines."""
+    out = {}
+    for line in log.splitlines():
+        if "on-demand: window " in line:
+            words = line.split("on-demand: window ")[1].split()
+            # "<window> built <b> of <n> sampled plots in <t>s (before|after the deadline)"
+            out[int(words[0])] = (int(words[2]), int(words[4]), "(before" in line)
+    return out
+
+
+def test_on_demand_plotter_scores_what_it_built_in_time(arena, measured):
+    """It stores nothing and rebuilds sampled plots when a window asks, one after the other
+    while time is left. By the rules of docs/proofs.md it holds, in window w, the b_w of its
+    n_w sampled plots it built before the deadline, and nothing in a window it answered late:
+    a miner holding a fraction f scores f of an honest peer, so its capacity relative to the
+    honest miner must be the mean of f_w = b_w / n_w over the honest miner's windows (0 where
+    it was late or not judged), within the arena's noise bound (Z standard errors plus the
+    plot-to-plot rate spread). Devnet k makes a build inside the deadline possible; mainnet k
+    makes it impossible (a k=29 plot takes ~10.6 GPU-seconds, hours on a CPU)."""
     rel, se = measured["on_demand"]
     log = arena.log("on_demand")
     assert "Traceback" not in log and "PlotError" not in log
-    built = [int(line.split("built ")[1].split(" ")[0]) for line in log.splitlines() if "on-demand: built" in line]
-    assert built and max(built) >= 1, "the on-demand plotter never finished a plot"
-    assert rel <= 1.0 + Z * se + RATE_SPREAD, (rel, se)
-    rounds = judged(arena, "on_demand")
-    assert not any("HTTP 500" in r.detail for r in rounds)
-    assert all(r.result != "timeout" for r in rounds if r.credit_bytes > 0)
-    print(f"on-demand plotter: {rel:.3f} of honest; built {sum(built)} plots over {len(built)} windows")
+    builds = on_demand_builds(log)
+    assert any(b >= 1 for b, _, _ in builds.values()), "the on-demand plotter never finished a plot"
+    rounds = {r.window: r for r in judged(arena, "on_demand")}
+    assert not any("HTTP 500" in r.detail for r in rounds.values())
+    assert all(r.result != "timeout" for r in rounds.values() if r.credit_bytes > 0)
+    windows = sorted(per_window(arena, "honest"))
+    held = []
+    for w in windows:
+        b, n, in_time = builds.get(w, (0, 1, False))
+        r = rounds.get(w)
+        held.append(b / n if in_time and r is not None and r.result != "timeout" else 0.0)
+    predicted = sum(held) / len(windows)
+    bound = Z * se + RATE_SPREAD
+    print(f"on-demand plotter: {rel:.3f} of honest, predicted {predicted:.3f} ± {bound:.3f} from what it built in time")
+    assert se <= MAX_SE, f"too little evidence to judge ({se:.3f})"
+    assert abs(rel - predicted) <= bound, (rel, predicted, bound, held)
     devnet, finney = PROFILES["devnet"], PROFILES["finney"]
     assert seconds_per_plot(devnet.min_k) < devnet.challenge_deadline_s  # why it can score on the devnet
     assert seconds_per_plot(finney.min_k) > 100 * finney.challenge_deadline_s  # a CPU has no chance on finney

@@ -29,7 +29,7 @@ from .windows import current_window
 def allocated(tmp_path_factory):
     root = tmp_path_factory.mktemp("auth") / "devnet"
     subnet = Subnet.create(root, miners=2, validators=1, sizes=(0.03,))
-    subnet.allocate({"miner-0": 0.03})
+    subnet.allocate_here({"miner-0": 0.03})
     return subnet
 
 
@@ -89,15 +89,15 @@ async def test_a_validator_gets_proofs(miner, allocated):
     assert len(miner.served_events) == 1
 
 
-@pytest.mark.parametrize("case, status, code", [
-    ("unsigned", 401, "unauthorized"),
-    ("bad_signature", 401, "bad_signature"),
-    ("wrong_receiver", 421, "wrong_receiver"),
-    ("stale", 401, "stale"),
-    ("unregistered", 403, "unregistered"),
-    ("miner_challenges", 403, "forbidden"),
+@pytest.mark.parametrize("case, status, code, says", [
+    ("unsigned", 401, "unauthorized", "sign it with bittensor.http_auth.sign"),
+    ("bad_signature", 401, "bad_signature", "does not match the hotkey and body"),
+    ("wrong_receiver", 421, "wrong_receiver", "look up this node's hotkey in the metagraph"),
+    ("stale", 401, "stale", "check the clock"),
+    ("unregistered", 403, "unregistered", "register it"),
+    ("miner_challenges", 403, "forbidden", "only validators may call /v1/challenge"),
 ])
-async def test_rejected_and_nothing_changes(miner, allocated, tmp_path, case, status, code):
+async def test_rejected_and_nothing_changes(miner, allocated, tmp_path, case, status, code, says):
     v = wallet_of(allocated, "validator-0")
     body = challenge_body(miner)
     path = "/v1/challenge"
@@ -116,7 +116,7 @@ async def test_rejected_and_nothing_changes(miner, allocated, tmp_path, case, st
     plots_before = dict(miner.plots)
     got, data = await send(miner, "POST", path, body, headers)
     assert (got, data["error"]) == (status, code), data
-    assert data["message"] and ":" in data["message"] or "(" in data["message"]
+    assert says in data["message"], data  # the message says what to do, for this refusal
     assert miner.served_events == [] and miner.challenges_served == 0
     assert miner.plots == plots_before
 

@@ -69,7 +69,7 @@ class TooEarlyOnce(MinerEngine):
 def allocated(tmp_path_factory):
     root = tmp_path_factory.mktemp("clock") / "devnet"
     subnet = Subnet.create(root, miners=1, validators=1, sizes=(0.03,))
-    subnet.allocate({"miner-0": 0.03})
+    subnet.allocate_here({"miner-0": 0.03})
     return subnet
 
 

@@ -2,9 +2,11 @@
 able to answer the way a version rollout or a drifted clock would), one validator gateway checking
 every window, real client objects.
 
-* An outage over five windows, then two miners paused for ~50 s and a third killed with kill -9, and
-  meanwhile the others answering 426 (another protocol) and 401 stale (clock skew) for five windows
-  each: no shard is lost, and every object is healthy again once they are back.
+* An outage over PHASE windows, then two miners paused over 2 * PHASE more and a third killed with
+  kill -9, and meanwhile the others answering 426 (another protocol) and 401 stale (clock skew) for
+  PHASE windows each: no shard is lost, and every object is healthy again once they are back. PHASE
+  is one window more than the failures in a row that lose a shard (LOST_AFTER): anything the
+  gateway counted against these miners would have lost a shard.
 * store, rm, store of a file that fills the miners succeeds without a restart.
 * kill -9 of the gateway right after it said "stored" loses no object.
 * backup, wipe, restore brings every object back.
@@ -18,6 +20,8 @@ import time
 
 import pytest
 
+from tensorage.gateway.repair import LOST_AFTER
+
 from .conftest import tensorage
 from .objectnet import VALIDATOR, ObjectNet
 from .shard_adversaries import MOOD_FILE
@@ -27,7 +31,7 @@ pytestmark = pytest.mark.timeout(600)
 
 MINERS = [f"miner-{i}" for i in range(6)]
 VALIDATOR_ARGS = ("--seconds_per_weights", "600", "--gateway.shard_mb", "1", "--gateway.quota_gb", "1")
-PAUSE_S = 50
+PHASE = LOST_AFTER + 1  # windows of each kind of trouble
 
 
 @pytest.fixture(scope="module")
@@ -43,6 +47,16 @@ def net(tmp_path_factory):
             if proc is not None and proc.poll() is None:
                 proc.send_signal(signal.SIGCONT)
         net.close()
+
+
+@pytest.fixture(autouse=True)
+def whole_net(net):
+    """Each test gets every node up, unpaused and in its normal mood, whatever ran (or failed)
+    before it: results never depend on the order the tests run in."""
+    yield
+    for name in MINERS:
+        (net.subnet.db_root(name) / MOOD_FILE).unlink(missing_ok=True)
+    net.restore()
 
 
 def store(net: ObjectNet, tmp_path, size: int, name: str = "src"):
@@ -70,11 +84,10 @@ def test_outage_pause_kill_rollout_and_skew_lose_no_shard(net, tmp_path):
     net.until_listed(oid)
     procs = net.subnet.procs
     holders = MINERS
-    # the validator's network is down for five windows: every miner times out
+    # the validator's network is down for PHASE windows: every miner times out
     for name in holders:
         procs[name].send_signal(signal.SIGSTOP)
-    paused_at = time.monotonic()
-    windows(net, 5)
+    windows(net, PHASE)
     assert gone_shards(net) == []
     # two stay paused, one is killed, the other three answer as a version rollout would, then a clock skew
     for name in holders[2:]:
@@ -83,13 +96,12 @@ def test_outage_pause_kill_rollout_and_skew_lose_no_shard(net, tmp_path):
     for mood in ("426", "stale"):
         for name in holders[3:]:
             (net.subnet.db_root(name) / MOOD_FILE).write_text(mood)
-        windows(net, 5)
+        windows(net, PHASE)
         rounds = net.subnet.rounds(VALIDATOR, net.hotkey(holders[3]))[:3]
         assert any(mood.replace("stale", "401") in r.detail for r in rounds), [r.detail for r in rounds]
         assert gone_shards(net) == []
     for name in holders[3:]:
         (net.subnet.db_root(name) / MOOD_FILE).unlink()
-    time.sleep(max(0.0, PAUSE_S - (time.monotonic() - paused_at)))
     for name in holders[:2]:
         procs[name].send_signal(signal.SIGCONT)
     net.revive(holders[2])
@@ -134,9 +146,10 @@ def test_kill_9_of_the_gateway_right_after_stored_loses_no_object(net, tmp_path)
 
 
 def test_backup_wipe_restore_brings_every_object_back(net, tmp_path):
+    _, own = store(net, tmp_path, 600_000)  # at least one object, whatever ran before
     with net.client() as client:
         objects = {o.id for o in client.list()[0]}
-    assert objects
+    assert own in objects
     root = net.subnet.db_root(VALIDATOR)
     dest = tmp_path / "gateway-backup.tar"
     result = tensorage("gateway", "backup", str(dest), "--db_root_path", str(root), *net.flags)  # while it runs

@@ -8,7 +8,6 @@ import math
 import re
 import signal
 import statistics
-import time
 from collections import Counter
 
 import pytest
@@ -44,6 +43,21 @@ def subnet(tmp_path_factory):
         subnet.stop_all()
 
 
+@pytest.fixture(autouse=True)
+def whole_subnet(subnet):
+    """A test that kills a node starts it again itself; if it fails before that, this does, so
+    the next test never finds a node dead because of the one before."""
+    yield
+    for name, size in SIZES.items():
+        if not subnet.alive(name):
+            subnet.procs.pop(name, None)
+            subnet.start_miner(name, size)
+    for v in ("validator-0", "validator-1"):
+        if not subnet.alive(v):
+            subnet.procs.pop(v, None)
+            subnet.start_validator(v, *VALIDATOR_ARGS)
+
+
 def capacity_share(subnet: Subnet) -> dict[int, float]:
     """What each miner really holds: its verified plots' bytes, as a share of all."""
     held = {}
@@ -59,6 +73,15 @@ def chain_weights(subnet: Subnet) -> dict[int, dict[int, float]]:
     chain = Devnet.open(subnet.root)
     try:
         return chain.weights()
+    finally:
+        chain.close()
+
+
+def last_updates(subnet: Subnet, uids: list[int]) -> dict[int, int]:
+    """The block each of these uids last set weights at."""
+    chain = Devnet.open(subnet.root)
+    try:
+        return {n.uid: n.last_update for n in chain.metagraph().neurons if n.uid in uids}
     finally:
         chain.close()
 
@@ -83,7 +106,9 @@ def test_weights_converge_to_proven_capacity_and_incentive_follows(subnet):
     share = capacity_share(subnet)
     v_uids = [subnet.uid("validator-0"), subnet.uid("validator-1")]
     wait_for(lambda: all(v in chain_weights(subnet) for v in v_uids), 30, "both validators to set weights")
-    time.sleep(7)  # one more weight period on top of the rounds above
+    set_at = last_updates(subnet, v_uids)  # one more weight setting by each, on top of the rounds above
+    wait_for(lambda: all(b > set_at[v] for v, b in last_updates(subnet, v_uids).items()), 30,
+             "both validators to set weights once more")
     weights = chain_weights(subnet)
     names = {subnet.uid(m): m for m in SIZES}
     bound = {(v, uid): noise_bound(subnet, v, names[uid], expected)

@@ -25,6 +25,7 @@ from tensorage.proofs.windows import (MAX_PROOFS_PER_CHALLENGE, SampledPlot, ans
                                       sample_indices, sample_size, window_challenge, window_credit)
 
 from .conftest import ALICE, BOB, FIXED_SEED
+from .subnet import wait_for
 
 FINNEY, DEVNET = PROFILES["finney"], PROFILES["devnet"]
 
@@ -249,7 +250,7 @@ def test_devnet_beacon_is_unknown_before_its_block_and_the_same_for_everyone(tmp
             a.block_hash(head + 5)
         with pytest.raises(BlockNotYet):
             a.block_timestamp(head + 5)
-        time.sleep(1.2)
+        wait_for(lambda: b.block() >= head + 5, 10, f"block {head + 5}", every=0.05)
         later = b.block_hash(head + 5)  # drawn now, by whoever asks first
         assert a.block_hash(head + 5) == later and len(later) == 32
         assert a.block_hash(head) != later
@@ -270,7 +271,7 @@ def test_a_beacon_written_ahead_of_its_block_is_not_the_beacon(tmp_path):
         chain.BlockHashRow.insert(block=future, hash=planted, made_at=time.time()).execute()
         with pytest.raises(BlockNotYet):
             chain.block_hash(future)  # not readable before its block, planted or not
-        time.sleep(0.8)
+        wait_for(lambda: chain.block() >= future, 10, f"block {future}", every=0.05)
         assert chain.block_hash(future) != planted
         assert chain.block_hash(future) == chain.block_hash(future)  # and stable once drawn
     finally:
