@@ -152,3 +152,114 @@ def test_kill_9_of_the_gateway_mid_put_mid_certify_mid_repair_mid_get_loses_noth
         return not world.net.orphans()
 
     wait_for(clean, 120, "the shards of interrupted PUTs to be removed from the miners", every=1)
+
+
+# --- a clock beyond the signature window ---------------------------------------------------------
+
+SKEW_S = 120.0  # beyond every freshness bound (requests 10 s, signed replies 30 s)
+
+
+def restart_skewable(world: FaultNet, name: str, clock: "Path", monkeypatch) -> None:
+    """Restart a node (cleanly) under a wall clock the test can move."""
+    import signal
+
+    net = world.net
+    clock.write_text("0")
+    monkeypatch.setenv("TENSORAGE_TEST_CLOCK_FILE", str(clock))
+    before = net.endpoint_of(name)
+    net.subnet.kill(name, signal.SIGTERM)
+    if name == VALIDATOR:
+        net.subnet.start(name, ["tests.faults.skewed_clock", "tensorage", "validator"], *net.validator_args)
+        wait_for(lambda: net.endpoint_of(name) not in (None, before) and net.gateway_up(), 120, "the gateway")
+    else:
+        net.subnet.start(name, ["tests.faults.skewed_clock", "tensorage", "miner"], "--size_in_gb", str(net.size),
+                         "--disable_verify", "--workers", "1")
+        wait_for(lambda: net.endpoint_of(name) != before, 120, f"{name} to serve again")
+        net.run_job("sync")
+
+
+def latest_round(world: FaultNet, miner: str):
+    rounds = world.net.subnet.rounds(VALIDATOR, world.net.hotkey(miner))
+    return rounds[0] if rounds else None
+
+
+def test_a_miner_whose_clock_is_off_is_refused_clearly_recovers_and_loses_nothing(world, rng, ledger, request,
+                                                                               tmp_path, monkeypatch):
+    name = rng.choice(MINERS)
+    clock = tmp_path / "clock"
+    restart_skewable(world, name, clock, monkeypatch)
+    with ledger.inject("clock_skew", "miner", f"+{SKEW_S:g}s", request.node.nodeid) as fault:
+        last = latest_round(world, name)
+        clock.write_text(str(SKEW_S))
+        refused = wait_for(lambda: (r := latest_round(world, name)) is not None and r.window > last.window + 1
+                           and "401" in r.detail and r, 90, f"the validator's windows to {name} to be refused")
+        assert "clock" in refused.detail, refused.detail  # says what to fix
+        clock.write_text("0")
+        wait_for(lambda: (r := latest_round(world, name)) is not None and r.window > refused.window
+                 and r.result == "pass", 90, f"{name} to pass a window again once its clock is right")
+        found = world.miner_findings(name)
+        if found.lost_bytes:
+            ledger.lost(fault, found.lost_bytes, "; ".join(found.lost))
+        assert_nothing_lost(world, ledger, fault)
+
+
+def test_a_gateway_whose_clock_is_off_refuses_clearly_recovers_and_loses_nothing(world, rng, ledger, request,
+                                                                              tmp_path, monkeypatch):
+    clock = tmp_path / "clock"
+    restart_skewable(world, VALIDATOR, clock, monkeypatch)
+    with ledger.inject("clock_skew", "gateway", f"-{SKEW_S:g}s", request.node.nodeid) as fault:
+        last = latest_round(world, MINERS[0]).window
+        clock.write_text(str(-SKEW_S))
+        time.sleep(0.5)  # the node rereads its clock file every 0.2 s
+        with pytest.raises(Exception) as refused:
+            world.store(payload(rng, 100_000, 200_000), "skewed")
+        assert "clock" in str(refused.value), refused.value  # the client is told what is wrong
+        # its windows to the miners are refused as well (each miner checks the request's age)
+        wait_for(lambda: (r := latest_round(world, MINERS[0])) is not None and r.window > last + 1
+                 and "401" in r.detail, 90, "a window refused for the gateway's clock")
+        clock.write_text("0")
+        wait_for(lambda: all((r := latest_round(world, m)) is not None and r.result == "pass" and r.window > last + 2
+                             for m in MINERS), 120, "every miner to pass a window once the clock is right")
+        world.store(payload(rng, 100_000, 200_000), "after-skew")
+        assert_nothing_lost(world, ledger, fault)
+
+
+def test_a_client_whose_clock_is_off_is_refused_clearly_and_stores_once_fixed(world, rng, ledger, request,
+                                                                           monkeypatch):
+    import bittensor.http_auth
+
+    real = time.time_ns
+    with ledger.inject("clock_skew", "client", f"+{SKEW_S:g}s", request.node.nodeid) as fault:
+        monkeypatch.setattr(bittensor.http_auth.time, "time_ns", lambda: real() + int(SKEW_S * 1e9))
+        with pytest.raises(Exception) as refused:
+            world.store(payload(rng, 100_000, 200_000), "client-skewed")
+        assert "clock" in str(refused.value), refused.value
+        monkeypatch.undo()
+        world.store(payload(rng, 100_000, 200_000), "client-fixed")
+        assert_nothing_lost(world, ledger, fault)
+
+
+# --- a chain that errors or stalls ---------------------------------------------------------------
+
+@pytest.mark.parametrize("mode", ["error", "stall"])
+def test_a_chain_that_errors_or_stalls_loses_nothing_and_the_validator_recovers(world, rng, ledger, request, mode):
+    from ..conftest import tensorage
+
+    net = world.net
+    seconds = rng.uniform(6, 12)
+    with ledger.inject(f"chain_{mode}", "chain", f"{seconds:.1f}s", request.node.nodeid) as fault:
+        last = latest_round(world, MINERS[0]).window
+        on = tensorage("devnet", "fault", mode, "--seconds", f"{seconds:.1f}", "--stall-seconds", "2",
+                       "--devnet.root", str(net.root))
+        assert on.returncode == 0, on.stderr
+        # the validator says so: its chain health leaves ok
+        wait_for(lambda: net.state()["chain"]["state"] != "ok", 30, "the validator to see the chain fault")
+        # meanwhile the gateway still serves every object (retrieval needs no chain call)
+        during = world.objects_lost()
+        if during.lost_bytes:
+            ledger.lost(fault, during.lost_bytes, "during the fault: " + "; ".join(during.lost))
+        wait_for(lambda: net.state()["chain"]["state"] == "ok", seconds + 60, "the chain health to recover")
+        wait_for(lambda: all((r := latest_round(world, m)) is not None and r.window > last and r.result == "pass"
+                             for m in MINERS), 120, "windows to pass again")
+        net.run_job("set_weights")
+        assert_nothing_lost(world, ledger, fault)
