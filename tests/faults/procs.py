@@ -3,6 +3,7 @@ plotting child dies with its parent; a restart must not race it)."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import subprocess
@@ -54,3 +55,15 @@ def wait_until(predicate, timeout: float, what: str, every: float = 0.05):
             return value
         time.sleep(every)
     raise AssertionError(f"timed out after {timeout:.0f}s waiting for {what}")
+
+
+def reap(*procs: subprocess.Popen) -> None:
+    """After a failed test: kill what it left running (and their children) so nothing outlives it."""
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            kids = children(proc.pid)
+            proc.kill()
+            proc.wait(timeout=30)
+            for kid in kids:
+                with contextlib.suppress(psutil.NoSuchProcess):
+                    kid.kill()

@@ -12,7 +12,7 @@ from tensorage.chain.devnet_init import init_devnet
 
 from ..subnet import Subnet
 from .integrity import PlotWitness, temp_files
-from .procs import has_child_running, kill9, tensorage_proc, wait_until
+from .procs import has_child_running, kill9, reap, tensorage_proc, wait_until
 
 pytestmark = [pytest.mark.faults, pytest.mark.timeout(600)]
 
@@ -29,6 +29,8 @@ def test_kill_9_of_the_allocator_at_random_points_loses_no_plot(tmp_path, rng, l
     log = tmp_path / "allocate.log"
     share = SHARE_GB
     kills = 0
+    proc = final = None
+    request.addfinalizer(lambda: reap(proc, final))
     while kills < KILLS:
         proc = tensorage_proc(["allocate", *subnet.common("miner-0"), "--size_in_gb", str(share), "--disable_prompt",
                                "--workers", "1"], log)
