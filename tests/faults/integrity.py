@@ -10,6 +10,7 @@ import hashlib
 import sqlite3
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Optional
 
 from tensorage.net.objects import is_shard_id
 from tensorage.proofs.merkle import MerkleError, tree_of_file
@@ -109,9 +110,10 @@ class PlotWitness:
         return out
 
 
-def check_shards(root: Path) -> Findings:
+def check_shards(root: Path, miner: Optional[str] = None) -> Findings:
     """Every shard a validator's index lists is here with its size, its bytes' Merkle id is its name,
-    its tree is beside it; no temp file or unindexed shard."""
+    its tree is beside it, its certificate (given the ``miner``'s hotkey) is the placing gateway's
+    signature over that shard, size and miner; no temp file or unindexed shard."""
     out = Findings()
     shards = root / "shards"
     live: dict[str, int] = {}
@@ -119,8 +121,13 @@ def check_shards(root: Path) -> Findings:
         if not integrity_ok(db):
             out.lose(1, f"{db.name} fails PRAGMA integrity_check")
             continue
-        for shard_id, size in rows(db, "SELECT id, size FROM shards"):
+        gateway = db.name[len("validator-"):-len(".sqlite")]
+        for shard_id, size, cert in rows(db, "SELECT id, size, cert FROM shards"):
             live[shard_id] = int(size)
+            if miner is not None and cert is not None:
+                problem = certificate_problem(bytes(cert), shard_id, int(size), miner, gateway)
+                if problem:
+                    out.lose(int(size), f"shard {shard_id[:16]}: {problem}")
     for shard_id, size in live.items():
         path = shards / shard_id
         if not path.exists() or not (shards / f"{shard_id}{TREE_SUFFIX}").exists():
@@ -138,6 +145,21 @@ def check_shards(root: Path) -> Findings:
         if entry.name.startswith(TMP_PREFIX) or (is_shard_id(name) and name not in live):
             out.leftovers.append(f"shards/{entry.name}")
     return out
+
+
+def certificate_problem(entry: bytes, shard_id: str, size: int, miner: str, gateway: str) -> str:
+    from tensorage.proofs.certificates import Certificate, CertificateError, _verify, ss58_of
+    from tensorage.proofs.plots import hotkey_public_key
+
+    try:
+        cert = Certificate.from_entry(entry)
+    except CertificateError as exc:
+        return f"its certificate does not parse ({exc})"
+    if cert.shard.hex() != shard_id or cert.size != size or ss58_of(cert.gateway) != gateway:
+        return "its certificate names another shard, size or gateway"
+    if not _verify(entry, hotkey_public_key(miner)):
+        return "its certificate's signature does not verify"
+    return ""
 
 
 def temp_files(root: Path) -> list[str]:

@@ -62,7 +62,9 @@ def assert_nothing_lost(world: FaultNet, ledger, fault) -> None:
     if found.lost_bytes:
         ledger.lost(fault, found.lost_bytes, "; ".join(found.lost))
     gone = world.gone_shards()
-    assert gone == [], f"shards given up as lost after a kill: {gone}"
+    assert gone == [], f"shards given up as lost after a fault: {gone}"
+    disagree = world.manifest_vs_miners()
+    assert not disagree, disagree
 
 
 def test_kill_9_of_miners_mid_put_and_mid_window_loses_nothing(world, rng, ledger, request):

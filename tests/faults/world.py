@@ -86,7 +86,26 @@ class FaultNet:
 
     # nodes -------------------------------------------------------------------------------------
     def miner_findings(self, name: str) -> Findings:
-        return check_shards(self.net.subnet.db_root(name))
+        return check_shards(self.net.subnet.db_root(name), self.net.hotkey(name))
+
+    def manifest_vs_miners(self) -> list[str]:
+        """Shards of kept objects the manifest counts healthy must be in their miner's index and on
+        its disk (the gateway's view and the miners' agree across kills)."""
+        db = self.validator_root() / "index" / "gateway.sqlite"
+        ids = {k.object_id for k in self.kept}
+        held: dict[str, set[str]] = {}
+        problems = []
+        for object_id, miner, shard, state in rows(db, "SELECT object_id, miner, hash, state FROM shards "
+                                                       "WHERE state = 'healthy'"):
+            if object_id not in ids:
+                continue
+            name = self.net.name_of(miner)
+            if name not in held:
+                index = self.net.subnet.db_root(name) / "index" / f"validator-{self.net.hotkey(VALIDATOR)}.sqlite"
+                held[name] = {i for (i,) in rows(index, "SELECT id FROM shards WHERE deleted_at IS NULL")}
+            if shard not in held[name] or not (self.net.subnet.db_root(name) / "shards" / shard).exists():
+                problems.append(f"{object_id[:8]}: shard {shard[:12]} healthy in the manifest, not held by {name}")
+        return problems
 
     def validator_root(self) -> Path:
         return self.net.subnet.db_root(VALIDATOR)
