@@ -173,6 +173,7 @@ def restart_skewable(world: FaultNet, name: str, clock: "Path", monkeypatch) -> 
     if name == VALIDATOR:
         net.subnet.start(name, ["tests.faults.skewed_clock", "tensorage", "validator"], *net.validator_args)
         wait_for(lambda: net.endpoint_of(name) not in (None, before) and net.gateway_up(), 120, "the gateway")
+        wait_for(net.jobs_ready, 120, "the validator's jobs")
     else:
         net.subnet.start(name, ["tests.faults.skewed_clock", "tensorage", "miner"], "--size_in_gb", str(net.size),
                          "--disable_verify", "--workers", "1")
