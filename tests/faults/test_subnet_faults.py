@@ -57,8 +57,11 @@ def start_job(world: FaultNet, job: str) -> None:
     assert reply.status == 200, reply.error_message
 
 
-def assert_nothing_lost(world: FaultNet, ledger, fault) -> None:
-    found = world.objects_lost()
+SAMPLE = 3  # objects retrieved after each fault besides the newest; all of them at each test's end
+
+
+def assert_nothing_lost(world: FaultNet, ledger, fault, rng=None) -> None:
+    found = world.objects_lost(rng, SAMPLE if rng is not None else 0)
     if found.lost_bytes:
         ledger.lost(fault, found.lost_bytes, "; ".join(found.lost))
     gone = world.gone_shards()
@@ -74,7 +77,7 @@ def test_kill_9_of_miners_mid_put_and_mid_window_loses_nothing(world, rng, ledge
         point = rng.choice(["mid-put", "mid-window", "mid-put"])
         job = None
         if point == "mid-put":
-            job = world.store_in_background(payload(rng, 300_000, 900_000), f"put-{round_no}")
+            job = world.store_in_background(payload(rng, 200_000, 700_000), f"put-{round_no}")
             delay = rng.uniform(0.0, 1.5)
         else:
             delay = rng.uniform(0.0, 3.0)  # a devnet window is 3 blocks of 1 s
@@ -94,7 +97,8 @@ def test_kill_9_of_miners_mid_put_and_mid_window_loses_nothing(world, rng, ledge
                     ledger.lost(fault, found.lost_bytes, f"{name}: " + "; ".join(found.lost))
                 stale = half_made[name] & set(found.leftovers)
                 assert not stale, f"{name} kept half-made files across its restart: {sorted(stale)}"
-            assert_nothing_lost(world, ledger, faults[0])
+            assert_nothing_lost(world, ledger, faults[0], rng)
+    assert (final := world.objects_lost()).lost_bytes == 0, final.lost  # every object, byte for byte
 
 
 def restart_validator(world: FaultNet) -> None:
@@ -121,7 +125,8 @@ def test_kill_9_of_the_validator_mid_window_mid_weights_mid_sync_loses_nothing(w
             if before["weights"]:
                 assert after["weights"] and after["weights"][0][0] >= before["weights"][0][0], \
                     "the last weights set were lost by a kill"
-            assert_nothing_lost(world, ledger, fault)
+            assert_nothing_lost(world, ledger, fault, rng)
+    assert (final := world.objects_lost()).lost_bytes == 0, final.lost  # every object, byte for byte
 
 
 def test_kill_9_of_the_gateway_mid_put_mid_certify_mid_repair_mid_get_loses_nothing(world, rng, ledger, request):
@@ -129,7 +134,7 @@ def test_kill_9_of_the_gateway_mid_put_mid_certify_mid_repair_mid_get_loses_noth
         point = rng.choice(["mid-put", "mid-certify", "mid-repair", "mid-get", "mid-put"])
         op = None
         if point == "mid-put":
-            op = world.store_in_background(payload(rng, 300_000, 1_500_000), f"gw-put-{n}")
+            op = world.store_in_background(payload(rng, 200_000, 900_000), f"gw-put-{n}")
             delay = rng.uniform(0.0, 2.0)
         elif point == "mid-get":
             kept = rng.choice(world.kept)
@@ -147,13 +152,14 @@ def test_kill_9_of_the_gateway_mid_put_mid_certify_mid_repair_mid_get_loses_noth
             restart_validator(world)
             stale = spooled & world.spool_files()
             assert not stale, f"spool files outlived the gateway that made them: {sorted(stale)}"
-            assert_nothing_lost(world, ledger, fault)
+            assert_nothing_lost(world, ledger, fault, rng)
     # what interrupted PUTs placed is deleted from the miners: nothing half made stays anywhere
     def clean() -> bool:
         world.net.run_job("gc")
         return not world.net.orphans()
 
     wait_for(clean, 120, "the shards of interrupted PUTs to be removed from the miners", every=1)
+    assert (final := world.objects_lost()).lost_bytes == 0, final.lost  # every object, byte for byte
 
 
 # --- a clock beyond the signature window ---------------------------------------------------------

@@ -54,12 +54,19 @@ class FaultNet:
     def store_in_background(self, data: bytes, name: str) -> "Background":
         return Background(lambda: self.store(data, name))
 
-    def objects_lost(self) -> Findings:
-        """Retrieve every object the client was told is stored and compare its bytes."""
+    def objects_lost(self, rng=None, sample: int = 0) -> Findings:
+        """Retrieve the objects the client was told are stored and compare their bytes: every one, or
+        (``sample``) the newest and ``sample`` others drawn with ``rng``; every object stays listed."""
         out = Findings()
+        chosen = self.kept
+        if sample and len(self.kept) > sample + 1:
+            chosen = [self.kept[-1], *rng.sample(self.kept[:-1], sample)]
         with self.net.client() as client:
             listed = {o.id for o in client.list()[0]}
             for kept in self.kept:
+                if kept.object_id not in listed:
+                    out.lose(len(kept.data), f"object {kept.object_id[:8]} is no longer listed")
+            for kept in chosen:
                 if kept.object_id not in listed:
                     out.lose(len(kept.data), f"object {kept.object_id[:8]} is no longer listed")
                     continue
