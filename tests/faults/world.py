@@ -35,7 +35,11 @@ class FaultNet:
     @classmethod
     def start(cls, root: Path) -> "FaultNet":
         net = ObjectNet(root / "devnet", len(MINERS), SHARE_GB, VALIDATOR_ARGS)
-        net.start()
+        try:
+            net.start()
+        except BaseException:
+            net.close()  # a start that failed half way leaves no node running
+            raise
         return cls(net, root)
 
     def close(self) -> None:
