@@ -78,6 +78,13 @@ class ObjectNet:
         self.subnet.start_validator(VALIDATOR, *self.validator_args)
         wait_for(lambda: self.endpoint_of(VALIDATOR) not in (None, before) and self.gateway_up(), 120,
                  "the validator's gateway")
+        wait_for(self.jobs_ready, 120, "the validator's jobs")  # it serves before its first sync adds them
+
+    def jobs_ready(self, node: str = VALIDATOR) -> bool:
+        try:
+            return "sync" in {j["id"] for j in self.state(node)["jobs"]}
+        except Exception:  # noqa: BLE001 - not answering yet
+            return False
 
     def stop_validator(self) -> None:
         self.subnet.kill(VALIDATOR, signal.SIGTERM)

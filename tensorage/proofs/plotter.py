@@ -8,6 +8,11 @@ plot is removed with one directory.
 
 The child (:mod:`tensorage.proofs.plot_child`) prints one JSON line at the end: the
 plot's size and, unless verification is disabled, how many sample proofs it checked.
+
+chiapos never fails a write or read that comes up short (a full disk, an I/O error): it prints
+"Only wrote ... Retrying in five minutes." and sleeps, forever. The parent stops such a child at
+the first of those lines and fails the plot with what chiapos said, so a full disk ends the plot
+(and frees its temp files) instead of hanging the allocator with its lock held.
 """
 
 from __future__ import annotations
@@ -26,6 +31,8 @@ from ..errors import PlotError
 
 from ..procutil import child_env
 from .plot_child import RESULT_PREFIX
+
+STALLED = ("Only wrote ", "Only read ", "Could not open ", "Retrying in ")  # chiapos then sleeps and retries
 
 
 @dataclass(frozen=True)
@@ -81,6 +88,8 @@ async def run_plot(job: PlotJob, on_progress: Callable[[float], None] = lambda f
                 result = json.loads(line[len(RESULT_PREFIX):])
             elif line:
                 tail = (tail + [line])[-12:]
+                if any(mark in line for mark in STALLED):
+                    raise PlotStalled(stalled_message(job, line))
         rc = await proc.wait()
     except BaseException:
         with contextlib.suppress(ProcessLookupError):
@@ -98,6 +107,23 @@ async def run_plot(job: PlotJob, on_progress: Callable[[float], None] = lambda f
     on_progress(1.0)
     return PlotResult(path=job.final_path, bytes=int(result["bytes"]), seconds=time.monotonic() - started,
                       proofs_checked=int(result.get("proofs", 0)), verified=job.verify)
+
+
+class PlotStalled(PlotError):
+    """chiapos could not write or read its files and went to sleep to retry: the plot is stopped."""
+
+
+def stalled_message(job: PlotJob, line: str) -> str:
+    try:
+        free = shutil.disk_usage(job.tmp_root).free
+    except OSError:
+        free = -1
+    said = line.split(". Retrying")[0][:300]
+    if 0 <= free < 1 << 20:
+        return (f"plotting k={job.k} {job.filename} stopped: the disk is full ({free} bytes free; chiapos: {said}); "
+                f"free some disk space or lower --size_in_gb, then run again")
+    return (f"plotting k={job.k} {job.filename} stopped: chiapos could not write or read its files ({said}); "
+            f"check the disk, then run again")
 
 
 def remove_partial(job: PlotJob) -> None:

@@ -16,6 +16,7 @@ once but keeps its bytes until no listing this miner still answers for names it
 from __future__ import annotations
 
 import asyncio
+import errno
 import os
 import random
 import re
@@ -37,6 +38,7 @@ from .models import open_sqlite
 from .streams import HashingFile
 
 TMP_PREFIX = ".tmp-"
+DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
 TREE_SUFFIX = ".tree"
 IDLE_S = 60.0  # an upload that sends nothing for this long is dropped
 SS58 = re.compile(r"^[1-9A-HJ-NP-Za-km-z]{40,60}$")
@@ -356,9 +358,15 @@ class ShardStore:
                 self.used_bytes += size + len(tree.encode())
             index.add(shard_id, size, cert)
             self.generation += 1
-        except BaseException:
+        except BaseException as exc:
             out.discard()
             tmp_tree.unlink(missing_ok=True)
+            if isinstance(exc, OSError) and exc.errno in DISK_FULL:
+                # the disk filled under the upload (another program, or the free-space check raced):
+                # "no room here", so the gateway places it elsewhere, not "this miner is broken"
+                raise ShardRefused(507, "disk_full", f"this miner's disk filled up while the shard arrived "
+                                                     f"({exc.strerror}); nothing of it was kept: place it on "
+                                                     f"another miner") from None
             raise
 
     def set_certificate(self, validator: str, cert: Certificate, max_expiry: Optional[int] = None) -> bool:
