@@ -149,7 +149,9 @@ class ObjectClient:
 
     @staticmethod
     async def _body(source: StoreSource, progress: Progress, failure: list) -> AsyncIterator[bytes]:
-        """Batches made in a worker thread, the next one while this one is sent."""
+        """Batches made in a worker thread, the next one while this one is sent. Only the source's own
+        failures are recorded: a cancellation means the gateway answered first, and its answer is the
+        error to report."""
         batches = source.batches()
 
         def produce() -> Optional[bytes]:
@@ -160,7 +162,9 @@ class ObjectClient:
             while True:
                 try:
                     chunk = await pending
-                except BaseException as exc:
+                except asyncio.CancelledError:
+                    raise  # aiohttp stopped sending (the gateway answered early): its answer says why
+                except Exception as exc:
                     failure.append(exc)
                     raise
                 if chunk is None:

