@@ -62,3 +62,29 @@ async def test_a_refusal_mid_upload_is_reported_not_a_cancellation(wallet, tmp_p
     finally:
         await client.close()
         await served.close()
+
+
+def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
+    """Opening a FIFO for reading blocks until someone writes: `tensorage store fifo` hung forever."""
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    outcome: list = []
+
+    def store() -> None:
+        try:
+            StoreSource(fifo, KEY, 4, 6)
+            outcome.append("accepted")
+        except ClientError as exc:
+            outcome.append(exc)
+
+    t = threading.Thread(target=store, daemon=True)
+    t.start()
+    t.join(30)  # a liveness bound, not a speed figure: before the fix the open never returned
+    if t.is_alive():  # unblock the thread before failing
+        fd = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
+        os.close(fd)
+        t.join(5)
+        pytest.fail("StoreSource(fifo) blocked waiting for a writer")
+    assert isinstance(outcome[0], ClientError) and "not a regular file" in str(outcome[0])
+    with pytest.raises(ClientError, match="not a regular file"):
+        StoreSource(tmp_path, KEY, 4, 6)  # a directory, as before

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import secrets
+import stat
 from pathlib import Path
 from typing import BinaryIO, Iterator, Optional
 
@@ -21,20 +22,31 @@ from .sealing import SEGMENT, Opened, Opener, Sealer, sealed_size
 BATCH_BYTES = 1 << 20  # ciphertext per batch of stripes (a batch is ~n/k of this on the wire)
 
 
+def _open_regular(path: Path) -> BinaryIO:
+    """Open a regular file for reading. O_NONBLOCK, because opening a FIFO blocks until a writer
+    comes (`tensorage store fifo` hung); the type is checked on the open descriptor, not the name."""
+    try:
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+    except IsADirectoryError:
+        fd = -1
+    except OSError as exc:
+        raise ClientError(f"cannot read {path} ({exc.strerror or exc})") from None
+    if fd < 0 or not stat.S_ISREG(os.fstat(fd).st_mode):
+        if fd >= 0:
+            os.close(fd)
+        raise ClientError(f"{path} is not a regular file: store files, not directories, pipes or devices")
+    os.set_blocking(fd, True)
+    return os.fdopen(fd, "rb")
+
+
 class StoreSource:
     """Seal and code one file. ``batches()`` yields the upload body in whole stripes."""
 
     def __init__(self, path: Path, master: bytes, k: int, n: int, max_block: int = DEFAULT_BLOCK,
                  salt: Optional[bytes] = None) -> None:
         self.path = Path(path)
-        try:
-            self._file: BinaryIO = open(self.path, "rb")
-        except OSError as exc:
-            raise ClientError(f"cannot read {self.path} ({exc.strerror or exc})") from None
+        self._file: BinaryIO = _open_regular(self.path)
         st = os.fstat(self._file.fileno())
-        if not os.path.isfile(self.path):
-            self._file.close()
-            raise ClientError(f"{self.path} is not a regular file: store files, not directories or devices")
         self.plain_size = st.st_size
         self._sealer = Sealer(master, salt=salt)
         size = sealed_size(self.plain_size)
