@@ -172,23 +172,38 @@ def cmd_ls(settings: Settings, args: argparse.Namespace) -> int:
             print(json.dumps({"objects": [o.__dict__ for o in objects], "used_bytes": used, "quota_bytes": quota},
                              indent=2))
             return 0
-        noun = "object" if len(objects) == 1 else "objects"
-        table = Table(title=f"{len(objects)} {noun}, {used / 1e6:.2f} of {quota / 1e6:.0f} MB used",
-                      box=None, padding=(0, 1, 0, 0), pad_edge=False)  # fits 80 columns
-        table.add_column("id", no_wrap=True, min_width=32)
-        table.add_column("name", overflow="fold", min_width=10)
-        table.add_column("size", justify="right", no_wrap=True)
-        table.add_column("shards", justify="right", no_wrap=True)  # healthy of n (k rebuild)
-        table.add_column("state", no_wrap=True)
-        table.add_column("stored", no_wrap=True)
-        for o in objects:
-            table.add_row(o.id, o.name if o.name is not None else "(sealed with another key)",
-                          _size(o.plain_size if o.plain_size is not None else o.size), f"{o.healthy}/{o.n}",
-                          o.state, dt.datetime.fromtimestamp(o.created_at).strftime("%m-%d %H:%M"))
-        out.print(table, soft_wrap=False)  # fit the terminal; the id column never wraps
+        render_listing(out, objects, used, quota)
         return 0
 
     return asyncio.run(run())
+
+
+def render_listing(console: Console, objects: list, used: int, quota: int) -> None:
+    """One line per object, name last. In a pipe the lines are plain and never wrapped (scripts cut
+    columns); at a terminal a table fits the width and cuts a long name with an ellipsis instead of
+    squeezing every other name (one 250-character name made every name 11 characters wide)."""
+    noun = "object" if len(objects) == 1 else "objects"
+    title = f"{len(objects)} {noun}, {used / 1e6:.2f} of {quota / 1e6:.0f} MB used"
+    rows = [(o.id, _size(o.plain_size if o.plain_size is not None else o.size), f"{o.healthy}/{o.n}", o.state,
+             dt.datetime.fromtimestamp(o.created_at).strftime("%m-%d %H:%M"),
+             o.name if o.name is not None else "(sealed with another key)") for o in objects]
+    if not console.is_terminal:
+        console.file.write(title + "\n")
+        for row in rows:
+            console.file.write("  ".join(row) + "\n")
+        return
+    table = Table(title=title, box=None, padding=(0, 1, 0, 0), pad_edge=False)
+    table.add_column("id", no_wrap=True, min_width=32)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("shards", justify="right", no_wrap=True)  # healthy of n (k rebuild)
+    table.add_column("state", no_wrap=True)
+    table.add_column("stored", no_wrap=True)
+    headers = ("id", "size", "shards", "state", "stored")
+    fixed = sum(max([len(h)] + [len(r[i]) for r in rows]) + 1 for i, h in enumerate(headers))
+    table.add_column("name", no_wrap=True, overflow="ellipsis", max_width=max(10, console.width - fixed))
+    for row in rows:
+        table.add_row(*row)
+    console.print(table, soft_wrap=False, highlight=False)
 
 
 def cmd_rm(settings: Settings, args: argparse.Namespace) -> int:

@@ -88,3 +88,51 @@ def test_a_fifo_is_refused_without_waiting_for_a_writer(tmp_path):
     assert isinstance(outcome[0], ClientError) and "not a regular file" in str(outcome[0])
     with pytest.raises(ClientError, match="not a regular file"):
         StoreSource(tmp_path, KEY, 4, 6)  # a directory, as before
+
+
+def _listed(name: str, i: int) -> Listed:
+    return Listed(id=f"{i:032x}", name=name, plain_size=1000 * i, size=2000, k=4, n=6, state="stored", healthy=6,
+                  segments=1, created_at=1.7e9)
+
+
+LISTING = [_listed("notes.txt", 1), _listed("photos.tar", 2), _listed("x" * 250, 3)]
+
+
+def test_ls_in_a_pipe_keeps_one_line_per_object_with_whole_names():
+    from tensorage.client_cli import render_listing
+
+    buf = io.StringIO()
+    render_listing(Console(file=buf, width=80, force_terminal=False), LISTING, 6000, 10**9)
+    lines = buf.getvalue().splitlines()
+    assert len(lines) == 1 + len(LISTING)
+    for line, o in zip(lines[1:], LISTING):
+        assert line.startswith(o.id) and line.endswith(o.name)
+
+
+def test_ls_at_a_terminal_cuts_a_long_name_instead_of_squeezing_the_others():
+    from tensorage.client_cli import render_listing
+
+    buf = io.StringIO()
+    render_listing(Console(file=buf, width=80, force_terminal=True, color_system=None), LISTING, 6000, 10**9)
+    lines = [line for line in buf.getvalue().splitlines() if line.strip()]
+    body = [line for line in lines if line.startswith(tuple(o.id for o in LISTING))]
+    assert len(body) == len(LISTING)  # nothing wrapped onto a second line
+    assert all(len(line) <= 80 for line in lines)
+    assert "notes.txt" in body[0] and "photos.tar" in body[1]
+    assert body[2].rstrip().endswith("…")
+
+
+def test_an_object_with_a_250_character_name_is_retrieved_under_it(tmp_path):
+    """Legal names reach 255 bytes; the temp file beside the output must not be longer than that."""
+    data = os.urandom(100_000)
+    (tmp_path / "in").write_bytes(data)
+    source = StoreSource(tmp_path / "in", KEY, 2, 3)
+    body = b"".join(source.batches())
+    layout = source.layout
+    out = tmp_path / ("n" * 250)
+    restorer = Restorer(KEY, layout, out)
+    w, b = layout.stripe_wire, layout.block
+    restorer.consume(b"".join(body[s * w + i * b: s * w + (i + 1) * b] for s in range(layout.stripes) for i in (0, 1)),
+                     [0, 1], b)
+    restorer.commit()
+    assert out.read_bytes() == data

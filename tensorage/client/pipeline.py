@@ -111,7 +111,8 @@ class Restorer:
         parent = self.out.parent if str(self.out.parent) else Path(".")
         if not parent.is_dir():
             raise OutputError(f"{parent} does not exist: create it or choose another -o")
-        self._tmp = parent / f".{self.out.name}.{secrets.token_hex(4)}.tensorage-part"
+        # the temp name must stay a legal name when the output's is 255 bytes long
+        self._tmp = parent / f".{self.out.name[:40]}.{secrets.token_hex(4)}.tensorage-part"
         try:
             fd = os.open(self._tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         except OSError as exc:
