@@ -21,7 +21,7 @@ from tensorage.client.api import Listed, ObjectClient
 from tensorage.client.errors import ClientError, GatewayError, IntegrityError, KeyFileError
 from tensorage.client.keyfile import load_key, load_or_create_key
 from tensorage.client.pipeline import Restorer, StoreSource
-from tensorage.client.sealing import HEADER, SEGMENT, Opener, Sealer
+from tensorage.client.sealing import HEADER, MAX_SEGMENT, SEGMENT, Opener, Sealer
 from tensorage.net.objects import ObjectDeclare, ObjectDeclared
 from tensorage.net.server import serve
 
@@ -136,3 +136,19 @@ def test_an_object_with_a_250_character_name_is_retrieved_under_it(tmp_path):
                      [0, 1], b)
     restorer.commit()
     assert out.read_bytes() == data
+
+
+def test_a_hostile_segment_size_is_refused_before_any_buffering():
+    """The header is clear text: a gateway can rewrite its segment size (the key check still passes)
+    so that the first tag sits past the end of the object and the client buffers all of it first."""
+    data = os.urandom(3 * SEGMENT)
+    s = Sealer(KEY)
+    blob = bytearray(s.header + b"".join(s.seal(data[i:i + SEGMENT]) for i in range(0, len(data), SEGMENT))
+                     + s.finish())
+    magic, version, alg, zero, segment, salt, check = HEADER.unpack(bytes(blob[:HEADER.size]))
+    blob[:HEADER.size] = HEADER.pack(magic, version, alg, zero, 1 << 31, salt, check)
+    opener = Opener(KEY, len(blob))
+    with pytest.raises(IntegrityError, match="segment size"):
+        opener.feed(bytes(blob[:HEADER.size + 1000]))
+    assert MAX_SEGMENT >= SEGMENT
+

@@ -36,6 +36,8 @@ MAGIC = b"TSGO"
 VERSION = 1
 ALG_AES256_GCM = 1
 SEGMENT = 64 << 10
+MAX_SEGMENT = 1 << 20  # the largest segment size a client opens: the header is clear text, so a gateway could
+                       # otherwise name a segment as large as the object and have it buffered before any tag
 TAG = 16
 HEADER = struct.Struct(">4sBBHI16s16s")
 TRAILER = struct.Struct(">Q32s")
@@ -127,8 +129,9 @@ class Opener:
         if version != VERSION or alg != ALG_AES256_GCM:
             raise IntegrityError(f"object format v{version}/alg {alg} is not supported by this client: upgrade "
                                  f"tensorage (pip install -U tensorage)")
-        if segment < 1:
-            raise IntegrityError("the object's header is damaged (segment size 0)")
+        if not 1 <= segment <= MAX_SEGMENT:
+            raise IntegrityError(f"the object's header names a segment size of {segment} bytes (this client opens "
+                                 f"1..{MAX_SEGMENT}): it was damaged or tampered with; nothing was written")
         material = _derive(self._master, salt, _OBJECT_INFO, 48)
         if not secrets.compare_digest(material[32:], check):
             raise WrongKey("this object was encrypted with another key file: pass the key file it was stored "
