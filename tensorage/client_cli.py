@@ -85,11 +85,11 @@ def _progress() -> Iterator[Progress]:
 
 
 def cmd_store(settings: Settings, args: argparse.Namespace) -> int:
-    from .client.keyfile import load_or_create_key
+    from .client.keyfile import load_or_create_key, terminal_ask
     from .errors import TensorageError
 
     settings = client_settings(settings)
-    key = load_or_create_key(key_path(settings, args.key_file))
+    key = load_or_create_key(key_path(settings, args.key_file), terminal_ask())
     if key.created:
         err.print(f"[yellow]created the key file {key.path}: back it up — without it your objects cannot be "
                   f"decrypted by anyone[/]")
@@ -121,10 +121,10 @@ def cmd_store(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_retrieve(settings: Settings, args: argparse.Namespace) -> int:
-    from .client.keyfile import load_key
+    from .client.keyfile import load_key, terminal_ask
 
     settings = client_settings(settings)
-    key = load_key(key_path(settings, args.key_file))
+    key = load_key(key_path(settings, args.key_file), terminal_ask())
 
     async def run() -> int:
         client = await connect_client(settings, key.key)
@@ -154,11 +154,11 @@ def cmd_retrieve(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_ls(settings: Settings, args: argparse.Namespace) -> int:
     from .client.errors import KeyFileError
-    from .client.keyfile import load_key
+    from .client.keyfile import load_key, terminal_ask
 
     settings = client_settings(settings)
     try:
-        key = load_key(key_path(settings, args.key_file)).key
+        key = load_key(key_path(settings, args.key_file), terminal_ask()).key
     except KeyFileError:
         key = b""  # names stay sealed, ids and sizes still list
 

@@ -152,3 +152,47 @@ def test_a_hostile_segment_size_is_refused_before_any_buffering():
         opener.feed(bytes(blob[:HEADER.size + 1000]))
     assert MAX_SEGMENT >= SEGMENT
 
+
+
+def test_a_key_file_can_be_kept_under_a_passphrase(tmp_path, monkeypatch):
+    """As btcli's coldkeys: the passphrase from the environment, or typed at a terminal (``ask``)."""
+    from tensorage.client.keyfile import PASSPHRASE_ENV
+
+    path = tmp_path / "client.key"
+    monkeypatch.setenv(PASSPHRASE_ENV, "correct horse")
+    made = load_or_create_key(path)
+    assert made.created and made.key.hex().encode() not in path.read_bytes() and made.key not in path.read_bytes()
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    assert load_key(path).key == made.key
+    monkeypatch.setenv(PASSPHRASE_ENV, "wrong horse")
+    with pytest.raises(KeyFileError, match="wrong passphrase"):
+        load_key(path)
+    monkeypatch.delenv(PASSPHRASE_ENV)
+    with pytest.raises(KeyFileError, match=PASSPHRASE_ENV):
+        load_key(path)  # no terminal, no environment: say how to give it
+    asked: list[str] = []
+    assert load_key(path, ask=lambda prompt: asked.append(prompt) or "correct horse").key == made.key
+    assert len(asked) == 1
+
+    typed = iter(["secret", "secret"])
+    other = load_or_create_key(tmp_path / "typed.key", ask=lambda prompt: next(typed))
+    assert load_key(tmp_path / "typed.key", ask=lambda prompt: "secret").key == other.key
+    with pytest.raises(KeyFileError, match="differ"):
+        answers = iter(["one", "two"])
+        load_or_create_key(tmp_path / "mistyped.key", ask=lambda prompt: next(answers))
+    assert not (tmp_path / "mistyped.key").exists()
+    plain = load_or_create_key(tmp_path / "plain.key", ask=lambda prompt: "")  # empty: in the clear, as before
+    assert plain.key.hex().encode() in (tmp_path / "plain.key").read_bytes()
+
+
+def test_retrieve_without_the_passphrase_says_how_to_give_it(tmp_path, monkeypatch):
+    from tensorage.client.keyfile import PASSPHRASE_ENV
+
+    from .conftest import tensorage
+
+    monkeypatch.setenv(PASSPHRASE_ENV, "pw")
+    load_or_create_key(tmp_path / "enc.key")
+    monkeypatch.delenv(PASSPHRASE_ENV)
+    result = tensorage("retrieve", "0" * 32, "--key_file", str(tmp_path / "enc.key"), "--subtensor.network", "devnet",
+                       "--devnet.root", str(tmp_path / "devnet"))
+    assert result.returncode != 0 and PASSPHRASE_ENV in result.stderr
