@@ -13,17 +13,18 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable, Optional
 
 import bittensor as bt
 
 from ..chain.port import Neuron
 from ..net.client import PeerError, Reply, SignedClient
-from ..net.objects import (DEFAULT_K, DEFAULT_N, FRAME_END, FRAME_ERROR, FRAME_SEGMENT, OBJECT_HEADER,
+from ..net.objects import (DEFAULT_K, DEFAULT_N, FRAME_END, FRAME_ERROR, FRAME_SEGMENT, MAX_META_CHARS, OBJECT_HEADER,
                            SEGMENT_HEADER_BYTES, ObjectDeclare, ObjectDeclared, ObjectEntry, ObjectLayout, ObjectList,
                            ObjectStored, is_object_id, parse_length, parse_segment_header)
 from .errors import ClientError, GatewayError, IntegrityError, from_reply
-from .pipeline import Restorer, StoreSource
+from .pipeline import Decrypter, Restorer, StoreSource
 from .sealing import open_meta, seal_meta
 
 Progress = Callable[[int], None]
@@ -108,8 +109,9 @@ class ObjectClient:
 
     # store ------------------------------------------------------------------------------------
     async def store(self, path: Path, k: int = DEFAULT_K, n: int = DEFAULT_N, progress: Progress = _noop,
-                    salt: Optional[bytes] = None) -> Stored:
-        """Seal, code and upload one file; returns its object id. ``salt`` is for tests only."""
+                    salt: Optional[bytes] = None, name: Optional[str] = None, meta: Optional[dict] = None) -> Stored:
+        """Seal, code and upload one file; returns its object id. ``name`` (default: the file's) and
+        ``meta`` travel sealed with the object. ``salt`` is for tests only."""
         path = Path(path)
         if not 1 <= k <= n:
             raise ClientError(f"need 1 <= k <= n (got k={k}, n={n}): any k of the n shards rebuild the file")
@@ -117,8 +119,11 @@ class ObjectClient:
         source = await asyncio.to_thread(StoreSource, path, self.key, k, n, salt=salt)
         try:
             layout = source.layout
-            meta = seal_meta(self.key, {"name": path.name[:MAX_NAME], "size": source.plain_size})
-            declare = ObjectDeclare(size=layout.size, k=k, n=n, block=layout.block, meta=meta)
+            sealed = seal_meta(self.key, {**(meta or {}), "name": (name or path.name)[:MAX_NAME],
+                                          "size": source.plain_size})
+            if len(sealed) > MAX_META_CHARS:  # what does not fit is dropped, never the name and size
+                sealed = seal_meta(self.key, {"name": (name or path.name)[:MAX_NAME], "size": source.plain_size})
+            declare = ObjectDeclare(size=layout.size, k=k, n=n, block=layout.block, meta=sealed)
             reply = await self._request(f"store {path}", "POST", "/v1/objects", declare.model_dump_json().encode())
             if reply.status != 201:
                 raise self._error(f"store {path}", reply)
@@ -220,13 +225,21 @@ class ObjectClient:
         return Path(name)
 
     async def _read_frames(self, content, restorer: Restorer, layout: ObjectLayout, progress: Progress) -> None:
+        async for data, indices, block in self._batches(content, layout):
+            await asyncio.to_thread(restorer.consume, data, indices, block)
+            progress(restorer.written)
+
+    async def _batches(self, content, layout: ObjectLayout) -> AsyncIterator[tuple[bytes, list[int], int]]:
+        """The gateway's frames as batches of whole stripes (about READ_BATCH bytes each), checked for
+        order and count; a stream cut short is a GatewayError."""
         try:
-            await self._frames(content, restorer, layout, progress)
+            async for batch in self._frames(content, layout):
+                yield batch
         except asyncio.IncompleteReadError:
             raise GatewayError("the gateway stopped in the middle of the object: nothing was written; try "
                                "again") from None
 
-    async def _frames(self, content, restorer: Restorer, layout: ObjectLayout, progress: Progress) -> None:
+    async def _frames(self, content, layout: ObjectLayout) -> AsyncIterator[tuple[bytes, list[int], int]]:
         expected_segment = 0
         stripes_seen = 0
         while True:
@@ -252,12 +265,31 @@ class ObjectClient:
             left = stripes
             while left:
                 m = min(per_batch, left)
-                data = await content.readexactly(m * stripe_bytes)
-                await asyncio.to_thread(restorer.consume, data, indices, block)
-                progress(restorer.written)
+                yield await content.readexactly(m * stripe_bytes), indices, block
                 left -= m
             stripes_seen += stripes
             expected_segment += 1
+
+    @asynccontextmanager
+    async def open_object(self, object_id: str) -> AsyncIterator["PlainStream"]:
+        """An object's plaintext as a stream, for a server that passes it on (``tensorage s3``):
+        every chunk yielded passed its tag; the content hash is checked after the last one, and a
+        failure there raises (the caller's own client sees a cut transfer, as it must)."""
+        if not is_object_id(object_id):
+            raise ClientError(f"{object_id!r} is not an object id")
+        what = f"retrieve {object_id}"
+        try:
+            async with self.client.get_stream(self.host, self.port, f"/v1/objects/{object_id}",
+                                              self.gateway.hotkey) as resp:
+                if resp.status != 200:
+                    raise self._error(what, Reply(resp.status, await resp.content.read(1 << 16), 0.0))
+                try:
+                    entry = ObjectEntry.model_validate_json(resp.headers.get(OBJECT_HEADER, ""))
+                except ValueError:
+                    raise GatewayError(f"{what}: the gateway sent no object description") from None
+                yield PlainStream(self, entry, resp.content)
+        except PeerError as exc:
+            raise GatewayError(f"{what}: the connection to the gateway failed: {exc}", code=exc.kind) from None
 
     # list / remove --------------------------------------------------------------------------------
     async def list(self) -> tuple[list[Listed], int, int]:
@@ -280,3 +312,21 @@ class ObjectClient:
         reply = await self._request(f"rm {object_id}", "DELETE", f"/v1/objects/{object_id}")
         if reply.status != 200:
             raise self._error(f"rm {object_id}", reply)
+
+
+class PlainStream:
+    """One object being read (:meth:`ObjectClient.open_object`): its entry, sealed metadata, and
+    its plaintext in chunks of about a megabyte."""
+
+    def __init__(self, client: ObjectClient, entry: ObjectEntry, content) -> None:
+        self.client, self.entry, self._content = client, entry, content
+        self.layout = ObjectLayout(entry.size, entry.k, entry.n, entry.block)
+        self.meta = open_meta(client.key, entry.meta) or {}
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        decrypter = Decrypter(self.client.key, self.layout)
+        async for data, indices, block in self.client._batches(self._content, self.layout):
+            plain = await asyncio.to_thread(decrypter.consume, data, indices, block)
+            if plain:
+                yield plain
+        decrypter.finish()

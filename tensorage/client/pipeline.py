@@ -96,6 +96,31 @@ class StoreSource:
         self._file.close()
 
 
+class Decrypter:
+    """Coded stripes -> authenticated plaintext, a batch at a time (no file: the S3 server streams it
+    to its client). Every byte returned passed its segment's tag; :meth:`finish` checks the trailer."""
+
+    def __init__(self, master: bytes, layout: ObjectLayout) -> None:
+        self.layout = layout
+        self._opener = Opener(master, layout.size)
+        self._decoder = StripeDecoder(layout.k, layout.n)
+        self._fed = 0
+
+    def consume(self, data: bytes | memoryview, indices: list[int], block: int) -> bytes:
+        if block != self.layout.block:
+            raise IntegrityError(f"the gateway sent blocks of {block} bytes for an object coded in "
+                                 f"{self.layout.block}: it is misbehaving; try another gateway")
+        ciphertext = self._decoder.decode(data, indices, block)
+        keep = min(len(ciphertext), self.layout.size - self._fed)
+        if keep < len(ciphertext) and any(ciphertext[keep:]):
+            raise IntegrityError("the padding after the object is not zero: the stripes were damaged")
+        self._fed += keep
+        return self._opener.feed(memoryview(ciphertext)[:keep].tobytes() if keep < len(ciphertext) else ciphertext)
+
+    def finish(self) -> Opened:
+        return self._opener.finish()
+
+
 class Restorer:
     """Decode and open an object into ``out`` atomically: a temp file in the same directory,
     fsync, rename. Until :meth:`commit` nothing exists under the output name; :meth:`abort`
@@ -118,23 +143,13 @@ class Restorer:
         except OSError as exc:
             raise OutputError(f"cannot write in {parent} ({exc.strerror or exc}): choose another -o") from None
         self._file: BinaryIO = os.fdopen(fd, "wb")
-        self._opener = Opener(master, layout.size)
-        self._decoder = StripeDecoder(layout.k, layout.n)
-        self._fed = 0
+        self._decrypter = Decrypter(master, layout)
         self.written = 0
         self._done = False
 
     def consume(self, data: bytes | memoryview, indices: list[int], block: int) -> int:
         """Whole stripes of k blocks; returns plaintext bytes written."""
-        if block != self.layout.block:
-            raise IntegrityError(f"the gateway sent blocks of {block} bytes for an object coded in "
-                                 f"{self.layout.block}: it is misbehaving; try another gateway")
-        ciphertext = self._decoder.decode(data, indices, block)
-        keep = min(len(ciphertext), self.layout.size - self._fed)
-        if keep < len(ciphertext) and any(ciphertext[keep:]):
-            raise IntegrityError("the padding after the object is not zero: the stripes were damaged")
-        self._fed += keep
-        plain = self._opener.feed(memoryview(ciphertext)[:keep].tobytes() if keep < len(ciphertext) else ciphertext)
+        plain = self._decrypter.consume(data, indices, block)
         if plain:
             try:
                 self._file.write(plain)
@@ -147,7 +162,7 @@ class Restorer:
     def commit(self) -> Opened:
         """Check the final segment and the content hash, then make the file appear under its name."""
         try:
-            opened = self._opener.finish()
+            opened = self._decrypter.finish()
             self._file.flush()
             os.fsync(self._file.fileno())
             self._file.close()
