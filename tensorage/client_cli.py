@@ -56,6 +56,9 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     p = command("rm", cmd_rm, "remove objects (their shards are deleted from the miners)")
     p.add_argument("object_ids", nargs="+", metavar="ID")
     _common(p)
+    from .s3_cli import add_s3_command
+
+    add_s3_command(sub, _common)
 
 
 def _common(p: argparse.ArgumentParser) -> None:

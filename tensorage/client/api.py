@@ -323,7 +323,9 @@ class PlainStream:
         self.layout = ObjectLayout(entry.size, entry.k, entry.n, entry.block)
         self.meta = open_meta(client.key, entry.meta) or {}
 
-    async def chunks(self) -> AsyncIterator[bytes]:
+    async def chunks(self, first: int = 0, last: Optional[int] = None) -> AsyncIterator[bytes]:
+        """Plaintext in order from the object's start; a reader that needs only bytes ``first..last``
+        may stop early (the gateway stops when the connection closes)."""
         decrypter = Decrypter(self.client.key, self.layout)
         async for data, indices, block in self.client._batches(self._content, self.layout):
             plain = await asyncio.to_thread(decrypter.consume, data, indices, block)
