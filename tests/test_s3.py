@@ -91,3 +91,146 @@ def test_a_wrong_secret_is_signature_does_not_match(world, bucket):
     with pytest.raises(ClientError) as exc:
         bad.put_object(Bucket=bucket, Key="sneaky", Body=b"x")
     assert code(exc.value) == "SignatureDoesNotMatch"
+
+
+def test_ranged_gets_return_exactly_the_range(s3, bucket):
+    data = os.urandom(3 * MiB + 12345)  # several gateway segments (1 MiB shards) and AEAD segments
+    s3.put_object(Bucket=bucket, Key="ranged.bin", Body=data)
+    for first, last in [(0, 0), (100, 65_635), (65_536, 65_536 + 70_000), (2 * MiB - 7, 3 * MiB + 100),
+                        (len(data) - 10, len(data) - 1)]:
+        got = s3.get_object(Bucket=bucket, Key="ranged.bin", Range=f"bytes={first}-{last}")
+        assert got["Body"].read() == data[first:last + 1]
+        assert got["ContentRange"] == f"bytes {first}-{last}/{len(data)}"
+    assert s3.get_object(Bucket=bucket, Key="ranged.bin", Range="bytes=-100")["Body"].read() == data[-100:]
+    assert s3.get_object(Bucket=bucket, Key="ranged.bin", Range=f"bytes={MiB}-")["Body"].read() == data[MiB:]
+    with pytest.raises(ClientError) as exc:
+        s3.get_object(Bucket=bucket, Key="ranged.bin", Range=f"bytes={len(data)}-")
+    assert code(exc.value) == "InvalidRange"
+
+
+def test_listing_pages_over_1100_keys_with_prefixes_and_delimiters(s3):
+    s3.create_bucket(Bucket="many")
+    keys = [f"dir{d}/file{i:04d}" for d in range(2) for i in range(550)] + ["top-a", "top-b"]
+    for key in keys:
+        s3.put_object(Bucket="many", Key=key, Body=b"")  # 0 bytes: metadata only, no store on the subnet
+    seen, pages = [], 0
+    for page in s3.get_paginator("list_objects_v2").paginate(Bucket="many", PaginationConfig={"PageSize": 250}):
+        seen += [o["Key"] for o in page.get("Contents", [])]
+        pages += 1
+    assert seen == sorted(keys) and pages == 5
+    under = [o["Key"] for p in s3.get_paginator("list_objects_v2").paginate(Bucket="many", Prefix="dir1/")
+             for o in p.get("Contents", [])]
+    assert under == sorted(k for k in keys if k.startswith("dir1/"))
+    top = s3.list_objects_v2(Bucket="many", Delimiter="/")
+    assert [p["Prefix"] for p in top["CommonPrefixes"]] == ["dir0/", "dir1/"]
+    assert [o["Key"] for o in top["Contents"]] == ["top-a", "top-b"]
+    one = s3.list_objects_v2(Bucket="many", Delimiter="/", MaxKeys=1)
+    assert one["IsTruncated"] and [p["Prefix"] for p in one["CommonPrefixes"]] == ["dir0/"]
+    rest = s3.list_objects_v2(Bucket="many", Delimiter="/", ContinuationToken=one["NextContinuationToken"])
+    assert [p["Prefix"] for p in rest["CommonPrefixes"]] == ["dir1/"] and not rest["IsTruncated"]
+    v1 = s3.list_objects(Bucket="many", Prefix="dir0/file000", MaxKeys=5)
+    assert [o["Key"] for o in v1["Contents"]] == [f"dir0/file{i:04d}" for i in range(5)] and v1["IsTruncated"]
+    deleted = s3.delete_objects(Bucket="many", Delete={"Objects": [{"Key": k} for k in keys[:1000]]})
+    assert len(deleted["Deleted"]) == 1000
+    assert s3.list_objects_v2(Bucket="many")["KeyCount"] == len(keys) - 1000
+
+
+def test_copy_keeps_bytes_and_survives_deleting_the_source(s3, bucket):
+    data = os.urandom(200_000)
+    s3.put_object(Bucket=bucket, Key="orig", Body=data, Metadata={"a": "1"})
+    s3.copy_object(Bucket=bucket, Key="copy", CopySource={"Bucket": bucket, "Key": "orig"})
+    s3.copy_object(Bucket=bucket, Key="copy2", CopySource={"Bucket": bucket, "Key": "orig"},
+                   MetadataDirective="REPLACE", Metadata={"b": "2"})
+    s3.delete_object(Bucket=bucket, Key="orig")
+    got = s3.get_object(Bucket=bucket, Key="copy")
+    assert got["Body"].read() == data and got["Metadata"] == {"a": "1"}
+    assert s3.head_object(Bucket=bucket, Key="copy2")["Metadata"] == {"b": "2"}
+    with pytest.raises(ClientError) as exc:
+        s3.head_object(Bucket=bucket, Key="orig")
+    assert exc.value.response["ResponseMetadata"]["HTTPStatusCode"] == 404
+
+
+def test_deleting_objects_removes_them_from_the_gateway(world, s3, bucket):
+    s3.put_object(Bucket=bucket, Key="gone-1", Body=os.urandom(5000))
+    s3.put_object(Bucket=bucket, Key="gone-2", Body=os.urandom(5000))
+    with world.net.client(key_file=world.key_file) as c:
+        before = {o.id for o in c.list()[0]}
+    s3.delete_object(Bucket=bucket, Key="gone-1")
+    result = s3.delete_objects(Bucket=bucket, Delete={"Objects": [{"Key": "gone-2"}, {"Key": "never-was"}]})
+    assert {d["Key"] for d in result["Deleted"]} == {"gone-2", "never-was"}
+    with world.net.client(key_file=world.key_file) as c:
+        after = {o.id for o in c.list()[0]}
+    assert len(before - after) == 2
+
+
+def test_multipart_upload_with_boto3_transfer_and_by_hand(s3, bucket, tmp_path):
+    from boto3.s3.transfer import TransferConfig
+
+    data = os.urandom(20 * MiB + 333)
+    (tmp_path / "big").write_bytes(data)
+    cfg = TransferConfig(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB)
+    s3.upload_file(str(tmp_path / "big"), bucket, "multi.bin", Config=cfg)
+    head = s3.head_object(Bucket=bucket, Key="multi.bin")
+    md5s = [hashlib.md5(data[i:i + 8 * MiB]).digest() for i in range(0, len(data), 8 * MiB)]
+    assert head["ETag"] == f'"{hashlib.md5(b"".join(md5s)).hexdigest()}-3"'
+    s3.download_file(bucket, "multi.bin", str(tmp_path / "back"), Config=cfg)  # ranged GETs, in parallel
+    assert (tmp_path / "back").read_bytes() == data
+
+    up = s3.create_multipart_upload(Bucket=bucket, Key="byhand")["UploadId"]
+    e1 = s3.upload_part(Bucket=bucket, Key="byhand", UploadId=up, PartNumber=1, Body=data[:5 * MiB])["ETag"]
+    e2 = s3.upload_part(Bucket=bucket, Key="byhand", UploadId=up, PartNumber=2, Body=b"tail")["ETag"]
+    parts = s3.list_parts(Bucket=bucket, Key="byhand", UploadId=up)["Parts"]
+    assert [(p["PartNumber"], p["Size"]) for p in parts] == [(1, 5 * MiB), (2, 4)]
+    with pytest.raises(ClientError) as exc:
+        s3.complete_multipart_upload(Bucket=bucket, Key="byhand", UploadId=up, MultipartUpload={
+            "Parts": [{"PartNumber": 2, "ETag": e2}, {"PartNumber": 1, "ETag": e1}]})
+    assert code(exc.value) == "InvalidPartOrder"
+    s3.complete_multipart_upload(Bucket=bucket, Key="byhand", UploadId=up, MultipartUpload={
+        "Parts": [{"PartNumber": 1, "ETag": e1}, {"PartNumber": 2, "ETag": e2}]})
+    assert s3.get_object(Bucket=bucket, Key="byhand")["Body"].read() == data[:5 * MiB] + b"tail"
+
+    gone = s3.create_multipart_upload(Bucket=bucket, Key="aborted")["UploadId"]
+    s3.upload_part(Bucket=bucket, Key="aborted", UploadId=gone, PartNumber=1, Body=b"x")
+    s3.abort_multipart_upload(Bucket=bucket, Key="aborted", UploadId=gone)
+    with pytest.raises(ClientError) as exc:
+        s3.list_parts(Bucket=bucket, Key="aborted", UploadId=gone)
+    assert code(exc.value) == "NoSuchUpload"
+
+
+def test_content_md5_is_checked(world, bucket):
+    import base64
+
+    s3 = world.boto3()
+    good = base64.b64encode(hashlib.md5(b"hello").digest()).decode()
+    s3.put_object(Bucket=bucket, Key="md5-ok", Body=b"hello", ContentMD5=good)
+    wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="md5-bad", Body=b"hello", ContentMD5=wrong)
+    assert code(exc.value) == "BadDigest"
+    with pytest.raises(ClientError):
+        s3.head_object(Bucket=bucket, Key="md5-bad")
+
+
+def test_a_presigned_get_works_with_a_plain_http_client(world, bucket):
+    import asyncio
+
+    import aiohttp
+
+    s3 = world.boto3(signature_version="s3v4")  # boto3 presigns with the legacy V2 unless told
+    data = os.urandom(70_000)
+    s3.put_object(Bucket=bucket, Key="shared.bin", Body=data)
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "shared.bin"}, ExpiresIn=300)
+    forged = url.replace("shared.bin", "ranged.bin")
+
+    async def fetch(u: str):
+        async with aiohttp.ClientSession() as session:
+            async with session.get(u) as resp:
+                return resp.status, await resp.read()
+
+    status, body = asyncio.run(fetch(url))
+    assert status == 200 and body == data
+    status, body = asyncio.run(fetch(forged))
+    assert status == 403 and b"<Code>SignatureDoesNotMatch</Code>" in body
+    legacy = world.boto3().generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "shared.bin"})
+    status, body = asyncio.run(fetch(legacy))
+    assert status == 403 and b"Signature Version 4" in body

@@ -100,6 +100,9 @@ class Verifier:
         if any(k == "X-Amz-Signature" for k, _ in params):
             return self._presigned(req, path, params, now)
         header = req.headers.get("Authorization", "")
+        if header.startswith("AWS ") or any(k == "AWSAccessKeyId" for k, _ in params):
+            raise AccessDenied("only AWS Signature Version 4 is accepted: configure the client for it (boto3: "
+                               "Config(signature_version='s3v4'))")
         if not header:
             raise AccessDenied("the request is not signed: give the client the access key id and secret "
                                "`tensorage s3` printed")
