@@ -300,3 +300,36 @@ def test_rclone_copy_and_check(world, tmp_path):
     (src / "a.txt").write_bytes(b"changed\n")
     r = rclone(world, "check", str(src), "ts:rclone/tree")
     assert r.returncode != 0 and "1 differences found" in r.stderr
+
+
+def _object_id(world, bucket: str, key: str) -> str:
+    import sqlite3
+
+    db = sqlite3.connect(f"file:{world.state / 'tensorage-s3.sqlite'}?mode=ro", uri=True)
+    try:
+        return db.execute("SELECT object_id FROM entry WHERE bucket=? AND key=?", (bucket, key)).fetchone()[0]
+    finally:
+        db.close()
+
+
+def test_a_ranged_get_fetches_only_the_segments_that_cover_it(world, s3, bucket):
+    """10 MiB at 1 MiB shards and k=4: three gateway segments. The tail's range is served by the
+    last segment's shards alone (the gateway counts what each shard served)."""
+    data = os.urandom(10 * MiB)
+    s3.put_object(Bucket=bucket, Key="segmented.bin", Body=data)
+    object_id = _object_id(world, bucket, "segmented.bin")
+
+    def served() -> dict[int, int]:
+        out: dict[int, int] = {}
+        for row in world.net.shards_of(object_id):
+            out[row.segment] = out.get(row.segment, 0) + row.served
+        return out
+
+    before = served()
+    assert len(before) == 3
+    got = s3.get_object(Bucket=bucket, Key="segmented.bin", Range=f"bytes={len(data) - 100}-")["Body"].read()
+    assert got == data[-100:]
+    after = served()
+    assert after[2] > before[2] and after[0] == before[0] and after[1] == before[1]
+    whole = s3.get_object(Bucket=bucket, Key="segmented.bin")["Body"].read()
+    assert whole == data and all(served()[s] > after[s] for s in (0, 1))

@@ -20,12 +20,13 @@ import bittensor as bt
 
 from ..chain.port import Neuron
 from ..net.client import PeerError, Reply, SignedClient
-from ..net.objects import (DEFAULT_K, DEFAULT_N, FRAME_END, FRAME_ERROR, FRAME_SEGMENT, MAX_META_CHARS, OBJECT_HEADER,
+from ..net.objects import (DEFAULT_K, DEFAULT_N, FIRST_STRIPE_HEADER, FRAME_END, FRAME_ERROR, FRAME_SEGMENT, MAX_META_CHARS, OBJECT_HEADER,
                            SEGMENT_HEADER_BYTES, ObjectDeclare, ObjectDeclared, ObjectEntry, ObjectLayout, ObjectList,
                            ObjectStored, is_object_id, parse_length, parse_segment_header)
 from .errors import ClientError, GatewayError, IntegrityError, from_reply
 from .pipeline import Decrypter, Restorer, StoreSource
-from .sealing import open_meta, seal_meta
+from .erasure import StripeDecoder
+from .sealing import SegmentOpener, open_meta, seal_meta
 
 Progress = Callable[[int], None]
 READ_BATCH = 1 << 20
@@ -42,6 +43,8 @@ class Stored:
     segments: int
     shards: int
     seconds: float
+    header: bytes = b""  # the sealed object's clear header (ranged reads need it)
+    layout: Optional[ObjectLayout] = None
 
 
 @dataclass(frozen=True)
@@ -150,7 +153,8 @@ class ObjectClient:
             source.close()
         progress(source.plain_size)
         return Stored(id=stored.id, path=path, plain_size=source.plain_size, sha256=source.sha256, size=layout.size,
-                      segments=stored.segments, shards=stored.shards, seconds=time.perf_counter() - started)
+                      segments=stored.segments, shards=stored.shards, seconds=time.perf_counter() - started,
+                      header=source.header, layout=layout)
 
     @staticmethod
     async def _body(source: StoreSource, progress: Progress, failure: list) -> AsyncIterator[bytes]:
@@ -270,6 +274,59 @@ class ObjectClient:
             stripes_seen += stripes
             expected_segment += 1
 
+    async def read_range(self, object_id: str, header: bytes, layout: ObjectLayout, first: int,
+                         last: int) -> AsyncIterator[bytes]:
+        """Plaintext bytes ``first..last`` of an object whose sealed header and layout the caller kept
+        (:class:`Stored`): only the gateway segments holding the AEAD segments that cover the range
+        are fetched (``?stripes=a-b``) and only those AEAD segments are decrypted. Memory: one batch
+        of stripes and one AEAD segment."""
+        opener = SegmentOpener(self.key, header, layout.size)
+        i0, i1 = opener.span(first, last)
+        c0, c1 = opener.offset(i0), opener.offset(i1) + opener.length(i1)
+        sd = layout.stripe_data
+        what = f"read {object_id} bytes {first}-{last}"
+        try:
+            async with self.client.get_stream(self.host, self.port,
+                                              f"/v1/objects/{object_id}?stripes={c0 // sd}-{(c1 - 1) // sd}",
+                                              self.gateway.hotkey) as resp:
+                if resp.status != 200:
+                    raise self._error(what, Reply(resp.status, await resp.content.read(1 << 16), 0.0))
+                try:
+                    entry = ObjectEntry.model_validate_json(resp.headers.get(OBJECT_HEADER, ""))
+                    pos = int(resp.headers.get(FIRST_STRIPE_HEADER, "0")) * sd  # an older gateway: from 0
+                except ValueError:
+                    raise GatewayError(f"{what}: the gateway sent no object description") from None
+                if (entry.size, entry.k, entry.block) != (layout.size, layout.k, layout.block) or pos > c0:
+                    raise IntegrityError(f"{what}: the gateway describes another object than was stored")
+                decoder = StripeDecoder(layout.k, layout.n)
+                buf = bytearray()
+                index = i0
+                async for _, data, indices, block in _ranged_frames(resp.content):
+                    if block != layout.block or len(indices) != layout.k:
+                        raise IntegrityError(f"{what}: the gateway sent stripes of another shape")
+                    try:
+                        ciphertext = await asyncio.to_thread(decoder.decode, data, indices, block)
+                    except ValueError as exc:
+                        raise IntegrityError(f"{what}: the gateway sent malformed stripes ({exc})") from None
+                    lo, hi = max(c0 - pos, 0), min(c1 - pos, len(ciphertext))
+                    if hi > lo:
+                        buf += ciphertext[lo:hi]
+                    pos += len(ciphertext)
+                    while index <= i1 and len(buf) >= opener.length(index):
+                        n = opener.length(index)
+                        plain = await asyncio.to_thread(opener.open, index, bytes(buf[:n]))
+                        del buf[:n]
+                        start = index * opener.segment
+                        yield plain[max(first - start, 0):min(last + 1 - start, len(plain))]
+                        index += 1
+                    if index > i1:
+                        return
+                raise GatewayError(f"{what}: the gateway ended before the range")
+        except asyncio.IncompleteReadError:
+            raise GatewayError(f"{what}: the gateway stopped in the middle of the range") from None
+        except PeerError as exc:
+            raise GatewayError(f"{what}: the connection to the gateway failed: {exc}", code=exc.kind) from None
+
     @asynccontextmanager
     async def open_object(self, object_id: str) -> AsyncIterator["PlainStream"]:
         """An object's plaintext as a stream, for a server that passes it on (``tensorage s3``):
@@ -312,6 +369,28 @@ class ObjectClient:
         reply = await self._request(f"rm {object_id}", "DELETE", f"/v1/objects/{object_id}")
         if reply.status != 200:
             raise self._error(f"rm {object_id}", reply)
+
+
+async def _ranged_frames(content) -> AsyncIterator[tuple[int, bytes, list[int], int]]:
+    """A ranged answer's frames: (segment, stripes' bytes, indices, block), a batch at a time."""
+    while True:
+        magic = await content.readexactly(4)
+        if magic == FRAME_END:
+            return
+        if magic == FRAME_ERROR:
+            length = parse_length(await content.readexactly(4))
+            message = (await content.readexactly(min(length, 4096))).decode(errors="replace")
+            raise GatewayError(f"the gateway could not finish the object: {message}", code="damaged")
+        if magic != FRAME_SEGMENT:
+            raise IntegrityError("the gateway sent a malformed stream")
+        segment, stripes, block, k = parse_segment_header(await content.readexactly(SEGMENT_HEADER_BYTES))
+        indices = list(await content.readexactly(k))
+        per_batch = max(1, READ_BATCH // (k * block))
+        left = stripes
+        while left:
+            m = min(per_batch, left)
+            yield segment, await content.readexactly(m * k * block), indices, block
+            left -= m
 
 
 class PlainStream:

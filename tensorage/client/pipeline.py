@@ -92,6 +92,11 @@ class StoreSource:
     def sha256(self) -> str:
         return self._sealer.sha256
 
+    @property
+    def header(self) -> bytes:
+        """The sealed object's clear header: kept by a client that reads ranges later."""
+        return self._sealer.header
+
     def close(self) -> None:
         self._file.close()
 

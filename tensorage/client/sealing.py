@@ -202,6 +202,41 @@ class Opener:
         return self._result
 
 
+class SegmentOpener:
+    """Open chosen data segments of a sealed object (a ranged read) given its 44-byte header and
+    ciphertext size: only the segments that cover the range are fetched and decrypted. Each one's
+    tag binds its index and the header, so a segment moved, swapped or taken from another object
+    fails; the content hash is not checked (it covers the whole object)."""
+
+    def __init__(self, master: bytes, header: bytes, total: int) -> None:
+        self._opener = Opener(master, total)
+        self._opener._open_header(header)
+        self.segment = self._opener._segment
+        self.segments = self._opener._segments
+        self.plain_size = max(0, total - HEADER.size - FINAL_SEGMENT - self.segments * TAG)
+
+    def span(self, first: int, last: int) -> tuple[int, int]:
+        """Data segments holding plaintext bytes ``first..last``."""
+        return first // self.segment, last // self.segment
+
+    def offset(self, index: int) -> int:
+        """Where data segment ``index`` starts in the ciphertext."""
+        return HEADER.size + index * (self.segment + TAG)
+
+    def length(self, index: int) -> int:
+        return self.segment + TAG if index < self.segments - 1 else self._opener._last_len
+
+    def open(self, index: int, chunk: bytes) -> bytes:
+        if not 0 <= index < self.segments or len(chunk) != self.length(index):
+            raise IntegrityError(f"segment {index} has the wrong length: the data was damaged or tampered with")
+        try:
+            assert self._opener._aead is not None
+            return self._opener._aead.decrypt(_nonce(index, False), chunk, self._opener.header)
+        except InvalidTag:
+            raise IntegrityError(f"segment {index} fails its authentication tag: the data was damaged or "
+                                 f"tampered with") from None
+
+
 def seal_meta(master: bytes, meta: dict) -> str:
     """Metadata only the client can read (file name, size), stored by the gateway as opaque text."""
     salt = secrets.token_bytes(16)

@@ -68,6 +68,7 @@ class Mapping:
             content_type = pw.CharField(default="binary/octet-stream")
             meta = pw.TextField(default="{}")
             modified_at = pw.FloatField()
+            sealed = pw.TextField(default="")  # {"h": header hex, "s": size, "k", "n", "b"}: for ranged reads
 
             class Meta:
                 primary_key = pw.CompositeKey("bucket", "key")
@@ -133,14 +134,14 @@ class Mapping:
         return e
 
     def put(self, bucket: str, key: str, object_id: Optional[str], size: int, etag: str, content_type: str,
-            meta: dict, modified_at: Optional[float] = None) -> Optional[str]:
+            meta: dict, modified_at: Optional[float] = None, sealed: str = "") -> Optional[str]:
         """Name an object; returns the object id this replaced if no other key names it (to remove)."""
         with self.db.atomic():
             self.bucket(bucket)
             old = self.Entry.get_or_none((self.Entry.bucket == bucket) & (self.Entry.key == key))
             self.Entry.replace(bucket=bucket, key=key, object_id=object_id, size=size, etag=etag,
                                content_type=content_type, meta=json.dumps(meta),
-                               modified_at=modified_at or time.time()).execute()
+                               modified_at=modified_at or time.time(), sealed=sealed).execute()
             return self._orphan(old.object_id) if old is not None and old.object_id != object_id else None
 
     def delete(self, bucket: str, key: str) -> Optional[str]:
