@@ -172,8 +172,8 @@ def cmd_ls(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await client.close()
         if args.json:
-            print(json.dumps({"objects": [o.__dict__ for o in objects], "used_bytes": used, "quota_bytes": quota},
-                             indent=2))
+            rows = [{k: v for k, v in o.__dict__.items() if k != "meta"} for o in objects]
+            print(json.dumps({"objects": rows, "used_bytes": used, "quota_bytes": quota}, indent=2))
             return 0
         render_listing(out, objects, used, quota)
         return 0

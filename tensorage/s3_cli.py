@@ -38,6 +38,7 @@ def cmd_s3(settings: Settings, args: argparse.Namespace) -> int:
     from .procutil import tune_for_bulk_bytes
     from .s3.auth import CREDENTIALS_FILE, Verifier, load_or_create
     from .s3.mapping import Mapping
+    from .s3.rebuild import rebuild
     from .s3.remote import Remote
     from .s3.routes import S3Server
 
@@ -61,6 +62,12 @@ def cmd_s3(settings: Settings, args: argparse.Namespace) -> int:
     async def run() -> int:
         remote = Remote(settings, key.key)
         await remote.client()  # a gateway now, or a clear error before anything listens
+        rebuilt = await rebuild(mapping, remote)
+        if rebuilt.added:
+            out.print(f"mapping: {rebuilt.added} object(s) added from the gateway's listing", highlight=False)
+        if rebuilt.sealed_elsewhere:
+            err.print(f"[yellow]{rebuilt.sealed_elsewhere} object(s) of this wallet are sealed under another key "
+                      f"file: not served here[/]")
         server = S3Server(mapping, remote, Verifier(creds), state / "tensorage-s3-spool")
         runner = web.AppRunner(server.app(), access_log=None)
         await runner.setup()

@@ -43,14 +43,15 @@ class S3World:
     def start_s3(self) -> None:
         self.port = free_port()
         self.log = self.root / "s3.log"
+        seen = self.log.stat().st_size if self.log.exists() else 0  # a restart appends: read only its lines
         with open(self.log, "ab") as log:
             self.proc = subprocess.Popen([sys.executable, "-m", "tensorage", "s3", "--s3.port", str(self.port),
                                           "--s3.dir", str(self.state), "--key_file", str(self.key_file),
                                           *self.net.flags], stdout=log, stderr=subprocess.STDOUT,
                                          env={**os.environ, "COLUMNS": "200"})
-        wait_for(lambda: "serving S3" in self.log.read_text() or self.proc.poll() is not None, 120,
+        wait_for(lambda: "serving S3" in self.log.read_bytes()[seen:].decode() or self.proc.poll() is not None, 120,
                  "tensorage s3 to serve")
-        assert self.proc.poll() is None, self.log.read_text()
+        assert self.proc.poll() is None, self.log.read_bytes()[seen:].decode()
 
     def stop_s3(self) -> None:
         if self.proc is not None and self.proc.poll() is None:

@@ -68,6 +68,7 @@ class Listed:
     healthy: int
     segments: int
     created_at: float
+    meta: Optional[dict] = None  # everything sealed with it (None: sealed under another key file)
 
 
 def _noop(_: int) -> None:
@@ -360,7 +361,8 @@ class ObjectClient:
             meta = open_meta(self.key, e.meta) if self.key else None
             out.append(Listed(id=e.id, name=meta.get("name") if meta else None,
                               plain_size=meta.get("size") if meta else None, size=e.size, k=e.k, n=e.n,
-                              state=e.state, healthy=e.healthy, segments=e.segments, created_at=e.created_at))
+                              state=e.state, healthy=e.healthy, segments=e.segments, created_at=e.created_at,
+                              meta=meta))
         return out, listing.used_bytes, listing.quota_bytes
 
     async def remove(self, object_id: str) -> None:
