@@ -271,7 +271,7 @@ def test_aws_cli_cp_ls_and_sync(world, s3, tmp_path):
     assert r.returncode == 0 and (tmp_path / "a-again.txt").read_bytes() == files["a.txt"], r.stderr
 
 
-def rclone(world, *args: str) -> subprocess.CompletedProcess:
+def rclone(world, *args: str, cwd=None) -> subprocess.CompletedProcess:
     access, secret = world.credentials
     # AWS_CA_BUNDLE (set on some machines) makes rclone's AWS SDK fail on its own transport; the
     # endpoint is plain http anyway
@@ -279,7 +279,7 @@ def rclone(world, *args: str) -> subprocess.CompletedProcess:
            "RCLONE_CONFIG_TS_ACCESS_KEY_ID": access, "RCLONE_CONFIG_TS_SECRET_ACCESS_KEY": secret,
            "RCLONE_CONFIG_TS_ENDPOINT": world.endpoint, "RCLONE_CONFIG_TS_REGION": "us-east-1"}
     return subprocess.run(["rclone", "--config", str(world.root / "rclone.conf"), *args], capture_output=True,
-                          text=True, env=env, timeout=300)
+                          text=True, env=env, timeout=300, cwd=cwd)
 
 
 @pytest.mark.skipif(subprocess.run(["which", "rclone"], capture_output=True).returncode != 0,
@@ -375,3 +375,59 @@ def test_the_mapping_is_rebuilt_from_the_gateway_and_tensorage_store_shows_in_s3
     assert s3.get_object(Bucket="tensorage", Key="from-cli.txt")["Body"].read() == b"stored with tensorage store\n"
     ranged = s3.get_object(Bucket=bucket, Key="deep/keep.bin", Range="bytes=100-199")["Body"].read()
     assert ranged == data[100:200]  # no header kept for a rebuilt entry: streamed from the start
+
+
+def readme_example(name: str) -> list[str]:
+    """The lines of README's example ``name`` (the fenced block after ``<!-- s3-example: name -->``)."""
+    import re
+
+    text = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+    found = re.search(rf"<!-- s3-example: {name} -->\n```\w+\n(.*?)```", text, flags=re.S)
+    assert found, f"README has no s3 example {name}"
+    return found.group(1).splitlines()
+
+
+def test_readme_examples(world, tmp_path):
+    """README's aws-cli, boto3 and rclone examples, run as written against this world's server (its
+    port and credentials in place of the README's; `tensorage s3` and the exports are what the world
+    and the environment already do)."""
+    access, secret = world.credentials
+    (tmp_path / "holiday.jpg").write_bytes(os.urandom(9 * MiB))  # above boto3's multipart threshold
+    (tmp_path / "album").mkdir()
+    for i in range(3):
+        (tmp_path / "album" / f"p{i}.jpg").write_bytes(os.urandom(1000 + i))
+
+    def local(line: str) -> str:
+        return line.replace("http://127.0.0.1:9009", world.endpoint)
+
+    env = world.env()
+    for line in readme_example("aws"):
+        if line.startswith("aws "):
+            r = subprocess.run(local(line), shell=True, cwd=tmp_path, env=env, capture_output=True, text=True,
+                               timeout=300)
+            assert r.returncode == 0, (line, r.stderr)
+    assert " album/p2.jpg" in r.stdout and " 2024/holiday.jpg" in r.stdout
+
+    code_ = "\n".join(local(line) for line in readme_example("boto3"))
+    scope: dict = {}
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    old = {k: os.environ.get(k) for k in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_DEFAULT_REGION")}
+    os.environ.update({"AWS_ACCESS_KEY_ID": access, "AWS_SECRET_ACCESS_KEY": secret, "AWS_DEFAULT_REGION": "us-east-1"})
+    try:
+        exec(compile(code_, "README.md (boto3 example)", "exec"), scope)
+    finally:
+        os.chdir(cwd)
+        for k, v in old.items():
+            if v is None:
+                os.environ.pop(k, None)
+            else:
+                os.environ[k] = v
+    assert scope["head"] == (tmp_path / "holiday.jpg").read_bytes()[:1024]
+    assert scope["url"].startswith(world.endpoint) and "X-Amz-Signature=" in scope["url"]
+
+    for line in readme_example("rclone"):
+        if line.startswith("rclone "):
+            r = rclone(world, *line.split()[1:], cwd=tmp_path)
+            assert r.returncode == 0, (line, r.stderr)
+    assert "0 differences found" in r.stderr
