@@ -54,6 +54,8 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--size-mb", type=int, default=32)
     ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--part-mb", type=int, default=8,
+                    help="boto3's multipart threshold and part size (8: its default; 0: one request each way)")
     args = ap.parse_args()
 
     import boto3
@@ -71,7 +73,9 @@ def main() -> None:
         data = root / "data.bin"
         data.write_bytes(os.urandom(args.size_mb * MiB))
         size = data.stat().st_size
-        cfg = TransferConfig(multipart_threshold=8 * MiB, multipart_chunksize=8 * MiB)
+        part = args.part_mb * MiB if args.part_mb else 1 << 40
+        cfg = TransferConfig(multipart_threshold=part, multipart_chunksize=max(part if args.part_mb else 8 * MiB,
+                                                                             5 * MiB))
         s3 = world.boto3()
         s3.create_bucket(Bucket="bench")
         port = free_port()
@@ -131,7 +135,8 @@ def main() -> None:
             ]
         else:
             console.print("[yellow]moto_server not installed (pip install 'moto[server]'): no context rows[/]")
-        report(f"tensorage s3, {args.size_mb} MiB objects, median of {args.reps}", rows)
+        mode = f"{args.part_mb} MiB parts and ranges" if args.part_mb else "one request each way"
+        report(f"tensorage s3, {args.size_mb} MiB objects, {mode}, median of {args.reps}", rows)
     finally:
         if moto is not None:
             moto.terminate()

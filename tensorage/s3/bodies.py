@@ -34,13 +34,20 @@ class Spooled:
 
 
 class _Hasher:
+    """MD5 (the ETag) and sha256 (the signed payload) of what is written. The two digests run in two
+    threads (hashlib releases the GIL on large buffers): on 2 cores that halves the spool's CPU time."""
+
     def __init__(self, f) -> None:
         self.f, self.md5, self.sha = f, hashlib.md5(), hashlib.sha256()
 
     def write(self, data: bytes) -> None:
+        import threading
+
+        t = threading.Thread(target=self.sha.update, args=(data,))
+        t.start()
         self.md5.update(data)
-        self.sha.update(data)
         self.f.write(data)
+        t.join()
 
 
 def _content_md5(header: Optional[str]) -> Optional[str]:
@@ -70,6 +77,7 @@ async def spool(request, directory: Path, limit: int, signed_sha256: Optional[st
     f = open(path, "wb")
     hasher = _Hasher(f)
     size = 0
+    writing: Optional[asyncio.Future] = None  # the previous megabyte is hashed and written while this one arrives
     try:
         pending = bytearray()
         async for data in request.content.iter_chunked(CHUNK):
@@ -78,8 +86,13 @@ async def spool(request, directory: Path, limit: int, signed_sha256: Optional[st
                 raise EntityTooLarge(f"the body is larger than {limit} bytes")
             pending += data
             if len(pending) >= CHUNK:
-                await asyncio.to_thread(hasher.write, bytes(pending))
+                if writing is not None:
+                    await writing
+                writing = asyncio.ensure_future(asyncio.to_thread(hasher.write, bytes(pending)))
                 pending.clear()
+        if writing is not None:
+            await writing
+            writing = None
         if pending:
             await asyncio.to_thread(hasher.write, bytes(pending))
         await asyncio.to_thread(f.close)
@@ -90,6 +103,8 @@ async def spool(request, directory: Path, limit: int, signed_sha256: Optional[st
         if signed_sha256 is not None and signed_sha256 != hasher.sha.hexdigest():
             raise ContentSHA256Mismatch()
     except BaseException:
+        if writing is not None:
+            await asyncio.gather(writing, return_exceptions=True)
         f.close()
         path.unlink(missing_ok=True)
         raise
