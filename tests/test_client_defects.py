@@ -196,3 +196,18 @@ def test_retrieve_without_the_passphrase_says_how_to_give_it(tmp_path, monkeypat
     result = tensorage("retrieve", "0" * 32, "--key_file", str(tmp_path / "enc.key"), "--subtensor.network", "devnet",
                        "--devnet.root", str(tmp_path / "devnet"))
     assert result.returncode != 0 and PASSPHRASE_ENV in result.stderr
+
+
+def test_the_console_groups_s3_objects_by_bucket():
+    """The Objects screen's order and names: files stored with `tensorage store` first, then S3
+    objects by bucket and key, shown as bucket/key."""
+    from tensorage.client.session import by_bucket, display_name
+
+    def s3(i: int, bucket: str, key: str) -> Listed:
+        o = _listed(key.rpartition("/")[2], i)
+        return Listed(**{**o.__dict__, "meta": {"name": o.name, "s3": {"b": bucket, "k": key}}})
+
+    objects = [s3(1, "photos", "2024/b.jpg"), _listed("notes.txt", 2), s3(3, "backups", "db.tar"),
+               s3(4, "photos", "2024/a.jpg"), _listed("todo.md", 5)]
+    assert [display_name(o) for o in by_bucket(objects)] == ["notes.txt", "todo.md", "backups/db.tar",
+                                                            "photos/2024/a.jpg", "photos/2024/b.jpg"]
