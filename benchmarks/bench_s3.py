@@ -19,7 +19,6 @@ Run: python -m benchmarks.bench_s3 [--size-mb 32] [--reps 3]
 from __future__ import annotations
 
 import argparse
-import asyncio
 import os
 import shutil
 import socket

@@ -5,11 +5,9 @@ object, and a key file kept in the clear."""
 
 from __future__ import annotations
 
-import asyncio
 import io
 import os
 import stat
-import struct
 import threading
 
 import pytest

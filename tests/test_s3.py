@@ -386,6 +386,9 @@ def test_the_mapping_is_rebuilt_from_the_gateway_and_tensorage_store_shows_in_s3
     assert s3.get_object(Bucket="tensorage", Key="from-cli.txt")["Body"].read() == b"stored with tensorage store\n"
     ranged = s3.get_object(Bucket=bucket, Key="deep/keep.bin", Range="bytes=100-199")["Body"].read()
     assert ranged == data[100:200]  # no header kept for a rebuilt entry: streamed from the start
+    log = world.log.read_text()
+    assert log.count(world.credentials[1]) == 1  # the secret was printed on the first run only
+    assert "object(s) added from the gateway's listing" in log
 
 
 def readme_example(name: str) -> list[str]:

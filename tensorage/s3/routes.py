@@ -5,6 +5,7 @@ as S3's XML error body."""
 from __future__ import annotations
 
 import asyncio
+import base64
 import hashlib
 import json
 import logging
@@ -23,10 +24,10 @@ from ..client.errors import ClientError, GatewayError
 from . import xml
 from .auth import Incoming, Verifier
 from .bodies import Spooled, concatenate, parse_range, spool
-from .errors import (EntityTooLarge, EntityTooSmall, InternalError, InvalidArgument, InvalidBucketName, InvalidPart,
-                     InvalidPartOrder, KeyTooLong, MalformedXML, NoSuchKey, NotImplementedOp, S3Error,
-                     ServiceUnavailable)
-from .mapping import Mapping, decode_token, encode_token
+from .errors import (BadDigest, ContentSHA256Mismatch, EntityTooLarge, EntityTooSmall, InternalError,
+                     InvalidArgument, InvalidBucketName, InvalidPart, InvalidPartOrder, KeyTooLong, MalformedXML,
+                     NotImplementedOp, S3Error, ServiceUnavailable)
+from .mapping import Mapping, decode_token
 from .remote import Remote
 
 log = logging.getLogger(__name__)
@@ -34,6 +35,7 @@ log = logging.getLogger(__name__)
 OWNER = "tensorage"
 MAX_PUT = 5 << 30          # S3's single-PUT limit
 MAX_PART = 5 << 30
+MAX_OBJECT = 5 << 40       # S3's largest object (a multipart upload)
 MIN_PART = 5 << 20         # every part but the last, as S3
 MAX_PARTS = 10000
 MAX_KEY_BYTES = 1024
@@ -305,14 +307,10 @@ class S3Server:
         self.mapping.bucket(bucket)
         body = await request.read()
         want = request.headers.get("Content-MD5")
-        if want is not None:
-            import base64
-            if base64.b64encode(hashlib.md5(body).digest()).decode() != want:
-                from .errors import BadDigest
-                raise BadDigest()
+        if want is not None and base64.b64encode(hashlib.md5(body).digest()).decode() != want:
+            raise BadDigest()
         signed = request.get("signed_sha256")
         if signed is not None and hashlib.sha256(body).hexdigest() != signed:
-            from .errors import ContentSHA256Mismatch
             raise ContentSHA256Mismatch()
         keys, quiet = xml.parse_delete(body)
         deleted, errors = [], []
@@ -392,7 +390,7 @@ class S3Server:
                                      f"{MIN_PART}")
             parts.append(part)
         size = sum(p.size for p in parts)
-        if size > self.max_object * 1024:
+        if size > MAX_OBJECT:
             raise EntityTooLarge()
         joined = self.spool_dir / f"joined-{upload_id}"
         await asyncio.to_thread(concatenate, [Path(p.path) for p in parts], joined)
