@@ -344,6 +344,8 @@ def test_a_ranged_get_fetches_only_the_segments_that_cover_it(world, s3, bucket)
     assert after[2] > before[2] and after[0] == before[0] and after[1] == before[1]
     whole = s3.get_object(Bucket=bucket, Key="segmented.bin")["Body"].read()
     assert whole == data and all(served()[s] > after[s] for s in (0, 1))
+    reply = world.net.call("validator-0", "GET", f"/v1/objects/{object_id}?stripes=5-999999", as_="client")
+    assert reply.status == 416 and "stripes" in reply.error_message  # the gateway bounds what it is asked
 
 
 # --- the whole path: S3 and the tensorage commands see the same objects (keep these last: the
