@@ -60,6 +60,10 @@ def cmd_s3(settings: Settings, args: argparse.Namespace) -> int:
     tune_for_bulk_bytes()
 
     async def run() -> int:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # bodies stored while they arrive hold a worker thread each, waiting for bytes
+        asyncio.get_running_loop().set_default_executor(ThreadPoolExecutor(32, thread_name_prefix="s3"))
         remote = Remote(settings, key.key)
         await remote.client()  # a gateway now, or a clear error before anything listens
         rebuilt = await rebuild(mapping, remote)

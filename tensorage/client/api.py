@@ -113,14 +113,15 @@ class ObjectClient:
 
     # store ------------------------------------------------------------------------------------
     async def store(self, path: Path, k: int = DEFAULT_K, n: int = DEFAULT_N, progress: Progress = _noop,
-                    salt: Optional[bytes] = None, name: Optional[str] = None, meta: Optional[dict] = None) -> Stored:
+                    salt: Optional[bytes] = None, name: Optional[str] = None, meta: Optional[dict] = None,
+                    reader=None, size: Optional[int] = None) -> Stored:
         """Seal, code and upload one file; returns its object id. ``name`` (default: the file's) and
         ``meta`` travel sealed with the object. ``salt`` is for tests only."""
         path = Path(path)
         if not 1 <= k <= n:
             raise ClientError(f"need 1 <= k <= n (got k={k}, n={n}): any k of the n shards rebuild the file")
         started = time.perf_counter()
-        source = await asyncio.to_thread(StoreSource, path, self.key, k, n, salt=salt)
+        source = await asyncio.to_thread(StoreSource, path, self.key, k, n, salt=salt, reader=reader, size=size)
         try:
             layout = source.layout
             sealed = seal_meta(self.key, {**(meta or {}), "name": (name or path.name)[:MAX_NAME],

@@ -43,11 +43,15 @@ class StoreSource:
     """Seal and code one file. ``batches()`` yields the upload body in whole stripes."""
 
     def __init__(self, path: Path, master: bytes, k: int, n: int, max_block: int = DEFAULT_BLOCK,
-                 salt: Optional[bytes] = None) -> None:
+                 salt: Optional[bytes] = None, reader: Optional[BinaryIO] = None, size: Optional[int] = None) -> None:
+        """``reader`` and ``size``: bytes that are still arriving (the S3 server stores a body while it is
+        received), read through ``reader``, exactly ``size`` of them."""
         self.path = Path(path)
-        self._file: BinaryIO = _open_regular(self.path)
-        st = os.fstat(self._file.fileno())
-        self.plain_size = st.st_size
+        if reader is not None and size is not None:
+            self._file, self.plain_size = reader, size
+        else:
+            self._file = _open_regular(self.path)
+            self.plain_size = os.fstat(self._file.fileno()).st_size
         self._sealer = Sealer(master, salt=salt)
         size = sealed_size(self.plain_size)
         self.layout = ObjectLayout(size=size, k=k, n=n, block=choose_block(size, k, max_block))

@@ -40,6 +40,8 @@ class _Hasher:
     def __init__(self, f) -> None:
         self.f, self.md5, self.sha = f, hashlib.md5(), hashlib.sha256()
 
+    growing: Optional[Growing] = None
+
     def write(self, data: bytes) -> None:
         import threading
 
@@ -47,7 +49,53 @@ class _Hasher:
         t.start()
         self.md5.update(data)
         self.f.write(data)
+        if self.growing is not None:
+            self.f.flush()
+            self.growing.wrote(len(data))
         t.join()
+
+
+class Growing:
+    """A file being spooled, read while it is written (blocking: the store's producer thread reads it):
+    a read waits for the writer, and fails when the spool failed, so a store never sees a byte that
+    was not received."""
+
+    def __init__(self, path: Path) -> None:
+        import threading
+
+        self.path = path
+        self._cond = threading.Condition()
+        self._written = 0
+        self._done = False
+        self._failed = False
+        self._f = None
+        self._pos = 0
+
+    def wrote(self, n: int) -> None:
+        with self._cond:
+            self._written += n
+            self._cond.notify_all()
+
+    def finish(self, failed: bool = False) -> None:
+        with self._cond:
+            self._done, self._failed = True, failed
+            self._cond.notify_all()
+
+    def read(self, n: int) -> bytes:
+        with self._cond:
+            while self._written - self._pos < n and not self._done:
+                self._cond.wait(5.0)
+            if self._failed:
+                raise OSError("the S3 request's body did not arrive whole")
+        if self._f is None:
+            self._f = open(self.path, "rb")
+        data = self._f.read(min(n, self._written - self._pos))
+        self._pos += len(data)
+        return data
+
+    def close(self) -> None:
+        if self._f is not None:
+            self._f.close()
 
 
 def _content_md5(header: Optional[str]) -> Optional[str]:
@@ -62,9 +110,11 @@ def _content_md5(header: Optional[str]) -> Optional[str]:
     return raw.hex()
 
 
-async def spool(request, directory: Path, limit: int, signed_sha256: Optional[str]) -> Spooled:
-    """The body into a new file under ``directory``, checked against Content-Length, Content-MD5 and
-    the signed sha256; the file is removed when any check fails."""
+async def spool(request, directory: Path, limit: int, signed_sha256: Optional[str],
+                path: Optional[Path] = None, growing: Optional[Growing] = None) -> Spooled:
+    """The body into a new file under ``directory`` (or ``path``), checked against Content-Length,
+    Content-MD5 and the signed sha256; the file is removed when any check fails. ``growing`` is told
+    of every byte written, and of the end (failed or not)."""
     if request.headers.get("Content-Encoding", "").startswith("aws-chunked") or \
             request.headers.get("X-Amz-Content-SHA256", "").startswith("STREAMING-"):
         raise NotImplementedOp("aws-chunked bodies are not accepted: send plain bodies (the default over http)")
@@ -73,9 +123,10 @@ async def spool(request, directory: Path, limit: int, signed_sha256: Optional[st
         raise EntityTooLarge(f"this server stores objects of up to {limit} bytes in one request; use a "
                              f"multipart upload")
     want_md5 = _content_md5(request.headers.get("Content-MD5"))
-    path = directory / f"body-{secrets.token_hex(8)}"
+    path = path or directory / f"body-{secrets.token_hex(8)}"
     f = open(path, "wb")
     hasher = _Hasher(f)
+    hasher.growing = growing
     size = 0
     writing: Optional[asyncio.Future] = None  # the previous megabyte is hashed and written while this one arrives
     try:
@@ -105,9 +156,13 @@ async def spool(request, directory: Path, limit: int, signed_sha256: Optional[st
     except BaseException:
         if writing is not None:
             await asyncio.gather(writing, return_exceptions=True)
+        if growing is not None:
+            growing.finish(failed=True)
         f.close()
         path.unlink(missing_ok=True)
         raise
+    if growing is not None:
+        growing.finish()
     return Spooled(path=path, size=size, md5=hasher.md5.hexdigest(), sha256=hasher.sha.hexdigest())
 
 

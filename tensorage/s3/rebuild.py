@@ -37,6 +37,7 @@ async def rebuild(mapping: Mapping, remote: Remote) -> Rebuilt:
         size = o.plain_size if isinstance(o.plain_size, int) else 0
         if s3 is not None:
             bucket, key = str(s3.get("b", STORED_BUCKET)), str(s3.get("k", o.name or o.id))
+            # a body stored while it arrived has no ETag sealed (unknown until its end): its id stands in
             etag, ctype, meta = str(s3.get("e", o.id)), str(s3.get("t", "binary/octet-stream")), dict(s3.get("m", {}))
         else:
             bucket, key, etag, ctype, meta = STORED_BUCKET, str(o.name or o.id), o.id, "binary/octet-stream", {}

@@ -23,7 +23,7 @@ from aiohttp import web
 from ..client.errors import ClientError, GatewayError
 from . import xml
 from .auth import Incoming, Verifier
-from .bodies import Spooled, concatenate, parse_range, spool
+from .bodies import Growing, Spooled, concatenate, parse_range, spool
 from .errors import (BadDigest, ContentSHA256Mismatch, EntityTooLarge, EntityTooSmall, InternalError,
                      InvalidArgument, InvalidBucketName, InvalidPart, InvalidPartOrder, KeyTooLong, MalformedXML,
                      NotImplementedOp, S3Error, ServiceUnavailable)
@@ -41,6 +41,8 @@ MAX_PARTS = 10000
 MAX_KEY_BYTES = 1024
 _BUCKET = re.compile(r"^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$")
 META_PREFIX = "x-amz-meta-"
+STREAM_FROM = 1 << 20      # bodies from this size are stored while they arrive
+STREAMING_PUTS = 4         # at once (each holds a worker thread waiting for bytes); more are spooled first
 
 
 def _http_date(ts: float) -> str:
@@ -54,6 +56,7 @@ class S3Server:
         self.spool_dir = Path(spool_dir)
         self.spool_dir.mkdir(parents=True, exist_ok=True)
         self.max_object = max_object
+        self._streaming = asyncio.Semaphore(STREAMING_PUTS)
         self.stats = {"requests": 0, "errors": 0}
 
     def app(self) -> web.Application:
@@ -191,14 +194,49 @@ class S3Server:
 
     async def put_object(self, request: web.Request, bucket: str, key: str) -> web.Response:
         self.mapping.bucket(bucket)
+        content_type = request.headers.get("Content-Type", "binary/octet-stream")
+        declared = request.content_length
+        if declared and STREAM_FROM <= declared <= self.max_object and not self._streaming.locked():
+            async with self._streaming:
+                return await self._put_streaming(request, bucket, key, declared, content_type)
         body = await spool(request, self.spool_dir, self.max_object, request.get("signed_sha256"))
         try:
             etag = body.md5
-            await self._store(bucket, key, body, etag, request.headers.get("Content-Type", "binary/octet-stream"),
-                              self._user_meta(request))
+            await self._store(bucket, key, body, etag, content_type, self._user_meta(request))
         finally:
             body.path.unlink(missing_ok=True)
         return web.Response(headers={"ETag": f'"{etag}"'})
+
+    async def _put_streaming(self, request: web.Request, bucket: str, key: str, size: int,
+                             content_type: str) -> web.Response:
+        """Store while the body arrives (the spool and the store overlap). The ETag travels sealed with
+        the object, so it is only known at the end: the object carries the other names, and if a
+        check fails after the gateway kept it, it is removed again: nothing is kept under the key."""
+        path = self.spool_dir / f"body-{secrets.token_hex(8)}"
+        growing = Growing(path)
+        meta = self._user_meta(request)
+        names = {"s3": {"b": bucket, "k": key, "t": content_type, "m": meta}}
+        store = asyncio.ensure_future(self.remote.call(lambda c: c.store(
+            path, name=key.rpartition("/")[2] or "object", meta=names, reader=growing, size=size)))
+        try:
+            body = await spool(request, self.spool_dir, self.max_object, request.get("signed_sha256"), path=path,
+                               growing=growing)
+        except BaseException:
+            stored = await asyncio.gather(store, return_exceptions=True)
+            growing.close()
+            if not isinstance(stored[0], BaseException):
+                await self._remove_remote(stored[0].id)
+            raise
+        try:
+            stored = await store
+        finally:
+            growing.close()
+            body.path.unlink(missing_ok=True)
+        lay = stored.layout
+        layout = json.dumps({"h": stored.header.hex(), "s": lay.size, "k": lay.k, "n": lay.n, "b": lay.block})
+        orphan = self.mapping.put(bucket, key, stored.id, body.size, body.md5, content_type, meta, sealed=layout)
+        await self._remove_remote(orphan)
+        return web.Response(headers={"ETag": f'"{body.md5}"'})
 
     async def _store(self, bucket: str, key: str, body: Spooled, etag: str, content_type: str,
                      meta: dict[str, str]) -> None:
