@@ -62,6 +62,9 @@ def add_client_commands(sub: argparse._SubParsersAction) -> None:
     p = command("rm", cmd_rm, "remove objects (their shards are deleted from the miners)")
     p.add_argument("object_ids", nargs="+", metavar="ID")
     _common(p)
+    from .s3_cli import add_s3_command
+
+    add_s3_command(sub, _common)
 
 
 def _common(p: argparse.ArgumentParser) -> None:
@@ -91,11 +94,11 @@ def _progress() -> Iterator[Progress]:
 
 
 def cmd_store(settings: Settings, args: argparse.Namespace) -> int:
-    from .client.keyfile import load_or_create_key
+    from .client.keyfile import load_or_create_key, terminal_ask
     from .errors import TensorageError
 
     settings = client_settings(settings)
-    key = load_or_create_key(key_path(settings, args.key_file))
+    key = load_or_create_key(key_path(settings, args.key_file), terminal_ask())
     if key.created:
         err.print(f"[yellow]created the key file {key.path}: back it up — without it your objects cannot be "
                   f"decrypted by anyone[/]")
@@ -127,10 +130,10 @@ def cmd_store(settings: Settings, args: argparse.Namespace) -> int:
 
 
 def cmd_retrieve(settings: Settings, args: argparse.Namespace) -> int:
-    from .client.keyfile import load_key
+    from .client.keyfile import load_key, terminal_ask
 
     settings = client_settings(settings)
-    key = load_key(key_path(settings, args.key_file))
+    key = load_key(key_path(settings, args.key_file), terminal_ask())
 
     async def run() -> int:
         client = await connect_client(settings, key.key)
@@ -160,11 +163,11 @@ def cmd_retrieve(settings: Settings, args: argparse.Namespace) -> int:
 
 def cmd_ls(settings: Settings, args: argparse.Namespace) -> int:
     from .client.errors import KeyFileError
-    from .client.keyfile import load_key
+    from .client.keyfile import load_key, terminal_ask
 
     settings = client_settings(settings)
     try:
-        key = load_key(key_path(settings, args.key_file)).key
+        key = load_key(key_path(settings, args.key_file), terminal_ask()).key
     except KeyFileError:
         key = b""  # names stay sealed, ids and sizes still list
 
@@ -175,26 +178,41 @@ def cmd_ls(settings: Settings, args: argparse.Namespace) -> int:
         finally:
             await client.close()
         if args.json:
-            print(json.dumps({"objects": [o.__dict__ for o in objects], "used_bytes": used, "quota_bytes": quota},
-                             indent=2))
+            rows = [{k: v for k, v in o.__dict__.items() if k != "meta"} for o in objects]
+            print(json.dumps({"objects": rows, "used_bytes": used, "quota_bytes": quota}, indent=2))
             return 0
-        noun = "object" if len(objects) == 1 else "objects"
-        table = Table(title=f"{len(objects)} {noun}, {used / 1e6:.2f} of {quota / 1e6:.0f} MB used",
-                      box=None, padding=(0, 1, 0, 0), pad_edge=False)  # fits 80 columns
-        table.add_column("id", no_wrap=True, min_width=32)
-        table.add_column("name", overflow="fold", min_width=10)
-        table.add_column("size", justify="right", no_wrap=True)
-        table.add_column("shards", justify="right", no_wrap=True)  # healthy of n (k rebuild)
-        table.add_column("state", no_wrap=True)
-        table.add_column("stored", no_wrap=True)
-        for o in objects:
-            table.add_row(o.id, o.name if o.name is not None else "(sealed with another key)",
-                          _size(o.plain_size if o.plain_size is not None else o.size), f"{o.healthy}/{o.n}",
-                          o.state, dt.datetime.fromtimestamp(o.created_at).strftime("%m-%d %H:%M"))
-        out.print(table, soft_wrap=False)  # fit the terminal; the id column never wraps
+        render_listing(out, objects, used, quota)
         return 0
 
     return asyncio.run(run())
+
+
+def render_listing(console: Console, objects: list, used: int, quota: int) -> None:
+    """One line per object, name last. In a pipe the lines are plain and never wrapped (scripts cut
+    columns); at a terminal a table fits the width and cuts a long name with an ellipsis instead of
+    squeezing every other name (one 250-character name made every name 11 characters wide)."""
+    noun = "object" if len(objects) == 1 else "objects"
+    title = f"{len(objects)} {noun}, {used / 1e6:.2f} of {quota / 1e6:.0f} MB used"
+    rows = [(o.id, _size(o.plain_size if o.plain_size is not None else o.size), f"{o.healthy}/{o.n}", o.state,
+             dt.datetime.fromtimestamp(o.created_at).strftime("%m-%d %H:%M"),
+             o.name if o.name is not None else "(sealed with another key)") for o in objects]
+    if not console.is_terminal:
+        console.file.write(title + "\n")
+        for row in rows:
+            console.file.write("  ".join(row) + "\n")
+        return
+    table = Table(title=title, box=None, padding=(0, 1, 0, 0), pad_edge=False)
+    table.add_column("id", no_wrap=True, min_width=32)
+    table.add_column("size", justify="right", no_wrap=True)
+    table.add_column("shards", justify="right", no_wrap=True)  # healthy of n (k rebuild)
+    table.add_column("state", no_wrap=True)
+    table.add_column("stored", no_wrap=True)
+    headers = ("id", "size", "shards", "state", "stored")
+    fixed = sum(max([len(h)] + [len(r[i]) for r in rows]) + 1 for i, h in enumerate(headers))
+    table.add_column("name", no_wrap=True, overflow="ellipsis", max_width=max(10, console.width - fixed))
+    for row in rows:
+        table.add_row(*row)
+    console.print(table, soft_wrap=False, highlight=False)
 
 
 def cmd_rm(settings: Settings, args: argparse.Namespace) -> int:

@@ -192,7 +192,9 @@ class ObjectNet:
 
     def run_job(self, job: str, timeout: float = 120, node: str = VALIDATOR) -> str:
         """Run a node's job now and wait for that run to finish; returns its result line."""
-        runs = next(j["runs"] for j in self.state(node)["jobs"] if j["id"] == job)
+        # a node that just started serves its state a moment before its scheduler lists the job
+        runs = wait_for(lambda: next(((j["runs"],) for j in self.state(node)["jobs"] if j["id"] == job), None),
+                        timeout, f"job {job} to be scheduled", every=0.2)[0]
         reply = self.call(node, "POST", f"/v1/jobs/{job}/run")
         assert reply.status == 200, reply.error_message
         done = wait_for(lambda: next((j for j in self.state(node)["jobs"] if j["id"] == job and j["runs"] > runs

@@ -13,18 +13,20 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from contextlib import asynccontextmanager
 from typing import AsyncIterator, Callable, Optional
 
 import bittensor as bt
 
 from ..chain.port import Neuron
 from ..net.client import PeerError, Reply, SignedClient
-from ..net.objects import (DEFAULT_K, DEFAULT_N, FRAME_END, FRAME_ERROR, FRAME_SEGMENT, OBJECT_HEADER,
+from ..net.objects import (DEFAULT_K, DEFAULT_N, FIRST_STRIPE_HEADER, FRAME_END, FRAME_ERROR, FRAME_SEGMENT, MAX_META_CHARS, OBJECT_HEADER,
                            SEGMENT_HEADER_BYTES, ObjectDeclare, ObjectDeclared, ObjectEntry, ObjectLayout, ObjectList,
                            ObjectStored, is_object_id, parse_length, parse_segment_header)
 from .errors import ClientError, GatewayError, IntegrityError, from_reply
-from .pipeline import Restorer, StoreSource
-from .sealing import open_meta, seal_meta
+from .pipeline import Decrypter, Restorer, StoreSource
+from .erasure import StripeDecoder
+from .sealing import SegmentOpener, open_meta, seal_meta
 
 Progress = Callable[[int], None]
 READ_BATCH = 1 << 20
@@ -41,6 +43,8 @@ class Stored:
     segments: int
     shards: int
     seconds: float
+    header: bytes = b""  # the sealed object's clear header (ranged reads need it)
+    layout: Optional[ObjectLayout] = None
 
 
 @dataclass(frozen=True)
@@ -64,6 +68,7 @@ class Listed:
     healthy: int
     segments: int
     created_at: float
+    meta: Optional[dict] = None  # everything sealed with it (None: sealed under another key file)
 
 
 def _noop(_: int) -> None:
@@ -108,17 +113,22 @@ class ObjectClient:
 
     # store ------------------------------------------------------------------------------------
     async def store(self, path: Path, k: int = DEFAULT_K, n: int = DEFAULT_N, progress: Progress = _noop,
-                    salt: Optional[bytes] = None) -> Stored:
-        """Seal, code and upload one file; returns its object id. ``salt`` is for tests only."""
+                    salt: Optional[bytes] = None, name: Optional[str] = None, meta: Optional[dict] = None,
+                    reader=None, size: Optional[int] = None) -> Stored:
+        """Seal, code and upload one file; returns its object id. ``name`` (default: the file's) and
+        ``meta`` travel sealed with the object. ``salt`` is for tests only."""
         path = Path(path)
         if not 1 <= k <= n:
             raise ClientError(f"need 1 <= k <= n (got k={k}, n={n}): any k of the n shards rebuild the file")
         started = time.perf_counter()
-        source = await asyncio.to_thread(StoreSource, path, self.key, k, n, salt=salt)
+        source = await asyncio.to_thread(StoreSource, path, self.key, k, n, salt=salt, reader=reader, size=size)
         try:
             layout = source.layout
-            meta = seal_meta(self.key, {"name": path.name[:MAX_NAME], "size": source.plain_size})
-            declare = ObjectDeclare(size=layout.size, k=k, n=n, block=layout.block, meta=meta)
+            sealed = seal_meta(self.key, {**(meta or {}), "name": (name or path.name)[:MAX_NAME],
+                                          "size": source.plain_size})
+            if len(sealed) > MAX_META_CHARS:  # what does not fit is dropped, never the name and size
+                sealed = seal_meta(self.key, {"name": (name or path.name)[:MAX_NAME], "size": source.plain_size})
+            declare = ObjectDeclare(size=layout.size, k=k, n=n, block=layout.block, meta=sealed)
             reply = await self._request(f"store {path}", "POST", "/v1/objects", declare.model_dump_json().encode())
             if reply.status != 201:
                 raise self._error(f"store {path}", reply)
@@ -145,11 +155,14 @@ class ObjectClient:
             source.close()
         progress(source.plain_size)
         return Stored(id=stored.id, path=path, plain_size=source.plain_size, sha256=source.sha256, size=layout.size,
-                      segments=stored.segments, shards=stored.shards, seconds=time.perf_counter() - started)
+                      segments=stored.segments, shards=stored.shards, seconds=time.perf_counter() - started,
+                      header=source.header, layout=layout)
 
     @staticmethod
     async def _body(source: StoreSource, progress: Progress, failure: list) -> AsyncIterator[bytes]:
-        """Batches made in a worker thread, the next one while this one is sent."""
+        """Batches made in a worker thread, the next one while this one is sent. Only the source's own
+        failures are recorded: a cancellation means the gateway answered first, and its answer is the
+        error to report."""
         batches = source.batches()
 
         def produce() -> Optional[bytes]:
@@ -160,7 +173,9 @@ class ObjectClient:
             while True:
                 try:
                     chunk = await pending
-                except BaseException as exc:
+                except asyncio.CancelledError:
+                    raise  # aiohttp stopped sending (the gateway answered early): its answer says why
+                except Exception as exc:
                     failure.append(exc)
                     raise
                 if chunk is None:
@@ -216,13 +231,21 @@ class ObjectClient:
         return Path(name)
 
     async def _read_frames(self, content, restorer: Restorer, layout: ObjectLayout, progress: Progress) -> None:
+        async for data, indices, block in self._batches(content, layout):
+            await asyncio.to_thread(restorer.consume, data, indices, block)
+            progress(restorer.written)
+
+    async def _batches(self, content, layout: ObjectLayout) -> AsyncIterator[tuple[bytes, list[int], int]]:
+        """The gateway's frames as batches of whole stripes (about READ_BATCH bytes each), checked for
+        order and count; a stream cut short is a GatewayError."""
         try:
-            await self._frames(content, restorer, layout, progress)
+            async for batch in self._frames(content, layout):
+                yield batch
         except asyncio.IncompleteReadError:
             raise GatewayError("the gateway stopped in the middle of the object: nothing was written; try "
                                "again") from None
 
-    async def _frames(self, content, restorer: Restorer, layout: ObjectLayout, progress: Progress) -> None:
+    async def _frames(self, content, layout: ObjectLayout) -> AsyncIterator[tuple[bytes, list[int], int]]:
         expected_segment = 0
         stripes_seen = 0
         while True:
@@ -248,12 +271,84 @@ class ObjectClient:
             left = stripes
             while left:
                 m = min(per_batch, left)
-                data = await content.readexactly(m * stripe_bytes)
-                await asyncio.to_thread(restorer.consume, data, indices, block)
-                progress(restorer.written)
+                yield await content.readexactly(m * stripe_bytes), indices, block
                 left -= m
             stripes_seen += stripes
             expected_segment += 1
+
+    async def read_range(self, object_id: str, header: bytes, layout: ObjectLayout, first: int,
+                         last: int) -> AsyncIterator[bytes]:
+        """Plaintext bytes ``first..last`` of an object whose sealed header and layout the caller kept
+        (:class:`Stored`): only the gateway segments holding the AEAD segments that cover the range
+        are fetched (``?stripes=a-b``) and only those AEAD segments are decrypted. Memory: one batch
+        of stripes and one AEAD segment."""
+        opener = SegmentOpener(self.key, header, layout.size)
+        i0, i1 = opener.span(first, last)
+        c0, c1 = opener.offset(i0), opener.offset(i1) + opener.length(i1)
+        sd = layout.stripe_data
+        what = f"read {object_id} bytes {first}-{last}"
+        try:
+            async with self.client.get_stream(self.host, self.port,
+                                              f"/v1/objects/{object_id}?stripes={c0 // sd}-{(c1 - 1) // sd}",
+                                              self.gateway.hotkey) as resp:
+                if resp.status != 200:
+                    raise self._error(what, Reply(resp.status, await resp.content.read(1 << 16), 0.0))
+                try:
+                    entry = ObjectEntry.model_validate_json(resp.headers.get(OBJECT_HEADER, ""))
+                    pos = int(resp.headers.get(FIRST_STRIPE_HEADER, "0")) * sd  # an older gateway: from 0
+                except ValueError:
+                    raise GatewayError(f"{what}: the gateway sent no object description") from None
+                if (entry.size, entry.k, entry.block) != (layout.size, layout.k, layout.block) or pos > c0:
+                    raise IntegrityError(f"{what}: the gateway describes another object than was stored")
+                decoder = StripeDecoder(layout.k, layout.n)
+                buf = bytearray()
+                index = i0
+                async for _, data, indices, block in _ranged_frames(resp.content):
+                    if block != layout.block or len(indices) != layout.k:
+                        raise IntegrityError(f"{what}: the gateway sent stripes of another shape")
+                    try:
+                        ciphertext = await asyncio.to_thread(decoder.decode, data, indices, block)
+                    except ValueError as exc:
+                        raise IntegrityError(f"{what}: the gateway sent malformed stripes ({exc})") from None
+                    lo, hi = max(c0 - pos, 0), min(c1 - pos, len(ciphertext))
+                    if hi > lo:
+                        buf += ciphertext[lo:hi]
+                    pos += len(ciphertext)
+                    while index <= i1 and len(buf) >= opener.length(index):
+                        n = opener.length(index)
+                        plain = await asyncio.to_thread(opener.open, index, bytes(buf[:n]))
+                        del buf[:n]
+                        start = index * opener.segment
+                        yield plain[max(first - start, 0):min(last + 1 - start, len(plain))]
+                        index += 1
+                    if index > i1:
+                        return
+                raise GatewayError(f"{what}: the gateway ended before the range")
+        except asyncio.IncompleteReadError:
+            raise GatewayError(f"{what}: the gateway stopped in the middle of the range") from None
+        except PeerError as exc:
+            raise GatewayError(f"{what}: the connection to the gateway failed: {exc}", code=exc.kind) from None
+
+    @asynccontextmanager
+    async def open_object(self, object_id: str) -> AsyncIterator["PlainStream"]:
+        """An object's plaintext as a stream, for a server that passes it on (``tensorage s3``):
+        every chunk yielded passed its tag; the content hash is checked after the last one, and a
+        failure there raises (the caller's own client sees a cut transfer, as it must)."""
+        if not is_object_id(object_id):
+            raise ClientError(f"{object_id!r} is not an object id")
+        what = f"retrieve {object_id}"
+        try:
+            async with self.client.get_stream(self.host, self.port, f"/v1/objects/{object_id}",
+                                              self.gateway.hotkey) as resp:
+                if resp.status != 200:
+                    raise self._error(what, Reply(resp.status, await resp.content.read(1 << 16), 0.0))
+                try:
+                    entry = ObjectEntry.model_validate_json(resp.headers.get(OBJECT_HEADER, ""))
+                except ValueError:
+                    raise GatewayError(f"{what}: the gateway sent no object description") from None
+                yield PlainStream(self, entry, resp.content)
+        except PeerError as exc:
+            raise GatewayError(f"{what}: the connection to the gateway failed: {exc}", code=exc.kind) from None
 
     # list / remove --------------------------------------------------------------------------------
     async def list(self) -> tuple[list[Listed], int, int]:
@@ -267,7 +362,8 @@ class ObjectClient:
             meta = open_meta(self.key, e.meta) if self.key else None
             out.append(Listed(id=e.id, name=meta.get("name") if meta else None,
                               plain_size=meta.get("size") if meta else None, size=e.size, k=e.k, n=e.n,
-                              state=e.state, healthy=e.healthy, segments=e.segments, created_at=e.created_at))
+                              state=e.state, healthy=e.healthy, segments=e.segments, created_at=e.created_at,
+                              meta=meta))
         return out, listing.used_bytes, listing.quota_bytes
 
     async def remove(self, object_id: str) -> None:
@@ -276,3 +372,45 @@ class ObjectClient:
         reply = await self._request(f"rm {object_id}", "DELETE", f"/v1/objects/{object_id}")
         if reply.status != 200:
             raise self._error(f"rm {object_id}", reply)
+
+
+async def _ranged_frames(content) -> AsyncIterator[tuple[int, bytes, list[int], int]]:
+    """A ranged answer's frames: (segment, stripes' bytes, indices, block), a batch at a time."""
+    while True:
+        magic = await content.readexactly(4)
+        if magic == FRAME_END:
+            return
+        if magic == FRAME_ERROR:
+            length = parse_length(await content.readexactly(4))
+            message = (await content.readexactly(min(length, 4096))).decode(errors="replace")
+            raise GatewayError(f"the gateway could not finish the object: {message}", code="damaged")
+        if magic != FRAME_SEGMENT:
+            raise IntegrityError("the gateway sent a malformed stream")
+        segment, stripes, block, k = parse_segment_header(await content.readexactly(SEGMENT_HEADER_BYTES))
+        indices = list(await content.readexactly(k))
+        per_batch = max(1, READ_BATCH // (k * block))
+        left = stripes
+        while left:
+            m = min(per_batch, left)
+            yield segment, await content.readexactly(m * k * block), indices, block
+            left -= m
+
+
+class PlainStream:
+    """One object being read (:meth:`ObjectClient.open_object`): its entry, sealed metadata, and
+    its plaintext in chunks of about a megabyte."""
+
+    def __init__(self, client: ObjectClient, entry: ObjectEntry, content) -> None:
+        self.client, self.entry, self._content = client, entry, content
+        self.layout = ObjectLayout(entry.size, entry.k, entry.n, entry.block)
+        self.meta = open_meta(client.key, entry.meta) or {}
+
+    async def chunks(self, first: int = 0, last: Optional[int] = None) -> AsyncIterator[bytes]:
+        """Plaintext in order from the object's start; a reader that needs only bytes ``first..last``
+        may stop early (the gateway stops when the connection closes)."""
+        decrypter = Decrypter(self.client.key, self.layout)
+        async for data, indices, block in self.client._batches(self._content, self.layout):
+            plain = await asyncio.to_thread(decrypter.consume, data, indices, block)
+            if plain:
+                yield plain
+        decrypter.finish()

@@ -36,6 +36,8 @@ MAGIC = b"TSGO"
 VERSION = 1
 ALG_AES256_GCM = 1
 SEGMENT = 64 << 10
+MAX_SEGMENT = 1 << 20  # the largest segment size a client opens: the header is clear text, so a gateway could
+                       # otherwise name a segment as large as the object and have it buffered before any tag
 TAG = 16
 HEADER = struct.Struct(">4sBBHI16s16s")
 TRAILER = struct.Struct(">Q32s")
@@ -127,8 +129,9 @@ class Opener:
         if version != VERSION or alg != ALG_AES256_GCM:
             raise IntegrityError(f"object format v{version}/alg {alg} is not supported by this client: upgrade "
                                  f"tensorage (pip install -U tensorage)")
-        if segment < 1:
-            raise IntegrityError("the object's header is damaged (segment size 0)")
+        if not 1 <= segment <= MAX_SEGMENT:
+            raise IntegrityError(f"the object's header names a segment size of {segment} bytes (this client opens "
+                                 f"1..{MAX_SEGMENT}): it was damaged or tampered with; nothing was written")
         material = _derive(self._master, salt, _OBJECT_INFO, 48)
         if not secrets.compare_digest(material[32:], check):
             raise WrongKey("this object was encrypted with another key file: pass the key file it was stored "
@@ -197,6 +200,41 @@ class Opener:
             raise IntegrityError(f"the object ended after {self._consumed + len(self._buf)} of {self.total} bytes "
                                  f"without its final segment: it was cut short")
         return self._result
+
+
+class SegmentOpener:
+    """Open chosen data segments of a sealed object (a ranged read) given its 44-byte header and
+    ciphertext size: only the segments that cover the range are fetched and decrypted. Each one's
+    tag binds its index and the header, so a segment moved, swapped or taken from another object
+    fails; the content hash is not checked (it covers the whole object)."""
+
+    def __init__(self, master: bytes, header: bytes, total: int) -> None:
+        self._opener = Opener(master, total)
+        self._opener._open_header(header)
+        self.segment = self._opener._segment
+        self.segments = self._opener._segments
+        self.plain_size = max(0, total - HEADER.size - FINAL_SEGMENT - self.segments * TAG)
+
+    def span(self, first: int, last: int) -> tuple[int, int]:
+        """Data segments holding plaintext bytes ``first..last``."""
+        return first // self.segment, last // self.segment
+
+    def offset(self, index: int) -> int:
+        """Where data segment ``index`` starts in the ciphertext."""
+        return HEADER.size + index * (self.segment + TAG)
+
+    def length(self, index: int) -> int:
+        return self.segment + TAG if index < self.segments - 1 else self._opener._last_len
+
+    def open(self, index: int, chunk: bytes) -> bytes:
+        if not 0 <= index < self.segments or len(chunk) != self.length(index):
+            raise IntegrityError(f"segment {index} has the wrong length: the data was damaged or tampered with")
+        try:
+            assert self._opener._aead is not None
+            return self._opener._aead.decrypt(_nonce(index, False), chunk, self._opener.header)
+        except InvalidTag:
+            raise IntegrityError(f"segment {index} fails its authentication tag: the data was damaged or "
+                                 f"tampered with") from None
 
 
 def seal_meta(master: bytes, meta: dict) -> str:

@@ -92,6 +92,26 @@ def output_file(text: str, name: str) -> Path:
     return path
 
 
+def s3_location(listed) -> Optional[tuple[str, str]]:
+    """(bucket, key) of an object stored through `tensorage s3` (sealed with it), else None."""
+    s3 = (listed.meta or {}).get("s3") if getattr(listed, "meta", None) else None
+    if isinstance(s3, dict) and isinstance(s3.get("b"), str) and isinstance(s3.get("k"), str):
+        return s3["b"], s3["k"]
+    return None
+
+
+def by_bucket(objects: list) -> list:
+    """Objects grouped by S3 bucket (then key); files stored with `tensorage store` first, in the
+    gateway's order."""
+    return sorted(objects, key=lambda o: s3_location(o) or ("", ""))
+
+
+def display_name(listed) -> Optional[str]:
+    """``bucket/key`` for an object stored through S3, else its file name (None: sealed elsewhere)."""
+    where = s3_location(listed)
+    return f"{where[0]}/{where[1]}" if where else listed.name
+
+
 def default_name(listed) -> str:
     """The name a retrieved object gets by default: its stored name, else its id."""
     return os.path.basename(listed.name or "") or listed.id

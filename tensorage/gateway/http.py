@@ -238,6 +238,19 @@ class ObjectRoutes:
                 await asyncio.gather(placing, return_exceptions=True)
             Spool.remove(f.path for f in files)
 
+    @staticmethod
+    def _segment_span(request: web.Request, obj) -> tuple[int, int]:
+        """``?stripes=a-b`` (a ranged read): the segments that hold those stripes; else all of them."""
+        text = request.query.get("stripes")
+        if text is None:
+            return 0, obj.segments - 1
+        a, _, b = text.partition("-")
+        total = ObjectLayout(obj.size, obj.k, obj.n, obj.block).stripes
+        if not (a.isdigit() and b.isdigit()) or not int(a) <= int(b) < total:
+            reject(416, "bad_range", f"stripes={text[:40]!r}: this object has stripes 0..{total - 1}; ask for "
+                                     f"stripes=FIRST-LAST")
+        return int(a) // obj.per_segment, int(b) // obj.per_segment
+
     @access(CLIENT)
     async def handle_retrieve(self: "Gateway", request: web.Request) -> web.StreamResponse:
         from .retrieval import stream
@@ -249,8 +262,10 @@ class ObjectRoutes:
                                          "Content-Type": "application/octet-stream"})
         if self._retrieves >= MAX_RETRIEVES:
             reject(429, "busy", "too many retrievals at once on this gateway: try again in a moment")
+        first, last = self._segment_span(request, obj)
         self._retrieves += 1
         try:
-            return await stream(self, request, obj, self._entry(obj, self.db.health([obj.id]).get(obj.id, 0)))
+            return await stream(self, request, obj, self._entry(obj, self.db.health([obj.id]).get(obj.id, 0)),
+                                first, last)
         finally:
             self._retrieves -= 1

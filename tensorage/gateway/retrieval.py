@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Optional
 from aiohttp import web
 
 from ..events import ObjectEvent
-from ..net.objects import FRAME_END, OBJECT_HEADER, ObjectLayout, error_frame, segment_frame
+from ..net.objects import FIRST_STRIPE_HEADER, FRAME_END, OBJECT_HEADER, ObjectLayout, error_frame, segment_frame
 from ..storage.gateway_db import SOURCES
 from ..storage.wrap import keystream
 from .peers import FetchError
@@ -113,17 +113,21 @@ async def fetch_segment(gw: "Gateway", obj, seg: int, unwrap: bool = True, servi
                           stripes=ObjectLayout(obj.size, obj.k, obj.n, obj.block).segments(obj.per_segment)[seg])
 
 
-async def stream(gw: "Gateway", request: web.Request, obj, entry) -> web.StreamResponse:
-    """The object as segment frames, the next segment fetched while this one is sent."""
+async def stream(gw: "Gateway", request: web.Request, obj, entry, first: int = 0,
+                 last: Optional[int] = None) -> web.StreamResponse:
+    """The object's segments ``first..last`` (default: all) as segment frames, the next segment
+    fetched while this one is sent. A ranged read names its first stripe in a header."""
     segments = ObjectLayout(obj.size, obj.k, obj.n, obj.block).segments(obj.per_segment)
+    last = len(segments) - 1 if last is None else last
     started = time.perf_counter()
-    prefetch: Optional[asyncio.Task] = asyncio.ensure_future(fetch_segment(gw, obj, 0, serving=True))
+    prefetch: Optional[asyncio.Task] = asyncio.ensure_future(fetch_segment(gw, obj, first, serving=True))
     response = web.StreamResponse(headers={OBJECT_HEADER: entry.model_dump_json(),
+                                           FIRST_STRIPE_HEADER: str(first * obj.per_segment),
                                            "Content-Type": "application/octet-stream"})
     try:
         await response.prepare(request)
         per_batch = max(1, BATCH_BYTES // (obj.k * obj.block))
-        for seg in range(len(segments)):
+        for seg in range(first, last + 1):
             assert prefetch is not None
             try:
                 got = await prefetch
@@ -135,7 +139,7 @@ async def stream(gw: "Gateway", request: web.Request, obj, entry) -> web.StreamR
                                                  f"miners that are down come back with them)"))
                 return response
             prefetch = (asyncio.ensure_future(fetch_segment(gw, obj, seg + 1, serving=True))
-                        if seg + 1 < len(segments) else None)
+                        if seg + 1 <= last else None)
             try:
                 async with asyncio.timeout(IDLE_S):
                     await response.write(segment_frame(seg, got.stripes, obj.block, got.indices))
@@ -158,7 +162,9 @@ async def stream(gw: "Gateway", request: web.Request, obj, entry) -> web.StreamR
             res = await asyncio.gather(prefetch, return_exceptions=True)
             if isinstance(res[0], FetchedSegment):
                 Spool.remove(res[0].paths)
-    gw.bus.publish(ObjectEvent(action="retrieved", object_id=obj.id, client=obj.client, bytes=obj.size,
+    whole = (first, last) == (0, len(segments) - 1)
+    sent = obj.size if whole else sum(segments[first:last + 1]) * obj.k * obj.block
+    gw.bus.publish(ObjectEvent(action="retrieved", object_id=obj.id, client=obj.client, bytes=sent,
                                seconds=time.perf_counter() - started, source=gw.source))
     return response
 

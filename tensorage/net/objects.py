@@ -238,6 +238,8 @@ class ShardChecked(Message):
 #   END1                                 (every segment was sent)
 
 OBJECT_HEADER = "X-Tensorage-Object"
+FIRST_STRIPE_HEADER = "X-Tensorage-First-Stripe"  # a ranged retrieval (?stripes=a-b) starts at this stripe: the
+                                                  # first of the gateway segment holding stripe a
 FRAME_SEGMENT = b"SEG1"
 FRAME_ERROR = b"ERR1"
 FRAME_END = b"END1"

@@ -19,7 +19,7 @@ from textual.binding import Binding
 from textual.widget import Widget
 from textual.widgets import DataTable, Static
 
-from ...client.session import default_name, input_file, output_file
+from ...client.session import by_bucket, default_name, display_name, input_file, output_file
 from ...events import ClientTransfer
 from ..format import bar, size
 from ..messages import ObjectCommand
@@ -129,7 +129,7 @@ class ObjectsScreen(ConsoleScreen):
     # -- drawing ----------------------------------------------------------------------------------
     def objects(self) -> list:
         listing = self.console.objects
-        return listing.objects if listing is not None else []
+        return by_bucket(listing.objects) if listing is not None else []  # S3 objects grouped by bucket
 
     def selected(self):
         key = self.query_one("#obj-table", KeyedTable).selected_key()
@@ -181,7 +181,8 @@ class ObjectsScreen(ConsoleScreen):
         room = max(8, min(NAME_MAX, width - fixed - 4))
         rows = []
         for o in self.objects():
-            name = Text(o.name, no_wrap=True) if o.name is not None else Text("(sealed)", style="dim")
+            shown = display_name(o)
+            name = Text(shown, no_wrap=True) if shown is not None else Text("(sealed)", style="dim")
             if name.cell_len > room:
                 name.truncate(room - 1)
                 name.append("…")
