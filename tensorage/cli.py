@@ -135,6 +135,10 @@ def _allocate(settings: Settings, args: argparse.Namespace, allocator, bus, plan
         done = asyncio.run(allocator.allocate(plan.requested_bytes, repair=args.repair))
     out.print(f"[green]done:[/] {done.plots} plots, {done.verified} verified, {done.plot_bytes / GB:.3f} GB "
               f"in {done.seconds:.1f}s")
+    if done.failed:  # the plots made are kept; the share is short of what was asked
+        err.print(f"[red]error:[/] {done.failed} plots could not be made ({done.last_error}); the plots made are "
+                  f"kept: fix the cause and run allocate again to make the rest")
+        return 1
     return 0
 
 

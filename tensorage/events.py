@@ -177,11 +177,14 @@ class AllocationDone(Event):
     plot_bytes: int
     seconds: float
     disk: str = ""  # the --db_root_path disk allocated, when a miner has several
+    failed: int = 0       # plots of this run that failed (a full disk, a plotter crash): the share is short
+    last_error: str = ""  # why the last of them failed
 
     def summary(self) -> str:
         where = f" on {self.disk}" if self.disk else ""
+        short = f"; {self.failed} plots failed, last: {self.last_error}" if self.failed else ""
         return (f"allocation complete{where}: {self.plots} plots ({self.verified} verified), "
-                f"{self.plot_bytes / 1e9:.2f} GB in {self.seconds:.1f}s")
+                f"{self.plot_bytes / 1e9:.2f} GB in {self.seconds:.1f}s{short}")
 
 
 @dataclass(kw_only=True)

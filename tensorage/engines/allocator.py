@@ -371,7 +371,7 @@ class Allocator:
         st.work_total, st.work_done = sum(seconds_per_plot(r.k) for r in pending), 0.0
         workers = max(1, self.settings.workers)
         running: dict[asyncio.Task, object] = {}
-        failures = 0
+        failures = failed_this_run = 0
         try:
             while pending or running:
                 inflight = sum(peak_bytes(r.k) for r in running.values())
@@ -413,6 +413,7 @@ class Allocator:
                     if not isinstance(exc, PlotError):
                         raise exc
                     failures += 1
+                    failed_this_run += 1
                     st.last_error = str(exc)
                     index.set_state(row.seed, PlotState.FAILED)
                     self.bus.publish(ErrorEvent(message=str(exc), source=self.source))
@@ -431,7 +432,8 @@ class Allocator:
             st.running.clear()
             self.refresh_counts()
         done = AllocationDone(plots=st.done, verified=st.verified, plot_bytes=st.plot_bytes,
-                              seconds=time.monotonic() - began, disk=self.disk_label, source=self.source)
+                              seconds=time.monotonic() - began, disk=self.disk_label, source=self.source,
+                              failed=failed_this_run, last_error=st.last_error if failed_this_run else "")
         self.bus.publish(done)
         return done
 

@@ -247,12 +247,16 @@ class DiskSet:
         ``--workers`` plots at a time in all)."""
         self.split(size_bytes)
         began = time.monotonic()
+        failed, errors = 0, []
         for d in self.disks:
             if d.ok and self._plots_fit(d):
-                await d.allocator.allocate(d.allocator.share_bytes, repair=repair)
+                one = await d.allocator.allocate(d.allocator.share_bytes, repair=repair)
+                failed += one.failed
+                errors += [f"{d.allocator.disk_label or d}: {one.last_error}"] if one.failed else []
         st = self.status
         return AllocationDone(plots=st.done, verified=st.verified, plot_bytes=st.plot_bytes,
-                              seconds=time.monotonic() - began, source=self.source)
+                              seconds=time.monotonic() - began, source=self.source, failed=failed,
+                              last_error="; ".join(errors))
 
     async def reallocate(self) -> PartitionPlan:
         """Reallocate every disk that is not lost; a disk that fails with an I/O error is lost, not

@@ -92,9 +92,10 @@ def test_a_disk_that_fills_mid_plot_loses_no_plot_and_leaves_nothing_half_made(t
         filler = fill(disk, leave=rng.randint(0, 1 << 20))
         # chiapos sleeps and retries a short write forever; the allocator must stop that plot, say
         # why, and end (this hung for good before)
-        proc.wait(timeout=120)
+        code = proc.wait(timeout=120)
         out = log.read_text()
         assert "the disk is full" in out, out[-2000:]
+        assert code != 0, "allocate said done with exit 0 although a plot failed for the full disk"  # exited 0 before
         found = witness.check(node)
         if found.lost_bytes:
             ledger.lost(fault, found.lost_bytes, "; ".join(found.lost))
