@@ -30,6 +30,7 @@ from ..net.auth import ALLOWED_CLIENTS, BODY, CALLER, CLIENT, PUBLIC, access
 from ..net.errors import parse, reject
 from ..net.objects import (DEFAULT_K, DEFAULT_N, MAX_N, OBJECT_HEADER, GatewayInfo, ObjectDeclare, ObjectDeclared,
                            ObjectDeleted, ObjectEntry, ObjectLayout, ObjectList, ObjectStored, is_object_id)
+from ..net.pace import Pace, TooSlow
 from ..storage.gateway_db import MIN_SHARD_CHARGE, charged_bytes
 from .placement import PlacementFailed, candidates, place_segment
 from .spool import ShardFile, Spool, SpoolError, demux_sync, finish_sync
@@ -166,6 +167,9 @@ class ObjectRoutes:
         except PlacementFailed as exc:
             self._fail(obj, str(exc))
             reject(503, "placement_failed", f"{exc}: nothing was kept; try again later or with a smaller --n")
+        except TooSlow as exc:
+            self._fail(obj, f"upload too slow: {exc}")
+            reject(408, "too_slow", f"{exc}; nothing was kept")
         except (asyncio.IncompleteReadError, ConnectionError, aiohttp.ClientPayloadError, ValueError,
                 TimeoutError) as exc:
             self._fail(obj, f"upload interrupted: {type(exc).__name__}: {exc}")  # the client went away
@@ -200,6 +204,7 @@ class ObjectRoutes:
         layout = ObjectLayout(obj.size, obj.k, obj.n, obj.block)
         per_batch = max(1, BATCH_BYTES // layout.stripe_wire)
         placing: Optional[asyncio.Task] = None
+        pace = Pace(IDLE_S)  # a trickle cannot hold one of the client's upload slots (net/pace.py)
         files: list[ShardFile] = []
         shards, miners = 0, set()
         try:
@@ -210,8 +215,8 @@ class ObjectRoutes:
                     left = stripes
                     while left:
                         m = min(per_batch, left)
-                        async with asyncio.timeout(IDLE_S):
-                            data = await content.readexactly(m * layout.stripe_wire)
+                        data = await pace.read(m * layout.stripe_wire, content.readexactly(m * layout.stripe_wire))
+                        pace.got(len(data))
                         await asyncio.to_thread(demux_sync, data, [f for _, f in writers], obj.n, obj.block)
                         left -= m
                     finished = await asyncio.to_thread(finish_sync, writers)

@@ -29,6 +29,7 @@ import peewee as pw
 
 from ..errors import CorruptIndex
 from ..net.objects import is_shard_id
+from ..net.pace import Pace, TooSlow
 from ..proofs.certificates import Certificate, CertificateError
 from ..proofs.merkle import MerkleError, ShardTree, leaf_count, read_proof, tree_bytes, tree_of_file
 from ..proofs.windows import SampledChunk
@@ -553,14 +554,14 @@ def _write_synced(path: Path, data: bytes) -> None:
 
 
 async def _idle_bounded(chunks: AsyncIterator[bytes], seconds: float) -> AsyncIterator[bytes]:
-    it = chunks.__aiter__()
+    """The chunks, as long as they keep up with the floor rate (net/pace.py) and none is ``seconds`` late."""
+    it, pace = chunks.__aiter__(), Pace(seconds)
     while True:
         try:
-            async with asyncio.timeout(seconds):
-                chunk = await it.__anext__()
+            chunk = await pace.read(1, it.__anext__())
         except StopAsyncIteration:
             return
-        except TimeoutError:
-            raise ShardRefused(408, "idle", f"nothing arrived for {seconds:.0f}s: send the shard without "
-                                            f"pausing") from None
+        except TooSlow as exc:
+            raise ShardRefused(408, "too_slow", str(exc)) from None
+        pace.got(len(chunk))
         yield chunk
