@@ -155,19 +155,24 @@ def small_disk(tmp_path):
 
 
 def fill(path, leave: int = 0) -> None:
-    """Write zeros until the device refuses, then give back ``leave`` bytes."""
+    """Write zeros until the device refuses, then give back ``leave`` bytes. Unbuffered: a buffered
+    file kept the refused bytes and raised ENOSPC again when it was closed."""
     import errno
     import os
 
-    with open(path, "wb") as f:
-        try:
-            while True:
-                f.write(b"\0" * (1 << 16))
-                f.flush()
-        except OSError as exc:
-            assert exc.errno == errno.ENOSPC
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+    try:
+        block = b"\0" * (1 << 16)
+        while True:
+            try:
+                os.write(fd, block)
+            except OSError as exc:
+                assert exc.errno == errno.ENOSPC
+                break
         if leave:
-            f.truncate(max(0, os.fstat(f.fileno()).st_size - leave))
+            os.ftruncate(fd, max(0, os.fstat(fd).st_size - leave))
+    finally:
+        os.close(fd)
 
 
 def test_a_full_disk_is_an_operators_error_that_loses_nothing_and_status_shows_it(devnet_root, small_disk, capsys):
