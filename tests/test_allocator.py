@@ -78,6 +78,7 @@ def _plotter_children(marker: str) -> list[psutil.Process]:
     return found
 
 
+@pytest.mark.faults  # a fault test: run with the fault suite (`pytest -m faults`), not in the default ten minutes
 def test_kill_9_mid_plot_then_resume(devnet_root, tmp_path):
     db_root = tmp_path / "node"
     args = ["allocate", "--subtensor.network", "devnet", "--devnet.root", str(devnet_root), "--wallet.name", "miner-1",

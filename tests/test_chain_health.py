@@ -211,6 +211,7 @@ async def get_plots(client, miner) -> tuple[int, float]:
     return reply.status, time.monotonic() - started
 
 
+@pytest.mark.faults  # a fault test: run with the fault suite (`pytest -m faults`), not in the default ten minutes
 async def test_nodes_ride_out_a_chain_that_errors_then_stalls_then_recovers(plotted_devnet):
     from tensorage.engines.run import build_node
     from tensorage.net.client import SignedClient

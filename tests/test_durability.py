@@ -79,6 +79,7 @@ def windows(net: ObjectNet, count: int) -> None:
              count * 6 + 30, f"{count} windows", every=0.5)
 
 
+@pytest.mark.faults  # a fault test: run with the fault suite (`pytest -m faults`), not in the default ten minutes
 def test_outage_pause_kill_rollout_and_skew_lose_no_shard(net, tmp_path):
     src, oid = store(net, tmp_path, 3_000_000)  # three segments on all six miners
     net.until_listed(oid)

@@ -36,6 +36,7 @@ class Tally:
 TALLY = Tally()
 
 
+@pytest.hookimpl(tryfirst=True)  # marked before `-m` deselects: the default run leaves the suite to its own run
 def pytest_collection_modifyitems(config, items):
     here = Path(__file__).parent
     for item in items:
