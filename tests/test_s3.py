@@ -7,6 +7,7 @@ from __future__ import annotations
 import hashlib
 import os
 import subprocess
+import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -260,10 +261,15 @@ def test_a_presigned_get_works_with_a_plain_http_client(world, bucket):
 
 
 def _tree(root: Path) -> dict[str, bytes]:
+    """Files written a minute ago: `aws s3 sync` uploads a file whose mtime is newer than the object's
+    LastModified, which S3 gives to the second, so a file written in the second of its upload would
+    be sent again by the next sync (a fresh-clone run did just that)."""
     files = {"a.txt": b"alpha\n", "sub/b.bin": os.urandom(300_000), "sub/deeper/c.txt": b"", "d e.txt": b"spaces"}
+    past = time.time() - 60
     for rel, data in files.items():
         (root / rel).parent.mkdir(parents=True, exist_ok=True)
         (root / rel).write_bytes(data)
+        os.utime(root / rel, (past, past))
     return files
 
 
