@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Optional, TextIO
 from pythonjsonlogger.json import JsonFormatter
 from rich.console import Console
 from rich.logging import RichHandler
+from rich.text import Text
 
 from .errors import ConfigError
 from .events import ChallengeResult, ChallengeServed, ErrorEvent, Event, EventBus, LogEvent
@@ -40,6 +41,27 @@ def json_line(level: int, message: str, role: str = "", node: str = "", logger: 
     return json_formatter(role, node).format(record)
 
 
+class _RichLines(RichHandler):
+    """A rich handler that prints a record's traceback text (an engine job's, carried as ``exc_text``)
+    whole under its line, not folded into the message column: at the 80 columns of a headless log
+    file a folded traceback splits paths and names, and an operator's grep for them finds nothing."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        text = record.exc_text
+        if not text or record.exc_info:
+            super().emit(record)
+            return
+        record.exc_text = None  # the table row without it; other handlers see the record as it was
+        try:
+            super().emit(record)
+        finally:
+            record.exc_text = text
+        try:
+            self.console.print(Text(text), soft_wrap=True, highlight=False)
+        except Exception:
+            self.handleError(record)
+
+
 def setup_logging(debug: bool = False, trace: bool = False, stream: Optional[TextIO] = None, fmt: str = "rich",
                   file: Optional[str] = None, max_mb: float = 50.0, backups: int = 5, role: str = "",
                   node: str = "") -> None:
@@ -53,8 +75,8 @@ def setup_logging(debug: bool = False, trace: bool = False, stream: Optional[Tex
         handler = logging.StreamHandler(out)
         handler.setFormatter(json_formatter(role, node))
     else:
-        handler = RichHandler(console=Console(file=out, soft_wrap=True), show_path=False, rich_tracebacks=True,
-                              markup=False, log_time_format="[%X]")
+        handler = _RichLines(console=Console(file=out, soft_wrap=True), show_path=False, rich_tracebacks=True,
+                             markup=False, log_time_format="[%X]")
     handlers = [handler]
     if file:
         handlers.append(rotating_file(file, max_mb, backups, json_formatter(role, node) if fmt == "json"
