@@ -20,8 +20,9 @@ from tensorage.storage.partition import seconds_per_plot
 
 from .subnet import Subnet, wait_for
 
-# twenty-one node processes start on two cores before the windows are counted
-pytestmark = pytest.mark.timeout(900)
+# twenty-one node processes start on two cores before the windows are counted: 90 s of the default
+# suite's ten minutes, so the arena runs after it (pytest -m adversaries, in the README's test command)
+pytestmark = [pytest.mark.timeout(900), pytest.mark.adversaries]
 
 SIZE = 0.03  # four k=18 plots
 SMALL = 0.02  # two

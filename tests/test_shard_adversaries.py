@@ -36,7 +36,7 @@ from tensorage.proofs.windows import CLIENT_WEIGHT, SERVE_WEIGHT, client_credit,
 from .objectnet import VALIDATOR, ObjectNet
 from .shard_adversaries import CHEAT_FILE, EXTRA_FILE, JUNK_SHARDS, junk_certificate, junk_tree
 
-pytestmark = pytest.mark.timeout(600)
+pytestmark = [pytest.mark.timeout(600), pytest.mark.adversaries]  # a minute's arena: after the default suite
 
 PROFILE = PROFILES["devnet"]
 HONEST = ["honest-0", "honest-1", "honest-2"]
