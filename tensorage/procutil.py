@@ -69,6 +69,7 @@ HEAP_BUFFERS = 64 << 20
 
 
 SWITCH_INTERVAL_S = 0.001
+SWITCH_ENV = "TENSORAGE_SWITCH_INTERVAL_MS"  # CPython's 5 for an A/B (benchmarks/bench_hostile_round --switch-ms)
 
 
 def share_the_interpreter() -> None:
@@ -79,7 +80,11 @@ def share_the_interpreter() -> None:
     more switching."""
     import sys
 
-    sys.setswitchinterval(SWITCH_INTERVAL_S)
+    try:
+        seconds = float(os.environ[SWITCH_ENV]) / 1000
+    except (KeyError, ValueError):
+        seconds = SWITCH_INTERVAL_S
+    sys.setswitchinterval(seconds if 0 < seconds <= 0.1 else SWITCH_INTERVAL_S)
 
 
 def tune_for_bulk_bytes() -> None:

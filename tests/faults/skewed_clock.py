@@ -46,8 +46,20 @@ class RealTime:
         return getattr(time, name)
 
 
+def skewed_pool_child(*args: object) -> None:
+    """A node's spawned children (its signing child above all: it stamps the window requests' nonces)
+    read the same machine clock as the node, so they are skewed too."""
+    time.time, time.time_ns = skewed_time, skewed_time_ns
+    from tensorage import procutil
+
+    procutil._pool_child(*args)  # the child's own, unpatched initializer
+
+
 def main() -> None:
     time.time, time.time_ns = skewed_time, skewed_time_ns
+    from tensorage import procutil
+
+    procutil._pool_child = skewed_pool_child  # child_pool's initializer, pickled by name for the spawned child
     assert sys.argv[1] == "tensorage", "usage: python -m tests.faults.skewed_clock tensorage <command> ..."
     sys.argv = sys.argv[1:]
     import tensorage.chain.devnet as devnet
