@@ -14,7 +14,7 @@ honest ones hold 2 real k=18 plots each and answer real proofs; the other 1,007 
 plots and answer a right-length junk proof per (plot, j), so the validator verifies about as many
 proofs as it would for honest miners; one of them turns hostile in phase B.
 
-Run: python -m benchmarks.bench_hostile_round [--miners 1024] [--windows 12] [--nice -10] [--switch-ms 5]
+Run: python -m benchmarks.bench_hostile_round [--miners 1024] [--windows 12] [--nice -10]
 """
 
 from __future__ import annotations
@@ -40,7 +40,6 @@ from tensorage.chain.devnet_init import init_devnet
 from tensorage.chain.wallets import create_wallet
 from tensorage.config import PROFILES
 from tensorage.net.server import serve
-from tensorage.procutil import SWITCH_ENV, SWITCH_INTERVAL_S
 from tensorage.proofs.plots import plot_filename, plot_id
 from tensorage.proofs.prover_pool import PlotTask, ProverPool
 from tensorage.storage.layout import Layout
@@ -131,8 +130,7 @@ async def run(a: argparse.Namespace, base: Path) -> None:
                 str(root), "--wallet.name", "validator-0", "--db_root_path", str(db_root),
                 "--seconds_per_weights", "60", "--axon.port", str(a.port)]
         proc = await asyncio.create_subprocess_exec(*argv, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                                    env={**os.environ, "COLUMNS": "200",
-                                                         SWITCH_ENV: str(a.switch_ms)})
+                                                    env={**os.environ, "COLUMNS": "200"})
         ps = psutil.Process(proc.pid)
         if a.nice:  # before it starts its threads and children: they inherit it
             renice(proc.pid, a.nice)
@@ -244,8 +242,6 @@ def main() -> None:
     p.add_argument("--port", type=int, default=18391)
     p.add_argument("--nice", type=int, default=0, help="the validator's and the health poller's niceness (below 0 "
                    "needs root): on a machine shared with other work, -10 keeps that work's load out of the figure")
-    p.add_argument("--switch-ms", type=float, default=SWITCH_INTERVAL_S * 1000,
-                   help="the validator's GIL switch interval (CPython's default is 5): an A/B of share_the_interpreter")
     a = parse_args(p)
     base = Path(tempfile.mkdtemp(prefix="tensorage-bench-"))
     try:

@@ -60,31 +60,11 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, PARENT_ENV: str(os.getpid()), **(extra or {})}
 
 
-
 # glibc serves allocations over 128 KiB with fresh mmaps and returns them on free: every 1 MiB buffer a
 # node moves (a shard's bytes through wrap, hash, spool and socket) then costs 256 page faults, which
 # measured a third of a gateway's CPU per GiB. Keep them in the heap instead.
 M_TRIM_THRESHOLD, M_MMAP_THRESHOLD = -1, -3
 HEAP_BUFFERS = 64 << 20
-
-
-SWITCH_INTERVAL_S = 0.001
-SWITCH_ENV = "TENSORAGE_SWITCH_INTERVAL_MS"  # CPython's 5 for an A/B (benchmarks/bench_hostile_round --switch-ms)
-
-
-def share_the_interpreter() -> None:
-    """A node's loop shares the GIL with its peer thread (a window's 1,024 requests, net/peer_loop.py).
-    Each time the loop comes back from a system call it waits for the GIL up to the switch interval,
-    and answering one request takes a dozen such calls: at CPython's default 5 ms a health check
-    could wait 100 ms behind a window's burst. At 1 ms it waits a fifth of that, for a few percent
-    more switching."""
-    import sys
-
-    try:
-        seconds = float(os.environ[SWITCH_ENV]) / 1000
-    except (KeyError, ValueError):
-        seconds = SWITCH_INTERVAL_S
-    sys.setswitchinterval(seconds if 0 < seconds <= 0.1 else SWITCH_INTERVAL_S)
 
 
 def tune_for_bulk_bytes() -> None:

@@ -18,7 +18,7 @@ from ..logs import log_events, setup_logging_for
 from ..net.address import plan_axon
 from ..storage.layout import Layout
 from ..storage.lock import refuse_if_held
-from ..procutil import die_with_parent, share_the_interpreter, tune_for_bulk_bytes
+from ..procutil import die_with_parent, tune_for_bulk_bytes
 from .node import Node
 
 
@@ -121,7 +121,6 @@ def main(role: str, settings: Settings, events_jsonl: bool = False, node_factory
     try:
         node = node_factory(role, settings, bus)
         tune_for_bulk_bytes()  # after the imports and the node's making: what exists now is never garbage
-        share_the_interpreter()
         asyncio.run(run_node(node))
     finally:
         if relay is not None:
