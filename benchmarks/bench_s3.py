@@ -29,7 +29,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from .common import console, report
+from .common import console, headline, parse_args, report
 
 MiB = 1 << 20
 
@@ -55,7 +55,7 @@ def main() -> None:
     ap.add_argument("--reps", type=int, default=3)
     ap.add_argument("--part-mb", type=int, default=8,
                     help="boto3's multipart threshold and part size (8: its default; 0: one request each way)")
-    args = ap.parse_args()
+    args = parse_args(ap)
 
     import boto3
     from boto3.s3.transfer import TransferConfig
@@ -136,6 +136,13 @@ def main() -> None:
             console.print("[yellow]moto_server not installed (pip install 'moto[server]'): no context rows[/]")
         mode = f"{args.part_mb} MiB parts and ranges" if args.part_mb else "one request each way"
         report(f"tensorage s3, {args.size_mb} MiB objects, {mode}, median of {args.reps}", rows)
+        up, down = rate("s3 up") / rate("lib up"), rate("s3 down") / rate("lib down")
+        context = (f"; moto_server {rate('moto up'):.0f} up, {rate('moto down'):.0f} down MiB/s" if plain is not None
+                   else "")
+        headline(f"boto3 upload through tensorage s3, {args.size_mb} MiB, {mode} (download {rate('s3 down'):.0f} vs "
+                 f"{rate('lib down'):.0f} MiB/s, {down:.2f}×{context})", rate("s3 up"), "MiB/s", rate("lib up"),
+                 "tensorage store (the client library) of the same bytes", "≥ 0.9× up and down",
+                 up >= 0.9 and down >= 0.9)
     finally:
         if moto is not None:
             moto.terminate()

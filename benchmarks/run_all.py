@@ -57,6 +57,7 @@ BENCHES = [
     Bench("validator_scale", ("--shapes", "100", "--windows", "20", "--block_time", "0.5", "--real_plots", "0")),
     Bench("objects", ("--size-mb", "64", "--reps", "1", "--rss-gb", "0.25")),
     Bench("console", ("--seconds", "10", "--warmup", "10")),
+    Bench("s3", ("--size-mb", "32", "--reps", "3", "--part-mb", "0")),
 ]
 
 

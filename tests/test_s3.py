@@ -391,6 +391,9 @@ def test_the_mapping_is_rebuilt_from_the_gateway_and_tensorage_store_shows_in_s3
     data = os.urandom(40_000)
     s3.put_object(Bucket=bucket, Key="deep/keep.bin", Body=data, Metadata={"origin": "s3"})
     etag = s3.head_object(Bucket=bucket, Key="deep/keep.bin")["ETag"]
+    big = os.urandom(10 * MiB)  # three gateway segments
+    s3.put_object(Bucket=bucket, Key="deep/big.bin", Body=big)
+    big_id = _object_id(world, bucket, "deep/big.bin")
     multi_etag = s3.head_object(Bucket=bucket, Key="multi.bin")["ETag"]
     world.stop_s3()
     (world.state / "tensorage-s3.sqlite").rename(world.state / "lost.sqlite")  # the mapping is gone
@@ -404,7 +407,27 @@ def test_the_mapping_is_rebuilt_from_the_gateway_and_tensorage_store_shows_in_s3
     assert s3.head_object(Bucket=bucket, Key="multi.bin")["ETag"] == multi_etag
     assert s3.get_object(Bucket="tensorage", Key="from-cli.txt")["Body"].read() == b"stored with tensorage store\n"
     ranged = s3.get_object(Bucket=bucket, Key="deep/keep.bin", Range="bytes=100-199")["Body"].read()
-    assert ranged == data[100:200]  # no header kept for a rebuilt entry: streamed from the start
+    assert ranged == data[100:200]
+    cli = s3.get_object(Bucket="tensorage", Key="from-cli.txt", Range="bytes=5-14")["Body"].read()
+    assert cli == b"stored with tensorage store\n"[5:15]
+
+    # a rebuilt entry has no header kept: the first ranged read takes it from the object's first
+    # stripe (segment 0) and keeps it; neither read fetches the middle segment
+    def served() -> dict[int, int]:
+        out: dict[int, int] = {}
+        for row in world.net.shards_of(big_id):
+            out[row.segment] = out.get(row.segment, 0) + row.served
+        return out
+
+    before = served()
+    for _ in range(2):
+        got = s3.get_object(Bucket=bucket, Key="deep/big.bin", Range=f"bytes={len(big) - 100}-")["Body"].read()
+        assert got == big[-100:]
+        if _ == 0:
+            first = served()
+    after = served()
+    assert first[1] == before[1] and first[2] > before[2]
+    assert after[0] == first[0] and after[1] == first[1] and after[2] > first[2]  # the header was kept
     log = world.log.read_text()
     assert log.count(world.credentials[1]) == 1  # the secret was printed on the first run only
     assert "object(s) added from the gateway's listing" in log

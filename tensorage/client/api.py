@@ -13,7 +13,7 @@ import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from contextlib import asynccontextmanager
+from contextlib import aclosing, asynccontextmanager
 from typing import AsyncIterator, Callable, Optional
 
 import bittensor as bt
@@ -26,7 +26,7 @@ from ..net.objects import (DEFAULT_K, DEFAULT_N, FIRST_STRIPE_HEADER, FRAME_END,
 from .errors import ClientError, GatewayError, IntegrityError, from_reply
 from .pipeline import Decrypter, Restorer, StoreSource
 from .erasure import StripeDecoder
-from .sealing import SegmentOpener, open_meta, seal_meta
+from .sealing import HEADER, SegmentOpener, open_meta, seal_meta
 
 Progress = Callable[[int], None]
 READ_BATCH = 1 << 20
@@ -279,51 +279,82 @@ class ObjectClient:
     async def read_range(self, object_id: str, header: bytes, layout: ObjectLayout, first: int,
                          last: int) -> AsyncIterator[bytes]:
         """Plaintext bytes ``first..last`` of an object whose sealed header and layout the caller kept
-        (:class:`Stored`): only the gateway segments holding the AEAD segments that cover the range
-        are fetched (``?stripes=a-b``) and only those AEAD segments are decrypted. Memory: one batch
-        of stripes and one AEAD segment."""
+        (:class:`Stored`, or :meth:`read_header`): only the gateway segments holding the AEAD segments
+        that cover the range are fetched (``?stripes=a-b``) and only those AEAD segments are
+        decrypted. Memory: one batch of stripes and one AEAD segment."""
         opener = SegmentOpener(self.key, header, layout.size)
         i0, i1 = opener.span(first, last)
         c0, c1 = opener.offset(i0), opener.offset(i1) + opener.length(i1)
         sd = layout.stripe_data
         what = f"read {object_id} bytes {first}-{last}"
+        buf = bytearray()
+        index, checked = i0, False
+        async with aclosing(self._ciphertext(object_id, c0 // sd, (c1 - 1) // sd, what)) as batches:
+            async for entry, pos, ciphertext in batches:
+                if not checked:  # the first batch must start at or before the range
+                    if (entry.size, entry.k, entry.block) != (layout.size, layout.k, layout.block) or pos > c0:
+                        raise IntegrityError(f"{what}: the gateway describes another object than was stored")
+                    checked = True
+                lo, hi = max(c0 - pos, 0), min(c1 - pos, len(ciphertext))
+                if hi > lo:
+                    buf += ciphertext[lo:hi]
+                while index <= i1 and len(buf) >= opener.length(index):
+                    n = opener.length(index)
+                    plain = await asyncio.to_thread(opener.open, index, bytes(buf[:n]))
+                    del buf[:n]
+                    start = index * opener.segment
+                    yield plain[max(first - start, 0):min(last + 1 - start, len(plain))]
+                    index += 1
+                if index > i1:
+                    return
+        raise GatewayError(f"{what}: the gateway ended before the range")
+
+    async def read_header(self, object_id: str) -> tuple[bytes, ObjectLayout]:
+        """An object's sealed header and layout, from its first gateway stripe alone: what a ranged
+        read needs when the caller did not keep them (an object stored by ``tensorage store``, or a
+        mapping rebuilt from the gateway's listing). The header must open under this client's key."""
+        what = f"read {object_id}'s header"
+        buf = bytearray()
+        entry = None
+        async with aclosing(self._ciphertext(object_id, 0, 0, what)) as batches:
+            async for entry, pos, ciphertext in batches:
+                if pos != len(buf):
+                    raise IntegrityError(f"{what}: the gateway sent the object from byte {pos}, not its start")
+                buf += ciphertext
+                if len(buf) >= HEADER.size:
+                    break
+        if entry is None or len(buf) < HEADER.size:
+            raise GatewayError(f"{what}: the gateway ended before the header")
+        header, layout = bytes(buf[:HEADER.size]), ObjectLayout(entry.size, entry.k, entry.n, entry.block)
+        SegmentOpener(self.key, header, layout.size)  # a header sealed under another key is refused here
+        return header, layout
+
+    async def _ciphertext(self, object_id: str, s0: int, s1: int,
+                          what: str) -> AsyncIterator[tuple[ObjectEntry, int, bytes]]:
+        """Gateway stripes ``s0..s1`` decoded to ciphertext, a batch at a time, each with the object's
+        entry and where the batch starts in the ciphertext."""
         try:
-            async with self.client.get_stream(self.host, self.port,
-                                              f"/v1/objects/{object_id}?stripes={c0 // sd}-{(c1 - 1) // sd}",
+            async with self.client.get_stream(self.host, self.port, f"/v1/objects/{object_id}?stripes={s0}-{s1}",
                                               self.gateway.hotkey) as resp:
                 if resp.status != 200:
                     raise self._error(what, Reply(resp.status, await resp.content.read(1 << 16), 0.0))
                 try:
                     entry = ObjectEntry.model_validate_json(resp.headers.get(OBJECT_HEADER, ""))
-                    pos = int(resp.headers.get(FIRST_STRIPE_HEADER, "0")) * sd  # an older gateway: from 0
+                    # an older gateway answers from stripe 0
+                    pos = int(resp.headers.get(FIRST_STRIPE_HEADER, "0")) * ObjectLayout(
+                        entry.size, entry.k, entry.n, entry.block).stripe_data
                 except ValueError:
                     raise GatewayError(f"{what}: the gateway sent no object description") from None
-                if (entry.size, entry.k, entry.block) != (layout.size, layout.k, layout.block) or pos > c0:
-                    raise IntegrityError(f"{what}: the gateway describes another object than was stored")
-                decoder = StripeDecoder(layout.k, layout.n)
-                buf = bytearray()
-                index = i0
+                decoder = StripeDecoder(entry.k, entry.n)
                 async for _, data, indices, block in _ranged_frames(resp.content):
-                    if block != layout.block or len(indices) != layout.k:
+                    if block != entry.block or len(indices) != entry.k:
                         raise IntegrityError(f"{what}: the gateway sent stripes of another shape")
                     try:
                         ciphertext = await asyncio.to_thread(decoder.decode, data, indices, block)
                     except ValueError as exc:
                         raise IntegrityError(f"{what}: the gateway sent malformed stripes ({exc})") from None
-                    lo, hi = max(c0 - pos, 0), min(c1 - pos, len(ciphertext))
-                    if hi > lo:
-                        buf += ciphertext[lo:hi]
+                    yield entry, pos, ciphertext
                     pos += len(ciphertext)
-                    while index <= i1 and len(buf) >= opener.length(index):
-                        n = opener.length(index)
-                        plain = await asyncio.to_thread(opener.open, index, bytes(buf[:n]))
-                        del buf[:n]
-                        start = index * opener.segment
-                        yield plain[max(first - start, 0):min(last + 1 - start, len(plain))]
-                        index += 1
-                    if index > i1:
-                        return
-                raise GatewayError(f"{what}: the gateway ended before the range")
         except asyncio.IncompleteReadError:
             raise GatewayError(f"{what}: the gateway stopped in the middle of the range") from None
         except PeerError as exc:

@@ -133,6 +133,12 @@ class Mapping:
             raise NoSuchKey(resource=f"/{bucket}/{key}")
         return e
 
+    def keep_layout(self, bucket: str, key: str, object_id: str, sealed: str) -> None:
+        """Keep a header read for a ranged GET (an entry rebuilt or stored by ``tensorage store``), if
+        the key still names that object."""
+        self.Entry.update(sealed=sealed).where((self.Entry.bucket == bucket) & (self.Entry.key == key) &
+                                               (self.Entry.object_id == object_id)).execute()
+
     def put(self, bucket: str, key: str, object_id: Optional[str], size: int, etag: str, content_type: str,
             meta: dict, modified_at: Optional[float] = None, sealed: str = "") -> Optional[str]:
         """Name an object; returns the object id this replaced if no other key names it (to remove)."""

@@ -286,8 +286,9 @@ class S3Server:
             headers["Content-Length"] = str(max(0, length))
             return web.Response(status=status, headers=headers)
         client = await self.remote.client()
-        if span is not None and entry.sealed:
-            return await self._ranged(request, client, entry, status, headers, first, last)
+        if span is not None:
+            sealed = entry.sealed or await self._read_layout(client, bucket, key, entry)
+            return await self._ranged(request, client, entry, sealed, status, headers, first, last)
         async with client.open_object(entry.object_id) as stream:
             if stream.meta.get("size") != entry.size:
                 raise InternalError(f"object {entry.object_id} holds {stream.meta.get('size')} bytes where the "
@@ -307,12 +308,25 @@ class S3Server:
             await resp.write_eof()
             return resp
 
-    async def _ranged(self, request: web.Request, client, entry, status: int, headers: dict, first: int,
-                      last: int) -> web.StreamResponse:
+    async def _read_layout(self, client, bucket: str, key: str, entry) -> str:
+        """The sealed header and layout of an entry that has none kept (rebuilt from the gateway's
+        listing, or stored with ``tensorage store``), read from the object's first stripe and kept."""
+        from ..client.sealing import SegmentOpener
+
+        header, lay = await client.read_header(entry.object_id)
+        if SegmentOpener(client.key, header, lay.size).plain_size != entry.size:
+            raise InternalError(f"object {entry.object_id} does not hold the {entry.size} bytes the mapping says: "
+                                f"rebuild the mapping")
+        sealed = json.dumps({"h": header.hex(), "s": lay.size, "k": lay.k, "n": lay.n, "b": lay.block})
+        self.mapping.keep_layout(bucket, key, entry.object_id, sealed)
+        return sealed
+
+    async def _ranged(self, request: web.Request, client, entry, sealed_json: str, status: int, headers: dict,
+                      first: int, last: int) -> web.StreamResponse:
         """Only the segments that cover the range are fetched and decrypted (``read_range``)."""
         from ..net.objects import ObjectLayout
 
-        sealed = json.loads(entry.sealed)
+        sealed = json.loads(sealed_json)
         layout = ObjectLayout(sealed["s"], sealed["k"], sealed["n"], sealed["b"])
         resp = web.StreamResponse(status=status, headers=headers)
         resp.content_length = last - first + 1
