@@ -71,6 +71,7 @@ def plotted_devnet_template(tmp_path_factory) -> Path:
     from tensorage.chain import devnet_init
     from tensorage.chain.wallets import load_wallet
     from tensorage.engines.allocator import Allocator
+    from tensorage.errors import NotEnoughSpace
 
     from .subnet import _session_wallet, provide_plots, remember_plots
 
@@ -87,7 +88,13 @@ def plotted_devnet_template(tmp_path_factory) -> Path:
         allocator = Allocator(settings, load_wallet(settings).hotkey.ss58_address, EventBus())
         if attempt == 0:
             provide_plots(allocator.layout.plots, allocator.hotkey, allocator.plan().add)
-        done = asyncio.run(allocator.allocate())
+        try:
+            done = asyncio.run(allocator.allocate())
+        except NotEnoughSpace:
+            # the other way round: the first plots were large enough that the fourth planned one no
+            # longer fits (a CI run drew this); the allocator says so, and we draw again
+            allocator.close()
+            continue
         if attempt == 0:
             remember_plots(allocator.layout.root, allocator.hotkey)
         stable = not allocator.plan().add
@@ -95,7 +102,7 @@ def plotted_devnet_template(tmp_path_factory) -> Path:
         assert done.plots == done.verified >= 4  # a fifth when the copied-in four are small
         if stable and done.plots == 4:
             return root
-    raise AssertionError("five draws of four k18 plots all left room for a fifth")
+    raise AssertionError("five draws of k18 plots all left room for a fifth or no room for a fourth")
 
 
 @pytest.fixture
