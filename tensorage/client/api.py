@@ -14,7 +14,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 from contextlib import aclosing, asynccontextmanager
-from typing import AsyncIterator, Callable, Optional
+from typing import Any, AsyncIterator, Callable, Optional
 
 import bittensor as bt
 
@@ -198,15 +198,7 @@ class ObjectClient:
         started = time.perf_counter()
         what = f"retrieve {object_id}"
         try:
-            async with self.client.get_stream(self.host, self.port, f"/v1/objects/{object_id}",
-                                              self.gateway.hotkey) as resp:
-                if resp.status != 200:
-                    raise self._error(what, Reply(resp.status, await resp.content.read(1 << 16), 0.0))
-                try:
-                    entry = ObjectEntry.model_validate_json(resp.headers.get(OBJECT_HEADER, ""))
-                except ValueError:
-                    raise GatewayError(f"{what}: the gateway sent no object description: is it a tensorage "
-                                       f"gateway of this protocol version?") from None
+            async with self._object_response(f"/v1/objects/{object_id}", what) as (resp, entry):
                 layout = ObjectLayout(entry.size, entry.k, entry.n, entry.block)
                 target = Path(out) if out is not None else self._default_name(entry)
                 restorer = await asyncio.to_thread(Restorer, self.key, layout, target, force)
@@ -222,6 +214,20 @@ class ObjectClient:
                                code=exc.kind) from None
         return Retrieved(id=object_id, path=target, plain_size=opened.size, sha256=opened.sha256,
                          seconds=time.perf_counter() - started)
+
+    @asynccontextmanager
+    async def _object_response(self, path: str, what: str) -> AsyncIterator[tuple[Any, ObjectEntry]]:
+        """A gateway GET of an object (whole or ranged): a refusal raised with the gateway's own
+        message, and the object description every answer must carry."""
+        async with self.client.get_stream(self.host, self.port, path, self.gateway.hotkey) as resp:
+            if resp.status != 200:
+                raise self._error(what, Reply(resp.status, await resp.content.read(1 << 16), 0.0))
+            try:
+                entry = ObjectEntry.model_validate_json(resp.headers.get(OBJECT_HEADER, ""))
+            except ValueError:
+                raise GatewayError(f"{what}: the gateway sent no object description: is it a tensorage "
+                                   f"gateway of this protocol version?") from None
+            yield resp, entry
 
     def _default_name(self, entry: ObjectEntry) -> Path:
         meta = open_meta(self.key, entry.meta) or {}
@@ -334,17 +340,12 @@ class ObjectClient:
         """Gateway stripes ``s0..s1`` decoded to ciphertext, a batch at a time, each with the object's
         entry and where the batch starts in the ciphertext."""
         try:
-            async with self.client.get_stream(self.host, self.port, f"/v1/objects/{object_id}?stripes={s0}-{s1}",
-                                              self.gateway.hotkey) as resp:
-                if resp.status != 200:
-                    raise self._error(what, Reply(resp.status, await resp.content.read(1 << 16), 0.0))
-                try:
-                    entry = ObjectEntry.model_validate_json(resp.headers.get(OBJECT_HEADER, ""))
-                    # an older gateway answers from stripe 0
-                    pos = int(resp.headers.get(FIRST_STRIPE_HEADER, "0")) * ObjectLayout(
-                        entry.size, entry.k, entry.n, entry.block).stripe_data
+            async with self._object_response(f"/v1/objects/{object_id}?stripes={s0}-{s1}", what) as (resp, entry):
+                try:  # an older gateway answers from stripe 0
+                    first_stripe = int(resp.headers.get(FIRST_STRIPE_HEADER, "0"))
                 except ValueError:
-                    raise GatewayError(f"{what}: the gateway sent no object description") from None
+                    raise GatewayError(f"{what}: the gateway sent a malformed {FIRST_STRIPE_HEADER}") from None
+                pos = first_stripe * ObjectLayout(entry.size, entry.k, entry.n, entry.block).stripe_data
                 decoder = StripeDecoder(entry.k, entry.n)
                 async for _, data, indices, block in _ranged_frames(resp.content):
                     if block != entry.block or len(indices) != entry.k:
@@ -369,14 +370,7 @@ class ObjectClient:
             raise ClientError(f"{object_id!r} is not an object id")
         what = f"retrieve {object_id}"
         try:
-            async with self.client.get_stream(self.host, self.port, f"/v1/objects/{object_id}",
-                                              self.gateway.hotkey) as resp:
-                if resp.status != 200:
-                    raise self._error(what, Reply(resp.status, await resp.content.read(1 << 16), 0.0))
-                try:
-                    entry = ObjectEntry.model_validate_json(resp.headers.get(OBJECT_HEADER, ""))
-                except ValueError:
-                    raise GatewayError(f"{what}: the gateway sent no object description") from None
+            async with self._object_response(f"/v1/objects/{object_id}", what) as (resp, entry):
                 yield PlainStream(self, entry, resp.content)
         except PeerError as exc:
             raise GatewayError(f"{what}: the connection to the gateway failed: {exc}", code=exc.kind) from None
