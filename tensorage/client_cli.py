@@ -93,15 +93,22 @@ def _progress() -> Iterator[Progress]:
         yield bar
 
 
-def cmd_store(settings: Settings, args: argparse.Namespace) -> int:
+def key_for_writing(settings: Settings, key_file: Optional[str]):
+    """The client key, made on first use (``store``, ``s3``), with the warning to back it up."""
     from .client.keyfile import load_or_create_key, terminal_ask
-    from .errors import TensorageError
 
-    settings = client_settings(settings)
-    key = load_or_create_key(key_path(settings, args.key_file), terminal_ask())
+    key = load_or_create_key(key_path(settings, key_file), terminal_ask())
     if key.created:
         err.print(f"[yellow]created the key file {key.path}: back it up — without it your objects cannot be "
                   f"decrypted by anyone[/]")
+    return key
+
+
+def cmd_store(settings: Settings, args: argparse.Namespace) -> int:
+    from .errors import TensorageError
+
+    settings = client_settings(settings)
+    key = key_for_writing(settings, args.key_file)
 
     async def run() -> int:
         failed = 0

@@ -33,8 +33,8 @@ def add_s3_command(sub: argparse._SubParsersAction, common) -> None:
 def cmd_s3(settings: Settings, args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from .client.connect import client_settings, key_path
-    from .client.keyfile import load_or_create_key, terminal_ask
+    from .client.connect import client_settings
+    from .client_cli import key_for_writing
     from .procutil import tune_for_bulk_bytes
     from .s3.auth import CREDENTIALS_FILE, Verifier, load_or_create
     from .s3.mapping import Mapping
@@ -43,10 +43,7 @@ def cmd_s3(settings: Settings, args: argparse.Namespace) -> int:
     from .s3.routes import S3Server
 
     settings = client_settings(settings)
-    key = load_or_create_key(key_path(settings, args.key_file), terminal_ask())
-    if key.created:
-        err.print(f"[yellow]created the key file {key.path}: back it up — without it your objects cannot be "
-                  f"decrypted by anyone[/]")
+    key = key_for_writing(settings, args.key_file)
     state = Path(args.s3_dir) if args.s3_dir else key.path.parent
     state.mkdir(parents=True, exist_ok=True)
     creds = load_or_create(state / CREDENTIALS_FILE)
